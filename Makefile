@@ -1,0 +1,34 @@
+# hookline's commands. With DATABASE_URL unset, run/test/bench start a private
+# Postgres cluster under .hookline/pg (see .ci/postgres); with it set, they use it.
+
+GO ?= go
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/hookline/hookline/delivery.Version=$(VERSION)
+
+.PHONY: build run test lint bench
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o hookline ./cmd/hookline
+
+# Starts hookline on the local cluster: migrates, creates a demo merchant the
+# first time (its keys are kept in .hookline/ and printed every time), serves.
+run: build
+	@set -e; \
+	url="$${DATABASE_URL:-$$(.ci/postgres hookline)}"; \
+	export DATABASE_URL="$$url"; \
+	./hookline migrate; \
+	keys=".hookline/demo-merchant-$$(printf %s "$$url" | sha256sum | cut -c1-12).json"; \
+	mkdir -p .hookline; \
+	[ -s "$$keys" ] || ./hookline merchant create --name "Demo merchant" > "$$keys"; \
+	echo; echo "Demo merchant (kept in $$keys):"; cat "$$keys"; echo; \
+	exec ./hookline serve
+
+# The whole suite, with the race detector, against a real Postgres.
+test:
+	@set -e; \
+	url="$${DATABASE_URL:-$$(.ci/postgres hookline_test)}"; \
+	TEST_DATABASE_URL="$$url" $(GO) test -race -count=1 ./...
+
+lint:
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: the files above need formatting"; exit 1; }
+	$(GO) vet ./...

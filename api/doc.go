@@ -1,0 +1,11 @@
+// Package api is hookline's REST API (contract §2): an adapter from HTTP to the
+// events and delivery packages.
+//
+// One route table (server.go) and one file per resource. Handlers return
+// (object, error); [Server.renderError] is the single place an error becomes a
+// response, in Stripe's shape, with the cause of a 500 logged and never sent.
+// GET handlers read through the pool. Every POST runs in one database
+// transaction, opened by the route wrapper, that also claims its
+// Idempotency-Key: the state change, its events, their deliveries and the stored
+// response commit together or not at all.
+package api

@@ -1,0 +1,77 @@
+package api
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/hookline/hookline/events"
+)
+
+// Error is an API error in Stripe's shape. Message and Param are public; cause
+// is logged and never sent.
+type Error struct {
+	Status  int
+	Type    string
+	Code    string
+	Message string
+	Param   string
+	cause   error
+}
+
+func (e *Error) Error() string { return e.Message }
+
+func invalid(param, message string) *Error {
+	return &Error{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "parameter_invalid", Message: message, Param: param}
+}
+
+func notFound(what, id string) *Error {
+	return &Error{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "resource_missing",
+		Message: "No such " + what + ": '" + id + "'", Param: "id"}
+}
+
+// errorBody is the JSON of an error response.
+type errorBody struct {
+	Error struct {
+		Type    string  `json:"type"`
+		Code    string  `json:"code"`
+		Message string  `json:"message"`
+		Param   *string `json:"param"`
+	} `json:"error"`
+}
+
+// asAPIError maps any error a handler returns to the error sent: the domain's
+// errors to their 4xx, anything else to a 500 that says nothing of its cause.
+func asAPIError(err error) *Error {
+	var apiErr *Error
+	var stateErr *events.StateError
+	var invalidErr *events.InvalidError
+	switch {
+	case errors.As(err, &apiErr):
+		return apiErr
+	case errors.As(err, &invalidErr):
+		return invalid(invalidErr.Param, invalidErr.Param+" "+invalidErr.Message)
+	case errors.As(err, &stateErr):
+		return &Error{Status: http.StatusConflict, Type: "invalid_request_error", Code: "state_conflict", Message: stateErr.Message}
+	case errors.Is(err, events.ErrNotFound):
+		return &Error{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "resource_missing", Message: "No such object."}
+	default:
+		return &Error{Status: http.StatusInternalServerError, Type: "api_error", Code: "internal_error",
+			Message: "An internal error occurred. It has been logged; please retry.", cause: err}
+	}
+}
+
+// renderError writes err as the response, logging the cause of a 5xx.
+func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) {
+	e := asAPIError(err)
+	if e.Status >= http.StatusInternalServerError {
+		s.logger.ErrorContext(r.Context(), "request failed", slog.String("method", r.Method),
+			slog.String("path", r.URL.Path), slog.String("error", err.Error()))
+	}
+	var body errorBody
+	body.Error.Type, body.Error.Code, body.Error.Message = e.Type, e.Code, e.Message
+	if e.Param != "" {
+		body.Error.Param = &e.Param
+	}
+	writeJSON(w, e.Status, body)
+}

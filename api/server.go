@@ -1,0 +1,275 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-playground/validator/v10"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/hookline/hookline/events"
+)
+
+// Server is hookline's REST API.
+type Server struct {
+	logger   *slog.Logger
+	mux      *http.ServeMux
+	pool     *pgxpool.Pool
+	service  *events.Service
+	validate *validator.Validate
+}
+
+// Config is what the API needs from the process.
+type Config struct {
+	Logger  *slog.Logger
+	Pool    *pgxpool.Pool
+	Service *events.Service
+}
+
+// New returns the API's handler with every route registered.
+func New(cfg Config) *Server {
+	s := &Server{
+		logger:   cfg.Logger,
+		mux:      http.NewServeMux(),
+		pool:     cfg.Pool,
+		service:  cfg.Service,
+		validate: newValidator(),
+	}
+	s.routes()
+	return s
+}
+
+// routes is the route table: one line per endpoint of contract §2.
+func (s *Server) routes() {
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+
+	s.read("GET /v1/account", s.getAccount)
+	s.read("GET /v1/event_types", s.listEventTypes)
+	s.read("GET /v1/events", s.listEvents)
+	s.read("GET /v1/events/{id}", s.getEvent)
+
+	s.write("POST /v1/checkouts", http.StatusCreated, s.createCheckout)
+	s.read("GET /v1/checkouts", s.listCheckouts)
+	s.read("GET /v1/checkouts/{id}", s.getCheckout)
+	s.write("POST /v1/checkouts/{id}/expire", http.StatusOK, s.expireCheckout)
+	s.write("POST /v1/checkouts/{id}/payment_attempts", http.StatusCreated, s.createAttempt)
+
+	s.read("GET /v1/payment_attempts/{id}", s.getAttempt)
+	s.write("POST /v1/payment_attempts/{id}/process", http.StatusOK, s.transitionAttempt(events.AttemptProcessing))
+	s.write("POST /v1/payment_attempts/{id}/succeed", http.StatusOK, s.transitionAttempt(events.AttemptSucceeded))
+	s.write("POST /v1/payment_attempts/{id}/fail", http.StatusOK, s.failAttempt)
+}
+
+// ServeHTTP serves a request, answering unknown paths and methods in the API's
+// JSON error shape rather than ServeMux's plain text.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	h, pattern := s.mux.Handler(r)
+	if pattern == "" {
+		// Let the mux decide between 404 and 405 (and set Allow), then speak JSON.
+		probe := httptest.NewRecorder()
+		h.ServeHTTP(probe, r)
+		if allow := probe.Header().Get("Allow"); allow != "" {
+			rec.Header().Set("Allow", allow)
+		}
+		msg := "Unrecognized request URL (" + r.Method + " " + r.URL.Path + ")."
+		if probe.Code == http.StatusMethodNotAllowed {
+			msg = "Method " + r.Method + " is not allowed on " + r.URL.Path + "."
+		}
+		s.renderError(rec, r, &Error{Status: probe.Code, Type: "invalid_request_error", Code: "route_missing", Message: msg})
+	} else {
+		s.mux.ServeHTTP(rec, r)
+	}
+	s.logger.DebugContext(r.Context(), "request", slog.String("method", r.Method), slog.String("route", pattern),
+		slog.Int("status", rec.status), slog.Duration("duration", time.Since(start)))
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(status int) {
+	r.status = status
+	r.ResponseWriter.WriteHeader(status)
+}
+
+// call is one authenticated request as handlers see it.
+type call struct {
+	r     *http.Request
+	scope events.Scope
+	body  []byte
+}
+
+func (c *call) id() string { return c.r.PathValue("id") }
+
+// read registers a GET handler, which reads through the pool.
+func (s *Server) read(pattern string, h func(ctx context.Context, c *call) (any, error)) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		scope, err := s.authenticate(r)
+		if err != nil {
+			s.renderError(w, r, err)
+			return
+		}
+		out, err := h(r.Context(), &call{r: r, scope: scope})
+		if err != nil {
+			s.renderError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+}
+
+// write registers a POST handler. It runs in one transaction with the
+// idempotency record: either the change, its events, its jobs and the stored
+// response all commit, or nothing does.
+func (s *Server) write(pattern string, status int, h func(ctx context.Context, c *call, tx pgx.Tx) (any, error)) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		scope, err := s.authenticate(r)
+		if err != nil {
+			s.renderError(w, r, err)
+			return
+		}
+		body, err := readBody(r)
+		if err != nil {
+			s.renderError(w, r, err)
+			return
+		}
+		c := &call{r: r, scope: scope, body: body}
+		var replay *storedResponse
+		var out []byte
+		err = pgx.BeginFunc(r.Context(), s.pool, func(tx pgx.Tx) error {
+			key := r.Header.Get("Idempotency-Key")
+			if key != "" {
+				stored, err := claimIdempotencyKey(r.Context(), tx, scope, key, requestHash(r, body))
+				if err != nil || stored != nil {
+					replay = stored
+					return err
+				}
+			}
+			obj, err := h(r.Context(), c, tx)
+			if err != nil {
+				return err
+			}
+			if out, err = json.Marshal(obj); err != nil {
+				return err
+			}
+			if key != "" {
+				return storeIdempotentResponse(r.Context(), tx, scope, key, status, out)
+			}
+			return nil
+		})
+		switch {
+		case err != nil:
+			s.renderError(w, r, err)
+		case replay != nil:
+			w.Header().Set("Idempotent-Replayed", "true")
+			writeRaw(w, replay.status, replay.body)
+		default:
+			writeRaw(w, status, out)
+		}
+	})
+}
+
+// authenticate resolves the request's API key, sent as a bearer token (or, for
+// curl's -u, as the basic-auth user name), to its merchant and mode.
+func (s *Server) authenticate(r *http.Request) (events.Scope, error) {
+	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		key, _, ok = r.BasicAuth()
+	}
+	if !ok || key == "" {
+		return events.Scope{}, &Error{Status: http.StatusUnauthorized, Type: "authentication_error", Code: "api_key_missing",
+			Message: "You did not provide an API key. Send it as Authorization: Bearer sk_test_..."}
+	}
+	scope, err := events.Authenticate(r.Context(), s.pool, key)
+	if errors.Is(err, events.ErrNotFound) {
+		return events.Scope{}, &Error{Status: http.StatusUnauthorized, Type: "authentication_error", Code: "api_key_invalid",
+			Message: "Invalid API key provided."}
+	}
+	return scope, err
+}
+
+// pageParams reads ?limit, ?starting_after and ?ending_before, refusing any
+// query parameter not in allowed (besides those three).
+func pageParams(r *http.Request, allowed ...string) (events.Page, error) {
+	q := r.URL.Query()
+	for name := range q {
+		switch name {
+		case "limit", "starting_after", "ending_before":
+		default:
+			if !slices.Contains(allowed, name) {
+				return events.Page{}, invalid(name, "Received unknown parameter: "+name)
+			}
+		}
+	}
+	page := events.Page{Limit: 10, StartingAfter: q.Get("starting_after"), EndingBefore: q.Get("ending_before")}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 100 {
+			return events.Page{}, invalid("limit", "limit must be a whole number from 1 to 100")
+		}
+		page.Limit = n
+	}
+	if page.StartingAfter != "" && page.EndingBefore != "" {
+		return events.Page{}, invalid("ending_before", "Send starting_after or ending_before, not both.")
+	}
+	return page, nil
+}
+
+// listBody is the JSON of a list response.
+type listBody[T any] struct {
+	Object  string `json:"object"`
+	Data    []T    `json:"data"`
+	HasMore bool   `json:"has_more"`
+	URL     string `json:"url"`
+}
+
+func newList[T any](r *http.Request, l *events.List[T]) listBody[T] {
+	data := l.Data
+	if data == nil {
+		data = []T{}
+	}
+	return listBody[T]{Object: "list", Data: data, HasMore: l.HasMore, URL: r.URL.Path}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":{"type":"api_error","code":"internal_error","message":"An internal error occurred.","param":null}}`)
+	}
+	writeRaw(w, status, b)
+}
+
+func writeRaw(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz reports whether the database answers: a process that cannot reach
+// Postgres can neither accept nor deliver events.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.pool.Ping(ctx); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "database unreachable"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}

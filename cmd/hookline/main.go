@@ -1,0 +1,113 @@
+// Command hookline runs hookline: the REST API and the delivery workers
+// (serve), the database migrations (migrate), and operator tasks.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/hookline/hookline/events"
+	"github.com/hookline/hookline/migrations"
+)
+
+const usage = `usage:
+  hookline serve                      run the REST API and the delivery workers
+  hookline migrate                    apply River's and hookline's migrations
+  hookline merchant create --name N   create a merchant and print its keys as JSON
+
+Configuration comes from the environment: DATABASE_URL (required), HOOKLINE_ADDR,
+HOOKLINE_ENV, HOOKLINE_RETRY_SCHEDULE, HOOKLINE_DELIVERY_TIMEOUT,
+HOOKLINE_OPERATOR_TOKEN, HOOKLINE_LOG_LEVEL. See README.md.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "hookline:", err)
+		os.Exit(1)
+	}
+}
+
+// run dispatches a command line; main's only job is to give it the process.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command")
+	}
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+
+	switch args[0] {
+	case "serve":
+		m, err := New(ctx, cfg, logger)
+		if err != nil {
+			return err
+		}
+		defer m.Close()
+		return m.Run(ctx)
+	case "migrate":
+		return withPool(ctx, cfg, func(pool *pgxpool.Pool) error {
+			if err := migrations.Up(ctx, pool); err != nil {
+				return err
+			}
+			logger.InfoContext(ctx, "migrations applied")
+			return nil
+		})
+	case "merchant":
+		return merchantCommand(ctx, cfg, args[1:], stdout)
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+}
+
+func merchantCommand(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
+	if len(args) == 0 || args[0] != "create" {
+		return errors.New("usage: hookline merchant create --name NAME")
+	}
+	fs := flag.NewFlagSet("merchant create", flag.ContinueOnError)
+	name := fs.String("name", "", "the merchant's name")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	return withPool(ctx, cfg, func(pool *pgxpool.Pool) error {
+		var created *events.NewMerchant
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			var err error
+			created, err = events.CreateMerchant(ctx, tx, *name)
+			return err
+		})
+		var invalid *events.InvalidError
+		if errors.As(err, &invalid) {
+			return fmt.Errorf("--%s %s", invalid.Param, invalid.Message)
+		}
+		if err != nil {
+			return err
+		}
+		return json.NewEncoder(stdout).Encode(created)
+	})
+}
+
+func withPool(ctx context.Context, cfg config, f func(*pgxpool.Pool) error) error {
+	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("connect to DATABASE_URL: %w", err)
+	}
+	defer pool.Close()
+	return f(pool)
+}

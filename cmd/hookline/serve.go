@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/hookline/hookline/api"
+	"github.com/hookline/hookline/events"
+)
+
+// shutdownTimeout bounds the drain on SIGTERM: in-flight requests and
+// deliveries get this long to finish.
+const shutdownTimeout = 30 * time.Second
+
+// Main is the serving process: the API and the River workers over one pool.
+// Tests boot it on :0 exactly as `hookline serve` does.
+type Main struct {
+	http     *http.Server
+	listener net.Listener
+	logger   *slog.Logger
+	pool     *pgxpool.Pool
+	workers  *river.Client[pgx.Tx]
+}
+
+// New connects to the database and wires the process. It listens at once so
+// that Addr is known (HOOKLINE_ADDR may be :0), but serves only in Run.
+func New(ctx context.Context, cfg config, logger *slog.Logger) (*Main, error) {
+	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("connect to DATABASE_URL: %w", err)
+	}
+	m := &Main{logger: logger, pool: pool}
+	if err := m.wire(cfg); err != nil {
+		m.Close()
+		return nil, err
+	}
+	m.listener, err = net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		m.Close()
+		return nil, fmt.Errorf("listen on HOOKLINE_ADDR %s: %w", cfg.Addr, err)
+	}
+	return m, nil
+}
+
+func (m *Main) wire(cfg config) error {
+	driver := riverpgxv5.New(m.pool)
+	// The domain inserts its jobs through an insert-only client, so that it
+	// can exist before the working client, whose workers need the domain.
+	inserter, err := river.NewClient(driver, &river.Config{Logger: m.logger})
+	if err != nil {
+		return fmt.Errorf("create river inserter: %w", err)
+	}
+	service := events.NewService(events.NewPublisher(nil), inserter)
+
+	workers := river.NewWorkers()
+	river.AddWorker(workers, events.NewExpireCheckoutWorker(m.pool, service))
+	m.workers, err = river.NewClient(driver, &river.Config{
+		Logger:  m.logger,
+		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 50}},
+		Workers: workers,
+	})
+	if err != nil {
+		return fmt.Errorf("create river client: %w", err)
+	}
+
+	m.http = &http.Server{
+		Handler:           api.New(api.Config{Logger: m.logger, Pool: m.pool, Service: service}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(m.logger.Handler(), slog.LevelWarn),
+	}
+	return nil
+}
+
+// Addr is the address the API listens on.
+func (m *Main) Addr() string { return m.listener.Addr().String() }
+
+// Run serves the API and works jobs until ctx is done, then drains: the API
+// stops taking requests, in-flight ones finish, and River lets running jobs
+// complete (a job still running at the deadline is rescued by another
+// process later, never lost).
+func (m *Main) Run(ctx context.Context) error {
+	if err := m.workers.Start(ctx); err != nil {
+		return fmt.Errorf("start river: %w", err)
+	}
+	m.logger.InfoContext(ctx, "hookline serving", slog.String("addr", m.Addr()))
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- m.http.Serve(m.listener) }()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		err = fmt.Errorf("serve http: %w", err)
+	}
+
+	m.logger.InfoContext(context.WithoutCancel(ctx), "hookline draining")
+	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if shutdownErr := m.http.Shutdown(drainCtx); shutdownErr != nil && !errors.Is(shutdownErr, http.ErrServerClosed) {
+		err = errors.Join(err, fmt.Errorf("shut down http: %w", shutdownErr))
+	}
+	if stopErr := m.workers.Stop(drainCtx); stopErr != nil {
+		err = errors.Join(err, fmt.Errorf("stop river: %w", stopErr))
+	}
+	m.logger.InfoContext(drainCtx, "hookline stopped")
+	return err
+}
+
+// Close releases the listener and the pool.
+func (m *Main) Close() {
+	if m.listener != nil {
+		m.listener.Close()
+	}
+	m.pool.Close()
+}

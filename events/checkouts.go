@@ -1,0 +1,212 @@
+package events
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+)
+
+// Checkout statuses and payment statuses (seed 001).
+const (
+	StatusOpen      = "open"
+	StatusCompleted = "completed"
+	StatusExpired   = "expired"
+
+	PaymentUnpaid = "unpaid"
+	PaymentPaid   = "paid"
+	PaymentFailed = "failed"
+)
+
+// Bounds of a checkout's life: Stripe's Checkout Sessions default to 24 hours
+// and allow up to 30 days.
+const (
+	DefaultCheckoutLifetime = 24 * time.Hour
+	MaxCheckoutLifetime     = 30 * 24 * time.Hour
+)
+
+// Checkout is the object merchants create to be paid, in its wire form: this
+// struct is both the API response and the data of checkout.* events.
+type Checkout struct {
+	ID                     string            `json:"id"`
+	Object                 string            `json:"object"`
+	Livemode               bool              `json:"livemode"`
+	Payin                  string            `json:"payin"`
+	CreatedAt              int64             `json:"created_at"`
+	ExpiryAt               int64             `json:"expiry_at"`
+	Status                 string            `json:"status"`
+	PaymentStatus          string            `json:"payment_status"`
+	InvoiceCurrency        string            `json:"invoice_currency"`
+	Amount                 string            `json:"amount"`
+	CustomerDetails        CustomerDetails   `json:"customer_details"`
+	TransactionDescription *string           `json:"transaction_description"`
+	ReferenceID            *string           `json:"reference_id"`
+	Metadata               map[string]string `json:"metadata"`
+	WebhookURL             *string           `json:"webhook_url"`
+}
+
+// CustomerDetails is who pays; every field is optional.
+type CustomerDetails struct {
+	Country *string `json:"country"`
+	Email   *string `json:"email"`
+	Name    *string `json:"name"`
+	Phone   *Phone  `json:"phone"`
+}
+
+// Phone is a phone number split as the seeds send it.
+type Phone struct {
+	CountryCode string `json:"country_code"`
+	Number      string `json:"number"`
+}
+
+// CheckoutParams are a new checkout's fields, already shaped by the API's
+// validation. A zero ExpiryAt means the default lifetime.
+type CheckoutParams struct {
+	Amount                 string
+	InvoiceCurrency        string
+	CustomerDetails        CustomerDetails
+	TransactionDescription *string
+	ReferenceID            *string
+	Metadata               map[string]string
+	WebhookURL             *string
+	ExpiryAt               time.Time
+}
+
+// Service carries out the domain's state changes. Each write method takes the
+// caller's transaction, so that the API can store an idempotent response, and a
+// job can complete itself, atomically with the change.
+type Service struct {
+	publisher *Publisher
+	river     *river.Client[pgx.Tx]
+}
+
+// NewService returns a Service that publishes through publisher and schedules
+// its own jobs (checkout expiry) with riverClient, which may be insert-only.
+func NewService(publisher *Publisher, riverClient *river.Client[pgx.Tx]) *Service {
+	return &Service{publisher: publisher, river: riverClient}
+}
+
+const checkoutColumns = `select id, livemode, payin, created_at, expiry_at, status, payment_status,
+	invoice_currency, amount, customer_details, transaction_description, reference_id, metadata, webhook_url
+	from checkouts`
+
+func scanCheckout(row pgx.Row) (*Checkout, error) {
+	c := &Checkout{Object: "checkout"}
+	var created, expiry time.Time
+	err := row.Scan(&c.ID, &c.Livemode, &c.Payin, &created, &expiry, &c.Status, &c.PaymentStatus,
+		&c.InvoiceCurrency, &c.Amount, &c.CustomerDetails, &c.TransactionDescription, &c.ReferenceID, &c.Metadata, &c.WebhookURL)
+	c.CreatedAt, c.ExpiryAt = created.Unix(), expiry.Unix()
+	return c, err
+}
+
+// CreateCheckout creates an open, unpaid checkout, emits checkout.created and
+// schedules its expiry.
+func (s *Service) CreateCheckout(ctx context.Context, tx pgx.Tx, scope Scope, p CheckoutParams) (*Checkout, error) {
+	if _, ok := CurrencyDecimals(p.InvoiceCurrency); !ok {
+		return nil, &InvalidError{Param: "invoice_currency", Message: "is not a currency hookline knows"}
+	}
+	now := time.Now().UTC()
+	expiry := p.ExpiryAt
+	switch {
+	case expiry.IsZero():
+		expiry = now.Add(DefaultCheckoutLifetime)
+	case !expiry.After(now):
+		return nil, &InvalidError{Param: "expiry_at", Message: "must be in the future"}
+	case expiry.After(now.Add(MaxCheckoutLifetime)):
+		return nil, &InvalidError{Param: "expiry_at", Message: "must be at most 30 days from now"}
+	}
+	metadata := p.Metadata
+	if metadata == nil {
+		metadata = map[string]string{}
+	}
+	c := &Checkout{
+		ID:                     NewID(PrefixCheckout),
+		Object:                 "checkout",
+		Livemode:               scope.Livemode,
+		Payin:                  NewID(PrefixPayin),
+		CreatedAt:              now.Unix(),
+		ExpiryAt:               expiry.Unix(),
+		Status:                 StatusOpen,
+		PaymentStatus:          PaymentUnpaid,
+		InvoiceCurrency:        p.InvoiceCurrency,
+		Amount:                 p.Amount,
+		CustomerDetails:        p.CustomerDetails,
+		TransactionDescription: p.TransactionDescription,
+		ReferenceID:            p.ReferenceID,
+		Metadata:               metadata,
+		WebhookURL:             p.WebhookURL,
+	}
+	_, err := tx.Exec(ctx, `insert into checkouts (id, merchant_id, livemode, payin, status, payment_status,
+		invoice_currency, amount, customer_details, transaction_description, reference_id, metadata, webhook_url,
+		expiry_at, created_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+		c.ID, scope.MerchantID, c.Livemode, c.Payin, c.Status, c.PaymentStatus, c.InvoiceCurrency, c.Amount,
+		c.CustomerDetails, c.TransactionDescription, c.ReferenceID, c.Metadata, c.WebhookURL,
+		time.Unix(c.ExpiryAt, 0), now)
+	if err != nil {
+		return nil, fmt.Errorf("insert checkout: %w", err)
+	}
+	if _, err := s.river.InsertTx(ctx, tx, ExpireCheckoutArgs{CheckoutID: c.ID},
+		&river.InsertOpts{ScheduledAt: time.Unix(c.ExpiryAt, 0)}); err != nil {
+		return nil, fmt.Errorf("schedule expiry: %w", err)
+	}
+	if _, err := s.publisher.Publish(ctx, tx, scope, CheckoutCreated, c, deref(c.WebhookURL)); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// GetCheckout returns one of the scope's checkouts.
+func GetCheckout(ctx context.Context, db DB, scope Scope, id string) (*Checkout, error) {
+	c, err := scanCheckout(db.QueryRow(ctx, checkoutColumns+` where id = $1 and merchant_id = $2 and livemode = $3`,
+		id, scope.MerchantID, scope.Livemode))
+	if err != nil {
+		return nil, notFound(err, "get checkout")
+	}
+	return c, nil
+}
+
+// ListCheckouts returns a page of the scope's checkouts, newest first.
+func ListCheckouts(ctx context.Context, db DB, scope Scope, page Page) (*List[*Checkout], error) {
+	return listPage(ctx, db, page, checkoutColumns+` where merchant_id = $3 and livemode = $4`,
+		func(rows pgx.Rows) (*Checkout, error) { return scanCheckout(rows) }, scope.MerchantID, scope.Livemode)
+}
+
+// lockCheckout reads a checkout for update, so that concurrent transitions of
+// one checkout (an API call and its expiry job) happen one after the other.
+func lockCheckout(ctx context.Context, tx pgx.Tx, scope Scope, id string) (*Checkout, error) {
+	c, err := scanCheckout(tx.QueryRow(ctx, checkoutColumns+` where id = $1 and merchant_id = $2 and livemode = $3 for update`,
+		id, scope.MerchantID, scope.Livemode))
+	if err != nil {
+		return nil, notFound(err, "lock checkout")
+	}
+	return c, nil
+}
+
+// ExpireCheckout expires an open checkout and emits checkout.expired. Any other
+// status is a StateError: only an open checkout can expire.
+func (s *Service) ExpireCheckout(ctx context.Context, tx pgx.Tx, scope Scope, id string) (*Checkout, error) {
+	c, err := lockCheckout(ctx, tx, scope, id)
+	if err != nil {
+		return nil, err
+	}
+	if c.Status != StatusOpen {
+		return nil, &StateError{Message: fmt.Sprintf("checkout %s is %s; only an open checkout can expire", c.ID, c.Status)}
+	}
+	c.Status = StatusExpired
+	if _, err := tx.Exec(ctx, `update checkouts set status = $2 where id = $1`, c.ID, c.Status); err != nil {
+		return nil, fmt.Errorf("expire checkout: %w", err)
+	}
+	if _, err := s.publisher.Publish(ctx, tx, scope, CheckoutExpired, c, deref(c.WebhookURL)); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

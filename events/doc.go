@@ -1,0 +1,11 @@
+// Package events is hookline's domain: merchants and their keys, checkouts,
+// payment attempts and their state machines, and the event log that every state
+// change writes to.
+//
+// The flow every write follows: the caller (the API, or a River job such as
+// checkout expiry) opens a pgx.Tx; a Service method changes an object and calls
+// [Publisher.Publish] in that same transaction, which writes the evt_ row and
+// hands it to the [Fanout] (the delivery package) to enqueue its deliveries,
+// still in that transaction. Commit makes the change, its event and its
+// deliveries visible together; a rollback leaves none of them.
+package events

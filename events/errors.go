@@ -1,0 +1,24 @@
+package events
+
+import "errors"
+
+// ErrNotFound is returned for an object that does not exist or that belongs to
+// another merchant or mode: the two must be indistinguishable from outside.
+var ErrNotFound = errors.New("not found")
+
+// StateError is returned when an object's current state does not allow the
+// requested change (expiring a completed checkout, succeeding a failed attempt).
+type StateError struct {
+	Message string
+}
+
+func (e *StateError) Error() string { return e.Message }
+
+// InvalidError is a rule the input breaks that only the domain can check
+// (the checkout's currency, a time relative to now). Param names the field.
+type InvalidError struct {
+	Param   string
+	Message string
+}
+
+func (e *InvalidError) Error() string { return e.Param + ": " + e.Message }

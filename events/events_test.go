@@ -1,0 +1,240 @@
+package events_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/hookline/hookline/events"
+	"github.com/hookline/hookline/migrations/dbtest"
+	"github.com/hookline/hookline/schema/schematest"
+)
+
+func TestCanTransition(t *testing.T) {
+	t.Parallel()
+
+	statuses := []string{events.AttemptCreated, events.AttemptProcessing, events.AttemptSucceeded, events.AttemptFailed}
+	allowed := map[[2]string]bool{
+		{events.AttemptCreated, events.AttemptProcessing}:   true,
+		{events.AttemptCreated, events.AttemptSucceeded}:    true,
+		{events.AttemptCreated, events.AttemptFailed}:       true,
+		{events.AttemptProcessing, events.AttemptSucceeded}: true,
+		{events.AttemptProcessing, events.AttemptFailed}:    true,
+	}
+	// Every pair, so that a transition added or removed by mistake shows here.
+	for _, from := range statuses {
+		for _, to := range statuses {
+			if got, want := events.CanTransition(from, to), allowed[[2]string{from, to}]; got != want {
+				t.Errorf("CanTransition(%s, %s) = %v, want %v", from, to, got, want)
+			}
+		}
+	}
+}
+
+func TestFormatMajor(t *testing.T) {
+	t.Parallel()
+
+	tests := []struct {
+		name     string
+		minor    string
+		currency string
+		want     string
+	}{
+		{"seed 000: sol has 9 decimals", "860000000", "sol", "0.86"},
+		{"whole dollars drop the decimals", "6700", "usd", "67"},
+		{"cents kept", "6705", "usd", "67.05"},
+		{"zero-decimal currency", "500", "jpy", "500"},
+		{"three decimals", "1005", "kwd", "1.005"},
+		{"less than one minor unit of a major", "1", "eth", "0.000000000000000001"},
+		{"huge ether amount", "123456789000000000000000", "eth", "123456.789"},
+		{"zero", "0", "usd", "0"},
+		{"satoshis", "150000000", "btc", "1.5"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+
+			decimals, ok := events.CurrencyDecimals(tt.currency)
+			if !ok {
+				t.Fatalf("currency %s unknown", tt.currency)
+			}
+			if got := events.FormatMajor(tt.minor, decimals); got != tt.want {
+				t.Errorf("FormatMajor(%s, %d) = %s, want %s", tt.minor, decimals, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestCatalogDefaults(t *testing.T) {
+	t.Parallel()
+
+	// The seeds' defaults: only checkout.created is off.
+	for _, e := range events.Catalog {
+		if want := e.Type != events.CheckoutCreated; e.DefaultEnabled != want {
+			t.Errorf("%s default_enabled = %v, want %v", e.Type, e.DefaultEnabled, want)
+		}
+	}
+	if n := len(events.DefaultEnabledTypes()); n != len(events.Catalog)-1 {
+		t.Errorf("DefaultEnabledTypes has %d types, want %d", n, len(events.Catalog)-1)
+	}
+}
+
+type fixture struct {
+	pool    *pgxpool.Pool
+	scope   events.Scope
+	service *events.Service
+}
+
+func setup(t *testing.T, fanout events.Fanout) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	pool := dbtest.NewPool(t)
+	inserter, err := river.NewClient(riverpgxv5.New(pool), &river.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m *events.NewMerchant
+	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		m, err = events.CreateMerchant(ctx, tx, "Test merchant")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{pool: pool, scope: events.Scope{MerchantID: m.ID}, service: events.NewService(events.NewPublisher(fanout), inserter)}
+}
+
+func (f *fixture) count(t *testing.T, table string) int {
+	t.Helper()
+	var n int
+	if err := f.pool.QueryRow(context.Background(), "select count(*) from "+table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestRolledBackChangeLeavesNoEvent(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	f := setup(t, nil)
+
+	tx, err := f.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // rolled back explicitly below; this only frees the connection on failure
+	if _, err := f.service.CreateCheckout(ctx, tx, f.scope, events.CheckoutParams{Amount: "100", InvoiceCurrency: "usd"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := countTx(t, tx, "events"); n != 1 {
+		t.Fatalf("inside the transaction: %d events, want 1", n)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range []string{"checkouts", "events", "river_job"} {
+		if n := f.count(t, table); n != 0 {
+			t.Errorf("after rollback: %d rows in %s, want 0", n, table)
+		}
+	}
+}
+
+type failingFanout struct{}
+
+func (failingFanout) FanOut(context.Context, pgx.Tx, *events.Event) error {
+	return errors.New("fan-out refused")
+}
+
+func TestFailedFanoutFailsTheChange(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	f := setup(t, failingFanout{})
+
+	err := pgx.BeginFunc(ctx, f.pool, func(tx pgx.Tx) error {
+		_, err := f.service.CreateCheckout(ctx, tx, f.scope, events.CheckoutParams{Amount: "100", InvoiceCurrency: "usd"})
+		return err
+	})
+	if err == nil {
+		t.Fatal("CreateCheckout succeeded although its deliveries could not be enqueued")
+	}
+	for _, table := range []string{"checkouts", "events", "river_job"} {
+		if n := f.count(t, table); n != 0 {
+			t.Errorf("%d rows in %s, want 0: a change must not outlive its event's deliveries", n, table)
+		}
+	}
+}
+
+func countTx(t *testing.T, tx pgx.Tx, table string) int {
+	t.Helper()
+	var n int
+	if err := tx.QueryRow(context.Background(), "select count(*) from "+table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestCheckoutExpiresByItself(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	f := setup(t, nil)
+
+	workers := river.NewWorkers()
+	river.AddWorker(workers, events.NewExpireCheckoutWorker(f.pool, f.service))
+	client, err := river.NewClient(riverpgxv5.New(f.pool), &river.Config{
+		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 2}},
+		Workers:           workers,
+		FetchPollInterval: 50 * time.Millisecond,
+		FetchCooldown:     10 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	completed, cancel := client.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed, river.EventKindJobCancelled)
+	defer cancel()
+	if err := client.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Stop(context.Background()) })
+
+	var c *events.Checkout
+	if err := pgx.BeginFunc(ctx, f.pool, func(tx pgx.Tx) error {
+		c, err = f.service.CreateCheckout(ctx, tx, f.scope, events.CheckoutParams{
+			Amount: "100", InvoiceCurrency: "usd", ExpiryAt: time.Now().Add(1500 * time.Millisecond),
+		})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	select {
+	case e := <-completed:
+		if e.Kind != river.EventKindJobCompleted {
+			t.Fatalf("expiry job ended as %s: %v", e.Kind, e.Job.Errors)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the expiry job did not run within 30s of expiry_at")
+	}
+	got, err := events.GetCheckout(ctx, f.pool, f.scope, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != events.StatusExpired {
+		t.Fatalf("status = %s, want expired", got.Status)
+	}
+	list, err := events.ListEvents(ctx, f.pool, f.scope, events.CheckoutExpired, events.Page{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Data) != 1 {
+		t.Fatalf("%d checkout.expired events, want 1", len(list.Data))
+	}
+	schematest.Event(t, "checkout.expired", list.Data[0].Payload)
+}

@@ -1,0 +1,128 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// DB is what reads need: a pool or a transaction.
+type DB interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Scope is whose objects a request may touch: one merchant, in one mode. Every
+// query of the domain filters by both, so another merchant's ids, or the other
+// mode's, are not found.
+type Scope struct {
+	MerchantID string
+	Livemode   bool
+}
+
+// Event is one row of the event log. Payload is the serialized envelope: it is
+// what every delivery of the event sends, byte for byte.
+type Event struct {
+	ID         string
+	MerchantID string
+	Livemode   bool
+	Type       EventType
+	Payload    json.RawMessage
+	CreatedAt  time.Time
+	// WebhookURL is the object's own webhook_url (a checkout's), which receives
+	// the object's default-on events besides the merchant's endpoints. Not stored:
+	// the fan-out reads it in the publishing transaction.
+	WebhookURL string
+}
+
+// envelope is the wire form of an event (contract §3, seed 001).
+type envelope struct {
+	ID        string    `json:"id"`
+	Object    string    `json:"object"`
+	Type      EventType `json:"type"`
+	CreatedAt int64     `json:"created_at"`
+	Livemode  bool      `json:"livemode"`
+	Data      any       `json:"data"`
+}
+
+// Fanout enqueues the deliveries of a new event in the transaction that wrote
+// it. The delivery package implements it; it is an interface only because
+// delivery imports events, not the other way round.
+type Fanout interface {
+	FanOut(ctx context.Context, tx pgx.Tx, evt *Event) error
+}
+
+// Publisher writes events. It is the only way an event enters the log.
+type Publisher struct {
+	fanout Fanout
+}
+
+// NewPublisher returns a Publisher that hands every event to fanout; a nil
+// fanout records events without delivering them (tools that only read).
+func NewPublisher(fanout Fanout) *Publisher {
+	return &Publisher{fanout: fanout}
+}
+
+// Publish records an event of type t whose data is object, as it is now, and
+// enqueues its deliveries, all in tx. webhookURL is the object's own webhook_url,
+// or "".
+func (p *Publisher) Publish(ctx context.Context, tx pgx.Tx, scope Scope, t EventType, object any, webhookURL string) (*Event, error) {
+	if _, ok := Lookup(t); !ok {
+		return nil, fmt.Errorf("publish: event type %q is not in the catalog", t)
+	}
+	evt := &Event{
+		ID:         NewID(PrefixEvent),
+		MerchantID: scope.MerchantID,
+		Livemode:   scope.Livemode,
+		Type:       t,
+		CreatedAt:  time.Now().UTC().Truncate(time.Microsecond),
+		WebhookURL: webhookURL,
+	}
+	payload, err := json.Marshal(envelope{
+		ID: evt.ID, Object: "event", Type: t, CreatedAt: evt.CreatedAt.Unix(), Livemode: scope.Livemode, Data: object,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("marshal event: %w", err)
+	}
+	evt.Payload = payload
+	_, err = tx.Exec(ctx, `insert into events (id, merchant_id, livemode, type, payload, created_at)
+		values ($1, $2, $3, $4, $5, $6)`, evt.ID, evt.MerchantID, evt.Livemode, string(evt.Type), []byte(payload), evt.CreatedAt)
+	if err != nil {
+		return nil, fmt.Errorf("insert event: %w", err)
+	}
+	if p.fanout != nil {
+		if err := p.fanout.FanOut(ctx, tx, evt); err != nil {
+			return nil, fmt.Errorf("fan out %s: %w", evt.ID, err)
+		}
+	}
+	return evt, nil
+}
+
+// GetEvent returns one of the scope's events.
+func GetEvent(ctx context.Context, db DB, scope Scope, id string) (*Event, error) {
+	evt := &Event{}
+	err := db.QueryRow(ctx, `select id, merchant_id, livemode, type, payload, created_at from events
+		where id = $1 and merchant_id = $2 and livemode = $3`, id, scope.MerchantID, scope.Livemode).
+		Scan(&evt.ID, &evt.MerchantID, &evt.Livemode, &evt.Type, &evt.Payload, &evt.CreatedAt)
+	if err != nil {
+		return nil, notFound(err, "get event")
+	}
+	return evt, nil
+}
+
+// ListEvents returns a page of the scope's events, newest first, optionally of
+// one type.
+func ListEvents(ctx context.Context, db DB, scope Scope, t EventType, page Page) (*List[*Event], error) {
+	const cols = `select id, merchant_id, livemode, type, payload, created_at from events
+		where merchant_id = $3 and livemode = $4 and ($5 = '' or type = $5)`
+	return listPage(ctx, db, page, cols, func(rows pgx.Rows) (*Event, error) {
+		evt := &Event{}
+		err := rows.Scan(&evt.ID, &evt.MerchantID, &evt.Livemode, &evt.Type, &evt.Payload, &evt.CreatedAt)
+		return evt, err
+	}, scope.MerchantID, scope.Livemode, string(t))
+}
