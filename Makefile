@@ -14,10 +14,10 @@ build:
 # first time (its keys are kept in .hookline/ and printed every time), serves.
 run: build
 	@set -e; \
-	url="$${DATABASE_URL:-$$(.ci/postgres hookline)}"; \
-	export DATABASE_URL="$$url"; \
+	keys=".hookline/demo-merchant-local.json"; \
+	if [ -n "$$DATABASE_URL" ]; then keys=".hookline/demo-merchant-$$(printf %s "$$DATABASE_URL" | sha256sum | cut -c1-12).json"; fi; \
+	export DATABASE_URL="$${DATABASE_URL:-$$(.ci/postgres hookline)}"; \
 	./hookline migrate; \
-	keys=".hookline/demo-merchant-$$(printf %s "$$url" | sha256sum | cut -c1-12).json"; \
 	mkdir -p .hookline; \
 	[ -s "$$keys" ] || ./hookline merchant create --name "Demo merchant" > "$$keys"; \
 	echo; echo "Demo merchant (kept in $$keys):"; cat "$$keys"; echo; \

@@ -1,0 +1,186 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/hookline/hookline/api"
+	"github.com/hookline/hookline/events"
+	"github.com/hookline/hookline/migrations/dbtest"
+)
+
+// harness is the API on a loopback server over a fresh schema, with two
+// merchants: a (the one most tests act as) and b (the other tenant).
+type harness struct {
+	t    *testing.T
+	pool *pgxpool.Pool
+	url  string
+	a, b *events.NewMerchant
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	pool := dbtest.NewPool(t)
+	inserter, err := river.NewClient(riverpgxv5.New(pool), &river.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	service := events.NewService(events.NewPublisher(nil), inserter)
+	srv := httptest.NewServer(api.New(api.Config{
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Pool: pool, Service: service,
+	}))
+	t.Cleanup(srv.Close)
+	h := &harness{t: t, pool: pool, url: srv.URL}
+	h.a, h.b = h.merchant("Merchant A"), h.merchant("Merchant B")
+	return h
+}
+
+func (h *harness) merchant(name string) *events.NewMerchant {
+	h.t.Helper()
+	var m *events.NewMerchant
+	err := pgx.BeginFunc(context.Background(), h.pool, func(tx pgx.Tx) error {
+		var err error
+		m, err = events.CreateMerchant(context.Background(), tx, name)
+		return err
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return m
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// field returns a top-level string field of a JSON object response.
+func (r response) field(t *testing.T, name string) string {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("response is not a JSON object: %v: %s", err, r.body)
+	}
+	s, _ := m[name].(string)
+	return s
+}
+
+// errorParam returns error.param of an error response.
+func (r response) errorParam(t *testing.T) string {
+	t.Helper()
+	var e struct {
+		Error struct {
+			Param *string `json:"param"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(r.body, &e); err != nil {
+		t.Fatalf("not an error body: %s", r.body)
+	}
+	if e.Error.Param == nil {
+		return ""
+	}
+	return *e.Error.Param
+}
+
+// list decodes a list response's data.
+func (r response) list(t *testing.T) ([]json.RawMessage, bool) {
+	t.Helper()
+	var l struct {
+		Object  string            `json:"object"`
+		Data    []json.RawMessage `json:"data"`
+		HasMore bool              `json:"has_more"`
+	}
+	if err := json.Unmarshal(r.body, &l); err != nil || l.Object != "list" {
+		t.Fatalf("not a list: %v: %s", err, r.body)
+	}
+	return l.Data, l.HasMore
+}
+
+// do sends a request with key as the bearer token; body is marshalled unless it
+// is a string, which is sent as it is.
+func (h *harness) do(method, path, key string, body any, headers ...string) response {
+	h.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, h.url+path, rd)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return response{status: res.StatusCode, header: res.Header, body: b}
+}
+
+// must fails the test unless the response has the status.
+func (r response) must(t *testing.T, status int) response {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status %d, want %d: %s", r.status, status, r.body)
+	}
+	return r
+}
+
+func (h *harness) count(table string) int {
+	h.t.Helper()
+	var n int
+	if err := h.pool.QueryRow(context.Background(), "select count(*) from "+table).Scan(&n); err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}
+
+// checkout creates a checkout for merchant a in test mode and returns its id.
+func (h *harness) checkout(extra map[string]any) string {
+	h.t.Helper()
+	body := map[string]any{"amount": "6700", "invoice_currency": "usd"}
+	for k, v := range extra {
+		body[k] = v
+	}
+	return h.do("POST", "/v1/checkouts", h.a.TestAPIKey, body).must(h.t, http.StatusCreated).field(h.t, "id")
+}
+
+// attempt creates a payment attempt on a checkout and returns its id.
+func (h *harness) attempt(checkoutID string, body map[string]any) string {
+	h.t.Helper()
+	return h.do("POST", "/v1/checkouts/"+checkoutID+"/payment_attempts", h.a.TestAPIKey, body).
+		must(h.t, http.StatusCreated).field(h.t, "id")
+}

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hookline/hookline/migrations/dbtest"
+)
+
+func TestLoadConfig(t *testing.T) {
+	t.Parallel()
+
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantErr string // a substring naming the variable; "" for success
+		check   func(config) bool
+	}{
+		{"defaults", map[string]string{"DATABASE_URL": "postgres://x"}, "", func(c config) bool {
+			return c.Addr == "127.0.0.1:8080" && c.Env == "development" && c.DeliveryTimeout == 15*time.Second &&
+				len(c.RetrySchedule) == 12 && c.RetrySchedule[0] == 5*time.Second
+		}},
+		{"no database", map[string]string{}, "DATABASE_URL", nil},
+		{"bad address", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ADDR": "8080"}, "HOOKLINE_ADDR", nil},
+		{"bad env", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ENV": "prod"}, "HOOKLINE_ENV", nil},
+		{"bad timeout", map[string]string{"DATABASE_URL": "x", "HOOKLINE_DELIVERY_TIMEOUT": "soon"}, "HOOKLINE_DELIVERY_TIMEOUT", nil},
+		{"bad schedule", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RETRY_SCHEDULE": "1s,later"}, "HOOKLINE_RETRY_SCHEDULE", nil},
+		{"bad log level", map[string]string{"DATABASE_URL": "x", "HOOKLINE_LOG_LEVEL": "loud"}, "HOOKLINE_LOG_LEVEL", nil},
+		{"custom schedule", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RETRY_SCHEDULE": "1s, 2s,3m"}, "", func(c config) bool {
+			return len(c.RetrySchedule) == 3 && c.RetrySchedule[2] == 3*time.Minute
+		}},
+		{"port zero", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ADDR": ":0", "HOOKLINE_ENV": "production"}, "", func(c config) bool {
+			return c.Addr == ":0" && c.Env == "production"
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+
+			cfg, err := loadConfig(func(k string) string { return tt.env[k] })
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want one naming %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(cfg) {
+				t.Fatalf("unexpected config %+v", cfg)
+			}
+		})
+	}
+}
+
+// TestServe boots the whole program as `hookline serve` does, on :0 over a
+// fresh schema, after migrate and merchant create run through the same
+// command-line entry point, then shuts it down as SIGTERM does.
+func TestServe(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	_, url := dbtest.NewSchema(t)
+	env := map[string]string{"DATABASE_URL": url, "HOOKLINE_ADDR": "127.0.0.1:0"}
+	getenv := func(k string) string { return env[k] }
+
+	for i := range 2 { // migrate is idempotent
+		if err := run(ctx, []string{"migrate"}, getenv, io.Discard, io.Discard); err != nil {
+			t.Fatalf("migrate #%d: %v", i+1, err)
+		}
+	}
+	var out bytes.Buffer
+	if err := run(ctx, []string{"merchant", "create", "--name", "Coinable"}, getenv, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var merchant struct {
+		ID, Name, TestAPIKey, LiveAPIKey, WebhookSecret string
+	}
+	dec := json.NewDecoder(&out)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&struct {
+		ID            *string `json:"id"`
+		Name          *string `json:"name"`
+		TestAPIKey    *string `json:"test_api_key"`
+		LiveAPIKey    *string `json:"live_api_key"`
+		WebhookSecret *string `json:"webhook_secret"`
+	}{&merchant.ID, &merchant.Name, &merchant.TestAPIKey, &merchant.LiveAPIKey, &merchant.WebhookSecret}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(merchant.ID, "acct_") || !strings.HasPrefix(merchant.TestAPIKey, "sk_test_") ||
+		!strings.HasPrefix(merchant.LiveAPIKey, "sk_live_") || !strings.HasPrefix(merchant.WebhookSecret, "whsec_") {
+		t.Fatalf("merchant create printed %+v", merchant)
+	}
+	if err := run(ctx, []string{"merchant", "create", "--name", ""}, getenv, io.Discard, io.Discard); err == nil ||
+		!strings.Contains(err.Error(), "--name") {
+		t.Fatalf("an empty --name gave %v, want an error naming --name", err)
+	}
+
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- m.Run(runCtx) }()
+
+	req, _ := http.NewRequest("POST", "http://"+m.Addr()+"/v1/checkouts", strings.NewReader(`{"amount":"860000000","invoice_currency":"sol"}`))
+	req.Header.Set("Authorization", "Bearer "+merchant.TestAPIKey)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("create checkout: %d", res.StatusCode)
+	}
+
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run returned %v after shutdown, want nil (exit 0)", err)
+		}
+	case <-time.After(shutdownTimeout + 5*time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+}
