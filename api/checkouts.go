@@ -46,6 +46,11 @@ func (s *Server) createCheckout(ctx context.Context, c *call, tx pgx.Tx) (any, e
 	if amount == "0" {
 		return nil, invalid("amount", "amount must be greater than 0")
 	}
+	if req.WebhookURL != nil {
+		if err := s.guard.CheckURL(ctx, *req.WebhookURL, "webhook_url"); err != nil {
+			return nil, err
+		}
+	}
 	p := events.CheckoutParams{
 		Amount:                 amount,
 		InvoiceCurrency:        req.InvoiceCurrency,

@@ -10,13 +10,14 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/hookline/hookline/api"
+	"github.com/hookline/hookline/delivery"
 	"github.com/hookline/hookline/events"
 	"github.com/hookline/hookline/migrations/dbtest"
 )
@@ -37,28 +38,17 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	service := events.NewService(events.NewPublisher(nil), inserter)
+	guard := delivery.NewGuard(false)
+	dispatcher := delivery.NewDispatcher(inserter, delivery.Schedule{time.Second})
+	service := events.NewService(events.NewPublisher(dispatcher), inserter)
 	srv := httptest.NewServer(api.New(api.Config{
+		Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard), Guard: guard,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Pool: pool, Service: service,
 	}))
 	t.Cleanup(srv.Close)
 	h := &harness{t: t, pool: pool, url: srv.URL}
-	h.a, h.b = h.merchant("Merchant A"), h.merchant("Merchant B")
+	h.a, h.b = dbtest.Merchant(t, pool, "Merchant A"), dbtest.Merchant(t, pool, "Merchant B")
 	return h
-}
-
-func (h *harness) merchant(name string) *events.NewMerchant {
-	h.t.Helper()
-	var m *events.NewMerchant
-	err := pgx.BeginFunc(context.Background(), h.pool, func(tx pgx.Tx) error {
-		var err error
-		m, err = events.CreateMerchant(context.Background(), tx, name)
-		return err
-	})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return m
 }
 
 type response struct {

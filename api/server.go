@@ -16,33 +16,43 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/hookline/hookline/delivery"
 	"github.com/hookline/hookline/events"
 )
 
 // Server is hookline's REST API.
 type Server struct {
-	logger   *slog.Logger
-	mux      *http.ServeMux
-	pool     *pgxpool.Pool
-	service  *events.Service
-	validate *validator.Validate
+	dispatcher *delivery.Dispatcher
+	endpoints  *delivery.Endpoints
+	guard      *delivery.Guard
+	logger     *slog.Logger
+	mux        *http.ServeMux
+	pool       *pgxpool.Pool
+	service    *events.Service
+	validate   *validator.Validate
 }
 
 // Config is what the API needs from the process.
 type Config struct {
-	Logger  *slog.Logger
-	Pool    *pgxpool.Pool
-	Service *events.Service
+	Dispatcher *delivery.Dispatcher
+	Endpoints  *delivery.Endpoints
+	Guard      *delivery.Guard
+	Logger     *slog.Logger
+	Pool       *pgxpool.Pool
+	Service    *events.Service
 }
 
 // New returns the API's handler with every route registered.
 func New(cfg Config) *Server {
 	s := &Server{
-		logger:   cfg.Logger,
-		mux:      http.NewServeMux(),
-		pool:     cfg.Pool,
-		service:  cfg.Service,
-		validate: newValidator(),
+		dispatcher: cfg.Dispatcher,
+		endpoints:  cfg.Endpoints,
+		guard:      cfg.Guard,
+		logger:     cfg.Logger,
+		mux:        http.NewServeMux(),
+		pool:       cfg.Pool,
+		service:    cfg.Service,
+		validate:   newValidator(),
 	}
 	s.routes()
 	return s
@@ -68,6 +78,17 @@ func (s *Server) routes() {
 	s.write("POST /v1/payment_attempts/{id}/process", http.StatusOK, s.transitionAttempt(events.AttemptProcessing))
 	s.write("POST /v1/payment_attempts/{id}/succeed", http.StatusOK, s.transitionAttempt(events.AttemptSucceeded))
 	s.write("POST /v1/payment_attempts/{id}/fail", http.StatusOK, s.failAttempt)
+
+	s.write("POST /v1/webhook_endpoints", http.StatusCreated, s.createEndpoint)
+	s.read("GET /v1/webhook_endpoints", s.listEndpoints)
+	s.read("GET /v1/webhook_endpoints/{id}", s.getEndpoint)
+	s.write("PATCH /v1/webhook_endpoints/{id}", http.StatusOK, s.updateEndpoint)
+	s.write("DELETE /v1/webhook_endpoints/{id}", http.StatusOK, s.deleteEndpoint)
+	s.write("POST /v1/webhook_endpoints/{id}/rotate_secret", http.StatusOK, s.rotateSecret)
+
+	s.read("GET /v1/deliveries", s.listDeliveries)
+	s.read("GET /v1/deliveries/{id}", s.getDelivery)
+	s.write("POST /v1/deliveries/{id}/retry", http.StatusAccepted, s.retryDelivery)
 }
 
 // ServeHTTP serves a request, answering unknown paths and methods in the API's
@@ -131,7 +152,7 @@ func (s *Server) read(pattern string, h func(ctx context.Context, c *call) (any,
 	})
 }
 
-// write registers a POST handler. It runs in one transaction with the
+// write registers a POST, PATCH or DELETE handler. It runs in one transaction with the
 // idempotency record: either the change, its events, its jobs and the stored
 // response all commit, or nothing does.
 func (s *Server) write(pattern string, status int, h func(ctx context.Context, c *call, tx pgx.Tx) (any, error)) {

@@ -119,7 +119,7 @@ func GetAttempt(ctx context.Context, db DB, scope Scope, id string) (*PaymentAtt
 	a, err := scanAttempt(db.QueryRow(ctx, attemptColumns+` where id = $1 and merchant_id = $2 and livemode = $3`,
 		id, scope.MerchantID, scope.Livemode))
 	if err != nil {
-		return nil, notFound(err, "get payment attempt")
+		return nil, WrapNotFound(err, "get payment attempt")
 	}
 	return a, nil
 }
@@ -142,7 +142,7 @@ func (s *Service) TransitionAttempt(ctx context.Context, tx pgx.Tx, scope Scope,
 	err := tx.QueryRow(ctx, `select checkout_id from payment_attempts where id = $1 and merchant_id = $2 and livemode = $3`,
 		id, scope.MerchantID, scope.Livemode).Scan(&checkoutID)
 	if err != nil {
-		return nil, notFound(err, "find payment attempt")
+		return nil, WrapNotFound(err, "find payment attempt")
 	}
 	c, err := lockCheckout(ctx, tx, scope, checkoutID)
 	if err != nil {
@@ -150,7 +150,7 @@ func (s *Service) TransitionAttempt(ctx context.Context, tx pgx.Tx, scope Scope,
 	}
 	a, err := scanAttempt(tx.QueryRow(ctx, attemptColumns+` where id = $1 for update`, id))
 	if err != nil {
-		return nil, notFound(err, "lock payment attempt")
+		return nil, WrapNotFound(err, "lock payment attempt")
 	}
 	if !CanTransition(a.Status, to) {
 		return nil, &StateError{Message: fmt.Sprintf("payment attempt %s is %s and cannot become %s", a.ID, a.Status, to)}

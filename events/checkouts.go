@@ -162,14 +162,14 @@ func GetCheckout(ctx context.Context, db DB, scope Scope, id string) (*Checkout,
 	c, err := scanCheckout(db.QueryRow(ctx, checkoutColumns+` where id = $1 and merchant_id = $2 and livemode = $3`,
 		id, scope.MerchantID, scope.Livemode))
 	if err != nil {
-		return nil, notFound(err, "get checkout")
+		return nil, WrapNotFound(err, "get checkout")
 	}
 	return c, nil
 }
 
 // ListCheckouts returns a page of the scope's checkouts, newest first.
 func ListCheckouts(ctx context.Context, db DB, scope Scope, page Page) (*List[*Checkout], error) {
-	return listPage(ctx, db, page, checkoutColumns+` where merchant_id = $3 and livemode = $4`,
+	return ListPage(ctx, db, page, checkoutColumns+` where merchant_id = $3 and livemode = $4`,
 		func(rows pgx.Rows) (*Checkout, error) { return scanCheckout(rows) }, scope.MerchantID, scope.Livemode)
 }
 
@@ -179,7 +179,7 @@ func lockCheckout(ctx context.Context, tx pgx.Tx, scope Scope, id string) (*Chec
 	c, err := scanCheckout(tx.QueryRow(ctx, checkoutColumns+` where id = $1 and merchant_id = $2 and livemode = $3 for update`,
 		id, scope.MerchantID, scope.Livemode))
 	if err != nil {
-		return nil, notFound(err, "lock checkout")
+		return nil, WrapNotFound(err, "lock checkout")
 	}
 	return c, nil
 }

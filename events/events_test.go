@@ -93,19 +93,12 @@ type fixture struct {
 
 func setup(t *testing.T, fanout events.Fanout) *fixture {
 	t.Helper()
-	ctx := context.Background()
 	pool := dbtest.NewPool(t)
 	inserter, err := river.NewClient(riverpgxv5.New(pool), &river.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m *events.NewMerchant
-	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		m, err = events.CreateMerchant(ctx, tx, "Test merchant")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	m := dbtest.Merchant(t, pool, "Test merchant")
 	return &fixture{pool: pool, scope: events.Scope{MerchantID: m.ID}, service: events.NewService(events.NewPublisher(fanout), inserter)}
 }
 

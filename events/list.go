@@ -33,8 +33,9 @@ const (
 	newerPage = " and id > $1 order by id asc limit $2"
 )
 
-// listPage runs query, completed by olderPage or newerPage, for one page.
-func listPage[T any](ctx context.Context, db DB, page Page, query string, scan func(pgx.Rows) (T, error), args ...any) (*List[T], error) {
+// ListPage runs query, completed by olderPage or newerPage, for one page: the
+// one pagination of every list, for this package and for delivery.
+func ListPage[T any](ctx context.Context, db DB, page Page, query string, scan func(pgx.Rows) (T, error), args ...any) (*List[T], error) {
 	cursor, suffix := page.StartingAfter, olderPage
 	if page.EndingBefore != "" {
 		cursor, suffix = page.EndingBefore, newerPage
@@ -57,8 +58,9 @@ func listPage[T any](ctx context.Context, db DB, page Page, query string, scan f
 	return list, nil
 }
 
-// notFound turns pgx.ErrNoRows into ErrNotFound and wraps anything else.
-func notFound(err error, what string) error {
+// WrapNotFound turns pgx.ErrNoRows into ErrNotFound and wraps anything else
+// with what was being done.
+func WrapNotFound(err error, what string) error {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ErrNotFound
 	}

@@ -69,7 +69,7 @@ func Authenticate(ctx context.Context, db DB, key string) (Scope, error) {
 	err := db.QueryRow(ctx, `select merchant_id, livemode from api_keys where key_hash = $1`, hashKey(key)).
 		Scan(&s.MerchantID, &s.Livemode)
 	if err != nil {
-		return Scope{}, notFound(err, "authenticate")
+		return Scope{}, WrapNotFound(err, "authenticate")
 	}
 	return s, nil
 }
@@ -80,7 +80,7 @@ func GetMerchant(ctx context.Context, db DB, id string) (*Merchant, error) {
 	err := db.QueryRow(ctx, `select id, name, webhook_secret from merchants where id = $1`, id).
 		Scan(&m.ID, &m.Name, &m.WebhookSecret)
 	if err != nil {
-		return nil, notFound(err, "get merchant")
+		return nil, WrapNotFound(err, "get merchant")
 	}
 	return m, nil
 }

@@ -110,7 +110,7 @@ func GetEvent(ctx context.Context, db DB, scope Scope, id string) (*Event, error
 		where id = $1 and merchant_id = $2 and livemode = $3`, id, scope.MerchantID, scope.Livemode).
 		Scan(&evt.ID, &evt.MerchantID, &evt.Livemode, &evt.Type, &evt.Payload, &evt.CreatedAt)
 	if err != nil {
-		return nil, notFound(err, "get event")
+		return nil, WrapNotFound(err, "get event")
 	}
 	return evt, nil
 }
@@ -120,7 +120,7 @@ func GetEvent(ctx context.Context, db DB, scope Scope, id string) (*Event, error
 func ListEvents(ctx context.Context, db DB, scope Scope, t EventType, page Page) (*List[*Event], error) {
 	const cols = `select id, merchant_id, livemode, type, payload, created_at from events
 		where merchant_id = $3 and livemode = $4 and ($5 = '' or type = $5)`
-	return listPage(ctx, db, page, cols, func(rows pgx.Rows) (*Event, error) {
+	return ListPage(ctx, db, page, cols, func(rows pgx.Rows) (*Event, error) {
 		evt := &Event{}
 		err := rows.Scan(&evt.ID, &evt.MerchantID, &evt.Livemode, &evt.Type, &evt.Payload, &evt.CreatedAt)
 		return evt, err

@@ -6,6 +6,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/hookline/hookline/delivery"
 )
 
 // config is everything hookline reads from its environment, read once at start.
@@ -16,12 +18,12 @@ type config struct {
 	Env             string
 	LogLevel        slog.Level
 	OperatorToken   string
-	RetrySchedule   []time.Duration
+	RetrySchedule   delivery.Schedule
 }
 
 // defaultRetrySchedule is the delays before each retry (contract §4): twelve
 // retries over about three days, like Stripe.
-var defaultRetrySchedule = []time.Duration{
+var defaultRetrySchedule = delivery.Schedule{
 	5 * time.Second, 30 * time.Second, 2 * time.Minute, 10 * time.Minute, 30 * time.Minute, time.Hour,
 	2 * time.Hour, 4 * time.Hour, 8 * time.Hour, 12 * time.Hour, 24 * time.Hour, 24 * time.Hour,
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/hookline/hookline/api"
+	"github.com/hookline/hookline/delivery"
 	"github.com/hookline/hookline/events"
 )
 
@@ -60,13 +61,30 @@ func (m *Main) wire(cfg config) error {
 	if err != nil {
 		return fmt.Errorf("create river inserter: %w", err)
 	}
-	service := events.NewService(events.NewPublisher(nil), inserter)
+	guard := delivery.NewGuard(cfg.Env == "production")
+	dispatcher := delivery.NewDispatcher(inserter, cfg.RetrySchedule)
+	publisher := events.NewPublisher(dispatcher)
+	service := events.NewService(publisher, inserter)
 
 	workers := river.NewWorkers()
 	river.AddWorker(workers, events.NewExpireCheckoutWorker(m.pool, service))
+	river.AddWorker(workers, delivery.NewWorker(delivery.WorkerConfig{
+		Guard: guard, Logger: m.logger, Pool: m.pool, Publisher: publisher,
+		Schedule: cfg.RetrySchedule, Timeout: cfg.DeliveryTimeout,
+	}))
+	// A job's timeout is its attempt's plus time to record it; a job still
+	// "running" past that belongs to a crashed process and is rescued, so a
+	// crash delays its deliveries by under a minute (River's rescuer runs
+	// every 30s), not the default hour.
+	jobTimeout := cfg.DeliveryTimeout + 5*time.Second
 	m.workers, err = river.NewClient(driver, &river.Config{
-		Logger:  m.logger,
-		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 50}},
+		JobTimeout:           jobTimeout,
+		Logger:               m.logger,
+		RescueStuckJobsAfter: jobTimeout + 5*time.Second,
+		Queues: map[string]river.QueueConfig{
+			river.QueueDefault:     {MaxWorkers: 10},
+			delivery.QueueDelivery: {MaxWorkers: 100},
+		},
 		Workers: workers,
 	})
 	if err != nil {
@@ -74,7 +92,10 @@ func (m *Main) wire(cfg config) error {
 	}
 
 	m.http = &http.Server{
-		Handler:           api.New(api.Config{Logger: m.logger, Pool: m.pool, Service: service}),
+		Handler: api.New(api.Config{
+			Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard), Guard: guard,
+			Logger: m.logger, Pool: m.pool, Service: service,
+		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,

@@ -13,9 +13,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/oklog/ulid/v2"
 
+	"github.com/hookline/hookline/events"
 	"github.com/hookline/hookline/migrations"
 )
 
@@ -84,4 +86,19 @@ func NewPool(tb testing.TB) *pgxpool.Pool {
 		tb.Fatalf("%v", fmt.Errorf("migrate test schema: %w", err))
 	}
 	return pool
+}
+
+// Merchant creates a merchant in pool and returns it with its keys.
+func Merchant(tb testing.TB, pool *pgxpool.Pool, name string) *events.NewMerchant {
+	tb.Helper()
+	var m *events.NewMerchant
+	err := pgx.BeginFunc(context.Background(), pool, func(tx pgx.Tx) error {
+		var err error
+		m, err = events.CreateMerchant(context.Background(), tx, name)
+		return err
+	})
+	if err != nil {
+		tb.Fatalf("create merchant: %v", err)
+	}
+	return m
 }

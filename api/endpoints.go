@@ -1,0 +1,95 @@
+package api
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hookline/hookline/delivery"
+)
+
+type endpointRequest struct {
+	URL           string   `json:"url" validate:"required,max=2048"`
+	Type          string   `json:"type" validate:"omitempty,oneof=webhook discord slack"`
+	EnabledEvents []string `json:"enabled_events" validate:"omitempty,max=50"`
+	Description   *string  `json:"description" validate:"omitempty,max=500"`
+	DisplayName   *string  `json:"display_name" validate:"omitempty,max=80"`
+}
+
+type endpointUpdateRequest struct {
+	URL           *string  `json:"url" validate:"omitempty,max=2048"`
+	EnabledEvents []string `json:"enabled_events" validate:"omitempty,max=50"`
+	Description   *string  `json:"description" validate:"omitempty,max=500"`
+	DisplayName   *string  `json:"display_name" validate:"omitempty,max=80"`
+	Status        *string  `json:"status" validate:"omitempty,oneof=enabled disabled"`
+}
+
+type rotateRequest struct {
+	GracePeriodSeconds *int64 `json:"grace_period_seconds"`
+}
+
+func (s *Server) createEndpoint(ctx context.Context, c *call, tx pgx.Tx) (any, error) {
+	var req endpointRequest
+	if err := s.decode(c.body, &req); err != nil {
+		return nil, err
+	}
+	return s.endpoints.Create(ctx, tx, c.scope, delivery.EndpointParams{
+		Type: req.Type, URL: req.URL, EnabledEvents: req.EnabledEvents, Description: req.Description, DisplayName: req.DisplayName,
+	})
+}
+
+func (s *Server) getEndpoint(ctx context.Context, c *call) (any, error) {
+	return withNotFound(delivery.Get(ctx, s.pool, c.scope, c.id()))("webhook_endpoint", c.id())
+}
+
+func (s *Server) listEndpoints(ctx context.Context, c *call) (any, error) {
+	page, err := pageParams(c.r)
+	if err != nil {
+		return nil, err
+	}
+	list, err := delivery.List(ctx, s.pool, c.scope, page)
+	if err != nil {
+		return nil, err
+	}
+	return newList(c.r, list), nil
+}
+
+func (s *Server) updateEndpoint(ctx context.Context, c *call, tx pgx.Tx) (any, error) {
+	var req endpointUpdateRequest
+	if err := s.decode(c.body, &req); err != nil {
+		return nil, err
+	}
+	if req.EnabledEvents != nil && len(req.EnabledEvents) == 0 {
+		return nil, invalid("enabled_events", "enabled_events must list at least one event type, or \"*\"")
+	}
+	return withNotFound(s.endpoints.Update(ctx, tx, c.scope, c.id(), delivery.EndpointUpdate{
+		URL: req.URL, EnabledEvents: req.EnabledEvents, Description: req.Description, DisplayName: req.DisplayName, Status: req.Status,
+	}))("webhook_endpoint", c.id())
+}
+
+type deletedBody struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Deleted bool   `json:"deleted"`
+}
+
+func (s *Server) deleteEndpoint(ctx context.Context, c *call, tx pgx.Tx) (any, error) {
+	err := delivery.Delete(ctx, tx, c.scope, c.id())
+	return withNotFound(deletedBody{ID: c.id(), Object: "webhook_endpoint", Deleted: true}, err)("webhook_endpoint", c.id())
+}
+
+func (s *Server) rotateSecret(ctx context.Context, c *call, tx pgx.Tx) (any, error) {
+	var req rotateRequest
+	if err := s.decode(c.body, &req); err != nil {
+		return nil, err
+	}
+	grace := delivery.DefaultGracePeriod
+	if req.GracePeriodSeconds != nil {
+		grace = time.Duration(*req.GracePeriodSeconds) * time.Second
+		if *req.GracePeriodSeconds < 0 || *req.GracePeriodSeconds > int64(delivery.MaxGracePeriod/time.Second) {
+			return nil, invalid("grace_period_seconds", "grace_period_seconds must be from 0 to 604800 (7 days)")
+		}
+	}
+	return withNotFound(delivery.RotateSecret(ctx, tx, c.scope, c.id(), grace))("webhook_endpoint", c.id())
+}

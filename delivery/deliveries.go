@@ -1,0 +1,119 @@
+package delivery
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hookline/hookline/events"
+)
+
+// Delivery statuses.
+const (
+	StatusPending   = "pending"
+	StatusSucceeded = "succeeded"
+	StatusFailed    = "failed"
+)
+
+// Delivery is one event on its way to one destination, in its wire form.
+// Attempts is set on retrieve only.
+type Delivery struct {
+	ID             string     `json:"id"`
+	Object         string     `json:"object"`
+	Livemode       bool       `json:"livemode"`
+	Event          string     `json:"event"`
+	Endpoint       *string    `json:"endpoint"`
+	URL            string     `json:"url"`
+	Status         string     `json:"status"`
+	AttemptCount   int        `json:"attempt_count"`
+	LastStatusCode *int       `json:"last_status_code"`
+	NextAttemptAt  *int64     `json:"next_attempt_at"`
+	CreatedAt      int64      `json:"created_at"`
+	Attempts       *[]Attempt `json:"attempts,omitempty"`
+}
+
+// Attempt is one recorded attempt of a delivery.
+type Attempt struct {
+	Attempt      int     `json:"attempt"`
+	StartedAt    int64   `json:"started_at"`
+	DurationMS   int     `json:"duration_ms"`
+	StatusCode   *int    `json:"status_code"`
+	Error        *string `json:"error"`
+	ResponseBody *string `json:"response_body"`
+}
+
+const deliveryColumns = `select id, livemode, event_id, endpoint_id, url, status, attempt_count, last_status_code,
+	next_attempt_at, created_at from deliveries`
+
+func scanDelivery(row pgx.Row) (*Delivery, error) {
+	d := &Delivery{Object: "delivery"}
+	var next *time.Time
+	var created time.Time
+	err := row.Scan(&d.ID, &d.Livemode, &d.Event, &d.Endpoint, &d.URL, &d.Status, &d.AttemptCount, &d.LastStatusCode,
+		&next, &created)
+	d.CreatedAt = created.Unix()
+	if next != nil {
+		n := next.Unix()
+		d.NextAttemptAt = &n
+	}
+	return d, err
+}
+
+// GetDelivery returns one of the scope's deliveries with its attempts.
+func GetDelivery(ctx context.Context, db events.DB, scope events.Scope, id string) (*Delivery, error) {
+	d, err := scanDelivery(db.QueryRow(ctx, deliveryColumns+` where id = $1 and merchant_id = $2 and livemode = $3`,
+		id, scope.MerchantID, scope.Livemode))
+	if err != nil {
+		return nil, events.WrapNotFound(err, "get delivery")
+	}
+	rows, err := db.Query(ctx, `select attempt, started_at, duration_ms, status_code, error, response_body
+		from delivery_attempts where delivery_id = $1 order by attempt`, id)
+	if err != nil {
+		return nil, fmt.Errorf("list attempts: %w", err)
+	}
+	attempts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Attempt, error) {
+		var a Attempt
+		var started time.Time
+		err := row.Scan(&a.Attempt, &started, &a.DurationMS, &a.StatusCode, &a.Error, &a.ResponseBody)
+		a.StartedAt = started.Unix()
+		return a, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list attempts: %w", err)
+	}
+	if attempts == nil {
+		attempts = []Attempt{}
+	}
+	d.Attempts = &attempts
+	return d, nil
+}
+
+// DeliveryFilter narrows a list of deliveries; empty fields do not filter.
+type DeliveryFilter struct {
+	EventID    string
+	EndpointID string
+	Status     string
+}
+
+// ListDeliveries returns a page of the scope's deliveries, newest first.
+func ListDeliveries(ctx context.Context, db events.DB, scope events.Scope, f DeliveryFilter, page events.Page) (*events.List[*Delivery], error) {
+	return events.ListPage(ctx, db, page, deliveryColumns+` where merchant_id = $3 and livemode = $4
+		and ($5 = '' or event_id = $5) and ($6 = '' or endpoint_id = $6) and ($7 = '' or status = $7)`,
+		func(rows pgx.Rows) (*Delivery, error) { return scanDelivery(rows) },
+		scope.MerchantID, scope.Livemode, f.EventID, f.EndpointID, f.Status)
+}
+
+// Retry schedules one immediate attempt of a delivery, whatever its status.
+func (d *Dispatcher) Retry(ctx context.Context, tx pgx.Tx, scope events.Scope, id string) (*Delivery, error) {
+	del, err := scanDelivery(tx.QueryRow(ctx, deliveryColumns+` where id = $1 and merchant_id = $2 and livemode = $3`,
+		id, scope.MerchantID, scope.Livemode))
+	if err != nil {
+		return nil, events.WrapNotFound(err, "find delivery")
+	}
+	if _, err := d.river.InsertTx(ctx, tx, DeliverArgs{DeliveryID: id, Manual: true}, d.insertOpts(true)); err != nil {
+		return nil, fmt.Errorf("enqueue retry: %w", err)
+	}
+	return del, nil
+}

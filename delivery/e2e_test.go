@@ -1,0 +1,523 @@
+package delivery_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/hookline/hookline/delivery"
+	"github.com/hookline/hookline/events"
+	"github.com/hookline/hookline/migrations/dbtest"
+	"github.com/hookline/hookline/schema/schematest"
+)
+
+// env is the delivery engine as `hookline serve` runs it, on a fresh schema,
+// with a running River client and one merchant in test mode.
+type env struct {
+	t          *testing.T
+	pool       *pgxpool.Pool
+	merchant   *events.NewMerchant
+	scope      events.Scope
+	service    *events.Service
+	endpoints  *delivery.Endpoints
+	dispatcher *delivery.Dispatcher
+}
+
+func newEnv(t *testing.T, schedule delivery.Schedule, timeout time.Duration) *env {
+	t.Helper()
+	pool := dbtest.NewPool(t)
+	driver := riverpgxv5.New(pool)
+	inserter, err := river.NewClient(driver, &river.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	guard := delivery.NewGuard(false)
+	dispatcher := delivery.NewDispatcher(inserter, schedule)
+	publisher := events.NewPublisher(dispatcher)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	workers := river.NewWorkers()
+	river.AddWorker(workers, delivery.NewWorker(delivery.WorkerConfig{
+		Guard: guard, Logger: logger, Pool: pool, Publisher: publisher, Schedule: schedule, Timeout: timeout,
+	}))
+	client, err := river.NewClient(driver, &river.Config{
+		FetchCooldown:     10 * time.Millisecond,
+		FetchPollInterval: 20 * time.Millisecond,
+		Logger:            logger,
+		Queues:            map[string]river.QueueConfig{delivery.QueueDelivery: {MaxWorkers: 20}},
+		Workers:           workers,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Stop(context.Background()) })
+	m := dbtest.Merchant(t, pool, "New project")
+	return &env{
+		t: t, pool: pool, merchant: m, scope: events.Scope{MerchantID: m.ID},
+		service: events.NewService(publisher, inserter), endpoints: delivery.NewEndpoints(guard), dispatcher: dispatcher,
+	}
+}
+
+// tx runs f in a committed transaction.
+func (e *env) tx(f func(tx pgx.Tx) error) {
+	e.t.Helper()
+	if err := pgx.BeginFunc(context.Background(), e.pool, f); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) endpoint(url string, enabled []string) *delivery.Endpoint {
+	e.t.Helper()
+	var ep *delivery.Endpoint
+	e.tx(func(tx pgx.Tx) (err error) {
+		ep, err = e.endpoints.Create(context.Background(), tx, e.scope, delivery.EndpointParams{URL: url, EnabledEvents: enabled})
+		return err
+	})
+	return ep
+}
+
+// pay runs a whole payment: checkout (with webhookURL, if any), attempt,
+// succeed. Events: checkout.created, payment_attempt.created,
+// payment_attempt.succeeded, checkout.paid.
+func (e *env) pay(webhookURL *string) {
+	e.t.Helper()
+	ctx := context.Background()
+	e.tx(func(tx pgx.Tx) error {
+		c, err := e.service.CreateCheckout(ctx, tx, e.scope, events.CheckoutParams{
+			Amount: "860000000", InvoiceCurrency: "sol", WebhookURL: webhookURL,
+		})
+		if err != nil {
+			return err
+		}
+		a, err := e.service.CreateAttempt(ctx, tx, e.scope, c.ID, events.AttemptParams{})
+		if err != nil {
+			return err
+		}
+		_, err = e.service.TransitionAttempt(ctx, tx, e.scope, a.ID, events.AttemptSucceeded, nil)
+		return err
+	})
+}
+
+// waitDeliveries waits until no delivery is pending and returns them all.
+func (e *env) waitDeliveries() []*delivery.Delivery {
+	e.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var pending int
+		if err := e.pool.QueryRow(context.Background(), `select count(*) from deliveries where status = 'pending'`).Scan(&pending); err != nil {
+			e.t.Fatal(err)
+		}
+		if pending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%d deliveries still pending after 60s", pending)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	list, err := delivery.ListDeliveries(context.Background(), e.pool, e.scope, delivery.DeliveryFilter{}, events.Page{Limit: 100})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var out []*delivery.Delivery
+	for _, d := range list.Data {
+		full, err := delivery.GetDelivery(context.Background(), e.pool, e.scope, d.ID)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		out = append(out, full)
+	}
+	return out
+}
+
+// request is one delivery attempt as a receiver saw it.
+type request struct {
+	at     time.Time
+	header http.Header
+	body   []byte
+}
+
+// receiver is a loopback HTTP server that records every request, verifies its
+// signature with the Standard Webhooks library, and answers as respond says.
+type receiver struct {
+	t       *testing.T
+	srv     *httptest.Server
+	mu      sync.Mutex
+	reqs    []request
+	secrets []string
+	respond func(n int, w http.ResponseWriter) // n: 1 for the first request
+}
+
+func newReceiver(t *testing.T, respond func(n int, w http.ResponseWriter)) *receiver {
+	r := &receiver{t: t, respond: respond}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		r.mu.Lock()
+		r.reqs = append(r.reqs, request{at: time.Now(), header: req.Header.Clone(), body: body})
+		n, secrets := len(r.reqs), slices.Clone(r.secrets)
+		r.mu.Unlock()
+		for _, s := range secrets {
+			wh, err := standardwebhooks.NewWebhook(s)
+			if err != nil {
+				t.Errorf("receiver secret: %v", err)
+			} else if err := wh.Verify(body, req.Header); err != nil {
+				t.Errorf("request %d does not verify with %.12s…: %v", n, s, err)
+			}
+		}
+		if respond == nil {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		respond(n, w)
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+// verifyWith makes the receiver check every request against each secret.
+func (r *receiver) verifyWith(secrets ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.secrets = secrets
+}
+
+func (r *receiver) requests() []request {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.reqs)
+}
+
+// types lists the event types of the requests received, in arrival order,
+// checking each body against its event schema.
+func (r *receiver) types() []string {
+	var types []string
+	for _, req := range r.requests() {
+		var e struct{ Type string }
+		if err := json.Unmarshal(req.body, &e); err != nil {
+			r.t.Fatalf("delivery body is not JSON: %s", req.body)
+		}
+		schematest.Event(r.t, e.Type, req.body)
+		if req.header.Get("webhook-id") == "" || req.header.Get("user-agent") != "hookline/dev" ||
+			req.header.Get("content-type") != "application/json" {
+			r.t.Errorf("headers %v", req.header)
+		}
+		types = append(types, e.Type)
+	}
+	slices.Sort(types)
+	return types
+}
+
+func sorted(s ...string) []string {
+	slices.Sort(s)
+	return s
+}
+
+var fast = delivery.Schedule{50 * time.Millisecond, 50 * time.Millisecond, 50 * time.Millisecond}
+
+func TestSubscriptions(t *testing.T) {
+	t.Parallel()
+
+	e := newEnv(t, fast, 5*time.Second)
+	defaults, explicit, all, other := newReceiver(t, nil), newReceiver(t, nil), newReceiver(t, nil), newReceiver(t, nil)
+	for _, pair := range []struct {
+		r       *receiver
+		enabled []string
+	}{
+		{defaults, nil},
+		{explicit, []string{"checkout.created", "checkout.paid"}},
+		{all, []string{"*"}},
+		{other, []string{"checkout.expired"}},
+	} {
+		pair.r.verifyWith(e.endpoint(pair.r.srv.URL, pair.enabled).Secret)
+	}
+	e.pay(nil)
+	e.waitDeliveries()
+
+	tests := []struct {
+		name string
+		r    *receiver
+		want []string
+	}{
+		{"no enabled_events: the default-on types, not checkout.created", defaults,
+			sorted("payment_attempt.created", "payment_attempt.succeeded", "checkout.paid")},
+		{"an explicit list: exactly those, default-off included", explicit, sorted("checkout.created", "checkout.paid")},
+		{"*: everything", all, sorted("checkout.created", "payment_attempt.created", "payment_attempt.succeeded", "checkout.paid")},
+		{"a list none of the events is on", other, nil},
+	}
+	for _, tt := range tests {
+		if got := tt.r.types(); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: received %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestCheckoutWebhookURL(t *testing.T) {
+	t.Parallel()
+
+	e := newEnv(t, fast, 5*time.Second)
+	r := newReceiver(t, nil)
+	r.verifyWith(e.merchant.WebhookSecret) // the account's secret signs a checkout's own URL
+	url := r.srv.URL + "/checkout-hook"
+	e.pay(&url)
+	deliveries := e.waitDeliveries()
+
+	want := sorted("payment_attempt.created", "payment_attempt.succeeded", "checkout.paid")
+	if got := r.types(); !slices.Equal(got, want) {
+		t.Fatalf("webhook_url received %v, want the default-on %v", got, want)
+	}
+	for _, d := range deliveries {
+		if d.Endpoint != nil || d.URL != url || d.Status != delivery.StatusSucceeded {
+			t.Errorf("delivery %+v: want endpoint null, url %s, succeeded", d, url)
+		}
+		b, _ := json.Marshal(d)
+		schematest.Object(t, "delivery", b)
+	}
+}
+
+func TestRetriesUntilAcknowledged(t *testing.T) {
+	t.Parallel()
+
+	e := newEnv(t, fast, 5*time.Second)
+	r := newReceiver(t, func(n int, w http.ResponseWriter) {
+		if n <= 2 {
+			w.WriteHeader(http.StatusInternalServerError)
+			_, _ = w.Write([]byte("database down"))
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	ep := e.endpoint(r.srv.URL, []string{"checkout.created"})
+	r.verifyWith(ep.Secret)
+	e.pay(nil)
+	deliveries := e.waitDeliveries()
+
+	if len(deliveries) != 1 {
+		t.Fatalf("%d deliveries, want 1", len(deliveries))
+	}
+	d := deliveries[0]
+	if d.Status != delivery.StatusSucceeded || d.AttemptCount != 3 || *d.LastStatusCode != 204 || d.NextAttemptAt != nil {
+		t.Fatalf("delivery %+v, want succeeded after 3 attempts", d)
+	}
+	attempts := *d.Attempts
+	if len(attempts) != 3 || *attempts[0].StatusCode != 500 || *attempts[0].ResponseBody != "database down" ||
+		*attempts[2].StatusCode != 204 || attempts[2].Error != nil {
+		t.Fatalf("attempts %+v", attempts)
+	}
+	reqs := r.requests()
+	for _, req := range reqs[1:] {
+		if string(req.body) != string(reqs[0].body) || req.header.Get("webhook-id") != reqs[0].header.Get("webhook-id") {
+			t.Fatal("a retry sent other bytes or another webhook-id than the first attempt")
+		}
+	}
+	b, _ := json.Marshal(d)
+	schematest.Object(t, "delivery", b)
+}
+
+func TestFailedAttempts(t *testing.T) {
+	t.Parallel()
+
+	tests := []struct {
+		name        string
+		respond     func(n int, w http.ResponseWriter)
+		wantErr     string
+		wantCode    *int
+		wantTargets int // requests that reached the redirect target
+	}{
+		{"302 is not followed", func(_ int, w http.ResponseWriter) {
+			w.Header().Set("Location", "/elsewhere")
+			w.WriteHeader(http.StatusFound)
+		}, "HTTP 302", ptr(302), 0},
+		{"404 fails", func(_ int, w http.ResponseWriter) { w.WriteHeader(http.StatusNotFound) }, "HTTP 404", ptr(404), 0},
+		{"a slow receiver times out", func(_ int, w http.ResponseWriter) {
+			time.Sleep(700 * time.Millisecond)
+			w.WriteHeader(http.StatusOK)
+		}, "timed out", nil, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+
+			e := newEnv(t, delivery.Schedule{}, 300*time.Millisecond) // one attempt, then failed
+			r := newReceiver(t, tt.respond)
+			e.endpoint(r.srv.URL, []string{"checkout.created"})
+			e.pay(nil)
+			d := e.waitDeliveries()[0]
+			a := (*d.Attempts)[0]
+			if d.Status != delivery.StatusFailed || d.AttemptCount != 1 || a.Error == nil || *a.Error != tt.wantErr ||
+				(tt.wantCode == nil) != (a.StatusCode == nil) || (tt.wantCode != nil && *a.StatusCode != *tt.wantCode) {
+				t.Fatalf("delivery %+v attempt %+v, want failed with %q", d, a, tt.wantErr)
+			}
+			if n := len(r.requests()); n != 1 {
+				t.Fatalf("receiver got %d requests, want 1 (no redirect followed)", n)
+			}
+		})
+	}
+}
+
+func TestExhaustedDeliveryFailsAndCanBeRetried(t *testing.T) {
+	t.Parallel()
+
+	e := newEnv(t, fast, 5*time.Second)
+	var mu sync.Mutex
+	up := false
+	r := newReceiver(t, func(_ int, w http.ResponseWriter) {
+		mu.Lock()
+		defer mu.Unlock()
+		if up {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		w.WriteHeader(http.StatusBadGateway)
+	})
+	e.endpoint(r.srv.URL, []string{"checkout.created"})
+	e.pay(nil)
+	d := e.waitDeliveries()[0]
+	if d.Status != delivery.StatusFailed || d.AttemptCount != fast.MaxAttempts() || d.NextAttemptAt != nil {
+		t.Fatalf("delivery %+v, want failed after %d attempts", d, fast.MaxAttempts())
+	}
+
+	mu.Lock()
+	up = true
+	mu.Unlock()
+	e.tx(func(tx pgx.Tx) error {
+		_, err := e.dispatcher.Retry(context.Background(), tx, e.scope, d.ID)
+		return err
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		d, err := delivery.GetDelivery(context.Background(), e.pool, e.scope, d.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Status == delivery.StatusSucceeded {
+			if d.AttemptCount != fast.MaxAttempts()+1 {
+				t.Fatalf("after a manual retry: %d attempts, want %d", d.AttemptCount, fast.MaxAttempts()+1)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the manual retry did not succeed: %+v", d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestGoneDisablesTheEndpoint(t *testing.T) {
+	t.Parallel()
+
+	e := newEnv(t, fast, 5*time.Second)
+	gone := newReceiver(t, func(_ int, w http.ResponseWriter) { w.WriteHeader(http.StatusGone) })
+	watcher := newReceiver(t, nil)
+	ep := e.endpoint(gone.srv.URL, []string{"checkout.created"})
+	watcher.verifyWith(e.endpoint(watcher.srv.URL, []string{"webhook_endpoint.disabled"}).Secret)
+	e.pay(nil)
+	deliveries := e.waitDeliveries()
+
+	if n := len(gone.requests()); n != 1 {
+		t.Fatalf("410 endpoint got %d requests, want 1: retries must stop", n)
+	}
+	got, err := delivery.Get(context.Background(), e.pool, e.scope, ep.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != delivery.EndpointDisabled || got.DisabledReason == nil || *got.DisabledReason != delivery.DisabledGone {
+		t.Fatalf("endpoint %+v, want disabled for gone", got)
+	}
+	if types := watcher.types(); !slices.Equal(types, []string{"webhook_endpoint.disabled"}) {
+		t.Fatalf("the other endpoint received %v, want webhook_endpoint.disabled", types)
+	}
+	for _, d := range deliveries {
+		if d.Endpoint != nil && *d.Endpoint == ep.ID && d.Status != delivery.StatusFailed {
+			t.Errorf("delivery to the gone endpoint is %s, want failed", d.Status)
+		}
+	}
+
+	// A disabled endpoint gets no new deliveries.
+	e.pay(nil)
+	e.waitDeliveries()
+	if n := len(gone.requests()); n != 1 {
+		t.Fatalf("disabled endpoint got %d requests, want still 1", n)
+	}
+}
+
+func TestRetryAfterDelaysTheNextAttempt(t *testing.T) {
+	t.Parallel()
+
+	e := newEnv(t, fast, 5*time.Second)
+	r := newReceiver(t, func(n int, w http.ResponseWriter) {
+		if n == 1 {
+			w.Header().Set("Retry-After", "2")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	e.endpoint(r.srv.URL, []string{"checkout.created"})
+	e.pay(nil)
+	d := e.waitDeliveries()[0]
+	reqs := r.requests()
+	if d.Status != delivery.StatusSucceeded || len(reqs) != 2 {
+		t.Fatalf("delivery %+v after %d requests, want succeeded after 2", d, len(reqs))
+	}
+	// The schedule says 50ms; Retry-After says 2s, and wins.
+	if gap := reqs[1].at.Sub(reqs[0].at); gap < 2*time.Second {
+		t.Fatalf("second attempt came %s after the 429, before its Retry-After of 2s", gap)
+	}
+}
+
+func TestRotationSignsWithBothSecrets(t *testing.T) {
+	t.Parallel()
+
+	e := newEnv(t, fast, 5*time.Second)
+	r := newReceiver(t, nil)
+	ep := e.endpoint(r.srv.URL, []string{"checkout.created"})
+	var rotated *delivery.Endpoint
+	e.tx(func(tx pgx.Tx) (err error) {
+		rotated, err = delivery.RotateSecret(context.Background(), tx, e.scope, ep.ID, time.Hour)
+		return err
+	})
+	if rotated.Secret == ep.Secret {
+		t.Fatal("rotation kept the secret")
+	}
+	r.verifyWith(ep.Secret, rotated.Secret) // each must verify on its own
+	e.pay(nil)
+	e.waitDeliveries()
+	reqs := r.requests()
+	if len(reqs) != 1 {
+		t.Fatalf("%d requests, want 1", len(reqs))
+	}
+
+	// With no grace, only the new secret signs.
+	e.tx(func(tx pgx.Tx) (err error) {
+		rotated, err = delivery.RotateSecret(context.Background(), tx, e.scope, ep.ID, 0)
+		return err
+	})
+	r.verifyWith(rotated.Secret)
+	e.pay(nil)
+	e.waitDeliveries()
+	reqs = r.requests()
+	if len(reqs) != 2 {
+		t.Fatalf("%d requests, want 2", len(reqs))
+	}
+	old, _ := standardwebhooks.NewWebhook(ep.Secret)
+	if err := old.Verify(reqs[1].body, reqs[1].header); err == nil {
+		t.Fatal("a secret rotated out with no grace period still verifies")
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

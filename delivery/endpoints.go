@@ -1,0 +1,246 @@
+package delivery
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hookline/hookline/events"
+)
+
+// Endpoint types and statuses.
+const (
+	TypeWebhook = "webhook"
+
+	EndpointEnabled  = "enabled"
+	EndpointDisabled = "disabled"
+
+	DisabledGone    = "gone"
+	DisabledFailing = "failing"
+
+	// AllEvents in enabled_events subscribes to every type, present and future.
+	AllEvents = "*"
+)
+
+// Endpoint is a merchant's webhook endpoint in its wire form. Secret is set
+// only on the responses that create or rotate it.
+type Endpoint struct {
+	ID             string   `json:"id"`
+	Object         string   `json:"object"`
+	Livemode       bool     `json:"livemode"`
+	Type           string   `json:"type"`
+	URL            string   `json:"url"`
+	EnabledEvents  []string `json:"enabled_events"`
+	Status         string   `json:"status"`
+	DisabledReason *string  `json:"disabled_reason"`
+	Description    *string  `json:"description"`
+	DisplayName    *string  `json:"display_name"`
+	CreatedAt      int64    `json:"created_at"`
+	Secret         string   `json:"secret,omitempty"`
+}
+
+// EndpointParams are a new endpoint's fields. A nil EnabledEvents subscribes
+// to the catalog's default-on types, following the catalog as it changes.
+type EndpointParams struct {
+	Type          string
+	URL           string
+	EnabledEvents []string
+	Description   *string
+	DisplayName   *string
+}
+
+// EndpointUpdate is a partial update: nil fields stay as they are.
+type EndpointUpdate struct {
+	URL           *string
+	EnabledEvents []string
+	Description   *string
+	DisplayName   *string
+	Status        *string
+}
+
+// Endpoints manages webhook endpoints.
+type Endpoints struct {
+	guard *Guard
+}
+
+// NewEndpoints returns the endpoint manager, checking URLs with guard.
+func NewEndpoints(guard *Guard) *Endpoints {
+	return &Endpoints{guard: guard}
+}
+
+const endpointColumns = `select id, livemode, type, url, enabled_events, status, disabled_reason, description,
+	display_name, created_at from webhook_endpoints`
+
+func scanEndpoint(row pgx.Row) (*Endpoint, error) {
+	e := &Endpoint{Object: "webhook_endpoint"}
+	var created time.Time
+	err := row.Scan(&e.ID, &e.Livemode, &e.Type, &e.URL, &e.EnabledEvents, &e.Status, &e.DisabledReason,
+		&e.Description, &e.DisplayName, &created)
+	e.CreatedAt = created.Unix()
+	if e.EnabledEvents == nil {
+		for _, t := range events.DefaultEnabledTypes() {
+			e.EnabledEvents = append(e.EnabledEvents, string(t))
+		}
+	}
+	return e, err
+}
+
+// checkEnabledEvents refuses unknown types and returns the list without
+// duplicates.
+func checkEnabledEvents(list []string) ([]string, error) {
+	if len(list) == 0 {
+		return nil, &events.InvalidError{Param: "enabled_events", Message: "must list at least one event type, or \"*\""}
+	}
+	var out []string
+	for i, t := range list {
+		if _, ok := events.Lookup(events.EventType(t)); !ok && t != AllEvents {
+			return nil, &events.InvalidError{Param: fmt.Sprintf("enabled_events[%d]", i),
+				Message: fmt.Sprintf("%q is not an event type of GET /v1/event_types", t)}
+		}
+		if !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+// Create registers an endpoint with a new signing secret.
+func (m *Endpoints) Create(ctx context.Context, tx pgx.Tx, scope events.Scope, p EndpointParams) (*Endpoint, error) {
+	if p.Type == "" {
+		p.Type = TypeWebhook
+	}
+	if p.Type != TypeWebhook {
+		return nil, &events.InvalidError{Param: "type", Message: "must be webhook; discord and slack endpoints are not available yet"}
+	}
+	if err := m.guard.CheckURL(ctx, p.URL, "url"); err != nil {
+		return nil, err
+	}
+	var err error
+	if p.EnabledEvents != nil {
+		if p.EnabledEvents, err = checkEnabledEvents(p.EnabledEvents); err != nil {
+			return nil, err
+		}
+	}
+	if p.DisplayName == nil {
+		var name string
+		if err := tx.QueryRow(ctx, `select name from merchants where id = $1`, scope.MerchantID).Scan(&name); err != nil {
+			return nil, fmt.Errorf("read merchant name: %w", err)
+		}
+		p.DisplayName = &name
+	}
+	id, secret := events.NewID(events.PrefixEndpoint), events.NewWebhookSecret()
+	_, err = tx.Exec(ctx, `insert into webhook_endpoints (id, merchant_id, livemode, type, url, enabled_events, status,
+		description, display_name, secret, created_at) values ($1, $2, $3, $4, $5, $6, 'enabled', $7, $8, $9, now())`,
+		id, scope.MerchantID, scope.Livemode, p.Type, p.URL, p.EnabledEvents, p.Description, p.DisplayName, secret)
+	if err != nil {
+		return nil, fmt.Errorf("insert endpoint: %w", err)
+	}
+	e, err := Get(ctx, tx, scope, id)
+	if err != nil {
+		return nil, err
+	}
+	e.Secret = secret
+	return e, nil
+}
+
+// Get returns one of the scope's endpoints.
+func Get(ctx context.Context, db events.DB, scope events.Scope, id string) (*Endpoint, error) {
+	e, err := scanEndpoint(db.QueryRow(ctx, endpointColumns+` where id = $1 and merchant_id = $2 and livemode = $3
+		and deleted_at is null`, id, scope.MerchantID, scope.Livemode))
+	if err != nil {
+		return nil, events.WrapNotFound(err, "get endpoint")
+	}
+	return e, nil
+}
+
+// List returns a page of the scope's endpoints, newest first.
+func List(ctx context.Context, db events.DB, scope events.Scope, page events.Page) (*events.List[*Endpoint], error) {
+	return events.ListPage(ctx, db, page, endpointColumns+` where merchant_id = $3 and livemode = $4 and deleted_at is null`,
+		func(rows pgx.Rows) (*Endpoint, error) { return scanEndpoint(rows) }, scope.MerchantID, scope.Livemode)
+}
+
+// Update changes an endpoint. Enabling a disabled endpoint clears why it was
+// disabled and its failure streak; deliveries it missed meanwhile are
+// recovered on request, not automatically.
+func (m *Endpoints) Update(ctx context.Context, tx pgx.Tx, scope events.Scope, id string, u EndpointUpdate) (*Endpoint, error) {
+	if _, err := Get(ctx, tx, scope, id); err != nil {
+		return nil, err
+	}
+	if u.URL != nil {
+		if err := m.guard.CheckURL(ctx, *u.URL, "url"); err != nil {
+			return nil, err
+		}
+	}
+	if u.EnabledEvents != nil {
+		var err error
+		if u.EnabledEvents, err = checkEnabledEvents(u.EnabledEvents); err != nil {
+			return nil, err
+		}
+	}
+	if u.Status != nil && *u.Status != EndpointEnabled && *u.Status != EndpointDisabled {
+		return nil, &events.InvalidError{Param: "status", Message: "must be enabled or disabled"}
+	}
+	_, err := tx.Exec(ctx, `update webhook_endpoints set
+		url = coalesce($2, url),
+		enabled_events = case when $3::text[] is null then enabled_events else $3 end,
+		description = coalesce($4, description),
+		display_name = coalesce($5, display_name),
+		status = coalesce($6, status),
+		disabled_reason = case when $6 is null then disabled_reason else null end,
+		failing_since = case when $6 = 'enabled' then null else failing_since end
+		where id = $1`, id, u.URL, u.EnabledEvents, u.Description, u.DisplayName, u.Status)
+	if err != nil {
+		return nil, fmt.Errorf("update endpoint: %w", err)
+	}
+	return Get(ctx, tx, scope, id)
+}
+
+// Delete removes an endpoint: it gets no new deliveries and pending ones stop.
+// The row stays, marked deleted, so that its deliveries' history still names it.
+func Delete(ctx context.Context, tx pgx.Tx, scope events.Scope, id string) error {
+	tag, err := tx.Exec(ctx, `update webhook_endpoints set deleted_at = now(), status = 'disabled'
+		where id = $1 and merchant_id = $2 and livemode = $3 and deleted_at is null`, id, scope.MerchantID, scope.Livemode)
+	if err != nil {
+		return fmt.Errorf("delete endpoint: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return events.ErrNotFound
+	}
+	return nil
+}
+
+// DefaultGracePeriod is how long a rotated-out secret keeps signing (Stripe's
+// default), and MaxGracePeriod the longest allowed.
+const (
+	DefaultGracePeriod = 24 * time.Hour
+	MaxGracePeriod     = 7 * 24 * time.Hour
+)
+
+// RotateSecret gives an endpoint a new secret. Until the grace period ends,
+// every delivery carries a signature with the old secret and one with the new,
+// so the receiver can switch without dropping a delivery.
+func RotateSecret(ctx context.Context, tx pgx.Tx, scope events.Scope, id string, grace time.Duration) (*Endpoint, error) {
+	if grace < 0 || grace > MaxGracePeriod {
+		return nil, &events.InvalidError{Param: "grace_period_seconds", Message: "must be from 0 to 604800 (7 days)"}
+	}
+	secret := events.NewWebhookSecret()
+	tag, err := tx.Exec(ctx, `update webhook_endpoints set previous_secret = secret,
+		previous_secret_expires_at = now() + $4::interval, secret = $5
+		where id = $1 and merchant_id = $2 and livemode = $3 and deleted_at is null`,
+		id, scope.MerchantID, scope.Livemode, grace, secret)
+	if err != nil {
+		return nil, fmt.Errorf("rotate secret: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return nil, events.ErrNotFound
+	}
+	e, err := Get(ctx, tx, scope, id)
+	if err != nil {
+		return nil, err
+	}
+	e.Secret = secret
+	return e, nil
+}

@@ -1,0 +1,123 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hookline/hookline/events"
+)
+
+// Guard decides which URLs hookline may send to. In production only https URLs
+// whose host resolves to public addresses pass, checked when a URL is
+// registered and again on every connection, on the address actually dialled
+// (so a name that later resolves to a private address is still refused). In
+// development anything http(s) goes, so that local receivers work.
+type Guard struct {
+	Production bool
+	resolver   *net.Resolver
+}
+
+// NewGuard returns the guard for an environment.
+func NewGuard(production bool) *Guard {
+	return &Guard{Production: production, resolver: net.DefaultResolver}
+}
+
+// CheckURL validates a destination URL at registration; param names the
+// field in the error.
+func (g *Guard) CheckURL(ctx context.Context, raw, param string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Hostname() == "" {
+		return &events.InvalidError{Param: param, Message: "must be an absolute http or https URL"}
+	}
+	if len(raw) > 2048 {
+		return &events.InvalidError{Param: param, Message: "must be at most 2048 characters"}
+	}
+	if u.User != nil {
+		return &events.InvalidError{Param: param, Message: "must not carry credentials"}
+	}
+	if !g.Production {
+		return nil
+	}
+	if u.Scheme != "https" {
+		return &events.InvalidError{Param: param, Message: "must be an https URL"}
+	}
+	host := strings.TrimSuffix(u.Hostname(), ".")
+	if addr, err := netip.ParseAddr(host); err == nil {
+		if !publicAddr(addr) {
+			return &events.InvalidError{Param: param, Message: "must not point at a private, loopback or reserved address"}
+		}
+		return nil
+	}
+	lookupCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	addrs, err := g.resolver.LookupNetIP(lookupCtx, "ip", host)
+	if err != nil || len(addrs) == 0 {
+		return &events.InvalidError{Param: param, Message: "has a host that does not resolve"}
+	}
+	for _, a := range addrs {
+		if !publicAddr(a) {
+			return &events.InvalidError{Param: param, Message: "resolves to a private, loopback or reserved address"}
+		}
+	}
+	return nil
+}
+
+// errBlockedAddress is the error of a connection the guard refused.
+var errBlockedAddress = errors.New("destination address is not public")
+
+// control is the dialer hook that enforces the guard on the resolved address
+// of every connection, after DNS and before connect.
+func (g *Guard) control(_, address string, _ syscall.RawConn) error {
+	if !g.Production {
+		return nil
+	}
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return fmt.Errorf("%w: %s", errBlockedAddress, address)
+	}
+	if !publicAddr(ap.Addr()) {
+		return fmt.Errorf("%w: %s", errBlockedAddress, ap.Addr())
+	}
+	return nil
+}
+
+// nonPublic lists the ranges no production delivery may reach, besides what
+// netip's predicates cover: CGNAT, benchmarking, documentation, reserved,
+// NAT64 and the IPv6 discard and documentation ranges.
+var nonPublic = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("192.0.0.0/24"),
+	netip.MustParsePrefix("192.0.2.0/24"),
+	netip.MustParsePrefix("198.18.0.0/15"),
+	netip.MustParsePrefix("198.51.100.0/24"),
+	netip.MustParsePrefix("203.0.113.0/24"),
+	netip.MustParsePrefix("240.0.0.0/4"),
+	netip.MustParsePrefix("64:ff9b::/96"),
+	netip.MustParsePrefix("64:ff9b:1::/48"),
+	netip.MustParsePrefix("100::/64"),
+	netip.MustParsePrefix("2001:db8::/32"),
+}
+
+// publicAddr reports whether an address is a public unicast one. IPv4-mapped
+// IPv6 addresses are judged as the IPv4 address they carry.
+func publicAddr(a netip.Addr) bool {
+	a = a.Unmap()
+	if !a.IsValid() || a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() ||
+		a.IsInterfaceLocalMulticast() || a.IsMulticast() || a.IsUnspecified() || !a.IsGlobalUnicast() {
+		return false
+	}
+	for _, p := range nonPublic {
+		if p.Contains(a) {
+			return false
+		}
+	}
+	return true
+}

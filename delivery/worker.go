@@ -1,0 +1,368 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/hookline/hookline/events"
+)
+
+// Version is hookline's version, sent as user-agent: hookline/<version>. The
+// build sets it with -ldflags -X.
+var Version = "dev"
+
+const (
+	// responseExcerpt is how much of a receiver's response body is kept.
+	responseExcerpt = 4 << 10
+	// failingWindow is how long an endpoint may fail every attempt before it
+	// is disabled (contract §4): as long as the retry schedule, about 3 days.
+	failingWindow = 72 * time.Hour
+)
+
+// WorkerConfig is what the delivery worker needs from the process.
+type WorkerConfig struct {
+	Guard     *Guard
+	Logger    *slog.Logger
+	Pool      *pgxpool.Pool
+	Publisher *events.Publisher
+	Schedule  Schedule
+	Timeout   time.Duration
+}
+
+// Worker makes delivery attempts: it is the River worker of DeliverArgs.
+type Worker struct {
+	river.WorkerDefaults[DeliverArgs]
+	client    *http.Client
+	logger    *slog.Logger
+	pool      *pgxpool.Pool
+	publisher *events.Publisher
+	schedule  Schedule
+	timeout   time.Duration
+}
+
+// NewWorker returns the delivery worker.
+func NewWorker(cfg WorkerConfig) *Worker {
+	return &Worker{
+		client:    newHTTPClient(cfg.Guard),
+		logger:    cfg.Logger,
+		pool:      cfg.Pool,
+		publisher: cfg.Publisher,
+		schedule:  cfg.Schedule,
+		timeout:   cfg.Timeout,
+	}
+}
+
+// newHTTPClient is the outbound client: it never follows redirects (a 3xx is
+// a failed attempt), never uses a proxy from the environment (that would
+// bypass the guard), dials only what the guard allows, and keeps connections
+// to each receiver alive between deliveries.
+func newHTTPClient(guard *Guard) *http.Client {
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: guard.control}
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:                  nil,
+			DialContext:            dialer.DialContext,
+			ForceAttemptHTTP2:      true,
+			MaxIdleConns:           1000,
+			MaxIdleConnsPerHost:    100,
+			IdleConnTimeout:        90 * time.Second,
+			TLSHandshakeTimeout:    10 * time.Second,
+			ExpectContinueTimeout:  time.Second,
+			MaxResponseHeaderBytes: 64 << 10,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// Timeout leaves the attempt its whole HTTP timeout plus time to record it.
+func (w *Worker) Timeout(*river.Job[DeliverArgs]) time.Duration { return w.timeout + 5*time.Second }
+
+// NextRetry is the time Work stored on the delivery as next_attempt_at.
+func (w *Worker) NextRetry(job *river.Job[DeliverArgs]) time.Time { return job.Args.nextRetry }
+
+// target is everything one attempt needs, read in one query.
+type target struct {
+	deliveryID     string
+	status         string
+	attemptCount   int
+	url            string
+	eventID        string
+	payload        []byte
+	scope          events.Scope
+	endpointID     *string
+	endpointStatus *string
+	deleted        bool
+	secrets        []string
+}
+
+func (w *Worker) load(ctx context.Context, id string) (*target, error) {
+	t := &target{deliveryID: id}
+	var secret, accountSecret string
+	var previous *string
+	var previousExpires *time.Time
+	var endpointSecret *string
+	err := w.pool.QueryRow(ctx, `select d.status, d.attempt_count, coalesce(w.url, d.url), e.id, e.payload,
+		d.merchant_id, d.livemode, w.id, w.status, w.deleted_at is not null, w.secret, w.previous_secret,
+		w.previous_secret_expires_at, m.webhook_secret
+		from deliveries d
+		join events e on e.id = d.event_id
+		join merchants m on m.id = d.merchant_id
+		left join webhook_endpoints w on w.id = d.endpoint_id
+		where d.id = $1`, id).Scan(&t.status, &t.attemptCount, &t.url, &t.eventID, &t.payload,
+		&t.scope.MerchantID, &t.scope.Livemode, &t.endpointID, &t.endpointStatus, &t.deleted, &endpointSecret, &previous,
+		&previousExpires, &accountSecret)
+	if err != nil {
+		return nil, events.WrapNotFound(err, "load delivery")
+	}
+	switch {
+	case endpointSecret != nil:
+		secret = *endpointSecret
+	default:
+		secret = accountSecret // a checkout's own webhook_url
+	}
+	t.secrets = []string{secret}
+	if previous != nil && previousExpires != nil && previousExpires.After(time.Now()) {
+		t.secrets = append(t.secrets, *previous)
+	}
+	return t, nil
+}
+
+// outcome is what one attempt produced.
+type outcome struct {
+	started    time.Time
+	duration   time.Duration
+	statusCode int
+	header     http.Header
+	body       string
+	err        string
+}
+
+func (o *outcome) acknowledged() bool {
+	return o.err == "" && o.statusCode >= 200 && o.statusCode < 300
+}
+
+// Work makes one attempt of a delivery and records it.
+func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
+	t, err := w.load(ctx, job.Args.DeliveryID)
+	if errors.Is(err, events.ErrNotFound) {
+		return river.JobCancel(fmt.Errorf("delivery %s does not exist", job.Args.DeliveryID))
+	}
+	if err != nil {
+		return err
+	}
+	if !job.Args.Manual {
+		if t.status == StatusSucceeded {
+			return nil // acknowledged meanwhile through a manual retry
+		}
+		if t.endpointID != nil && (t.deleted || *t.endpointStatus != EndpointEnabled) {
+			return w.abandon(ctx, t, job)
+		}
+	}
+
+	o := w.send(ctx, t)
+	if ctx.Err() != nil && o.err != "" {
+		// The worker is shutting down mid-request: release the job without
+		// recording or spending an attempt; another process takes it up.
+		return river.JobSnooze(0)
+	}
+	return w.record(context.WithoutCancel(ctx), t, job, o)
+}
+
+// send makes the HTTP request of one attempt.
+func (w *Worker) send(ctx context.Context, t *target) *outcome {
+	o := &outcome{started: time.Now()}
+	defer func() { o.duration = time.Since(o.started) }()
+
+	ctx, cancel := context.WithTimeout(ctx, w.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url, bytes.NewReader(t.payload))
+	if err != nil {
+		o.err = "invalid destination URL"
+		return o
+	}
+	sig, err := signatureHeader(t.secrets, t.eventID, o.started, t.payload)
+	if err != nil {
+		o.err = err.Error()
+		return o
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "hookline/"+Version)
+	req.Header.Set("webhook-id", t.eventID)
+	req.Header.Set("webhook-timestamp", fmt.Sprint(o.started.Unix()))
+	req.Header.Set("webhook-signature", sig)
+
+	res, err := w.client.Do(req)
+	if err != nil {
+		o.err = describe(err, ctx)
+		return o
+	}
+	defer res.Body.Close()
+	o.statusCode, o.header = res.StatusCode, res.Header
+	excerpt, _ := io.ReadAll(io.LimitReader(res.Body, responseExcerpt))
+	o.body = strings.ToValidUTF8(strings.ReplaceAll(string(excerpt), "\x00", ""), "\uFFFD")
+	// Drain a little more so the connection can be reused; never much.
+	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
+	if !o.acknowledged() {
+		o.err = fmt.Sprintf("HTTP %d", res.StatusCode)
+	}
+	return o
+}
+
+// describe turns a client error into a message without the URL, which may
+// carry a token (Discord's and Slack's webhook URLs do).
+func describe(err error, ctx context.Context) string {
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return "timed out"
+	case errors.Is(err, errBlockedAddress):
+		return "refused: the destination resolves to a non-public address"
+	}
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		err = urlErr.Err
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) {
+		return "connection failed: " + opErr.Op + ": " + opErr.Err.Error()
+	}
+	return err.Error()
+}
+
+// abandon ends the retries of a delivery whose endpoint was disabled or
+// deleted: it is marked failed, visibly and retryable, without an attempt.
+func (w *Worker) abandon(ctx context.Context, t *target, job *river.Job[DeliverArgs]) error {
+	return pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `update deliveries set status = 'failed', next_attempt_at = null, updated_at = now()
+			where id = $1`, t.deliveryID); err != nil {
+			return fmt.Errorf("abandon delivery: %w", err)
+		}
+		_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+		return err
+	})
+}
+
+// record writes the attempt and its consequences in one transaction: the
+// attempt row, the delivery's status, the endpoint's health, and for an
+// acknowledged or manual attempt the job's completion. A failed automatic
+// attempt then returns an error so that River schedules the next one.
+func (w *Worker) record(ctx context.Context, t *target, job *river.Job[DeliverArgs], o *outcome) error {
+	now := time.Now()
+	exhausted := job.Attempt >= job.MaxAttempts
+	status := t.status
+	var next *time.Time
+	var disable string
+	switch {
+	case o.acknowledged():
+		status = StatusSucceeded
+	case o.statusCode == http.StatusGone && t.endpointID != nil:
+		status, disable = StatusFailed, DisabledGone
+	case job.Args.Manual:
+		// One attempt only: an automatic chain still running keeps the delivery
+		// pending, and an acknowledged delivery stays acknowledged.
+	case exhausted:
+		status = StatusFailed
+	default:
+		status = StatusPending
+		n := w.schedule.Next(now, job.Attempt, retryAfter(o.statusCode, o.header, now))
+		next, job.Args.nextRetry = &n, n
+	}
+
+	var statusCode *int
+	if o.statusCode != 0 {
+		statusCode = &o.statusCode
+	}
+	var errText *string
+	if o.err != "" {
+		errText = &o.err
+	}
+	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+		var attempt int
+		err := tx.QueryRow(ctx, `update deliveries set attempt_count = attempt_count + 1, status = $2,
+			last_status_code = $3, next_attempt_at = $4, url = $5, updated_at = now()
+			where id = $1 returning attempt_count`, t.deliveryID, status, statusCode, next, t.url).Scan(&attempt)
+		if err != nil {
+			return fmt.Errorf("update delivery: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `insert into delivery_attempts (delivery_id, attempt, started_at, duration_ms,
+			status_code, error, response_body) values ($1, $2, $3, $4, $5, $6, $7)`,
+			t.deliveryID, attempt, o.started, o.duration.Milliseconds(), statusCode, errText, o.body); err != nil {
+			return fmt.Errorf("insert delivery attempt: %w", err)
+		}
+		if t.endpointID != nil {
+			if disable == "" && !o.acknowledged() {
+				disable, err = w.markFailing(ctx, tx, *t.endpointID, now)
+			} else if o.acknowledged() {
+				_, err = tx.Exec(ctx, `update webhook_endpoints set failing_since = null where id = $1`, *t.endpointID)
+			}
+			if err != nil {
+				return fmt.Errorf("update endpoint health: %w", err)
+			}
+			if disable != "" {
+				if err := w.disable(ctx, tx, t.scope, *t.endpointID, disable); err != nil {
+					return err
+				}
+			}
+		}
+		if o.acknowledged() || job.Args.Manual || disable != "" {
+			_, err = river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("record attempt: %w", err)
+	}
+	if o.acknowledged() || job.Args.Manual || disable != "" {
+		return nil
+	}
+	return fmt.Errorf("attempt %d of delivery %s failed: %s", job.Attempt, t.deliveryID, o.err)
+}
+
+// markFailing starts or continues the endpoint's failure streak, and says to
+// disable it once the streak is older than failingWindow.
+func (w *Worker) markFailing(ctx context.Context, tx pgx.Tx, endpointID string, now time.Time) (string, error) {
+	var since time.Time
+	err := tx.QueryRow(ctx, `update webhook_endpoints set failing_since = coalesce(failing_since, $2)
+		where id = $1 returning failing_since`, endpointID, now).Scan(&since)
+	if err != nil {
+		return "", err
+	}
+	if now.Sub(since) >= failingWindow {
+		return DisabledFailing, nil
+	}
+	return "", nil
+}
+
+// disable turns an endpoint off for reason and tells the merchant's other
+// endpoints with webhook_endpoint.disabled, in the attempt's transaction.
+func (w *Worker) disable(ctx context.Context, tx pgx.Tx, scope events.Scope, endpointID, reason string) error {
+	tag, err := tx.Exec(ctx, `update webhook_endpoints set status = 'disabled', disabled_reason = $2
+		where id = $1 and status = 'enabled'`, endpointID, reason)
+	if err != nil {
+		return fmt.Errorf("disable endpoint: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return nil // already disabled
+	}
+	e, err := Get(ctx, tx, scope, endpointID)
+	if err != nil {
+		return err
+	}
+	w.logger.WarnContext(ctx, "webhook endpoint disabled", slog.String("endpoint_id", endpointID),
+		slog.String("merchant_id", scope.MerchantID), slog.String("reason", reason))
+	_, err = w.publisher.Publish(ctx, tx, scope, events.WebhookEndpointDisabled, e, "")
+	return err
+}
