@@ -439,6 +439,14 @@ func TestTenantIsolation(t *testing.T) {
 	if err := json.Unmarshal(data[0], &evt); err != nil {
 		t.Fatal(err)
 	}
+	ep := decodeEndpoint(t, h.do("POST", "/v1/webhook_endpoints", h.a.TestAPIKey,
+		map[string]any{"url": "http://127.0.0.1:9/hooks"}).must(t, http.StatusCreated))
+	h.attempt(chk, map[string]any{}) // a delivery to ep
+	dlvs, _ := h.do("GET", "/v1/deliveries", h.a.TestAPIKey, nil).must(t, http.StatusOK).list(t)
+	var dlv struct{ ID string }
+	if err := json.Unmarshal(dlvs[0], &dlv); err != nil {
+		t.Fatal(err)
+	}
 	routes := []struct{ method, path string }{
 		{"GET", "/v1/checkouts/" + chk},
 		{"POST", "/v1/checkouts/" + chk + "/expire"},
@@ -447,6 +455,12 @@ func TestTenantIsolation(t *testing.T) {
 		{"POST", "/v1/payment_attempts/" + pat + "/process"},
 		{"POST", "/v1/payment_attempts/" + pat + "/succeed"},
 		{"GET", "/v1/events/" + evt.ID},
+		{"GET", "/v1/webhook_endpoints/" + ep.ID},
+		{"PATCH", "/v1/webhook_endpoints/" + ep.ID},
+		{"DELETE", "/v1/webhook_endpoints/" + ep.ID},
+		{"POST", "/v1/webhook_endpoints/" + ep.ID + "/rotate_secret"},
+		{"GET", "/v1/deliveries/" + dlv.ID},
+		{"POST", "/v1/deliveries/" + dlv.ID + "/retry"},
 	}
 	keys := map[string]string{"other merchant": h.b.TestAPIKey, "other merchant live": h.b.LiveAPIKey, "same merchant live mode": h.a.LiveAPIKey}
 	for name, key := range keys {
@@ -460,7 +474,7 @@ func TestTenantIsolation(t *testing.T) {
 		t.Run(name+" lists", func(t *testing.T) {
 			t.Parallel()
 
-			for _, path := range []string{"/v1/checkouts", "/v1/events"} {
+			for _, path := range []string{"/v1/checkouts", "/v1/events", "/v1/webhook_endpoints", "/v1/deliveries"} {
 				if data, _ := h.do("GET", path, key, nil).must(t, http.StatusOK).list(t); len(data) != 0 {
 					t.Errorf("%s lists %d of merchant a's test objects", path, len(data))
 				}
@@ -474,6 +488,15 @@ func TestTenantIsolation(t *testing.T) {
 		}
 		if status != "open" {
 			t.Errorf("foreign requests changed the checkout to %s", status)
+		}
+		var epStatus string
+		var deleted bool
+		if err := h.pool.QueryRow(context.Background(), "select status, deleted_at is not null from webhook_endpoints where id = $1", ep.ID).
+			Scan(&epStatus, &deleted); err != nil {
+			t.Error(err)
+		}
+		if epStatus != "enabled" || deleted {
+			t.Errorf("foreign requests changed the endpoint: status %s, deleted %v", epStatus, deleted)
 		}
 	})
 }

@@ -358,6 +358,9 @@ func TestFailedAttempts(t *testing.T) {
 			e.pay(nil)
 			d := e.waitDeliveries()[0]
 			a := (*d.Attempts)[0]
+			if (tt.wantCode == nil) != (a.ResponseBody == nil) {
+				t.Errorf("response_body %v with status code %v: a body exactly when there was a response", a.ResponseBody, a.StatusCode)
+			}
 			if d.Status != delivery.StatusFailed || d.AttemptCount != 1 || a.Error == nil || *a.Error != tt.wantErr ||
 				(tt.wantCode == nil) != (a.StatusCode == nil) || (tt.wantCode != nil && *a.StatusCode != *tt.wantCode) {
 				t.Fatalf("delivery %+v attempt %+v, want failed with %q", d, a, tt.wantErr)
@@ -521,3 +524,50 @@ func TestRotationSignsWithBothSecrets(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func TestFailingForThreeDaysDisablesTheEndpoint(t *testing.T) {
+	t.Parallel()
+
+	e := newEnv(t, delivery.Schedule{}, 5*time.Second)
+	down := newReceiver(t, func(_ int, w http.ResponseWriter) { w.WriteHeader(http.StatusInternalServerError) })
+	ep := e.endpoint(down.srv.URL, []string{"checkout.created"})
+	// The endpoint has failed every attempt for just over three days.
+	if _, err := e.pool.Exec(context.Background(), `update webhook_endpoints set failing_since = now() - interval '72 hours 1 minute'
+		where id = $1`, ep.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.pay(nil)
+	e.waitDeliveries()
+	got, err := delivery.Get(context.Background(), e.pool, e.scope, ep.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != delivery.EndpointDisabled || got.DisabledReason == nil || *got.DisabledReason != delivery.DisabledFailing {
+		t.Fatalf("endpoint %+v, want disabled for failing", got)
+	}
+	list, err := events.ListEvents(context.Background(), e.pool, e.scope, events.WebhookEndpointDisabled, events.Page{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Data) != 1 {
+		t.Fatalf("%d webhook_endpoint.disabled events, want 1", len(list.Data))
+	}
+	schematest.Event(t, "webhook_endpoint.disabled", list.Data[0].Payload)
+
+	// A success ends a failure streak: an endpoint that recovers is not disabled.
+	up := newReceiver(t, nil)
+	healthy := e.endpoint(up.srv.URL, []string{"checkout.created"})
+	if _, err := e.pool.Exec(context.Background(), `update webhook_endpoints set failing_since = now() - interval '80 hours'
+		where id = $1`, healthy.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.pay(nil)
+	e.waitDeliveries()
+	var since *time.Time
+	if err := e.pool.QueryRow(context.Background(), `select failing_since from webhook_endpoints where id = $1`, healthy.ID).Scan(&since); err != nil {
+		t.Fatal(err)
+	}
+	if since != nil {
+		t.Fatalf("an acknowledged delivery left failing_since at %v", since)
+	}
+}

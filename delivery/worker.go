@@ -285,9 +285,12 @@ func (w *Worker) record(ctx context.Context, t *target, job *river.Job[DeliverAr
 	if o.statusCode != 0 {
 		statusCode = &o.statusCode
 	}
-	var errText *string
+	var errText, body *string
 	if o.err != "" {
 		errText = &o.err
+	}
+	if o.statusCode != 0 {
+		body = &o.body // no response, no body: null rather than ""
 	}
 	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
 		var attempt int
@@ -299,7 +302,7 @@ func (w *Worker) record(ctx context.Context, t *target, job *river.Job[DeliverAr
 		}
 		if _, err := tx.Exec(ctx, `insert into delivery_attempts (delivery_id, attempt, started_at, duration_ms,
 			status_code, error, response_body) values ($1, $2, $3, $4, $5, $6, $7)`,
-			t.deliveryID, attempt, o.started, o.duration.Milliseconds(), statusCode, errText, o.body); err != nil {
+			t.deliveryID, attempt, o.started, o.duration.Milliseconds(), statusCode, errText, body); err != nil {
 			return fmt.Errorf("insert delivery attempt: %w", err)
 		}
 		if t.endpointID != nil {

@@ -1,0 +1,178 @@
+package api_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hookline/hookline/events"
+	"github.com/hookline/hookline/schema/schematest"
+)
+
+type endpointBody struct {
+	ID             string   `json:"id"`
+	Secret         string   `json:"secret"`
+	Status         string   `json:"status"`
+	EnabledEvents  []string `json:"enabled_events"`
+	DisabledReason *string  `json:"disabled_reason"`
+	URL            string   `json:"url"`
+	DisplayName    *string  `json:"display_name"`
+}
+
+func decodeEndpoint(t *testing.T, r response) endpointBody {
+	t.Helper()
+	schematest.Object(t, "webhook_endpoint", r.body)
+	var e endpointBody
+	if err := json.Unmarshal(r.body, &e); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func TestWebhookEndpointLifecycle(t *testing.T) {
+	t.Parallel()
+
+	h := newHarness(t)
+	created := decodeEndpoint(t, h.do("POST", "/v1/webhook_endpoints", h.a.TestAPIKey,
+		map[string]any{"url": "http://127.0.0.1:9/hooks", "description": "orders"}).must(t, http.StatusCreated))
+	if !strings.HasPrefix(created.Secret, "whsec_") || created.Status != "enabled" {
+		t.Fatalf("created %+v", created)
+	}
+	var defaults []string
+	for _, t := range events.DefaultEnabledTypes() {
+		defaults = append(defaults, string(t))
+	}
+	if !slices.Equal(created.EnabledEvents, defaults) {
+		t.Fatalf("an endpoint without enabled_events reports %v, want the default-on types %v", created.EnabledEvents, defaults)
+	}
+	if created.DisplayName == nil || *created.DisplayName != "Merchant A" {
+		t.Fatalf("display_name %v, want the merchant's name", created.DisplayName)
+	}
+
+	got := decodeEndpoint(t, h.do("GET", "/v1/webhook_endpoints/"+created.ID, h.a.TestAPIKey, nil).must(t, http.StatusOK))
+	if got.Secret != "" {
+		t.Fatal("retrieve shows the secret; only create and rotate may")
+	}
+	list, _ := h.do("GET", "/v1/webhook_endpoints", h.a.TestAPIKey, nil).must(t, http.StatusOK).list(t)
+	if len(list) != 1 || strings.Contains(string(list[0]), "whsec_") {
+		t.Fatalf("list %s", list)
+	}
+
+	updated := decodeEndpoint(t, h.do("PATCH", "/v1/webhook_endpoints/"+created.ID, h.a.TestAPIKey,
+		map[string]any{"url": "http://127.0.0.1:9/v2", "enabled_events": []string{"checkout.created", "checkout.created", "*"}, "status": "disabled"}).
+		must(t, http.StatusOK))
+	if updated.URL != "http://127.0.0.1:9/v2" || !slices.Equal(updated.EnabledEvents, []string{"checkout.created", "*"}) ||
+		updated.Status != "disabled" || updated.DisabledReason != nil {
+		t.Fatalf("updated %+v", updated)
+	}
+	enabled := decodeEndpoint(t, h.do("PATCH", "/v1/webhook_endpoints/"+created.ID, h.a.TestAPIKey,
+		map[string]any{"status": "enabled"}).must(t, http.StatusOK))
+	if enabled.Status != "enabled" || enabled.URL != updated.URL {
+		t.Fatalf("re-enabled %+v", enabled)
+	}
+
+	rotated := decodeEndpoint(t, h.do("POST", "/v1/webhook_endpoints/"+created.ID+"/rotate_secret", h.a.TestAPIKey,
+		map[string]any{"grace_period_seconds": 3600}).must(t, http.StatusOK))
+	if !strings.HasPrefix(rotated.Secret, "whsec_") || rotated.Secret == created.Secret {
+		t.Fatalf("rotate gave %q", rotated.Secret)
+	}
+	h.do("POST", "/v1/webhook_endpoints/"+created.ID+"/rotate_secret", h.a.TestAPIKey, nil).must(t, http.StatusOK)
+
+	del := h.do("DELETE", "/v1/webhook_endpoints/"+created.ID, h.a.TestAPIKey, nil).must(t, http.StatusOK)
+	if string(del.body) != `{"id":"`+created.ID+`","object":"webhook_endpoint","deleted":true}`+"\n" {
+		t.Fatalf("delete answered %s", del.body)
+	}
+	h.do("GET", "/v1/webhook_endpoints/"+created.ID, h.a.TestAPIKey, nil).must(t, http.StatusNotFound)
+	h.do("DELETE", "/v1/webhook_endpoints/"+created.ID, h.a.TestAPIKey, nil).must(t, http.StatusNotFound)
+}
+
+func TestWebhookEndpointRefusesBadInput(t *testing.T) {
+	t.Parallel()
+
+	h := newHarness(t)
+	ep := decodeEndpoint(t, h.do("POST", "/v1/webhook_endpoints", h.a.TestAPIKey,
+		map[string]any{"url": "http://127.0.0.1:9/hooks"}).must(t, http.StatusCreated))
+	tests := []struct {
+		name      string
+		method    string
+		path      string
+		body      any
+		wantParam string
+	}{
+		{"missing url", "POST", "/v1/webhook_endpoints", map[string]any{}, "url"},
+		{"ftp url", "POST", "/v1/webhook_endpoints", map[string]any{"url": "ftp://x.example/"}, "url"},
+		{"unknown event type", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "enabled_events": []string{"checkout.paid", "checkout.nope"}}, "enabled_events[1]"},
+		{"empty enabled_events", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "enabled_events": []string{}}, "enabled_events"},
+		{"unknown type", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "type": "teams"}, "type"},
+		{"chat types not yet", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "type": "discord"}, "type"},
+		{"unknown field", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "secret": "whsec_x"}, "secret"},
+		{"bad status", "PATCH", "/v1/webhook_endpoints/" + ep.ID, map[string]any{"status": "paused"}, "status"},
+		{"empty list on update", "PATCH", "/v1/webhook_endpoints/" + ep.ID, map[string]any{"enabled_events": []string{}}, "enabled_events"},
+		{"bad url on update", "PATCH", "/v1/webhook_endpoints/" + ep.ID, map[string]any{"url": "nope"}, "url"},
+		{"negative grace", "POST", "/v1/webhook_endpoints/" + ep.ID + "/rotate_secret", map[string]any{"grace_period_seconds": -1}, "grace_period_seconds"},
+		{"grace over 7 days", "POST", "/v1/webhook_endpoints/" + ep.ID + "/rotate_secret", map[string]any{"grace_period_seconds": 700000}, "grace_period_seconds"},
+		{"bad delivery status filter", "GET", "/v1/deliveries?status=lost", nil, "status"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+
+			res := h.do(tt.method, tt.path, h.a.TestAPIKey, tt.body).must(t, http.StatusBadRequest)
+			if got := res.errorParam(t); got != tt.wantParam {
+				t.Errorf("param %q, want %q: %s", got, tt.wantParam, res.body)
+			}
+		})
+	}
+}
+
+func TestDeliveriesAPI(t *testing.T) {
+	t.Parallel()
+
+	h := newHarness(t)
+	ep := decodeEndpoint(t, h.do("POST", "/v1/webhook_endpoints", h.a.TestAPIKey,
+		map[string]any{"url": "http://127.0.0.1:9/hooks"}).must(t, http.StatusCreated))
+	chk := h.checkout(map[string]any{"webhook_url": "http://127.0.0.1:9/checkout"})
+	h.attempt(chk, map[string]any{}) // payment_attempt.created: default on, so to both destinations
+
+	data, _ := h.do("GET", "/v1/deliveries", h.a.TestAPIKey, nil).must(t, http.StatusOK).list(t)
+	if len(data) != 2 {
+		t.Fatalf("%d deliveries, want 2 (the endpoint and the checkout's webhook_url; checkout.created is off)", len(data))
+	}
+	var dlv struct {
+		ID       string  `json:"id"`
+		Event    string  `json:"event"`
+		Endpoint *string `json:"endpoint"`
+		Status   string  `json:"status"`
+	}
+	for _, d := range data {
+		schematest.Object(t, "delivery", d)
+	}
+	if err := json.Unmarshal(data[0], &dlv); err != nil {
+		t.Fatal(err)
+	}
+	filters := map[string]int{
+		"?event=" + dlv.Event: 2,
+		"?endpoint=" + ep.ID:  1,
+		"?status=pending":     2,
+		"?status=failed":      0,
+		"?endpoint=we_none":   0,
+	}
+	for q, want := range filters {
+		if got, _ := h.do("GET", "/v1/deliveries"+q, h.a.TestAPIKey, nil).must(t, http.StatusOK).list(t); len(got) != want {
+			t.Errorf("%s: %d deliveries, want %d", q, len(got), want)
+		}
+	}
+	one := h.do("GET", "/v1/deliveries/"+dlv.ID, h.a.TestAPIKey, nil).must(t, http.StatusOK)
+	schematest.Object(t, "delivery", one.body)
+	if !strings.Contains(string(one.body), `"attempts":[]`) {
+		t.Fatalf("retrieve has no attempts list: %s", one.body)
+	}
+	jobs := h.count("river_job")
+	h.do("POST", "/v1/deliveries/"+dlv.ID+"/retry", h.a.TestAPIKey, nil).must(t, http.StatusAccepted)
+	if got := h.count("river_job"); got != jobs+1 {
+		t.Fatalf("retry enqueued %d jobs, want 1", got-jobs)
+	}
+	h.do("POST", "/v1/deliveries/dlv_01ARZ3NDEKTSV4RRFFQ69G5FAV/retry", h.a.TestAPIKey, nil).must(t, http.StatusNotFound)
+}
