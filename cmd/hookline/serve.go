@@ -72,21 +72,7 @@ func (m *Main) wire(cfg config) error {
 		Guard: guard, Logger: m.logger, Pool: m.pool, Publisher: publisher,
 		Schedule: cfg.RetrySchedule, Timeout: cfg.DeliveryTimeout,
 	}))
-	// A job's timeout is its attempt's plus time to record it; a job still
-	// "running" past that belongs to a crashed process and is rescued, so a
-	// crash delays its deliveries by under a minute (River's rescuer runs
-	// every 30s), not the default hour.
-	jobTimeout := cfg.DeliveryTimeout + 5*time.Second
-	m.workers, err = river.NewClient(driver, &river.Config{
-		JobTimeout:           jobTimeout,
-		Logger:               m.logger,
-		RescueStuckJobsAfter: jobTimeout + 5*time.Second,
-		Queues: map[string]river.QueueConfig{
-			river.QueueDefault:     {MaxWorkers: 10},
-			delivery.QueueDelivery: {MaxWorkers: 100},
-		},
-		Workers: workers,
-	})
+	m.workers, err = river.NewClient(driver, riverConfig(cfg, workers, m.logger))
 	if err != nil {
 		return fmt.Errorf("create river client: %w", err)
 	}
@@ -103,6 +89,24 @@ func (m *Main) wire(cfg config) error {
 		ErrorLog:          slog.NewLogLogger(m.logger.Handler(), slog.LevelWarn),
 	}
 	return nil
+}
+
+// riverConfig is the working client's configuration. A job's timeout is its
+// attempt's plus time to record it; a job still "running" past that belongs to
+// a crashed process and is rescued, so a crash delays its deliveries by under
+// a minute (River's rescuer runs every 30s), not River's default hour.
+func riverConfig(cfg config, workers *river.Workers, logger *slog.Logger) *river.Config {
+	jobTimeout := cfg.DeliveryTimeout + 5*time.Second
+	return &river.Config{
+		JobTimeout:           jobTimeout,
+		Logger:               logger,
+		RescueStuckJobsAfter: jobTimeout + 5*time.Second,
+		Queues: map[string]river.QueueConfig{
+			river.QueueDefault:     {MaxWorkers: 10},
+			delivery.QueueDelivery: {MaxWorkers: 100},
+		},
+		Workers: workers,
+	}
 }
 
 // Addr is the address the API listens on.

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/hookline/hookline/delivery"
+	"github.com/hookline/hookline/events"
+	"github.com/hookline/hookline/migrations"
+	"github.com/hookline/hookline/migrations/dbtest"
+)
+
+// TestCrashedDeliveryIsRescued leaves a delivery's job "running" as a process
+// killed mid-attempt would, then starts hookline with its production River
+// configuration: the job must be rescued and the event delivered, rather than
+// wait for River's default hour.
+func TestCrashedDeliveryIsRescued(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	_, url := dbtest.NewSchema(t)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if err := migrations.Up(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	var received atomic.Int32
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		received.Add(1)
+	}))
+	defer receiver.Close()
+
+	// The state a crash leaves: a committed event, its delivery, and the job
+	// claimed by a process that no longer exists, its attempt started long ago.
+	merchant := dbtest.Merchant(t, pool, "Crash test")
+	scope := events.Scope{MerchantID: merchant.ID}
+	inserter, err := river.NewClient(riverpgxv5.New(pool), &river.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	service := events.NewService(events.NewPublisher(delivery.NewDispatcher(inserter, defaultRetrySchedule)), inserter)
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := delivery.NewEndpoints(delivery.NewGuard(false)).Create(ctx, tx, scope,
+			delivery.EndpointParams{URL: receiver.URL, EnabledEvents: []string{"checkout.created"}}); err != nil {
+			return err
+		}
+		_, err := service.CreateCheckout(ctx, tx, scope, events.CheckoutParams{Amount: "100", InvoiceCurrency: "usd"})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag, err := pool.Exec(ctx, `update river_job set state = 'running', attempt = 1, attempted_at = now() - interval '2 minutes',
+		attempted_by = array['a-killed-process'] where kind = 'deliver'`)
+	if err != nil || tag.RowsAffected() != 1 {
+		t.Fatalf("simulate the crash: %v (%d jobs)", err, tag.RowsAffected())
+	}
+
+	cfg, err := loadConfig(func(k string) string {
+		return map[string]string{"DATABASE_URL": url, "HOOKLINE_ADDR": "127.0.0.1:0"}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- m.Run(runCtx) }()
+	defer func() {
+		stop()
+		<-done
+	}()
+
+	// Bounded wait, not a speed assertion: River's own rescuer runs at start
+	// and every 30s thereafter.
+	deadline := time.Now().Add(90 * time.Second)
+	for received.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the crashed delivery was not rescued and delivered within 90s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var status string
+	for status != delivery.StatusSucceeded && time.Now().Before(deadline) {
+		if err := pool.QueryRow(ctx, `select status from deliveries`).Scan(&status); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if status != delivery.StatusSucceeded {
+		t.Fatalf("delivery %s after the receiver acknowledged it", status)
+	}
+}
