@@ -31,7 +31,17 @@ type harness struct {
 	a, b *events.NewMerchant
 }
 
+// operatorToken is the operator API's token in tests.
+const operatorToken = "op-token-for-tests"
+
 func newHarness(t *testing.T) *harness {
+	t.Helper()
+	return newHarnessWith(t, operatorToken)
+}
+
+// newHarnessWith is newHarness with the operator token given ("" turns the
+// operator API off).
+func newHarnessWith(t *testing.T, token string) *harness {
 	t.Helper()
 	pool := dbtest.NewPool(t)
 	inserter, err := river.NewClient(riverpgxv5.New(pool), &river.Config{})
@@ -43,7 +53,7 @@ func newHarness(t *testing.T) *harness {
 	service := events.NewService(events.NewPublisher(dispatcher), inserter)
 	srv := httptest.NewServer(api.New(api.Config{
 		Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard), Guard: guard,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Pool: pool, Service: service,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OperatorToken: token, Pool: pool, Service: service,
 	}))
 	t.Cleanup(srv.Close)
 	h := &harness{t: t, pool: pool, url: srv.URL}

@@ -22,14 +22,15 @@ import (
 
 // Server is hookline's REST API.
 type Server struct {
-	dispatcher *delivery.Dispatcher
-	endpoints  *delivery.Endpoints
-	guard      *delivery.Guard
-	logger     *slog.Logger
-	mux        *http.ServeMux
-	pool       *pgxpool.Pool
-	service    *events.Service
-	validate   *validator.Validate
+	operatorToken string
+	dispatcher    *delivery.Dispatcher
+	endpoints     *delivery.Endpoints
+	guard         *delivery.Guard
+	logger        *slog.Logger
+	mux           *http.ServeMux
+	pool          *pgxpool.Pool
+	service       *events.Service
+	validate      *validator.Validate
 }
 
 // Config is what the API needs from the process.
@@ -40,19 +41,22 @@ type Config struct {
 	Logger     *slog.Logger
 	Pool       *pgxpool.Pool
 	Service    *events.Service
+	// OperatorToken enables the operator API; empty leaves it off.
+	OperatorToken string
 }
 
 // New returns the API's handler with every route registered.
 func New(cfg Config) *Server {
 	s := &Server{
-		dispatcher: cfg.Dispatcher,
-		endpoints:  cfg.Endpoints,
-		guard:      cfg.Guard,
-		logger:     cfg.Logger,
-		mux:        http.NewServeMux(),
-		pool:       cfg.Pool,
-		service:    cfg.Service,
-		validate:   newValidator(),
+		operatorToken: cfg.OperatorToken,
+		dispatcher:    cfg.Dispatcher,
+		endpoints:     cfg.Endpoints,
+		guard:         cfg.Guard,
+		logger:        cfg.Logger,
+		mux:           http.NewServeMux(),
+		pool:          cfg.Pool,
+		service:       cfg.Service,
+		validate:      newValidator(),
 	}
 	s.routes()
 	return s
@@ -89,6 +93,13 @@ func (s *Server) routes() {
 	s.read("GET /v1/deliveries", s.listDeliveries)
 	s.read("GET /v1/deliveries/{id}", s.getDelivery)
 	s.write("POST /v1/deliveries/{id}/retry", http.StatusAccepted, s.retryDelivery)
+	s.write("POST /v1/webhook_endpoints/{id}/recover", http.StatusAccepted, s.recoverEndpoint)
+
+	s.readAs(s.authenticateOperator, "GET /v1/operator/endpoints", s.operatorEndpoints)
+	s.writeAs(s.authenticateOperator, "POST /v1/operator/endpoints/{id}/enable", http.StatusOK, s.operatorEnable)
+	s.writeAs(s.authenticateOperator, "POST /v1/operator/endpoints/{id}/recover", http.StatusAccepted, s.operatorRecover)
+	s.readAs(s.authenticateOperator, "GET /v1/operator/deliveries", s.operatorDeliveries)
+	s.writeAs(s.authenticateOperator, "POST /v1/operator/deliveries/{id}/retry", http.StatusAccepted, s.operatorRetry)
 }
 
 // ServeHTTP serves a request, answering unknown paths and methods in the API's
@@ -135,10 +146,23 @@ type call struct {
 
 func (c *call) id() string { return c.r.PathValue("id") }
 
-// read registers a GET handler, which reads through the pool.
+// authFunc authenticates a request: a merchant's API key, or the operator's
+// token (whose scope is empty).
+type authFunc func(*http.Request) (events.Scope, error)
+
+// read registers a merchant's GET handler, which reads through the pool.
 func (s *Server) read(pattern string, h func(ctx context.Context, c *call) (any, error)) {
+	s.readAs(s.authenticate, pattern, h)
+}
+
+// write registers a merchant's POST, PATCH or DELETE handler.
+func (s *Server) write(pattern string, status int, h func(ctx context.Context, c *call, tx pgx.Tx) (any, error)) {
+	s.writeAs(s.authenticate, pattern, status, h)
+}
+
+func (s *Server) readAs(auth authFunc, pattern string, h func(ctx context.Context, c *call) (any, error)) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		scope, err := s.authenticate(r)
+		scope, err := auth(r)
 		if err != nil {
 			s.renderError(w, r, err)
 			return
@@ -152,12 +176,13 @@ func (s *Server) read(pattern string, h func(ctx context.Context, c *call) (any,
 	})
 }
 
-// write registers a POST, PATCH or DELETE handler. It runs in one transaction with the
-// idempotency record: either the change, its events, its jobs and the stored
-// response all commit, or nothing does.
-func (s *Server) write(pattern string, status int, h func(ctx context.Context, c *call, tx pgx.Tx) (any, error)) {
+// writeAs registers a handler that writes. It runs in one transaction with
+// the merchant's idempotency record: either the change, its events, its jobs
+// and the stored response all commit, or nothing does. (Operator requests
+// have no merchant, and no idempotency keys.)
+func (s *Server) writeAs(auth authFunc, pattern string, status int, h func(ctx context.Context, c *call, tx pgx.Tx) (any, error)) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		scope, err := s.authenticate(r)
+		scope, err := auth(r)
 		if err != nil {
 			s.renderError(w, r, err)
 			return
@@ -172,6 +197,9 @@ func (s *Server) write(pattern string, status int, h func(ctx context.Context, c
 		var out []byte
 		err = pgx.BeginFunc(r.Context(), s.pool, func(tx pgx.Tx) error {
 			key := r.Header.Get("Idempotency-Key")
+			if scope.MerchantID == "" {
+				key = ""
+			}
 			if key != "" {
 				stored, err := claimIdempotencyKey(r.Context(), tx, scope, key, requestHash(r, body))
 				if err != nil || stored != nil {

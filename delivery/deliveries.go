@@ -68,23 +68,9 @@ func GetDelivery(ctx context.Context, db events.DB, scope events.Scope, id strin
 	if err != nil {
 		return nil, events.WrapNotFound(err, "get delivery")
 	}
-	rows, err := db.Query(ctx, `select attempt, started_at, duration_ms, status_code, error, response_body
-		from delivery_attempts where delivery_id = $1 order by attempt`, id)
+	attempts, err := Attempts(ctx, db, id)
 	if err != nil {
-		return nil, fmt.Errorf("list attempts: %w", err)
-	}
-	attempts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Attempt, error) {
-		var a Attempt
-		var started time.Time
-		err := row.Scan(&a.Attempt, &started, &a.DurationMS, &a.StatusCode, &a.Error, &a.ResponseBody)
-		a.StartedAt = started.Unix()
-		return a, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list attempts: %w", err)
-	}
-	if attempts == nil {
-		attempts = []Attempt{}
+		return nil, err
 	}
 	d.Attempts = &attempts
 	return d, nil
@@ -112,8 +98,17 @@ func (d *Dispatcher) Retry(ctx context.Context, tx pgx.Tx, scope events.Scope, i
 	if err != nil {
 		return nil, events.WrapNotFound(err, "find delivery")
 	}
-	if _, err := d.river.InsertTx(ctx, tx, DeliverArgs{DeliveryID: id, Manual: true}, d.insertOpts(true)); err != nil {
-		return nil, fmt.Errorf("enqueue retry: %w", err)
+	if err := d.enqueueManual(ctx, tx, id); err != nil {
+		return nil, err
 	}
 	return del, nil
+}
+
+// enqueueManual queues one immediate attempt of a delivery: the job of every
+// retry asked for by a merchant or an operator.
+func (d *Dispatcher) enqueueManual(ctx context.Context, tx pgx.Tx, id string) error {
+	if _, err := d.river.InsertTx(ctx, tx, DeliverArgs{DeliveryID: id, Manual: true}, d.insertOpts(true)); err != nil {
+		return fmt.Errorf("enqueue retry: %w", err)
+	}
+	return nil
 }

@@ -49,6 +49,7 @@ func newEnv(t *testing.T, schedule delivery.Schedule, timeout time.Duration) *en
 	publisher := events.NewPublisher(dispatcher)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	workers := river.NewWorkers()
+	river.AddWorker(workers, delivery.NewRecoverWorker(pool, dispatcher))
 	river.AddWorker(workers, delivery.NewWorker(delivery.WorkerConfig{
 		Guard: guard, Logger: logger, Pool: pool, Publisher: publisher, Schedule: schedule, Timeout: timeout,
 	}))
@@ -56,7 +57,10 @@ func newEnv(t *testing.T, schedule delivery.Schedule, timeout time.Duration) *en
 		FetchCooldown:     10 * time.Millisecond,
 		FetchPollInterval: 20 * time.Millisecond,
 		Logger:            logger,
-		Queues:            map[string]river.QueueConfig{delivery.QueueDelivery: {MaxWorkers: 20}},
+		Queues: map[string]river.QueueConfig{
+			river.QueueDefault:     {MaxWorkers: 2},
+			delivery.QueueDelivery: {MaxWorkers: 20},
+		},
 		Workers:           workers,
 	})
 	if err != nil {

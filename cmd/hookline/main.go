@@ -26,6 +26,15 @@ const usage = `usage:
   hookline migrate                    apply River's and hookline's migrations
   hookline merchant create --name N   create a merchant and print its keys as JSON
 
+operators:
+  hookline deliveries retry DLV_ID…   one immediate attempt of each delivery, whatever its status
+  hookline deliveries recover --endpoint WE_ID --since WHEN [--until WHEN] [--dry-run]
+                                      retry an endpoint's failed deliveries of a window (at most 14 days);
+                                      WHEN is RFC 3339 or a duration meaning that long ago (6h)
+  hookline deliveries list [--status failed|pending|succeeded|all] [--limit N]
+  hookline endpoints list --failing   endpoints failing now or disabled by hookline
+  hookline endpoints enable WE_ID     turn an endpoint back on
+
 Configuration comes from the environment: DATABASE_URL (required), HOOKLINE_ADDR,
 HOOKLINE_ENV, HOOKLINE_RETRY_SCHEDULE, HOOKLINE_DELIVERY_TIMEOUT,
 HOOKLINE_OPERATOR_TOKEN, HOOKLINE_LOG_LEVEL. See README.md.
@@ -70,6 +79,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		})
 	case "merchant":
 		return merchantCommand(ctx, cfg, args[1:], stdout)
+	case "deliveries":
+		return deliveriesCommand(ctx, cfg, args[1:], stdout)
+	case "endpoints":
+		return endpointsCommand(ctx, cfg, args[1:], stdout)
 	default:
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("unknown command %q", args[0])

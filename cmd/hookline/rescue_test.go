@@ -46,24 +46,7 @@ func TestCrashedDeliveryIsRescued(t *testing.T) {
 
 	// The state a crash leaves: a committed event, its delivery, and the job
 	// claimed by a process that no longer exists, its attempt started long ago.
-	merchant := dbtest.Merchant(t, pool, "Crash test")
-	scope := events.Scope{MerchantID: merchant.ID}
-	inserter, err := river.NewClient(riverpgxv5.New(pool), &river.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	service := events.NewService(events.NewPublisher(delivery.NewDispatcher(inserter, defaultRetrySchedule)), inserter)
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := delivery.NewEndpoints(delivery.NewGuard(false)).Create(ctx, tx, scope,
-			delivery.EndpointParams{URL: receiver.URL, EnabledEvents: []string{"checkout.created"}}); err != nil {
-			return err
-		}
-		_, err := service.CreateCheckout(ctx, tx, scope, events.CheckoutParams{Amount: "100", InvoiceCurrency: "usd"})
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	seedDelivery(t, pool, receiver.URL)
 	tag, err := pool.Exec(ctx, `update river_job set state = 'running', attempt = 1, attempted_at = now() - interval '2 minutes',
 		attempted_by = array['a-killed-process'] where kind = 'deliver'`)
 	if err != nil || tag.RowsAffected() != 1 {
@@ -108,4 +91,32 @@ func TestCrashedDeliveryIsRescued(t *testing.T) {
 	if status != delivery.StatusSucceeded {
 		t.Fatalf("delivery %s after the receiver acknowledged it", status)
 	}
+}
+
+// seedDelivery creates a merchant with an endpoint at url subscribed to
+// checkout.created, and one checkout: one delivery, its job available.
+func seedDelivery(t *testing.T, pool *pgxpool.Pool, url string) (merchant *events.NewMerchant, endpointID string) {
+	t.Helper()
+	ctx := context.Background()
+	merchant = dbtest.Merchant(t, pool, "Seeded merchant")
+	scope := events.Scope{MerchantID: merchant.ID}
+	inserter, err := river.NewClient(riverpgxv5.New(pool), &river.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	service := events.NewService(events.NewPublisher(delivery.NewDispatcher(inserter, defaultRetrySchedule)), inserter)
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		ep, err := delivery.NewEndpoints(delivery.NewGuard(false)).Create(ctx, tx, scope,
+			delivery.EndpointParams{URL: url, EnabledEvents: []string{"checkout.created"}})
+		if err != nil {
+			return err
+		}
+		endpointID = ep.ID
+		_, err = service.CreateCheckout(ctx, tx, scope, events.CheckoutParams{Amount: "100", InvoiceCurrency: "usd"})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return merchant, endpointID
 }

@@ -68,6 +68,7 @@ func (m *Main) wire(cfg config) error {
 
 	workers := river.NewWorkers()
 	river.AddWorker(workers, events.NewExpireCheckoutWorker(m.pool, service))
+	river.AddWorker(workers, delivery.NewRecoverWorker(m.pool, dispatcher))
 	river.AddWorker(workers, delivery.NewWorker(delivery.WorkerConfig{
 		Guard: guard, Logger: m.logger, Pool: m.pool, Publisher: publisher,
 		Schedule: cfg.RetrySchedule, Timeout: cfg.DeliveryTimeout,
@@ -80,7 +81,7 @@ func (m *Main) wire(cfg config) error {
 	m.http = &http.Server{
 		Handler: api.New(api.Config{
 			Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard), Guard: guard,
-			Logger: m.logger, Pool: m.pool, Service: service,
+			Logger: m.logger, OperatorToken: cfg.OperatorToken, Pool: m.pool, Service: service,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,

@@ -1,0 +1,147 @@
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hookline/hookline/delivery"
+	"github.com/hookline/hookline/events"
+)
+
+// errOperatorOff answers every operator route when no token is configured:
+// they do not exist then.
+var errOperatorOff = &Error{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "route_missing",
+	Message: "The operator API is off: set HOOKLINE_OPERATOR_TOKEN to enable it."}
+
+// authenticateOperator accepts the operator token as a bearer token. The
+// comparison takes the same time whatever the token sent.
+func (s *Server) authenticateOperator(r *http.Request) (events.Scope, error) {
+	if s.operatorToken == "" {
+		return events.Scope{}, errOperatorOff
+	}
+	token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !s.operatorTokenMatches(token) {
+		return events.Scope{}, &Error{Status: http.StatusUnauthorized, Type: "authentication_error", Code: "operator_token_invalid",
+			Message: "Send the operator token as Authorization: Bearer <HOOKLINE_OPERATOR_TOKEN>."}
+	}
+	return events.Scope{}, nil
+}
+
+func (s *Server) operatorTokenMatches(token string) bool {
+	return s.operatorToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.operatorToken)) == 1
+}
+
+// recoverRequest is a recovery window in Unix seconds; until defaults to now.
+type recoverRequest struct {
+	Since  *int64 `json:"since" validate:"required"`
+	Until  *int64 `json:"until"`
+	DryRun bool   `json:"dry_run"`
+}
+
+func (s *Server) recover(ctx context.Context, c *call, tx pgx.Tx, scope *events.Scope) (any, error) {
+	var req recoverRequest
+	if err := s.decode(c.body, &req); err != nil {
+		return nil, err
+	}
+	until := time.Now()
+	if req.Until != nil {
+		until = time.Unix(*req.Until, 0)
+	}
+	return withNotFound(s.dispatcher.Recover(ctx, tx, scope, c.id(), time.Unix(*req.Since, 0), until, req.DryRun))("webhook_endpoint", c.id())
+}
+
+// recoverEndpoint is the merchant's recovery of one of its endpoints.
+func (s *Server) recoverEndpoint(ctx context.Context, c *call, tx pgx.Tx) (any, error) {
+	return s.recover(ctx, c, tx, &c.scope)
+}
+
+func (s *Server) operatorRecover(ctx context.Context, c *call, tx pgx.Tx) (any, error) {
+	return s.recover(ctx, c, tx, nil)
+}
+
+func (s *Server) operatorEnable(ctx context.Context, c *call, tx pgx.Tx) (any, error) {
+	if err := s.decode(c.body, &struct{}{}); err != nil {
+		return nil, err
+	}
+	err := delivery.Enable(ctx, tx, c.id())
+	return withNotFound(map[string]string{"id": c.id(), "status": delivery.EndpointEnabled}, err)("webhook_endpoint", c.id())
+}
+
+func (s *Server) operatorRetry(ctx context.Context, c *call, tx pgx.Tx) (any, error) {
+	if err := s.decode(c.body, &struct{}{}); err != nil {
+		return nil, err
+	}
+	err := s.dispatcher.RetryByID(ctx, tx, c.id())
+	return withNotFound(map[string]any{"id": c.id(), "retried": true}, err)("delivery", c.id())
+}
+
+// operatorLimit reads ?limit (1–500, default 50) and refuses other parameters
+// than the allowed ones.
+func operatorLimit(r *http.Request, allowed ...string) (int, error) {
+	for name := range r.URL.Query() {
+		if name != "limit" && !slices.Contains(allowed, name) {
+			return 0, invalid(name, "Received unknown parameter: "+name)
+		}
+	}
+	limit := 50
+	if l := r.URL.Query().Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 500 {
+			return 0, invalid("limit", "limit must be a whole number from 1 to 500")
+		}
+		limit = n
+	}
+	return limit, nil
+}
+
+type operatorList[T any] struct {
+	Object string `json:"object"`
+	Data   []T    `json:"data"`
+}
+
+func (s *Server) operatorEndpoints(ctx context.Context, c *call) (any, error) {
+	limit, err := operatorLimit(c.r, "failing")
+	if err != nil {
+		return nil, err
+	}
+	if c.r.URL.Query().Get("failing") != "true" {
+		return nil, invalid("failing", "failing=true is required: operators list the endpoints in trouble")
+	}
+	list, err := delivery.FailingEndpoints(ctx, s.pool, limit)
+	if err != nil {
+		return nil, err
+	}
+	return operatorList[delivery.FailingEndpoint]{Object: "list", Data: orEmpty(list)}, nil
+}
+
+func (s *Server) operatorDeliveries(ctx context.Context, c *call) (any, error) {
+	limit, err := operatorLimit(c.r, "status")
+	if err != nil {
+		return nil, err
+	}
+	status := c.r.URL.Query().Get("status")
+	switch status {
+	case "", delivery.StatusPending, delivery.StatusSucceeded, delivery.StatusFailed:
+	default:
+		return nil, invalid("status", "status must be pending, succeeded or failed")
+	}
+	list, err := delivery.RecentDeliveries(ctx, s.pool, status, limit)
+	if err != nil {
+		return nil, err
+	}
+	return operatorList[delivery.FailedDelivery]{Object: "list", Data: orEmpty(list)}, nil
+}
+
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

@@ -1,0 +1,121 @@
+package delivery
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hookline/hookline/events"
+)
+
+// FailingEndpoint is an endpoint in trouble as operators see it, across
+// merchants: disabled by hookline, or failing right now.
+type FailingEndpoint struct {
+	ID             string     `json:"id"`
+	MerchantID     string     `json:"merchant_id"`
+	Livemode       bool       `json:"livemode"`
+	URL            string     `json:"url"`
+	Status         string     `json:"status"`
+	DisabledReason *string    `json:"disabled_reason"`
+	FailingSince   *time.Time `json:"failing_since"`
+	FailedCount    int        `json:"failed_deliveries"`
+	PendingCount   int        `json:"pending_deliveries"`
+	LastError      *string    `json:"last_error"`
+	LastStatusCode *int       `json:"last_status_code"`
+	LastAttemptAt  *time.Time `json:"last_attempt_at"`
+}
+
+// FailingEndpoints lists the endpoints that are failing or that hookline
+// disabled, most recently failing first, with their last attempt's error.
+func FailingEndpoints(ctx context.Context, db events.DB, limit int) ([]FailingEndpoint, error) {
+	rows, err := db.Query(ctx, `select w.id, w.merchant_id, w.livemode, w.url, w.status, w.disabled_reason, w.failing_since,
+		(select count(*) from deliveries d where d.endpoint_id = w.id and d.status = 'failed'),
+		(select count(*) from deliveries d where d.endpoint_id = w.id and d.status = 'pending'),
+		last.error, last.status_code, last.started_at
+		from webhook_endpoints w
+		left join lateral (select a.error, a.status_code, a.started_at from deliveries d
+			join delivery_attempts a on a.delivery_id = d.id
+			where d.endpoint_id = w.id order by d.updated_at desc, a.attempt desc limit 1) last on true
+		where w.deleted_at is null and (w.failing_since is not null or w.disabled_reason is not null)
+		order by coalesce(w.failing_since, w.created_at) desc limit $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list failing endpoints: %w", err)
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (FailingEndpoint, error) {
+		var f FailingEndpoint
+		err := row.Scan(&f.ID, &f.MerchantID, &f.Livemode, &f.URL, &f.Status, &f.DisabledReason, &f.FailingSince,
+			&f.FailedCount, &f.PendingCount, &f.LastError, &f.LastStatusCode, &f.LastAttemptAt)
+		return f, err
+	})
+}
+
+// FailedDelivery is a delivery as operators see it, across merchants.
+type FailedDelivery struct {
+	Delivery
+	MerchantID string `json:"merchant_id"`
+	EventType  string `json:"event_type"`
+}
+
+// RecentDeliveries lists the newest deliveries of any merchant in a status
+// ("" for any), with their event's type.
+func RecentDeliveries(ctx context.Context, db events.DB, status string, limit int) ([]FailedDelivery, error) {
+	rows, err := db.Query(ctx, `select d.id, d.livemode, d.event_id, d.endpoint_id, d.url, d.status, d.attempt_count,
+		d.last_status_code, d.next_attempt_at, d.created_at, d.merchant_id, e.type
+		from deliveries d join events e on e.id = d.event_id
+		where ($1 = '' or d.status = $1) order by d.updated_at desc, d.id desc limit $2`, status, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list deliveries: %w", err)
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (FailedDelivery, error) {
+		f := FailedDelivery{Delivery: Delivery{Object: "delivery"}}
+		var next *time.Time
+		var created time.Time
+		err := row.Scan(&f.ID, &f.Livemode, &f.Event, &f.Endpoint, &f.URL, &f.Status, &f.AttemptCount,
+			&f.LastStatusCode, &next, &created, &f.MerchantID, &f.EventType)
+		f.CreatedAt = created.Unix()
+		if next != nil {
+			n := next.Unix()
+			f.NextAttemptAt = &n
+		}
+		return f, err
+	})
+}
+
+// Attempts returns a delivery's attempts, oldest first.
+func Attempts(ctx context.Context, db events.DB, deliveryID string) ([]Attempt, error) {
+	rows, err := db.Query(ctx, `select attempt, started_at, duration_ms, status_code, error, response_body
+		from delivery_attempts where delivery_id = $1 order by attempt`, deliveryID)
+	if err != nil {
+		return nil, fmt.Errorf("list attempts: %w", err)
+	}
+	attempts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Attempt, error) {
+		var a Attempt
+		var started time.Time
+		err := row.Scan(&a.Attempt, &started, &a.DurationMS, &a.StatusCode, &a.Error, &a.ResponseBody)
+		a.StartedAt = started.Unix()
+		return a, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list attempts: %w", err)
+	}
+	if attempts == nil {
+		attempts = []Attempt{}
+	}
+	return attempts, nil
+}
+
+// Enable turns an endpoint of any merchant back on (the operator's action),
+// clearing why it was disabled and its failure streak.
+func Enable(ctx context.Context, tx pgx.Tx, endpointID string) error {
+	tag, err := tx.Exec(ctx, `update webhook_endpoints set status = 'enabled', disabled_reason = null, failing_since = null
+		where id = $1 and deleted_at is null`, endpointID)
+	if err != nil {
+		return fmt.Errorf("enable endpoint: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return events.ErrNotFound
+	}
+	return nil
+}

@@ -1,0 +1,167 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/hookline/hookline/events"
+)
+
+const (
+	// MaxRecoveryWindow is the longest window one recovery may span: a wider
+	// one is more likely a mistake than a plan, and can be split.
+	MaxRecoveryWindow = 14 * 24 * time.Hour
+	// recoverBatch is how many deliveries one recovery job retries, each in a
+	// short transaction of its own.
+	recoverBatch = 1000
+)
+
+// Recovery is the answer to a recovery request: how many failed deliveries
+// the window holds, and how many were queued again (0 on a dry run).
+type Recovery struct {
+	Matched int `json:"matched"`
+	Retried int `json:"retried"`
+}
+
+// RecoverArgs is the River job that retries one batch of an endpoint's failed
+// deliveries in a window, then enqueues the job of the next batch, so a
+// recovery of any size is many short transactions, never one long one.
+type RecoverArgs struct {
+	EndpointID string    `json:"endpoint_id"`
+	Since      time.Time `json:"since"`
+	Until      time.Time `json:"until"`
+	// After is the last delivery id of the previous batch.
+	After string `json:"after"`
+}
+
+// Kind is the job's River kind.
+func (RecoverArgs) Kind() string { return "recover_deliveries" }
+
+// Recover queues again every failed delivery to an endpoint created in
+// [since, until). scope limits it to one merchant's endpoint; an operator
+// passes the zero Scope to reach any endpoint. The endpoint must be enabled:
+// its deliveries would otherwise only fail again.
+func (d *Dispatcher) Recover(ctx context.Context, tx pgx.Tx, scope *events.Scope, endpointID string, since, until time.Time, dryRun bool) (*Recovery, error) {
+	if !until.After(since) {
+		return nil, &events.InvalidError{Param: "until", Message: "must be after since"}
+	}
+	if until.Sub(since) > MaxRecoveryWindow {
+		return nil, &events.InvalidError{Param: "since", Message: "must be at most 14 days before until; split a longer recovery"}
+	}
+	var status string
+	err := tx.QueryRow(ctx, `select status from webhook_endpoints where id = $1 and deleted_at is null
+		and ($2::text is null or (merchant_id = $2 and livemode = $3))`, endpointID, scopeMerchant(scope), scope != nil && scope.Livemode).Scan(&status)
+	if err != nil {
+		return nil, events.WrapNotFound(err, "find endpoint")
+	}
+	if status != EndpointEnabled {
+		return nil, &events.StateError{Message: fmt.Sprintf("endpoint %s is disabled: enable it before recovering its deliveries", endpointID)}
+	}
+	r := &Recovery{}
+	if err := tx.QueryRow(ctx, `select count(*) from deliveries where endpoint_id = $1 and status = 'failed'
+		and created_at >= $2 and created_at < $3`, endpointID, since, until).Scan(&r.Matched); err != nil {
+		return nil, fmt.Errorf("count failed deliveries: %w", err)
+	}
+	if dryRun || r.Matched == 0 {
+		return r, nil
+	}
+	if _, err := d.river.InsertTx(ctx, tx, RecoverArgs{EndpointID: endpointID, Since: since, Until: until}, nil); err != nil {
+		return nil, fmt.Errorf("enqueue recovery: %w", err)
+	}
+	r.Retried = r.Matched
+	return r, nil
+}
+
+func scopeMerchant(scope *events.Scope) *string {
+	if scope == nil {
+		return nil
+	}
+	return &scope.MerchantID
+}
+
+// RecoverWorker works RecoverArgs.
+type RecoverWorker struct {
+	river.WorkerDefaults[RecoverArgs]
+	dispatcher *Dispatcher
+	pool       *pgxpool.Pool
+}
+
+// NewRecoverWorker returns the worker of recovery jobs.
+func NewRecoverWorker(pool *pgxpool.Pool, dispatcher *Dispatcher) *RecoverWorker {
+	return &RecoverWorker{dispatcher: dispatcher, pool: pool}
+}
+
+// Work resets one batch of failed deliveries to pending and gives each a new
+// automatic delivery job (a whole retry schedule), in one transaction with
+// the next batch's job and this job's completion.
+func (w *RecoverWorker) Work(ctx context.Context, job *river.Job[RecoverArgs]) error {
+	a := job.Args
+	return pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `update deliveries set status = 'pending', next_attempt_at = now(), updated_at = now()
+			where id in (select id from deliveries where endpoint_id = $1 and status = 'failed'
+				and created_at >= $2 and created_at < $3 and id > $4 order by id limit $5 for update skip locked)
+			returning id`, a.EndpointID, a.Since, a.Until, a.After, recoverBatch)
+		if err != nil {
+			return fmt.Errorf("reset failed deliveries: %w", err)
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("reset failed deliveries: %w", err)
+		}
+		if len(ids) > 0 {
+			jobs := make([]river.InsertManyParams, len(ids))
+			last := ids[0]
+			for i, id := range ids {
+				jobs[i] = river.InsertManyParams{Args: DeliverArgs{DeliveryID: id}, InsertOpts: w.dispatcher.insertOpts(false)}
+				last = max(last, id)
+			}
+			if _, err := w.dispatcher.river.InsertManyTx(ctx, tx, jobs); err != nil {
+				return fmt.Errorf("enqueue recovered deliveries: %w", err)
+			}
+			if len(ids) == recoverBatch {
+				a.After = last
+				if _, err := w.dispatcher.river.InsertTx(ctx, tx, a, nil); err != nil {
+					return fmt.Errorf("enqueue next recovery batch: %w", err)
+				}
+			}
+		}
+		_, err = river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+		return err
+	})
+}
+
+// RetryByID queues one immediate attempt of a delivery of any merchant: the
+// operator's retry. It reports ErrNotFound for an unknown id.
+func (d *Dispatcher) RetryByID(ctx context.Context, tx pgx.Tx, id string) error {
+	var exists bool
+	if err := tx.QueryRow(ctx, `select exists (select 1 from deliveries where id = $1)`, id).Scan(&exists); err != nil {
+		return fmt.Errorf("find delivery: %w", err)
+	}
+	if !exists {
+		return events.ErrNotFound
+	}
+	return d.enqueueManual(ctx, tx, id)
+}
+
+// errWindow is returned by ParseWhen for a value that is neither a time nor a
+// duration.
+var errWindow = errors.New("must be an RFC 3339 time, such as 2026-11-20T14:00:00Z, or a Go duration meaning that long ago, such as 6h")
+
+// ParseWhen reads a recovery bound as the CLI takes it: an RFC 3339 time, or
+// a Go duration meaning that long before now.
+func ParseWhen(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, errWindow
+}
