@@ -61,7 +61,7 @@ func newEnv(t *testing.T, schedule delivery.Schedule, timeout time.Duration) *en
 			river.QueueDefault:     {MaxWorkers: 2},
 			delivery.QueueDelivery: {MaxWorkers: 20},
 		},
-		Workers:           workers,
+		Workers: workers,
 	})
 	if err != nil {
 		t.Fatal(err)
