@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
@@ -53,7 +54,7 @@ func newHarnessWith(t *testing.T, token string) *harness {
 	service := events.NewService(events.NewPublisher(dispatcher), inserter)
 	srv := httptest.NewServer(api.New(api.Config{
 		Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard), Guard: guard,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OperatorToken: token, Pool: pool, Service: service,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: prometheus.NewRegistry(), OperatorToken: token, Pool: pool, Service: service,
 	}))
 	t.Cleanup(srv.Close)
 	h := &harness{t: t, pool: pool, url: srv.URL}

@@ -15,6 +15,8 @@ import (
 	"github.com/go-playground/validator/v10"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hookline/hookline/delivery"
 	"github.com/hookline/hookline/events"
@@ -22,13 +24,15 @@ import (
 
 // Server is hookline's REST API.
 type Server struct {
-	operatorToken string
 	dispatcher    *delivery.Dispatcher
 	endpoints     *delivery.Endpoints
 	guard         *delivery.Guard
 	logger        *slog.Logger
+	metrics       *requestMetrics
 	mux           *http.ServeMux
+	operatorToken string
 	pool          *pgxpool.Pool
+	registry      *prometheus.Registry
 	service       *events.Service
 	validate      *validator.Validate
 }
@@ -39,22 +43,26 @@ type Config struct {
 	Endpoints  *delivery.Endpoints
 	Guard      *delivery.Guard
 	Logger     *slog.Logger
-	Pool       *pgxpool.Pool
-	Service    *events.Service
+	// Metrics is the registry /metrics serves; the API adds its own to it.
+	Metrics *prometheus.Registry
 	// OperatorToken enables the operator API; empty leaves it off.
 	OperatorToken string
+	Pool          *pgxpool.Pool
+	Service       *events.Service
 }
 
 // New returns the API's handler with every route registered.
 func New(cfg Config) *Server {
 	s := &Server{
-		operatorToken: cfg.OperatorToken,
 		dispatcher:    cfg.Dispatcher,
 		endpoints:     cfg.Endpoints,
 		guard:         cfg.Guard,
 		logger:        cfg.Logger,
+		metrics:       newRequestMetrics(cfg.Metrics),
 		mux:           http.NewServeMux(),
+		operatorToken: cfg.OperatorToken,
 		pool:          cfg.Pool,
+		registry:      cfg.Metrics,
 		service:       cfg.Service,
 		validate:      newValidator(),
 	}
@@ -66,6 +74,7 @@ func New(cfg Config) *Server {
 func (s *Server) routes() {
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
 
 	s.read("GET /v1/account", s.getAccount)
 	s.read("GET /v1/event_types", s.listEventTypes)
@@ -123,6 +132,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		s.mux.ServeHTTP(rec, r)
 	}
+	s.metrics.observe(pattern, rec.status, time.Since(start))
 	s.logger.DebugContext(r.Context(), "request", slog.String("method", r.Method), slog.String("route", pattern),
 		slog.Int("status", rec.status), slog.Duration("duration", time.Since(start)))
 }

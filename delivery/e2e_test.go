@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
@@ -34,6 +35,7 @@ type env struct {
 	service    *events.Service
 	endpoints  *delivery.Endpoints
 	dispatcher *delivery.Dispatcher
+	registry   *prometheus.Registry
 }
 
 func newEnv(t *testing.T, schedule delivery.Schedule, timeout time.Duration) *env {
@@ -48,10 +50,12 @@ func newEnv(t *testing.T, schedule delivery.Schedule, timeout time.Duration) *en
 	dispatcher := delivery.NewDispatcher(inserter, schedule)
 	publisher := events.NewPublisher(dispatcher)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	registry := prometheus.NewRegistry()
+	metrics := delivery.NewMetrics(registry, pool, logger)
 	workers := river.NewWorkers()
 	river.AddWorker(workers, delivery.NewRecoverWorker(pool, dispatcher))
 	river.AddWorker(workers, delivery.NewWorker(delivery.WorkerConfig{
-		Guard: guard, Logger: logger, Pool: pool, Publisher: publisher, Schedule: schedule, Timeout: timeout,
+		Guard: guard, Logger: logger, Metrics: metrics, Pool: pool, Publisher: publisher, Schedule: schedule, Timeout: timeout,
 	}))
 	client, err := river.NewClient(driver, &river.Config{
 		FetchCooldown:     10 * time.Millisecond,
@@ -74,6 +78,7 @@ func newEnv(t *testing.T, schedule delivery.Schedule, timeout time.Duration) *en
 	return &env{
 		t: t, pool: pool, merchant: m, scope: events.Scope{MerchantID: m.ID},
 		service: events.NewService(publisher, inserter), endpoints: delivery.NewEndpoints(guard), dispatcher: dispatcher,
+		registry: registry,
 	}
 }
 
@@ -330,6 +335,49 @@ func TestRetriesUntilAcknowledged(t *testing.T) {
 	}
 	b, _ := json.Marshal(d)
 	schematest.Object(t, "delivery", b)
+
+	for _, m := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"hookline_delivery_attempts_total", map[string]string{"outcome": "http_error"}, 2},
+		{"hookline_delivery_attempts_total", map[string]string{"outcome": "succeeded"}, 1},
+		{"hookline_delivery_attempts_per_delivery", nil, 3}, // the sum: one delivery, 3 attempts
+		{"hookline_delivery_latency_seconds", nil, -1},      // observed once, any value
+	} {
+		got := metricValue(t, e.registry, m.name, m.labels)
+		if (m.want >= 0 && got != m.want) || (m.want < 0 && got <= 0) {
+			t.Errorf("%s%v = %v, want %v", m.name, m.labels, got, m.want)
+		}
+	}
+}
+
+// metricValue returns a counter's value, or a histogram's sum, from reg.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if want, ok := labels[l.GetName()]; ok && want != l.GetValue() {
+					continue next
+				}
+			}
+			if m.GetHistogram() != nil {
+				return m.GetHistogram().GetSampleSum()
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
 }
 
 func TestFailedAttempts(t *testing.T) {

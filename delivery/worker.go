@@ -33,10 +33,14 @@ const (
 	failingWindow = 72 * time.Hour
 )
 
+// errTimedOut is the error text of an attempt that hit the delivery timeout.
+const errTimedOut = "timed out"
+
 // WorkerConfig is what the delivery worker needs from the process.
 type WorkerConfig struct {
 	Guard     *Guard
 	Logger    *slog.Logger
+	Metrics   *Metrics
 	Pool      *pgxpool.Pool
 	Publisher *events.Publisher
 	Schedule  Schedule
@@ -48,6 +52,7 @@ type Worker struct {
 	river.WorkerDefaults[DeliverArgs]
 	client    *http.Client
 	logger    *slog.Logger
+	metrics   *Metrics
 	pool      *pgxpool.Pool
 	publisher *events.Publisher
 	schedule  Schedule
@@ -59,6 +64,7 @@ func NewWorker(cfg WorkerConfig) *Worker {
 	return &Worker{
 		client:    newHTTPClient(cfg.Guard),
 		logger:    cfg.Logger,
+		metrics:   cfg.Metrics,
 		pool:      cfg.Pool,
 		publisher: cfg.Publisher,
 		schedule:  cfg.Schedule,
@@ -101,6 +107,7 @@ type target struct {
 	attemptCount   int
 	url            string
 	eventID        string
+	eventCreated   time.Time
 	payload        []byte
 	scope          events.Scope
 	endpointID     *string
@@ -115,14 +122,14 @@ func (w *Worker) load(ctx context.Context, id string) (*target, error) {
 	var previous *string
 	var previousExpires *time.Time
 	var endpointSecret *string
-	err := w.pool.QueryRow(ctx, `select d.status, d.attempt_count, coalesce(w.url, d.url), e.id, e.payload,
+	err := w.pool.QueryRow(ctx, `select d.status, d.attempt_count, coalesce(w.url, d.url), e.id, e.created_at, e.payload,
 		d.merchant_id, d.livemode, w.id, w.status, w.deleted_at is not null, w.secret, w.previous_secret,
 		w.previous_secret_expires_at, m.webhook_secret
 		from deliveries d
 		join events e on e.id = d.event_id
 		join merchants m on m.id = d.merchant_id
 		left join webhook_endpoints w on w.id = d.endpoint_id
-		where d.id = $1`, id).Scan(&t.status, &t.attemptCount, &t.url, &t.eventID, &t.payload,
+		where d.id = $1`, id).Scan(&t.status, &t.attemptCount, &t.url, &t.eventID, &t.eventCreated, &t.payload,
 		&t.scope.MerchantID, &t.scope.Livemode, &t.endpointID, &t.endpointStatus, &t.deleted, &endpointSecret, &previous,
 		&previousExpires, &accountSecret)
 	if err != nil {
@@ -227,7 +234,7 @@ func (w *Worker) send(ctx context.Context, t *target) *outcome {
 func describe(err error, ctx context.Context) string {
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return "timed out"
+		return errTimedOut
 	case errors.Is(err, errBlockedAddress):
 		return "refused: the destination resolves to a non-public address"
 	}
@@ -327,6 +334,10 @@ func (w *Worker) record(ctx context.Context, t *target, job *river.Job[DeliverAr
 	})
 	if err != nil {
 		return fmt.Errorf("record attempt: %w", err)
+	}
+	w.metrics.observe(o, status != StatusPending, t.attemptCount+1, t.eventCreated)
+	if disable != "" {
+		w.metrics.disabled.WithLabelValues(disable).Inc()
 	}
 	if o.acknowledged() || job.Args.Manual || disable != "" {
 		return nil

@@ -129,6 +129,23 @@ func TestServe(t *testing.T) {
 		t.Fatalf("create checkout: %d", res.StatusCode)
 	}
 
+	res, err = http.Get("http://" + m.Addr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scrape, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{
+		`hookline_api_requests_total{route="POST /v1/checkouts",status="201"} 1`,
+		`hookline_queue_jobs{queue="default",state="scheduled"} 1`, // the checkout's expiry
+		`hookline_delivery_latency_seconds_count 0`, // registered; nothing delivered yet
+		`go_goroutines`,
+	} {
+		if !strings.Contains(string(scrape), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
 	stop()
 	select {
 	case err := <-done:

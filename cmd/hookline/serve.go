@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
@@ -66,11 +68,13 @@ func (m *Main) wire(cfg config) error {
 	publisher := events.NewPublisher(dispatcher)
 	service := events.NewService(publisher, inserter)
 
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	workers := river.NewWorkers()
 	river.AddWorker(workers, events.NewExpireCheckoutWorker(m.pool, service))
 	river.AddWorker(workers, delivery.NewRecoverWorker(m.pool, dispatcher))
 	river.AddWorker(workers, delivery.NewWorker(delivery.WorkerConfig{
-		Guard: guard, Logger: m.logger, Pool: m.pool, Publisher: publisher,
+		Guard: guard, Logger: m.logger, Metrics: delivery.NewMetrics(registry, m.pool, m.logger), Pool: m.pool, Publisher: publisher,
 		Schedule: cfg.RetrySchedule, Timeout: cfg.DeliveryTimeout,
 	}))
 	m.workers, err = river.NewClient(driver, riverConfig(cfg, workers, m.logger))
@@ -81,7 +85,7 @@ func (m *Main) wire(cfg config) error {
 	m.http = &http.Server{
 		Handler: api.New(api.Config{
 			Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard), Guard: guard,
-			Logger: m.logger, OperatorToken: cfg.OperatorToken, Pool: m.pool, Service: service,
+			Logger: m.logger, Metrics: registry, OperatorToken: cfg.OperatorToken, Pool: m.pool, Service: service,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
