@@ -23,9 +23,14 @@ run: build
 	echo; echo "Demo merchant (kept in $$keys):"; cat "$$keys"; echo; \
 	exec ./hookline serve
 
-# The whole suite, with the race detector, against a real Postgres.
+# The whole suite, with the race detector, against a real Postgres; the
+# dashboard's test drives Debian's headless Chromium, installed when missing.
 test:
 	@set -e; \
+	if ! command -v chromium >/dev/null; then \
+		echo "installing Debian's chromium for the dashboard's browser test" >&2; \
+		apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2; \
+	fi; \
 	url="$${DATABASE_URL:-$$(.ci/postgres hookline_test)}"; \
 	TEST_DATABASE_URL="$$url" $(GO) test -race -count=1 ./...
 

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -97,11 +96,8 @@ func (s *Server) expireCheckout(ctx context.Context, c *call, tx pgx.Tx) (any, e
 // withNotFound names the missing object in a not-found error, Stripe's way.
 func withNotFound[T any](v T, err error) func(what, id string) (any, error) {
 	return func(what, id string) (any, error) {
-		if errors.Is(err, events.ErrNotFound) {
-			return nil, notFound(what, id)
-		}
 		if err != nil {
-			return nil, err
+			return nil, named(err, what, id)
 		}
 		return v, nil
 	}

@@ -109,6 +109,8 @@ func (s *Server) routes() {
 	s.writeAs(s.authenticateOperator, "POST /v1/operator/endpoints/{id}/recover", http.StatusAccepted, s.operatorRecover)
 	s.readAs(s.authenticateOperator, "GET /v1/operator/deliveries", s.operatorDeliveries)
 	s.writeAs(s.authenticateOperator, "POST /v1/operator/deliveries/{id}/retry", http.StatusAccepted, s.operatorRetry)
+
+	s.dashboardRoutes()
 }
 
 // ServeHTTP serves a request, answering unknown paths and methods in the API's

@@ -138,7 +138,7 @@ func TestServe(t *testing.T) {
 	for _, want := range []string{
 		`hookline_api_requests_total{route="POST /v1/checkouts",status="201"} 1`,
 		`hookline_queue_jobs{queue="default",state="scheduled"} 1`, // the checkout's expiry
-		`hookline_delivery_latency_seconds_count 0`, // registered; nothing delivered yet
+		`hookline_delivery_latency_seconds_count 0`,                // registered; nothing delivered yet
 		`go_goroutines`,
 	} {
 		if !strings.Contains(string(scrape), want) {

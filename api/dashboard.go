@@ -1,0 +1,242 @@
+package api
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hookline/hookline/delivery"
+	"github.com/hookline/hookline/events"
+)
+
+// The operator dashboard: server-rendered pages over the same queries as the
+// operator API, behind the operator token. Logging in sets an HttpOnly,
+// SameSite=Strict, Secure cookie holding a value derived from the token (never
+// the token itself); every form carries a CSRF token derived the same way, and
+// every action redirects back (post/redirect/get).
+
+//go:embed dashboard.html
+var dashboardFiles embed.FS
+
+var dashboardTemplates = template.Must(template.New("").Funcs(template.FuncMap{
+	"unix": func(s int64) string { return time.Unix(s, 0).UTC().Format("2006-01-02 15:04:05 MST") },
+}).ParseFS(dashboardFiles, "dashboard.html"))
+
+const sessionCookie = "hookline_operator"
+
+// derive returns a value bound to the operator token, for a purpose: what the
+// session cookie and the CSRF fields hold. Changing the token voids both.
+func (s *Server) derive(purpose string) string {
+	mac := hmac.New(sha256.New, []byte(s.operatorToken))
+	mac.Write([]byte("hookline dashboard " + purpose))
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+func (s *Server) dashboardRoutes() {
+	s.mux.HandleFunc("GET /dashboard", s.dashboard(s.overviewPage))
+	s.mux.HandleFunc("GET /dashboard/deliveries/{id}", s.dashboard(s.deliveryPage))
+	s.mux.HandleFunc("POST /dashboard/login", s.login)
+	s.mux.HandleFunc("POST /dashboard/logout", s.logout)
+	s.mux.HandleFunc("POST /dashboard/deliveries/{id}/retry", s.dashboardAction(s.dashboardRetry))
+	s.mux.HandleFunc("POST /dashboard/endpoints/{id}/enable", s.dashboardAction(s.dashboardEnable))
+	s.mux.HandleFunc("POST /dashboard/endpoints/{id}/recover", s.dashboardAction(s.dashboardRecover))
+}
+
+// signedIn reports whether a request carries the session cookie or the
+// operator token as a bearer token.
+func (s *Server) signedIn(r *http.Request) bool {
+	if s.operatorToken == "" {
+		return false
+	}
+	if c, err := r.Cookie(sessionCookie); err == nil && hmac.Equal([]byte(c.Value), []byte(s.derive("session"))) {
+		return true
+	}
+	if _, err := s.authenticateOperator(r); err == nil {
+		return true
+	}
+	return false
+}
+
+type page struct {
+	Title      string
+	Flash      string
+	CSRF       string
+	Endpoints  []delivery.FailingEndpoint
+	Deliveries []delivery.FailedDelivery
+	Delivery   *delivery.Delivery
+}
+
+func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, content string, p *page) {
+	p.Flash = r.URL.Query().Get("msg")
+	t, err := dashboardTemplates.Clone()
+	if err == nil {
+		_, err = t.New("content").Parse(`{{template "` + content + `" .}}`)
+	}
+	if err != nil {
+		s.renderError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	if err := t.ExecuteTemplate(w, "layout", p); err != nil {
+		s.logger.ErrorContext(r.Context(), "render dashboard", "error", err.Error())
+	}
+}
+
+// dashboard wraps a page: off without a token, the login form until signed in.
+func (s *Server) dashboard(h func(w http.ResponseWriter, r *http.Request) (string, *page, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.operatorToken == "" {
+			s.renderError(w, r, errOperatorOff)
+			return
+		}
+		if !s.signedIn(r) {
+			s.render(w, r, http.StatusUnauthorized, "login-content", &page{Title: "log in"})
+			return
+		}
+		content, p, err := h(w, r)
+		if err != nil {
+			s.renderError(w, r, err)
+			return
+		}
+		p.CSRF = s.derive("csrf")
+		s.render(w, r, http.StatusOK, content, p)
+	}
+}
+
+func (s *Server) overviewPage(_ http.ResponseWriter, r *http.Request) (string, *page, error) {
+	endpoints, err := delivery.FailingEndpoints(r.Context(), s.pool, 100)
+	if err != nil {
+		return "", nil, err
+	}
+	deliveries, err := delivery.RecentDeliveries(r.Context(), s.pool, delivery.StatusFailed, 100)
+	if err != nil {
+		return "", nil, err
+	}
+	return "overview-content", &page{Title: "operations", Endpoints: endpoints, Deliveries: deliveries}, nil
+}
+
+func (s *Server) deliveryPage(_ http.ResponseWriter, r *http.Request) (string, *page, error) {
+	var scope events.Scope
+	id := r.PathValue("id")
+	if err := s.pool.QueryRow(r.Context(), `select merchant_id, livemode from deliveries where id = $1`, id).
+		Scan(&scope.MerchantID, &scope.Livemode); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return "", nil, notFound("delivery", id)
+		}
+		return "", nil, err
+	}
+	d, err := delivery.GetDelivery(r.Context(), s.pool, scope, id)
+	if err != nil {
+		return "", nil, err
+	}
+	return "delivery-content", &page{Title: "delivery " + id, Delivery: d}, nil
+}
+
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	if s.operatorToken == "" {
+		s.renderError(w, r, errOperatorOff)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if !s.operatorTokenMatches(r.PostFormValue("token")) {
+		s.render(w, r, http.StatusUnauthorized, "login-content", &page{Title: "log in", Flash: "That is not the operator token."})
+		return
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: sessionCookie, Value: s.derive("session"), Path: "/dashboard",
+		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode, MaxAge: 12 * 3600,
+	})
+	http.Redirect(w, r, "/dashboard", http.StatusSeeOther)
+}
+
+// dashboardAction wraps a form POST: signed in, with the CSRF field, then
+// redirected to where the action says with a message.
+func (s *Server) dashboardAction(h func(r *http.Request) (to, msg string, err error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.operatorToken == "" {
+			s.renderError(w, r, errOperatorOff)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+		if !s.signedIn(r) || !hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(s.derive("csrf"))) {
+			s.renderError(w, r, &Error{Status: http.StatusForbidden, Type: "authentication_error", Code: "csrf_failed",
+				Message: "Sign in again: this form is stale or did not come from the dashboard."})
+			return
+		}
+		to, msg, err := h(r)
+		var apiErr *Error
+		var invalidErr *events.InvalidError
+		var stateErr *events.StateError
+		switch {
+		case errors.As(err, &apiErr), errors.As(err, &invalidErr), errors.As(err, &stateErr), errors.Is(err, events.ErrNotFound):
+			to, msg = "/dashboard", asAPIError(err).Message
+		case err != nil:
+			s.renderError(w, r, err)
+			return
+		}
+		http.Redirect(w, r, to+"?msg="+url.QueryEscape(msg), http.StatusSeeOther)
+	}
+}
+
+// logout expires the session cookie. The cookie's value is derived from the
+// token, so it is the token's rotation, not logout, that voids stolen copies.
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/dashboard",
+		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
+	http.Redirect(w, r, "/dashboard?msg="+url.QueryEscape("Logged out."), http.StatusSeeOther)
+}
+
+func (s *Server) dashboardRetry(r *http.Request) (string, string, error) {
+	id := r.PathValue("id")
+	err := pgx.BeginFunc(r.Context(), s.pool, func(tx pgx.Tx) error { return s.dispatcher.RetryByID(r.Context(), tx, id) })
+	return "/dashboard/deliveries/" + id, "Retry queued for " + id + ".", named(err, "delivery", id)
+}
+
+func (s *Server) dashboardEnable(r *http.Request) (string, string, error) {
+	id := r.PathValue("id")
+	err := pgx.BeginFunc(r.Context(), s.pool, func(tx pgx.Tx) error { return delivery.Enable(r.Context(), tx, id) })
+	return "/dashboard", "Endpoint " + id + " enabled.", named(err, "webhook_endpoint", id)
+}
+
+func (s *Server) dashboardRecover(r *http.Request) (string, string, error) {
+	id := r.PathValue("id")
+	hours, err := strconv.Atoi(r.PostFormValue("hours"))
+	if err != nil || hours < 1 || hours > 14*24 {
+		return "", "", invalid("hours", "hours must be a whole number from 1 to 336 (14 days)")
+	}
+	dryRun := r.PostFormValue("dry_run") != "false"
+	now := time.Now()
+	var rec *delivery.Recovery
+	err = pgx.BeginFunc(r.Context(), s.pool, func(tx pgx.Tx) (err error) {
+		rec, err = s.dispatcher.Recover(r.Context(), tx, nil, id, now.Add(-time.Duration(hours)*time.Hour), now, dryRun)
+		return err
+	})
+	if err != nil {
+		return "", "", named(err, "webhook_endpoint", id)
+	}
+	if dryRun {
+		return "/dashboard", "Dry run: " + strconv.Itoa(rec.Matched) + " failed deliveries to " + id + " in the last " +
+			strconv.Itoa(hours) + " h would be retried.", nil
+	}
+	return "/dashboard", "Recovery queued: " + strconv.Itoa(rec.Retried) + " deliveries to " + id + " will be retried.", nil
+}
+
+// named turns ErrNotFound into an error naming the missing object.
+func named(err error, what, id string) error {
+	if errors.Is(err, events.ErrNotFound) {
+		return notFound(what, id)
+	}
+	return err
+}
