@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -14,10 +12,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/hookline/hookline/migrations"
-	"github.com/hookline/hookline/migrations/dbtest"
 )
 
 // TestDashboardRetryInChromium is the operator's path through the dashboard
@@ -31,15 +25,7 @@ func TestDashboardRetryInChromium(t *testing.T) {
 		t.Fatal("chromium is not installed: `make test` installs Debian's chromium package")
 	}
 	ctx := context.Background()
-	_, url := dbtest.NewSchema(t)
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if err := migrations.Up(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	pool, url := migratedPool(t)
 
 	var up atomic.Bool
 	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -54,27 +40,9 @@ func TestDashboardRetryInChromium(t *testing.T) {
 	seedDelivery(t, pool, receiver.URL)
 
 	const token = "operator-token-for-the-browser"
-	cfg, err := loadConfig(func(k string) string {
-		return map[string]string{
-			"DATABASE_URL": url, "HOOKLINE_ADDR": "127.0.0.1:0",
-			"HOOKLINE_OPERATOR_TOKEN": token, "HOOKLINE_RETRY_SCHEDULE": "50ms",
-		}[k]
+	m := boot(t, map[string]string{
+		"DATABASE_URL": url, "HOOKLINE_OPERATOR_TOKEN": token, "HOOKLINE_RETRY_SCHEDULE": "50ms",
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- m.Run(runCtx) }()
-	defer func() {
-		stop()
-		<-done
-	}()
 
 	var deliveryID string
 	deadline := time.Now().Add(60 * time.Second)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -63,7 +62,7 @@ func TestLoadConfig(t *testing.T) {
 
 // TestServe boots the whole program as `hookline serve` does, on :0 over a
 // fresh schema, after migrate and merchant create run through the same
-// command-line entry point, then shuts it down as SIGTERM does.
+// command-line entry point; boot then shuts it down as SIGTERM does.
 func TestServe(t *testing.T) {
 	t.Parallel()
 
@@ -104,18 +103,7 @@ func TestServe(t *testing.T) {
 		t.Fatalf("an empty --name gave %v, want an error naming --name", err)
 	}
 
-	cfg, err := loadConfig(getenv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- m.Run(runCtx) }()
+	m := boot(t, env)
 
 	req, _ := http.NewRequest("POST", "http://"+m.Addr()+"/v1/checkouts", strings.NewReader(`{"amount":"860000000","invoice_currency":"sol"}`))
 	req.Header.Set("Authorization", "Bearer "+merchant.TestAPIKey)
@@ -144,15 +132,5 @@ func TestServe(t *testing.T) {
 		if !strings.Contains(string(scrape), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
-	}
-
-	stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run returned %v after shutdown, want nil (exit 0)", err)
-		}
-	case <-time.After(shutdownTimeout + 5*time.Second):
-		t.Fatal("Run did not return after its context ended")
 	}
 }

@@ -6,11 +6,6 @@ import (
 	"io"
 	"strings"
 	"testing"
-
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/hookline/hookline/migrations"
-	"github.com/hookline/hookline/migrations/dbtest"
 )
 
 // TestOperatorCommands runs the operator's commands as an operator would,
@@ -19,15 +14,7 @@ func TestOperatorCommands(t *testing.T) {
 	t.Parallel()
 
 	ctx := context.Background()
-	_, url := dbtest.NewSchema(t)
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if err := migrations.Up(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	pool, url := migratedPool(t)
 	_, endpointID := seedDelivery(t, pool, "http://127.0.0.1:9/down")
 	var deliveryID string
 	if err := pool.QueryRow(ctx, `update deliveries set status = 'failed', attempt_count = 13, last_status_code = 503

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -17,7 +15,6 @@ import (
 
 	"github.com/hookline/hookline/delivery"
 	"github.com/hookline/hookline/events"
-	"github.com/hookline/hookline/migrations"
 	"github.com/hookline/hookline/migrations/dbtest"
 )
 
@@ -29,15 +26,7 @@ func TestCrashedDeliveryIsRescued(t *testing.T) {
 	t.Parallel()
 
 	ctx := context.Background()
-	_, url := dbtest.NewSchema(t)
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if err := migrations.Up(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	pool, url := migratedPool(t)
 	var received atomic.Int32
 	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		received.Add(1)
@@ -53,24 +42,7 @@ func TestCrashedDeliveryIsRescued(t *testing.T) {
 		t.Fatalf("simulate the crash: %v (%d jobs)", err, tag.RowsAffected())
 	}
 
-	cfg, err := loadConfig(func(k string) string {
-		return map[string]string{"DATABASE_URL": url, "HOOKLINE_ADDR": "127.0.0.1:0"}[k]
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- m.Run(runCtx) }()
-	defer func() {
-		stop()
-		<-done
-	}()
+	boot(t, map[string]string{"DATABASE_URL": url})
 
 	// Bounded wait, not a speed assertion: River's own rescuer runs at start
 	// and every 30s thereafter.

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/hookline/hookline/migrations"
+	"github.com/hookline/hookline/migrations/dbtest"
+)
+
+// migratedPool returns a pool on a fresh, migrated schema, and the schema's
+// connection string for DATABASE_URL.
+func migratedPool(t *testing.T) (*pgxpool.Pool, string) {
+	t.Helper()
+	_, url := dbtest.NewSchema(t)
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := migrations.Up(context.Background(), pool); err != nil {
+		t.Fatal(err)
+	}
+	return pool, url
+}
+
+// boot runs hookline as `hookline serve` does, on 127.0.0.1:0 with env as its
+// environment. When the test ends it is shut down as SIGTERM does, and must
+// return nil (exit 0) in time.
+func boot(t *testing.T, env map[string]string) *Main {
+	t.Helper()
+	env["HOOKLINE_ADDR"] = "127.0.0.1:0"
+	cfg, err := loadConfig(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		defer m.Close()
+		stop()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run returned %v after shutdown, want nil (exit 0)", err)
+			}
+		case <-time.After(shutdownTimeout + 5*time.Second):
+			t.Error("Run did not return after its context ended")
+		}
+	})
+	return m
+}
