@@ -86,6 +86,12 @@ func TestWebhookEndpointLifecycle(t *testing.T) {
 	}
 	h.do("GET", "/v1/webhook_endpoints/"+created.ID, h.a.TestAPIKey, nil).must(t, http.StatusNotFound)
 	h.do("DELETE", "/v1/webhook_endpoints/"+created.ID, h.a.TestAPIKey, nil).must(t, http.StatusNotFound)
+
+	chat := decodeEndpoint(t, h.do("POST", "/v1/webhook_endpoints", h.a.TestAPIKey,
+		map[string]any{"url": "http://127.0.0.1:9/api/webhooks/1/x", "type": "discord", "display_name": "New project"}).must(t, http.StatusCreated))
+	if chat.DisplayName == nil || *chat.DisplayName != "New project" {
+		t.Fatalf("discord endpoint %+v", chat)
+	}
 }
 
 func TestWebhookEndpointRefusesBadInput(t *testing.T) {
@@ -106,7 +112,6 @@ func TestWebhookEndpointRefusesBadInput(t *testing.T) {
 		{"unknown event type", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "enabled_events": []string{"checkout.paid", "checkout.nope"}}, "enabled_events[1]"},
 		{"empty enabled_events", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "enabled_events": []string{}}, "enabled_events"},
 		{"unknown type", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "type": "teams"}, "type"},
-		{"chat types not yet", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "type": "discord"}, "type"},
 		{"unknown field", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "secret": "whsec_x"}, "secret"},
 		{"bad status", "PATCH", "/v1/webhook_endpoints/" + ep.ID, map[string]any{"status": "paused"}, "status"},
 		{"empty list on update", "PATCH", "/v1/webhook_endpoints/" + ep.ID, map[string]any{"enabled_events": []string{}}, "enabled_events"},

@@ -3,7 +3,9 @@ package delivery
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -112,10 +114,7 @@ func (m *Endpoints) Create(ctx context.Context, tx pgx.Tx, scope events.Scope, p
 	if p.Type == "" {
 		p.Type = TypeWebhook
 	}
-	if p.Type != TypeWebhook {
-		return nil, &events.InvalidError{Param: "type", Message: "must be webhook; discord and slack endpoints are not available yet"}
-	}
-	if err := m.guard.CheckURL(ctx, p.URL, "url"); err != nil {
+	if err := m.checkURL(ctx, p.Type, p.URL); err != nil {
 		return nil, err
 	}
 	var err error
@@ -146,6 +145,38 @@ func (m *Endpoints) Create(ctx context.Context, tx pgx.Tx, scope events.Scope, p
 	return e, nil
 }
 
+// chatHosts are the hosts a production chat endpoint may post to, with the
+// path its webhook URLs start with.
+var chatHosts = map[string]struct {
+	hosts []string
+	path  string
+}{
+	TypeDiscord: {[]string{"discord.com", "discordapp.com", "ptb.discord.com", "canary.discord.com",
+		"ptb.discordapp.com", "canary.discordapp.com"}, "/api/webhooks/"},
+	TypeSlack: {[]string{"hooks.slack.com"}, "/"},
+}
+
+// checkURL validates an endpoint's type and URL: the guard's rules for
+// every type, and in production a Discord or Slack webhook URL for chat
+// endpoints (in development any URL, for local test receivers).
+func (m *Endpoints) checkURL(ctx context.Context, typ, raw string) error {
+	if typ != TypeWebhook && typ != TypeDiscord && typ != TypeSlack {
+		return &events.InvalidError{Param: "type", Message: "must be webhook, discord or slack"}
+	}
+	if err := m.guard.CheckURL(ctx, raw, "url"); err != nil {
+		return err
+	}
+	chat, ok := chatHosts[typ]
+	if !ok || !m.guard.Production {
+		return nil
+	}
+	u, _ := url.Parse(raw) // CheckURL parsed it
+	if !slices.Contains(chat.hosts, strings.ToLower(u.Hostname())) || !strings.HasPrefix(u.Path, chat.path) {
+		return &events.InvalidError{Param: "url", Message: fmt.Sprintf("must be a %s webhook URL (https://%s%s…)", typ, chat.hosts[0], chat.path)}
+	}
+	return nil
+}
+
 // Get returns one of the scope's endpoints.
 func Get(ctx context.Context, db events.DB, scope events.Scope, id string) (*Endpoint, error) {
 	e, err := scanEndpoint(db.QueryRow(ctx, endpointColumns+` where id = $1 and merchant_id = $2 and livemode = $3
@@ -166,16 +197,16 @@ func List(ctx context.Context, db events.DB, scope events.Scope, page events.Pag
 // disabled and its failure streak; deliveries it missed meanwhile are
 // recovered on request, not automatically.
 func (m *Endpoints) Update(ctx context.Context, tx pgx.Tx, scope events.Scope, id string, u EndpointUpdate) (*Endpoint, error) {
-	if _, err := Get(ctx, tx, scope, id); err != nil {
+	current, err := Get(ctx, tx, scope, id)
+	if err != nil {
 		return nil, err
 	}
 	if u.URL != nil {
-		if err := m.guard.CheckURL(ctx, *u.URL, "url"); err != nil {
+		if err := m.checkURL(ctx, current.Type, *u.URL); err != nil {
 			return nil, err
 		}
 	}
 	if u.EnabledEvents != nil {
-		var err error
 		if u.EnabledEvents, err = checkEnabledEvents(u.EnabledEvents); err != nil {
 			return nil, err
 		}
@@ -183,7 +214,7 @@ func (m *Endpoints) Update(ctx context.Context, tx pgx.Tx, scope events.Scope, i
 	if u.Status != nil && *u.Status != EndpointEnabled && *u.Status != EndpointDisabled {
 		return nil, &events.InvalidError{Param: "status", Message: "must be enabled or disabled"}
 	}
-	_, err := tx.Exec(ctx, `update webhook_endpoints set
+	_, err = tx.Exec(ctx, `update webhook_endpoints set
 		url = coalesce($2, url),
 		enabled_events = case when $3::text[] is null then enabled_events else $3 end,
 		description = coalesce($4, description),

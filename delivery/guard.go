@@ -21,12 +21,16 @@ import (
 // development anything http(s) goes, so that local receivers work.
 type Guard struct {
 	Production bool
-	resolver   *net.Resolver
+	// lookup resolves a host name; tests replace the system resolver, which
+	// a sandbox without DNS cannot use.
+	lookup func(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
 // NewGuard returns the guard for an environment.
 func NewGuard(production bool) *Guard {
-	return &Guard{Production: production, resolver: net.DefaultResolver}
+	return &Guard{Production: production, lookup: func(ctx context.Context, host string) ([]netip.Addr, error) {
+		return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	}}
 }
 
 // CheckURL validates a destination URL at registration; param names the
@@ -57,7 +61,7 @@ func (g *Guard) CheckURL(ctx context.Context, raw, param string) error {
 	}
 	lookupCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	addrs, err := g.resolver.LookupNetIP(lookupCtx, "ip", host)
+	addrs, err := g.lookup(lookupCtx, host)
 	if err != nil || len(addrs) == 0 {
 		return &events.InvalidError{Param: param, Message: "has a host that does not resolve"}
 	}

@@ -73,12 +73,15 @@ func TestCheckURL(t *testing.T) {
 		{"no host", false, "https:///path", true},
 		{"relative", false, "/hook", true},
 		{"credentials", false, "https://user:pass@example.com/", true},
+		{"production allows a public name", true, "https://example.com/hook", false},
+		{"production refuses a name with a private address", true, "https://internal.example.com/hook", true},
+		{"production refuses a name that does not resolve", true, "https://nowhere.example.net/hook", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 
-			err := NewGuard(tt.production).CheckURL(context.Background(), tt.url, "url")
+			err := fakeDNS(tt.production).CheckURL(context.Background(), tt.url, "url")
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("CheckURL(%s) = %v, want error %v", tt.url, err, tt.wantErr)
 			}

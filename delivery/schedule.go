@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"encoding/json"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -64,6 +65,28 @@ func retryAfter(status int, header http.Header, now time.Time) time.Time {
 
 func minTime(a, b time.Time) time.Time {
 	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// discordRetryAfter reads the retry_after (seconds, fractional) of a Discord
+// 429 body, which Discord sends besides its headers, capped at 24 hours.
+func discordRetryAfter(status int, body string, now time.Time) time.Time {
+	if status != http.StatusTooManyRequests {
+		return time.Time{}
+	}
+	var b struct {
+		RetryAfter float64 `json:"retry_after"`
+	}
+	if err := json.Unmarshal([]byte(body), &b); err != nil || b.RetryAfter <= 0 {
+		return time.Time{}
+	}
+	return minTime(now.Add(time.Duration(b.RetryAfter*float64(time.Second))), now.Add(maxRetryAfter))
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
 		return a
 	}
 	return b

@@ -111,6 +111,8 @@ type target struct {
 	payload        []byte
 	scope          events.Scope
 	endpointID     *string
+	endpointType   string
+	displayName    string
 	endpointStatus *string
 	deleted        bool
 	secrets        []string
@@ -123,14 +125,15 @@ func (w *Worker) load(ctx context.Context, id string) (*target, error) {
 	var previousExpires *time.Time
 	var endpointSecret *string
 	err := w.pool.QueryRow(ctx, `select d.status, d.attempt_count, coalesce(w.url, d.url), e.id, e.created_at, e.payload,
-		d.merchant_id, d.livemode, w.id, w.status, w.deleted_at is not null, w.secret, w.previous_secret,
-		w.previous_secret_expires_at, m.webhook_secret
+		d.merchant_id, d.livemode, w.id, coalesce(w.type, 'webhook'), coalesce(w.display_name, m.name), w.status,
+		w.deleted_at is not null, w.secret, w.previous_secret, w.previous_secret_expires_at, m.webhook_secret
 		from deliveries d
 		join events e on e.id = d.event_id
 		join merchants m on m.id = d.merchant_id
 		left join webhook_endpoints w on w.id = d.endpoint_id
 		where d.id = $1`, id).Scan(&t.status, &t.attemptCount, &t.url, &t.eventID, &t.eventCreated, &t.payload,
-		&t.scope.MerchantID, &t.scope.Livemode, &t.endpointID, &t.endpointStatus, &t.deleted, &endpointSecret, &previous,
+		&t.scope.MerchantID, &t.scope.Livemode, &t.endpointID, &t.endpointType, &t.displayName, &t.endpointStatus, &t.deleted,
+		&endpointSecret, &previous,
 		&previousExpires, &accountSecret)
 	if err != nil {
 		return nil, events.WrapNotFound(err, "load delivery")
@@ -196,21 +199,29 @@ func (w *Worker) send(ctx context.Context, t *target) *outcome {
 
 	ctx, cancel := context.WithTimeout(ctx, w.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url, bytes.NewReader(t.payload))
-	if err != nil {
-		o.err = "invalid destination URL"
-		return o
-	}
-	sig, err := signatureHeader(t.secrets, t.eventID, o.started, t.payload)
+	body, err := t.body()
 	if err != nil {
 		o.err = err.Error()
 		return o
 	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url, bytes.NewReader(body))
+	if err != nil {
+		o.err = "invalid destination URL"
+		return o
+	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "hookline/"+Version)
-	req.Header.Set("webhook-id", t.eventID)
-	req.Header.Set("webhook-timestamp", fmt.Sprint(o.started.Unix()))
-	req.Header.Set("webhook-signature", sig)
+	if t.endpointType == TypeWebhook {
+		// Chat messages are not signed: Discord and Slack verify nothing.
+		sig, err := signatureHeader(t.secrets, t.eventID, o.started, body)
+		if err != nil {
+			o.err = err.Error()
+			return o
+		}
+		req.Header.Set("webhook-id", t.eventID)
+		req.Header.Set("webhook-timestamp", fmt.Sprint(o.started.Unix()))
+		req.Header.Set("webhook-signature", sig)
+	}
 
 	res, err := w.client.Do(req)
 	if err != nil {
@@ -227,6 +238,20 @@ func (w *Worker) send(ctx context.Context, t *target) *outcome {
 		o.err = fmt.Sprintf("HTTP %d", res.StatusCode)
 	}
 	return o
+}
+
+// body is what an attempt sends: the stored envelope for a webhook, a chat
+// message rendered from it for Discord and Slack. Rendering is deterministic,
+// so every attempt sends the same bytes either way.
+func (t *target) body() ([]byte, error) {
+	switch t.endpointType {
+	case TypeDiscord:
+		return renderDiscord(t.displayName, t.payload)
+	case TypeSlack:
+		return renderSlack(t.displayName, t.payload)
+	default:
+		return t.payload, nil
+	}
 }
 
 // describe turns a client error into a message without the URL, which may
@@ -284,7 +309,11 @@ func (w *Worker) record(ctx context.Context, t *target, job *river.Job[DeliverAr
 		status = StatusFailed
 	default:
 		status = StatusPending
-		n := w.schedule.Next(now, job.Attempt, retryAfter(o.statusCode, o.header, now))
+		notBefore := retryAfter(o.statusCode, o.header, now)
+		if t.endpointType == TypeDiscord {
+			notBefore = maxTime(notBefore, discordRetryAfter(o.statusCode, o.body, now))
+		}
+		n := w.schedule.Next(now, job.Attempt, notBefore)
 		next, job.Args.nextRetry = &n, n
 	}
 
