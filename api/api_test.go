@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookline/hookline/api"
 	"github.com/hookline/hookline/schema/schematest"
 )
 
@@ -507,4 +508,27 @@ func TestHealth(t *testing.T) {
 	h := newHarness(t)
 	h.do("GET", "/healthz", "", nil).must(t, http.StatusOK)
 	h.do("GET", "/readyz", "", nil).must(t, http.StatusOK)
+}
+
+func TestRateLimitPerKey(t *testing.T) {
+	t.Parallel()
+
+	h := newHarnessWith(t, operatorToken, api.RateLimit{Rate: 0.5, Burst: 3})
+	for range 3 {
+		h.do("GET", "/v1/checkouts", h.a.TestAPIKey, nil).must(t, http.StatusOK)
+	}
+	res := h.do("GET", "/v1/checkouts", h.a.TestAPIKey, nil).must(t, http.StatusTooManyRequests)
+	schematest.Object(t, "error", res.body)
+	if ra := res.header.Get("Retry-After"); ra != "2" && ra != "1" {
+		t.Errorf("Retry-After %q, want the 1–2 s until the next token", ra)
+	}
+	// Buckets are per key: the other mode's key and another merchant's are untouched.
+	h.do("GET", "/v1/checkouts", h.a.LiveAPIKey, nil).must(t, http.StatusOK)
+	h.do("GET", "/v1/checkouts", h.b.TestAPIKey, nil).must(t, http.StatusOK)
+	// Refused requests took no token and created nothing.
+	h.do("POST", "/v1/checkouts", h.a.TestAPIKey, map[string]any{"amount": "1", "invoice_currency": "usd"}).must(t, http.StatusTooManyRequests)
+	if n := h.count("checkouts"); n != 0 {
+		t.Errorf("%d checkouts created over the limit", n)
+	}
+	h.do("GET", "/v1/checkouts?"+strings.Repeat("x", 2100), h.b.TestAPIKey, nil).must(t, http.StatusRequestURITooLong)
 }

@@ -37,12 +37,12 @@ const operatorToken = "op-token-for-tests"
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	return newHarnessWith(t, operatorToken)
+	return newHarnessWith(t, operatorToken, api.RateLimit{})
 }
 
 // newHarnessWith is newHarness with the operator token given ("" turns the
-// operator API off).
-func newHarnessWith(t *testing.T, token string) *harness {
+// operator API off) and a rate limit (the zero value: none).
+func newHarnessWith(t *testing.T, token string, limit api.RateLimit) *harness {
 	t.Helper()
 	pool := dbtest.NewPool(t)
 	inserter, err := river.NewClient(riverpgxv5.New(pool), &river.Config{})
@@ -54,7 +54,8 @@ func newHarnessWith(t *testing.T, token string) *harness {
 	service := events.NewService(events.NewPublisher(dispatcher), inserter)
 	srv := httptest.NewServer(api.New(api.Config{
 		Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard), Guard: guard,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: prometheus.NewRegistry(), OperatorToken: token, Pool: pool, Service: service,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: prometheus.NewRegistry(), OperatorToken: token, Pool: pool,
+		RateLimit: limit, Service: service,
 	}))
 	t.Cleanup(srv.Close)
 	h := &harness{t: t, pool: pool, url: srv.URL}

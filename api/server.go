@@ -27,6 +27,7 @@ type Server struct {
 	dispatcher    *delivery.Dispatcher
 	endpoints     *delivery.Endpoints
 	guard         *delivery.Guard
+	limiters      *limiters
 	logger        *slog.Logger
 	metrics       *requestMetrics
 	mux           *http.ServeMux
@@ -48,6 +49,7 @@ type Config struct {
 	// OperatorToken enables the operator API; empty leaves it off.
 	OperatorToken string
 	Pool          *pgxpool.Pool
+	RateLimit     RateLimit
 	Service       *events.Service
 }
 
@@ -57,6 +59,7 @@ func New(cfg Config) *Server {
 		dispatcher:    cfg.Dispatcher,
 		endpoints:     cfg.Endpoints,
 		guard:         cfg.Guard,
+		limiters:      newLimiters(cfg.RateLimit),
 		logger:        cfg.Logger,
 		metrics:       newRequestMetrics(cfg.Metrics),
 		mux:           http.NewServeMux(),
@@ -174,7 +177,7 @@ func (s *Server) write(pattern string, status int, h func(ctx context.Context, c
 
 func (s *Server) readAs(auth authFunc, pattern string, h func(ctx context.Context, c *call) (any, error)) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		scope, err := auth(r)
+		scope, err := s.admit(w, r, auth)
 		if err != nil {
 			s.renderError(w, r, err)
 			return
@@ -194,7 +197,7 @@ func (s *Server) readAs(auth authFunc, pattern string, h func(ctx context.Contex
 // have no merchant, and no idempotency keys.)
 func (s *Server) writeAs(auth authFunc, pattern string, status int, h func(ctx context.Context, c *call, tx pgx.Tx) (any, error)) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		scope, err := auth(r)
+		scope, err := s.admit(w, r, auth)
 		if err != nil {
 			s.renderError(w, r, err)
 			return
@@ -241,6 +244,29 @@ func (s *Server) writeAs(auth authFunc, pattern string, status int, h func(ctx c
 			writeRaw(w, status, out)
 		}
 	})
+}
+
+// maxURLLength bounds a request's path and query, like the URLs merchants
+// register: nothing legitimate is longer.
+const maxURLLength = 2048
+
+// admit authenticates a request and takes a token from its key's bucket.
+// Operator requests are not limited: there is one operator, and it must be
+// able to act while merchants are being throttled.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, auth authFunc) (events.Scope, error) {
+	if len(r.URL.RequestURI()) > maxURLLength {
+		return events.Scope{}, &Error{Status: http.StatusRequestURITooLong, Type: "invalid_request_error", Code: "url_too_long",
+			Message: "The request URL is longer than 2048 characters."}
+	}
+	scope, err := auth(r)
+	if err != nil || scope.MerchantID == "" {
+		return scope, err
+	}
+	key := scope.MerchantID + "/" + strconv.FormatBool(scope.Livemode)
+	if ok, wait := s.limiters.allow(key, time.Now()); !ok {
+		return events.Scope{}, rateLimited(w, wait)
+	}
+	return scope, nil
 }
 
 // authenticate resolves the request's API key, sent as a bearer token (or, for

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +19,8 @@ type config struct {
 	Env             string
 	LogLevel        slog.Level
 	OperatorToken   string
+	RateBurst       int
+	RateLimit       float64
 	RetrySchedule   delivery.Schedule
 }
 
@@ -37,6 +40,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 		DeliveryTimeout: 15 * time.Second,
 		Env:             or(getenv("HOOKLINE_ENV"), "development"),
 		OperatorToken:   getenv("HOOKLINE_OPERATOR_TOKEN"),
+		RateBurst:       200,
+		RateLimit:       100,
 		RetrySchedule:   defaultRetrySchedule,
 	}
 	if cfg.DatabaseURL == "" {
@@ -64,6 +69,20 @@ func loadConfig(getenv func(string) string) (config, error) {
 			}
 			cfg.RetrySchedule = append(cfg.RetrySchedule, d)
 		}
+	}
+	if v := getenv("HOOKLINE_RATE_LIMIT"); v != "" {
+		r, err := strconv.ParseFloat(v, 64)
+		if err != nil || r < 0 || r > 1e6 {
+			return cfg, fmt.Errorf("HOOKLINE_RATE_LIMIT must be requests per second per API key, from 0 (off) to 1000000, not %q", v)
+		}
+		cfg.RateLimit = r
+	}
+	if v := getenv("HOOKLINE_RATE_BURST"); v != "" {
+		b, err := strconv.Atoi(v)
+		if err != nil || b < 1 || b > 1e6 {
+			return cfg, fmt.Errorf("HOOKLINE_RATE_BURST must be a whole number of requests from 1 to 1000000, not %q", v)
+		}
+		cfg.RateBurst = b
 	}
 	if v := getenv("HOOKLINE_LOG_LEVEL"); v != "" {
 		if err := cfg.LogLevel.UnmarshalText([]byte(v)); err != nil {

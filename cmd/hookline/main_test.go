@@ -24,7 +24,7 @@ func TestLoadConfig(t *testing.T) {
 	}{
 		{"defaults", map[string]string{"DATABASE_URL": "postgres://x"}, "", func(c config) bool {
 			return c.Addr == "127.0.0.1:8080" && c.Env == "development" && c.DeliveryTimeout == 15*time.Second &&
-				len(c.RetrySchedule) == 12 && c.RetrySchedule[0] == 5*time.Second
+				len(c.RetrySchedule) == 12 && c.RetrySchedule[0] == 5*time.Second && c.RateLimit == 100 && c.RateBurst == 200
 		}},
 		{"no database", map[string]string{}, "DATABASE_URL", nil},
 		{"bad address", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ADDR": "8080"}, "HOOKLINE_ADDR", nil},
@@ -32,6 +32,11 @@ func TestLoadConfig(t *testing.T) {
 		{"bad timeout", map[string]string{"DATABASE_URL": "x", "HOOKLINE_DELIVERY_TIMEOUT": "soon"}, "HOOKLINE_DELIVERY_TIMEOUT", nil},
 		{"bad schedule", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RETRY_SCHEDULE": "1s,later"}, "HOOKLINE_RETRY_SCHEDULE", nil},
 		{"bad log level", map[string]string{"DATABASE_URL": "x", "HOOKLINE_LOG_LEVEL": "loud"}, "HOOKLINE_LOG_LEVEL", nil},
+		{"bad rate", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RATE_LIMIT": "fast"}, "HOOKLINE_RATE_LIMIT", nil},
+		{"bad burst", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RATE_BURST": "0"}, "HOOKLINE_RATE_BURST", nil},
+		{"rate limiting off", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RATE_LIMIT": "0"}, "", func(c config) bool {
+			return c.RateLimit == 0 && c.RateBurst == 200
+		}},
 		{"custom schedule", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RETRY_SCHEDULE": "1s, 2s,3m"}, "", func(c config) bool {
 			return len(c.RetrySchedule) == 3 && c.RetrySchedule[2] == 3*time.Minute
 		}},

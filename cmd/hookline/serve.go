@@ -85,12 +85,14 @@ func (m *Main) wire(cfg config) error {
 	m.http = &http.Server{
 		Handler: api.New(api.Config{
 			Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard), Guard: guard,
-			Logger: m.logger, Metrics: registry, OperatorToken: cfg.OperatorToken, Pool: m.pool, Service: service,
+			Logger: m.logger, Metrics: registry, OperatorToken: cfg.OperatorToken, Pool: m.pool,
+			RateLimit: api.RateLimit{Rate: cfg.RateLimit, Burst: cfg.RateBurst}, Service: service,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(m.logger.Handler(), slog.LevelWarn),
 	}
 	return nil
