@@ -5,7 +5,7 @@ GO ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/hookline/hookline/delivery.Version=$(VERSION)
 
-.PHONY: build run test lint bench
+.PHONY: build run test lint fuzz bench
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o hookline ./cmd/hookline
@@ -33,6 +33,12 @@ test:
 	fi; \
 	url="$${DATABASE_URL:-$$(.ci/postgres hookline_test)}"; \
 	TEST_DATABASE_URL="$$url" $(GO) test -race -count=1 ./...
+
+# Each fuzz target for FUZZTIME (their seed corpora run in every `make test`).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./api -run '^$$' -fuzz FuzzDecodeRequests -fuzztime $(FUZZTIME)
+	$(GO) test ./delivery -run '^$$' -fuzz FuzzCheckURL -fuzztime $(FUZZTIME)
 
 lint:
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: the files above need formatting"; exit 1; }

@@ -53,6 +53,11 @@ func (g *Guard) CheckURL(ctx context.Context, raw, param string) error {
 		return &events.InvalidError{Param: param, Message: "must be an https URL"}
 	}
 	host := strings.TrimSuffix(u.Hostname(), ".")
+	if oddNumericHost(host) {
+		// 2130706433, 0x7f000001, 127.1, 0177.0.0.1: resolvers that follow
+		// inet_aton read these as addresses; refuse them whatever they mean.
+		return &events.InvalidError{Param: param, Message: "must not be an IP address in an unusual notation"}
+	}
 	if addr, err := netip.ParseAddr(host); err == nil {
 		if !publicAddr(addr) {
 			return &events.InvalidError{Param: param, Message: "must not point at a private, loopback or reserved address"}
@@ -71,6 +76,19 @@ func (g *Guard) CheckURL(ctx context.Context, raw, param string) error {
 		}
 	}
 	return nil
+}
+
+// oddNumericHost reports whether a host is made of digits, dots and hex
+// notation only without being a plain dotted-quad IPv4 address.
+func oddNumericHost(host string) bool {
+	if host == "" || strings.Trim(strings.ToLower(host), "0123456789abcdefx.") != "" || !strings.ContainsAny(host, "0123456789") {
+		return false
+	}
+	if strings.ContainsAny(strings.ToLower(host), "abcdef") && !strings.Contains(strings.ToLower(host), "0x") {
+		return false // a name such as "cafe.be" or "dead.beef"
+	}
+	addr, err := netip.ParseAddr(host)
+	return err != nil || !addr.Is4()
 }
 
 // errBlockedAddress is the error of a connection the guard refused.

@@ -76,6 +76,11 @@ func TestCheckURL(t *testing.T) {
 		{"production allows a public name", true, "https://example.com/hook", false},
 		{"production refuses a name with a private address", true, "https://internal.example.com/hook", true},
 		{"production refuses a name that does not resolve", true, "https://nowhere.example.net/hook", true},
+		{"decimal spelling of 127.0.0.1", true, "https://2130706433/", true},
+		{"hex spelling of 127.0.0.1", true, "https://0x7f000001/", true},
+		{"short spelling of 127.0.0.1", true, "https://127.1/", true},
+		{"octal spelling of 127.0.0.1", true, "https://0177.0.0.1/", true},
+		{"a name of hex letters is a name", true, "https://example.com/cafe", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
