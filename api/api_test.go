@@ -513,7 +513,7 @@ func TestHealth(t *testing.T) {
 func TestRateLimitPerKey(t *testing.T) {
 	t.Parallel()
 
-	h := newHarnessWith(t, operatorToken, api.RateLimit{Rate: 0.5, Burst: 3})
+	h := newHarnessWith(t, harnessOptions{token: operatorToken, limit: api.RateLimit{Rate: 0.5, Burst: 3}})
 	for range 3 {
 		h.do("GET", "/v1/checkouts", h.a.TestAPIKey, nil).must(t, http.StatusOK)
 	}

@@ -7,8 +7,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-
-	"github.com/hookline/hookline/api"
 )
 
 // TestDashboardRules checks the dashboard's guards without a browser: the
@@ -78,7 +76,7 @@ func TestDashboardRules(t *testing.T) {
 		t.Errorf("retrying an unknown delivery: %d to %s", res.StatusCode, res.Header.Get("Location"))
 	}
 
-	off := newHarnessWith(t, "", api.RateLimit{})
+	off := newHarnessWith(t, harnessOptions{})
 	if res := off.do("GET", "/dashboard", "", nil); res.status != http.StatusNotFound {
 		t.Errorf("dashboard without a token: %d, want 404", res.status)
 	}

@@ -91,5 +91,5 @@ func (s *Server) rotateSecret(ctx context.Context, c *call, tx pgx.Tx) (any, err
 			return nil, invalid("grace_period_seconds", "grace_period_seconds must be from 0 to 604800 (7 days)")
 		}
 	}
-	return withNotFound(delivery.RotateSecret(ctx, tx, c.scope, c.id(), grace))("webhook_endpoint", c.id())
+	return withNotFound(s.endpoints.RotateSecret(ctx, tx, c.scope, c.id(), grace))("webhook_endpoint", c.id())
 }

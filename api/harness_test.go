@@ -37,25 +37,34 @@ const operatorToken = "op-token-for-tests"
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	return newHarnessWith(t, operatorToken, api.RateLimit{})
+	return newHarnessWith(t, harnessOptions{token: operatorToken})
 }
 
-// newHarnessWith is newHarness with the operator token given ("" turns the
-// operator API off) and a rate limit (the zero value: none).
-func newHarnessWith(t *testing.T, token string, limit api.RateLimit) *harness {
+// harnessOptions vary the API under test: the operator token ("" turns the
+// operator API off), a rate limit (zero: none), a logger (nil: discard).
+type harnessOptions struct {
+	token  string
+	limit  api.RateLimit
+	logger *slog.Logger
+}
+
+func newHarnessWith(t *testing.T, o harnessOptions) *harness {
 	t.Helper()
 	pool := dbtest.NewPool(t)
 	inserter, err := river.NewClient(riverpgxv5.New(pool), &river.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	guard := delivery.NewGuard(false)
+	guard, keyring := delivery.NewGuard(false), dbtest.Keyring(t)
+	if o.logger == nil {
+		o.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	dispatcher := delivery.NewDispatcher(inserter, delivery.Schedule{time.Second})
 	service := events.NewService(events.NewPublisher(dispatcher), inserter)
 	srv := httptest.NewServer(api.New(api.Config{
-		Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard), Guard: guard,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: prometheus.NewRegistry(), OperatorToken: token, Pool: pool,
-		RateLimit: limit, Service: service,
+		Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard, keyring), Guard: guard, Keyring: keyring,
+		Logger: o.logger, Metrics: prometheus.NewRegistry(), OperatorToken: o.token, Pool: pool,
+		RateLimit: o.limit, Service: service,
 	}))
 	t.Cleanup(srv.Close)
 	h := &harness{t: t, pool: pool, url: srv.URL}

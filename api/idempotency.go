@@ -34,7 +34,7 @@ func requestHash(r *http.Request, body []byte) []byte {
 // or returns the response stored for it. A concurrent request with the same key
 // waits on the row until the first commits (then replays it) or rolls back
 // (then claims the key itself), so the work is never done twice.
-func claimIdempotencyKey(ctx context.Context, tx pgx.Tx, scope events.Scope, key string, hash []byte) (*storedResponse, error) {
+func claimIdempotencyKey(ctx context.Context, tx pgx.Tx, keyring *events.Keyring, scope events.Scope, key string, hash []byte) (*storedResponse, error) {
 	if len(key) > 255 {
 		return nil, invalid("Idempotency-Key", "The Idempotency-Key header must be at most 255 characters.")
 	}
@@ -52,10 +52,10 @@ func claimIdempotencyKey(ctx context.Context, tx pgx.Tx, scope events.Scope, key
 		return nil, nil
 	}
 	stored := &storedResponse{}
-	var storedHash []byte
+	var storedHash, sealed []byte
 	err = tx.QueryRow(ctx, `select request_hash, status_code, body from idempotency_keys
 		where merchant_id = $1 and livemode = $2 and key = $3`, scope.MerchantID, scope.Livemode, key).
-		Scan(&storedHash, &stored.status, &stored.body)
+		Scan(&storedHash, &stored.status, &sealed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		// Expired and deleted by another request between our statements.
 		return nil, &Error{Status: http.StatusConflict, Type: "invalid_request_error", Code: "idempotency_key_in_use",
@@ -68,12 +68,25 @@ func claimIdempotencyKey(ctx context.Context, tx pgx.Tx, scope events.Scope, key
 		return nil, &Error{Status: http.StatusConflict, Type: "invalid_request_error", Code: "idempotency_key_reused",
 			Message: "This Idempotency-Key was already used with other parameters or another endpoint."}
 	}
+	body, err := keyring.Open(idempotencyOwner(scope, key), string(sealed))
+	if err != nil {
+		return nil, err
+	}
+	stored.body = []byte(body)
 	return stored, nil
 }
 
-func storeIdempotentResponse(ctx context.Context, tx pgx.Tx, scope events.Scope, key string, status int, body []byte) error {
+// idempotencyOwner binds a stored response to its merchant, mode and key.
+func idempotencyOwner(scope events.Scope, key string) string {
+	return fmt.Sprintf("idempotency %s %v %s", scope.MerchantID, scope.Livemode, key)
+}
+
+// storeIdempotentResponse keeps the response for replay, sealed: it may be a
+// response that shows a secret (an endpoint's creation or rotation).
+func storeIdempotentResponse(ctx context.Context, tx pgx.Tx, keyring *events.Keyring, scope events.Scope, key string, status int, body []byte) error {
+	sealed := keyring.Seal(idempotencyOwner(scope, key), string(body))
 	_, err := tx.Exec(ctx, `update idempotency_keys set status_code = $4, body = $5
-		where merchant_id = $1 and livemode = $2 and key = $3`, scope.MerchantID, scope.Livemode, key, status, body)
+		where merchant_id = $1 and livemode = $2 and key = $3`, scope.MerchantID, scope.Livemode, key, status, []byte(sealed))
 	if err != nil {
 		return fmt.Errorf("store idempotent response: %w", err)
 	}

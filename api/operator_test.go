@@ -5,8 +5,6 @@ import (
 	"net/http"
 	"testing"
 	"time"
-
-	"github.com/hookline/hookline/api"
 )
 
 func TestRecoverEndpoint(t *testing.T) {
@@ -130,7 +128,7 @@ func TestOperatorAPI(t *testing.T) {
 func TestOperatorAPIIsOffWithoutToken(t *testing.T) {
 	t.Parallel()
 
-	h := newHarnessWith(t, "", api.RateLimit{})
+	h := newHarnessWith(t, harnessOptions{})
 	for _, path := range []string{"/v1/operator/deliveries", "/v1/operator/endpoints?failing=true"} {
 		for _, key := range []string{"", "anything", h.a.TestAPIKey} {
 			if res := h.do("GET", path, key, nil); res.status != http.StatusNotFound {

@@ -27,6 +27,7 @@ type Server struct {
 	dispatcher    *delivery.Dispatcher
 	endpoints     *delivery.Endpoints
 	guard         *delivery.Guard
+	keyring       *events.Keyring
 	limiters      *limiters
 	logger        *slog.Logger
 	metrics       *requestMetrics
@@ -43,6 +44,7 @@ type Config struct {
 	Dispatcher *delivery.Dispatcher
 	Endpoints  *delivery.Endpoints
 	Guard      *delivery.Guard
+	Keyring    *events.Keyring
 	Logger     *slog.Logger
 	// Metrics is the registry /metrics serves; the API adds its own to it.
 	Metrics *prometheus.Registry
@@ -59,6 +61,7 @@ func New(cfg Config) *Server {
 		dispatcher:    cfg.Dispatcher,
 		endpoints:     cfg.Endpoints,
 		guard:         cfg.Guard,
+		keyring:       cfg.Keyring,
 		limiters:      newLimiters(cfg.RateLimit),
 		logger:        cfg.Logger,
 		metrics:       newRequestMetrics(cfg.Metrics),
@@ -216,7 +219,7 @@ func (s *Server) writeAs(auth authFunc, pattern string, status int, h func(ctx c
 				key = ""
 			}
 			if key != "" {
-				stored, err := claimIdempotencyKey(r.Context(), tx, scope, key, requestHash(r, body))
+				stored, err := claimIdempotencyKey(r.Context(), tx, s.keyring, scope, key, requestHash(r, body))
 				if err != nil || stored != nil {
 					replay = stored
 					return err
@@ -230,7 +233,7 @@ func (s *Server) writeAs(auth authFunc, pattern string, status int, h func(ctx c
 				return err
 			}
 			if key != "" {
-				return storeIdempotentResponse(r.Context(), tx, scope, key, status, out)
+				return storeIdempotentResponse(r.Context(), tx, s.keyring, scope, key, status, out)
 			}
 			return nil
 		})

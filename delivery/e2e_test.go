@@ -46,7 +46,7 @@ func newEnv(t *testing.T, schedule delivery.Schedule, timeout time.Duration) *en
 	if err != nil {
 		t.Fatal(err)
 	}
-	guard := delivery.NewGuard(false)
+	guard, keyring := delivery.NewGuard(false), dbtest.Keyring(t)
 	dispatcher := delivery.NewDispatcher(inserter, schedule)
 	publisher := events.NewPublisher(dispatcher)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -55,7 +55,7 @@ func newEnv(t *testing.T, schedule delivery.Schedule, timeout time.Duration) *en
 	workers := river.NewWorkers()
 	river.AddWorker(workers, delivery.NewRecoverWorker(pool, dispatcher))
 	river.AddWorker(workers, delivery.NewWorker(delivery.WorkerConfig{
-		Guard: guard, Logger: logger, Metrics: metrics, Pool: pool, Publisher: publisher, Schedule: schedule, Timeout: timeout,
+		Guard: guard, Keyring: keyring, Logger: logger, Metrics: metrics, Pool: pool, Publisher: publisher, Schedule: schedule, Timeout: timeout,
 	}))
 	client, err := river.NewClient(driver, &river.Config{
 		FetchCooldown:     10 * time.Millisecond,
@@ -77,7 +77,7 @@ func newEnv(t *testing.T, schedule delivery.Schedule, timeout time.Duration) *en
 	m := dbtest.Merchant(t, pool, "New project")
 	return &env{
 		t: t, pool: pool, merchant: m, scope: events.Scope{MerchantID: m.ID},
-		service: events.NewService(publisher, inserter), endpoints: delivery.NewEndpoints(guard), dispatcher: dispatcher,
+		service: events.NewService(publisher, inserter), endpoints: delivery.NewEndpoints(guard, keyring), dispatcher: dispatcher,
 		registry: registry,
 	}
 }
@@ -543,7 +543,7 @@ func TestRotationSignsWithBothSecrets(t *testing.T) {
 	ep := e.endpoint(r.srv.URL, []string{"checkout.created"})
 	var rotated *delivery.Endpoint
 	e.tx(func(tx pgx.Tx) (err error) {
-		rotated, err = delivery.RotateSecret(context.Background(), tx, e.scope, ep.ID, time.Hour)
+		rotated, err = e.endpoints.RotateSecret(context.Background(), tx, e.scope, ep.ID, time.Hour)
 		return err
 	})
 	if rotated.Secret == ep.Secret {
@@ -559,7 +559,7 @@ func TestRotationSignsWithBothSecrets(t *testing.T) {
 
 	// With no grace, only the new secret signs.
 	e.tx(func(tx pgx.Tx) (err error) {
-		rotated, err = delivery.RotateSecret(context.Background(), tx, e.scope, ep.ID, 0)
+		rotated, err = e.endpoints.RotateSecret(context.Background(), tx, e.scope, ep.ID, 0)
 		return err
 	})
 	r.verifyWith(rotated.Secret)

@@ -65,12 +65,14 @@ type EndpointUpdate struct {
 
 // Endpoints manages webhook endpoints.
 type Endpoints struct {
-	guard *Guard
+	guard   *Guard
+	keyring *events.Keyring
 }
 
-// NewEndpoints returns the endpoint manager, checking URLs with guard.
-func NewEndpoints(guard *Guard) *Endpoints {
-	return &Endpoints{guard: guard}
+// NewEndpoints returns the endpoint manager, checking URLs with guard and
+// sealing secrets with keyring.
+func NewEndpoints(guard *Guard, keyring *events.Keyring) *Endpoints {
+	return &Endpoints{guard: guard, keyring: keyring}
 }
 
 const endpointColumns = `select id, livemode, type, url, enabled_events, status, disabled_reason, description,
@@ -133,7 +135,7 @@ func (m *Endpoints) Create(ctx context.Context, tx pgx.Tx, scope events.Scope, p
 	id, secret := events.NewID(events.PrefixEndpoint), events.NewWebhookSecret()
 	_, err = tx.Exec(ctx, `insert into webhook_endpoints (id, merchant_id, livemode, type, url, enabled_events, status,
 		description, display_name, secret, created_at) values ($1, $2, $3, $4, $5, $6, 'enabled', $7, $8, $9, now())`,
-		id, scope.MerchantID, scope.Livemode, p.Type, p.URL, p.EnabledEvents, p.Description, p.DisplayName, secret)
+		id, scope.MerchantID, scope.Livemode, p.Type, p.URL, p.EnabledEvents, p.Description, p.DisplayName, m.keyring.Seal(id, secret))
 	if err != nil {
 		return nil, fmt.Errorf("insert endpoint: %w", err)
 	}
@@ -253,7 +255,7 @@ const (
 // RotateSecret gives an endpoint a new secret. Until the grace period ends,
 // every delivery carries a signature with the old secret and one with the new,
 // so the receiver can switch without dropping a delivery.
-func RotateSecret(ctx context.Context, tx pgx.Tx, scope events.Scope, id string, grace time.Duration) (*Endpoint, error) {
+func (m *Endpoints) RotateSecret(ctx context.Context, tx pgx.Tx, scope events.Scope, id string, grace time.Duration) (*Endpoint, error) {
 	if grace < 0 || grace > MaxGracePeriod {
 		return nil, &events.InvalidError{Param: "grace_period_seconds", Message: "must be from 0 to 604800 (7 days)"}
 	}
@@ -261,7 +263,7 @@ func RotateSecret(ctx context.Context, tx pgx.Tx, scope events.Scope, id string,
 	tag, err := tx.Exec(ctx, `update webhook_endpoints set previous_secret = secret,
 		previous_secret_expires_at = now() + $4::interval, secret = $5
 		where id = $1 and merchant_id = $2 and livemode = $3 and deleted_at is null`,
-		id, scope.MerchantID, scope.Livemode, grace, secret)
+		id, scope.MerchantID, scope.Livemode, grace, m.keyring.Seal(id, secret))
 	if err != nil {
 		return nil, fmt.Errorf("rotate secret: %w", err)
 	}
@@ -274,4 +276,59 @@ func RotateSecret(ctx context.Context, tx pgx.Tx, scope events.Scope, id string,
 	}
 	e.Secret = secret
 	return e, nil
+}
+
+// ReencryptEndpoints seals again, with the sealing key, every endpoint secret
+// (current and previous) sealed with another key or not at all, and reports
+// how many endpoints it changed.
+func ReencryptEndpoints(ctx context.Context, tx pgx.Tx, keyring *events.Keyring) (int, error) {
+	rows, err := tx.Query(ctx, `select id, secret, previous_secret from webhook_endpoints for update`)
+	if err != nil {
+		return 0, fmt.Errorf("read endpoint secrets: %w", err)
+	}
+	type row struct {
+		id, secret string
+		previous   *string
+	}
+	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+		var x row
+		return x, r.Scan(&x.id, &x.secret, &x.previous)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read endpoint secrets: %w", err)
+	}
+	reseal := func(id, stored string) (string, error) {
+		if keyring.Current(stored) {
+			return stored, nil
+		}
+		plain, err := keyring.Open(id, stored)
+		if err != nil {
+			return "", err
+		}
+		return keyring.Seal(id, plain), nil
+	}
+	n := 0
+	for _, r := range all {
+		secret, err := reseal(r.id, r.secret)
+		if err != nil {
+			return n, err
+		}
+		previous := r.previous
+		if previous != nil {
+			p, err := reseal(r.id, *previous)
+			if err != nil {
+				return n, err
+			}
+			previous = &p
+		}
+		if secret == r.secret && (previous == nil || *previous == *r.previous) {
+			continue
+		}
+		if _, err := tx.Exec(ctx, `update webhook_endpoints set secret = $2, previous_secret = $3 where id = $1`,
+			r.id, secret, previous); err != nil {
+			return n, fmt.Errorf("reseal endpoint secret: %w", err)
+		}
+		n++
+	}
+	return n, nil
 }

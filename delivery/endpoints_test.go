@@ -50,7 +50,7 @@ func TestChatURLs(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 
-			err := NewEndpoints(fakeDNS(tt.production)).checkURL(context.Background(), tt.typ, tt.url)
+			err := NewEndpoints(fakeDNS(tt.production), nil).checkURL(context.Background(), tt.typ, tt.url)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("checkURL(%s, %s) = %v, want error %v", tt.typ, tt.url, err, tt.wantErr)
 			}

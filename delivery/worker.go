@@ -39,6 +39,7 @@ const errTimedOut = "timed out"
 // WorkerConfig is what the delivery worker needs from the process.
 type WorkerConfig struct {
 	Guard     *Guard
+	Keyring   *events.Keyring
 	Logger    *slog.Logger
 	Metrics   *Metrics
 	Pool      *pgxpool.Pool
@@ -51,6 +52,7 @@ type WorkerConfig struct {
 type Worker struct {
 	river.WorkerDefaults[DeliverArgs]
 	client    *http.Client
+	keyring   *events.Keyring
 	logger    *slog.Logger
 	metrics   *Metrics
 	pool      *pgxpool.Pool
@@ -63,6 +65,7 @@ type Worker struct {
 func NewWorker(cfg WorkerConfig) *Worker {
 	return &Worker{
 		client:    newHTTPClient(cfg.Guard),
+		keyring:   cfg.Keyring,
 		logger:    cfg.Logger,
 		metrics:   cfg.Metrics,
 		pool:      cfg.Pool,
@@ -140,13 +143,20 @@ func (w *Worker) load(ctx context.Context, id string) (*target, error) {
 	}
 	switch {
 	case endpointSecret != nil:
-		secret = *endpointSecret
+		secret, err = w.keyring.Open(*t.endpointID, *endpointSecret)
 	default:
-		secret = accountSecret // a checkout's own webhook_url
+		secret, err = w.keyring.Open(t.scope.MerchantID, accountSecret) // a checkout's own webhook_url
+	}
+	if err != nil {
+		return nil, err
 	}
 	t.secrets = []string{secret}
 	if previous != nil && previousExpires != nil && previousExpires.After(time.Now()) {
-		t.secrets = append(t.secrets, *previous)
+		old, err := w.keyring.Open(*t.endpointID, *previous)
+		if err != nil {
+			return nil, err
+		}
+		t.secrets = append(t.secrets, old)
 	}
 	return t, nil
 }

@@ -29,8 +29,8 @@ type NewMerchant struct {
 }
 
 // CreateMerchant creates a merchant with a test key, a live key and an account
-// webhook secret.
-func CreateMerchant(ctx context.Context, tx pgx.Tx, name string) (*NewMerchant, error) {
+// webhook secret, sealed with keyring.
+func CreateMerchant(ctx context.Context, tx pgx.Tx, keyring *Keyring, name string) (*NewMerchant, error) {
 	name = strings.TrimSpace(name)
 	if name == "" || len(name) > 200 {
 		return nil, &InvalidError{Param: "name", Message: "must be 1 to 200 characters"}
@@ -43,7 +43,7 @@ func CreateMerchant(ctx context.Context, tx pgx.Tx, name string) (*NewMerchant, 
 		WebhookSecret: NewWebhookSecret(),
 	}
 	if _, err := tx.Exec(ctx, `insert into merchants (id, name, webhook_secret) values ($1, $2, $3)`,
-		m.ID, m.Name, m.WebhookSecret); err != nil {
+		m.ID, m.Name, keyring.Seal(m.ID, m.WebhookSecret)); err != nil {
 		return nil, fmt.Errorf("insert merchant: %w", err)
 	}
 	for _, k := range []struct {
@@ -74,15 +74,51 @@ func Authenticate(ctx context.Context, db DB, key string) (Scope, error) {
 	return s, nil
 }
 
-// GetMerchant returns a merchant's account.
-func GetMerchant(ctx context.Context, db DB, id string) (*Merchant, error) {
+// GetMerchant returns a merchant's account, its secret opened with keyring.
+func GetMerchant(ctx context.Context, db DB, keyring *Keyring, id string) (*Merchant, error) {
 	m := &Merchant{Object: "account"}
+	var sealed string
 	err := db.QueryRow(ctx, `select id, name, webhook_secret from merchants where id = $1`, id).
-		Scan(&m.ID, &m.Name, &m.WebhookSecret)
+		Scan(&m.ID, &m.Name, &sealed)
 	if err != nil {
 		return nil, WrapNotFound(err, "get merchant")
 	}
+	if m.WebhookSecret, err = keyring.Open(m.ID, sealed); err != nil {
+		return nil, err
+	}
 	return m, nil
+}
+
+// ReencryptMerchants seals again, with the sealing key, every account secret
+// sealed with another key or not at all, and reports how many it changed.
+func ReencryptMerchants(ctx context.Context, tx pgx.Tx, keyring *Keyring) (int, error) {
+	rows, err := tx.Query(ctx, `select id, webhook_secret from merchants for update`)
+	if err != nil {
+		return 0, fmt.Errorf("read account secrets: %w", err)
+	}
+	type row struct{ id, stored string }
+	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+		var x row
+		return x, r.Scan(&x.id, &x.stored)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read account secrets: %w", err)
+	}
+	n := 0
+	for _, r := range all {
+		if keyring.Current(r.stored) {
+			continue
+		}
+		plain, err := keyring.Open(r.id, r.stored)
+		if err != nil {
+			return n, err
+		}
+		if _, err := tx.Exec(ctx, `update merchants set webhook_secret = $2 where id = $1`, r.id, keyring.Seal(r.id, plain)); err != nil {
+			return n, fmt.Errorf("reseal account secret: %w", err)
+		}
+		n++
+	}
+	return n, nil
 }
 
 func hashKey(key string) []byte {

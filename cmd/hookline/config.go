@@ -1,12 +1,18 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hookline/hookline/events"
 
 	"github.com/hookline/hookline/delivery"
 )
@@ -14,8 +20,10 @@ import (
 // config is everything hookline reads from its environment, read once at start.
 type config struct {
 	Addr            string
+	DataDir         string
 	DatabaseURL     string
 	DeliveryTimeout time.Duration
+	EncryptionKey   string
 	Env             string
 	LogLevel        slog.Level
 	OperatorToken   string
@@ -36,8 +44,10 @@ var defaultRetrySchedule = delivery.Schedule{
 func loadConfig(getenv func(string) string) (config, error) {
 	cfg := config{
 		Addr:            or(getenv("HOOKLINE_ADDR"), "127.0.0.1:8080"),
+		DataDir:         or(getenv("HOOKLINE_DATA_DIR"), ".hookline"),
 		DatabaseURL:     getenv("DATABASE_URL"),
 		DeliveryTimeout: 15 * time.Second,
+		EncryptionKey:   getenv("HOOKLINE_ENCRYPTION_KEY"),
 		Env:             or(getenv("HOOKLINE_ENV"), "development"),
 		OperatorToken:   getenv("HOOKLINE_OPERATOR_TOKEN"),
 		RateBurst:       200,
@@ -52,6 +62,14 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if cfg.Env != "development" && cfg.Env != "production" {
 		return cfg, fmt.Errorf("HOOKLINE_ENV must be development or production, not %q", cfg.Env)
+	}
+	if cfg.EncryptionKey == "" && cfg.Env == "production" {
+		return cfg, fmt.Errorf("HOOKLINE_ENCRYPTION_KEY is required in production: generate one with `hookline keys generate`")
+	}
+	if cfg.EncryptionKey != "" {
+		if _, err := events.ParseKeyring(cfg.EncryptionKey); err != nil {
+			return cfg, fmt.Errorf("HOOKLINE_ENCRYPTION_KEY: %w", err)
+		}
 	}
 	if v := getenv("HOOKLINE_DELIVERY_TIMEOUT"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -97,4 +115,31 @@ func or(v, fallback string) string {
 		return fallback
 	}
 	return v
+}
+
+// keyring returns the keyring of HOOKLINE_ENCRYPTION_KEY. In development,
+// without it, a key is generated once into the data directory (mode 0600) and
+// read from there afterwards, so that `make run` needs no set-up.
+func (c config) keyring() (*events.Keyring, error) {
+	if c.EncryptionKey != "" {
+		return events.ParseKeyring(c.EncryptionKey)
+	}
+	path := filepath.Join(c.DataDir, "encryption-key")
+	spec, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		spec = []byte(events.NewKeySpec("dev1"))
+		if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("create HOOKLINE_DATA_DIR %s: %w", c.DataDir, err)
+		}
+		if err := os.WriteFile(path, spec, 0o600); err != nil {
+			return nil, fmt.Errorf("write development encryption key: %w", err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("read development encryption key: %w", err)
+	}
+	k, err := events.ParseKeyring(strings.TrimSpace(string(spec)))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return k, nil
 }

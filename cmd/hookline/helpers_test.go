@@ -35,11 +35,12 @@ func migratedPool(t *testing.T) (*pgxpool.Pool, string) {
 func boot(t *testing.T, env map[string]string) *Main {
 	t.Helper()
 	env["HOOKLINE_ADDR"] = "127.0.0.1:0"
+	env["HOOKLINE_ENCRYPTION_KEY"] = dbtest.KeySpec
 	cfg, err := loadConfig(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	m, err := New(context.Background(), cfg, dbtest.Keyring(t), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

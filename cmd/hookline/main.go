@@ -13,10 +13,12 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/hookline/hookline/delivery"
 	"github.com/hookline/hookline/events"
 	"github.com/hookline/hookline/migrations"
 )
@@ -34,10 +36,13 @@ operators:
   hookline deliveries list [--status failed|pending|succeeded|all] [--limit N]
   hookline endpoints list --failing   endpoints failing now or disabled by hookline
   hookline endpoints enable WE_ID     turn an endpoint back on
+  hookline keys generate              print a new HOOKLINE_ENCRYPTION_KEY entry
+  hookline keys reencrypt             seal every stored secret with the first key of HOOKLINE_ENCRYPTION_KEY
 
 Configuration comes from the environment: DATABASE_URL (required), HOOKLINE_ADDR,
 HOOKLINE_ENV, HOOKLINE_RETRY_SCHEDULE, HOOKLINE_DELIVERY_TIMEOUT,
-HOOKLINE_OPERATOR_TOKEN, HOOKLINE_LOG_LEVEL. See README.md.
+HOOKLINE_OPERATOR_TOKEN, HOOKLINE_ENCRYPTION_KEY, HOOKLINE_DATA_DIR, HOOKLINE_RATE_LIMIT,
+HOOKLINE_RATE_BURST, HOOKLINE_LOG_LEVEL. See README.md.
 `
 
 func main() {
@@ -60,10 +65,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	keyring, err := cfg.keyring()
+	if err != nil {
+		return err
+	}
 
 	switch args[0] {
 	case "serve":
-		m, err := New(ctx, cfg, logger)
+		m, err := New(ctx, cfg, keyring, logger)
 		if err != nil {
 			return err
 		}
@@ -78,18 +87,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return nil
 		})
 	case "merchant":
-		return merchantCommand(ctx, cfg, args[1:], stdout)
+		return merchantCommand(ctx, cfg, keyring, args[1:], stdout)
 	case "deliveries":
 		return deliveriesCommand(ctx, cfg, args[1:], stdout)
 	case "endpoints":
 		return endpointsCommand(ctx, cfg, args[1:], stdout)
+	case "keys":
+		return keysCommand(ctx, cfg, keyring, args[1:], stdout)
 	default:
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("unknown command %q", args[0])
 	}
 }
 
-func merchantCommand(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
+func merchantCommand(ctx context.Context, cfg config, keyring *events.Keyring, args []string, stdout io.Writer) error {
 	if len(args) == 0 || args[0] != "create" {
 		return errors.New("usage: hookline merchant create --name NAME")
 	}
@@ -102,7 +113,7 @@ func merchantCommand(ctx context.Context, cfg config, args []string, stdout io.W
 		var created *events.NewMerchant
 		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 			var err error
-			created, err = events.CreateMerchant(ctx, tx, *name)
+			created, err = events.CreateMerchant(ctx, tx, keyring, *name)
 			return err
 		})
 		var invalid *events.InvalidError
@@ -123,4 +134,32 @@ func withPool(ctx context.Context, cfg config, f func(*pgxpool.Pool) error) erro
 	}
 	defer pool.Close()
 	return f(pool)
+}
+
+// keysCommand generates keys and re-encrypts stored secrets, the two steps of
+// a key rotation (README, "Security").
+func keysCommand(ctx context.Context, cfg config, keyring *events.Keyring, args []string, stdout io.Writer) error {
+	switch {
+	case len(args) == 1 && args[0] == "generate":
+		_, err := fmt.Fprintln(stdout, events.NewKeySpec("k"+time.Now().UTC().Format("20060102")))
+		return err
+	case len(args) == 1 && args[0] == "reencrypt":
+		return withPool(ctx, cfg, func(pool *pgxpool.Pool) error {
+			var merchants, endpoints int
+			err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) (err error) {
+				if merchants, err = events.ReencryptMerchants(ctx, tx, keyring); err != nil {
+					return err
+				}
+				endpoints, err = delivery.ReencryptEndpoints(ctx, tx, keyring)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(stdout, "{\"merchants\":%d,\"endpoints\":%d}\n", merchants, endpoints)
+			return err
+		})
+	default:
+		return errors.New("usage: hookline keys generate | reencrypt")
+	}
 }

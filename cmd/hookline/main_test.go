@@ -40,9 +40,12 @@ func TestLoadConfig(t *testing.T) {
 		{"custom schedule", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RETRY_SCHEDULE": "1s, 2s,3m"}, "", func(c config) bool {
 			return len(c.RetrySchedule) == 3 && c.RetrySchedule[2] == 3*time.Minute
 		}},
-		{"port zero", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ADDR": ":0", "HOOKLINE_ENV": "production"}, "", func(c config) bool {
+		{"port zero in production", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ADDR": ":0", "HOOKLINE_ENV": "production",
+			"HOOKLINE_ENCRYPTION_KEY": dbtest.KeySpec}, "", func(c config) bool {
 			return c.Addr == ":0" && c.Env == "production"
 		}},
+		{"production needs an encryption key", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ENV": "production"}, "HOOKLINE_ENCRYPTION_KEY", nil},
+		{"a short encryption key", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ENCRYPTION_KEY": "k1:c2hvcnQ="}, "HOOKLINE_ENCRYPTION_KEY", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -73,7 +76,7 @@ func TestServe(t *testing.T) {
 
 	ctx := context.Background()
 	_, url := dbtest.NewSchema(t)
-	env := map[string]string{"DATABASE_URL": url, "HOOKLINE_ADDR": "127.0.0.1:0"}
+	env := map[string]string{"DATABASE_URL": url, "HOOKLINE_ADDR": "127.0.0.1:0", "HOOKLINE_ENCRYPTION_KEY": dbtest.KeySpec}
 	getenv := func(k string) string { return env[k] }
 
 	for i := range 2 { // migrate is idempotent

@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/hookline/hookline/migrations/dbtest"
 )
 
 // TestOperatorCommands runs the operator's commands as an operator would,
@@ -26,7 +28,9 @@ func TestOperatorCommands(t *testing.T) {
 	}
 	cli := func(args ...string) (string, error) {
 		var out bytes.Buffer
-		err := run(ctx, args, func(k string) string { return map[string]string{"DATABASE_URL": url}[k] }, &out, io.Discard)
+		err := run(ctx, args, func(k string) string {
+			return map[string]string{"DATABASE_URL": url, "HOOKLINE_ENCRYPTION_KEY": dbtest.KeySpec}[k]
+		}, &out, io.Discard)
 		return out.String(), err
 	}
 

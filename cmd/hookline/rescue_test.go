@@ -78,7 +78,7 @@ func seedDelivery(t *testing.T, pool *pgxpool.Pool, url string) (merchant *event
 	}
 	service := events.NewService(events.NewPublisher(delivery.NewDispatcher(inserter, defaultRetrySchedule)), inserter)
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		ep, err := delivery.NewEndpoints(delivery.NewGuard(false)).Create(ctx, tx, scope,
+		ep, err := delivery.NewEndpoints(delivery.NewGuard(false), dbtest.Keyring(t)).Create(ctx, tx, scope,
 			delivery.EndpointParams{URL: url, EnabledEvents: []string{"checkout.created"}})
 		if err != nil {
 			return err

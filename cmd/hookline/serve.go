@@ -37,13 +37,13 @@ type Main struct {
 
 // New connects to the database and wires the process. It listens at once so
 // that Addr is known (HOOKLINE_ADDR may be :0), but serves only in Run.
-func New(ctx context.Context, cfg config, logger *slog.Logger) (*Main, error) {
+func New(ctx context.Context, cfg config, keyring *events.Keyring, logger *slog.Logger) (*Main, error) {
 	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("connect to DATABASE_URL: %w", err)
 	}
 	m := &Main{logger: logger, pool: pool}
-	if err := m.wire(cfg); err != nil {
+	if err := m.wire(cfg, keyring); err != nil {
 		m.Close()
 		return nil, err
 	}
@@ -55,7 +55,7 @@ func New(ctx context.Context, cfg config, logger *slog.Logger) (*Main, error) {
 	return m, nil
 }
 
-func (m *Main) wire(cfg config) error {
+func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 	driver := riverpgxv5.New(m.pool)
 	// The domain inserts its jobs through an insert-only client, so that it
 	// can exist before the working client, whose workers need the domain.
@@ -74,7 +74,7 @@ func (m *Main) wire(cfg config) error {
 	river.AddWorker(workers, events.NewExpireCheckoutWorker(m.pool, service))
 	river.AddWorker(workers, delivery.NewRecoverWorker(m.pool, dispatcher))
 	river.AddWorker(workers, delivery.NewWorker(delivery.WorkerConfig{
-		Guard: guard, Logger: m.logger, Metrics: delivery.NewMetrics(registry, m.pool, m.logger), Pool: m.pool, Publisher: publisher,
+		Guard: guard, Keyring: keyring, Logger: m.logger, Metrics: delivery.NewMetrics(registry, m.pool, m.logger), Pool: m.pool, Publisher: publisher,
 		Schedule: cfg.RetrySchedule, Timeout: cfg.DeliveryTimeout,
 	}))
 	m.workers, err = river.NewClient(driver, riverConfig(cfg, workers, m.logger))
@@ -84,7 +84,7 @@ func (m *Main) wire(cfg config) error {
 
 	m.http = &http.Server{
 		Handler: api.New(api.Config{
-			Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard), Guard: guard,
+			Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard, keyring), Guard: guard, Keyring: keyring,
 			Logger: m.logger, Metrics: registry, OperatorToken: cfg.OperatorToken, Pool: m.pool,
 			RateLimit: api.RateLimit{Rate: cfg.RateLimit, Burst: cfg.RateBurst}, Service: service,
 		}),

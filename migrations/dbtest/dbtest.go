@@ -88,13 +88,28 @@ func NewPool(tb testing.TB) *pgxpool.Pool {
 	return pool
 }
 
-// Merchant creates a merchant in pool and returns it with its keys.
+// KeySpec is the HOOKLINE_ENCRYPTION_KEY of every test: tests need secrets
+// sealed as production seals them, not a secret key.
+const KeySpec = "test:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+
+// Keyring returns the tests' keyring.
+func Keyring(tb testing.TB) *events.Keyring {
+	tb.Helper()
+	k, err := events.ParseKeyring(KeySpec)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return k
+}
+
+// Merchant creates a merchant in pool, its secret sealed with Keyring, and
+// returns it with its keys.
 func Merchant(tb testing.TB, pool *pgxpool.Pool, name string) *events.NewMerchant {
 	tb.Helper()
 	var m *events.NewMerchant
 	err := pgx.BeginFunc(context.Background(), pool, func(tx pgx.Tx) error {
 		var err error
-		m, err = events.CreateMerchant(context.Background(), tx, name)
+		m, err = events.CreateMerchant(context.Background(), tx, Keyring(tb), name)
 		return err
 	})
 	if err != nil {
