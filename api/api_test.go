@@ -448,20 +448,25 @@ func TestTenantIsolation(t *testing.T) {
 	if err := json.Unmarshal(dlvs[0], &dlv); err != nil {
 		t.Fatal(err)
 	}
-	routes := []struct{ method, path string }{
-		{"GET", "/v1/checkouts/" + chk},
-		{"POST", "/v1/checkouts/" + chk + "/expire"},
-		{"POST", "/v1/checkouts/" + chk + "/payment_attempts"},
-		{"GET", "/v1/payment_attempts/" + pat},
-		{"POST", "/v1/payment_attempts/" + pat + "/process"},
-		{"POST", "/v1/payment_attempts/" + pat + "/succeed"},
-		{"GET", "/v1/events/" + evt.ID},
-		{"GET", "/v1/webhook_endpoints/" + ep.ID},
-		{"PATCH", "/v1/webhook_endpoints/" + ep.ID},
-		{"DELETE", "/v1/webhook_endpoints/" + ep.ID},
-		{"POST", "/v1/webhook_endpoints/" + ep.ID + "/rotate_secret"},
-		{"GET", "/v1/deliveries/" + dlv.ID},
-		{"POST", "/v1/deliveries/" + dlv.ID + "/retry"},
+	routes := []struct {
+		method, path string
+		body         any
+	}{
+		{"GET", "/v1/checkouts/" + chk, nil},
+		{"POST", "/v1/checkouts/" + chk + "/expire", nil},
+		{"POST", "/v1/checkouts/" + chk + "/payment_attempts", nil},
+		{"GET", "/v1/payment_attempts/" + pat, nil},
+		{"POST", "/v1/payment_attempts/" + pat + "/process", nil},
+		{"POST", "/v1/payment_attempts/" + pat + "/succeed", nil},
+		{"POST", "/v1/payment_attempts/" + pat + "/fail", map[string]any{"failure_code": "x"}},
+		{"GET", "/v1/events/" + evt.ID, nil},
+		{"GET", "/v1/webhook_endpoints/" + ep.ID, nil},
+		{"PATCH", "/v1/webhook_endpoints/" + ep.ID, nil},
+		{"DELETE", "/v1/webhook_endpoints/" + ep.ID, nil},
+		{"POST", "/v1/webhook_endpoints/" + ep.ID + "/rotate_secret", nil},
+		{"GET", "/v1/deliveries/" + dlv.ID, nil},
+		{"POST", "/v1/deliveries/" + dlv.ID + "/retry", nil},
+		{"POST", "/v1/webhook_endpoints/" + ep.ID + "/recover", map[string]any{"since": time.Now().Add(-time.Hour).Unix()}},
 	}
 	keys := map[string]string{"other merchant": h.b.TestAPIKey, "other merchant live": h.b.LiveAPIKey, "same merchant live mode": h.a.LiveAPIKey}
 	for name, key := range keys {
@@ -469,13 +474,14 @@ func TestTenantIsolation(t *testing.T) {
 			t.Run(name+" "+r.method+" "+r.path, func(t *testing.T) {
 				t.Parallel()
 
-				h.do(r.method, r.path, key, nil).must(t, http.StatusNotFound)
+				h.do(r.method, r.path, key, r.body).must(t, http.StatusNotFound)
 			})
 		}
 		t.Run(name+" lists", func(t *testing.T) {
 			t.Parallel()
 
-			for _, path := range []string{"/v1/checkouts", "/v1/events", "/v1/webhook_endpoints", "/v1/deliveries"} {
+			for _, path := range []string{"/v1/checkouts", "/v1/events", "/v1/webhook_endpoints", "/v1/deliveries",
+				"/v1/deliveries?endpoint=" + ep.ID, "/v1/deliveries?event=" + evt.ID, "/v1/checkouts?starting_after=" + chk} {
 				if data, _ := h.do("GET", path, key, nil).must(t, http.StatusOK).list(t); len(data) != 0 {
 					t.Errorf("%s lists %d of merchant a's test objects", path, len(data))
 				}

@@ -40,6 +40,14 @@ type env struct {
 
 func newEnv(t *testing.T, schedule delivery.Schedule, timeout time.Duration) *env {
 	t.Helper()
+	return newEnvWith(t, schedule, timeout, delivery.NewGuard(false))
+}
+
+// newEnvWith is newEnv whose worker dials through workerGuard, while
+// endpoints are still registered under development rules: a URL that passed
+// registration and later points somewhere private.
+func newEnvWith(t *testing.T, schedule delivery.Schedule, timeout time.Duration, workerGuard *delivery.Guard) *env {
+	t.Helper()
 	pool := dbtest.NewPool(t)
 	driver := riverpgxv5.New(pool)
 	inserter, err := river.NewClient(driver, &river.Config{})
@@ -55,7 +63,7 @@ func newEnv(t *testing.T, schedule delivery.Schedule, timeout time.Duration) *en
 	workers := river.NewWorkers()
 	river.AddWorker(workers, delivery.NewRecoverWorker(pool, dispatcher))
 	river.AddWorker(workers, delivery.NewWorker(delivery.WorkerConfig{
-		Guard: guard, Keyring: keyring, Logger: logger, Metrics: metrics, Pool: pool, Publisher: publisher, Schedule: schedule, Timeout: timeout,
+		Guard: workerGuard, Keyring: keyring, Logger: logger, Metrics: metrics, Pool: pool, Publisher: publisher, Schedule: schedule, Timeout: timeout,
 	}))
 	client, err := river.NewClient(driver, &river.Config{
 		FetchCooldown:     10 * time.Millisecond,
@@ -621,5 +629,26 @@ func TestFailingForThreeDaysDisablesTheEndpoint(t *testing.T) {
 	}
 	if since != nil {
 		t.Fatalf("an acknowledged delivery left failing_since at %v", since)
+	}
+}
+
+// TestProductionNeverDialsPrivateAddresses registers a loopback receiver (as
+// a name that resolved publicly at registration and now resolves to
+// 127.0.0.1 would be) and delivers with the production guard: no request may
+// reach it, and the attempt says why.
+func TestProductionNeverDialsPrivateAddresses(t *testing.T) {
+	t.Parallel()
+
+	e := newEnvWith(t, delivery.Schedule{}, 5*time.Second, delivery.NewGuard(true))
+	r := newReceiver(t, nil)
+	e.endpoint(r.srv.URL, []string{"checkout.created"})
+	e.pay(nil)
+	d := e.waitDeliveries()[0]
+	if n := len(r.requests()); n != 0 {
+		t.Fatalf("the production worker reached a loopback receiver %d times", n)
+	}
+	a := (*d.Attempts)[0]
+	if d.Status != delivery.StatusFailed || a.Error == nil || *a.Error != "refused: the destination resolves to a non-public address" {
+		t.Fatalf("delivery %+v attempt %+v", d, a)
 	}
 }

@@ -21,14 +21,17 @@ import (
 // development anything http(s) goes, so that local receivers work.
 type Guard struct {
 	Production bool
+	// Allow opens ranges the guard would refuse (HOOKLINE_ALLOW_PRIVATE_CIDRS):
+	// a payment platform's own services on a private network.
+	Allow []netip.Prefix
 	// lookup resolves a host name; tests replace the system resolver, which
 	// a sandbox without DNS cannot use.
 	lookup func(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
-// NewGuard returns the guard for an environment.
-func NewGuard(production bool) *Guard {
-	return &Guard{Production: production, lookup: func(ctx context.Context, host string) ([]netip.Addr, error) {
+// NewGuard returns the guard for an environment, with the ranges allow opens.
+func NewGuard(production bool, allow ...netip.Prefix) *Guard {
+	return &Guard{Production: production, Allow: allow, lookup: func(ctx context.Context, host string) ([]netip.Addr, error) {
 		return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 	}}
 }
@@ -59,7 +62,7 @@ func (g *Guard) CheckURL(ctx context.Context, raw, param string) error {
 		return &events.InvalidError{Param: param, Message: "must not be an IP address in an unusual notation"}
 	}
 	if addr, err := netip.ParseAddr(host); err == nil {
-		if !publicAddr(addr) {
+		if !g.allowed(addr) {
 			return &events.InvalidError{Param: param, Message: "must not point at a private, loopback or reserved address"}
 		}
 		return nil
@@ -71,7 +74,7 @@ func (g *Guard) CheckURL(ctx context.Context, raw, param string) error {
 		return &events.InvalidError{Param: param, Message: "has a host that does not resolve"}
 	}
 	for _, a := range addrs {
-		if !publicAddr(a) {
+		if !g.allowed(a) {
 			return &events.InvalidError{Param: param, Message: "resolves to a private, loopback or reserved address"}
 		}
 	}
@@ -104,10 +107,24 @@ func (g *Guard) control(_, address string, _ syscall.RawConn) error {
 	if err != nil {
 		return fmt.Errorf("%w: %s", errBlockedAddress, address)
 	}
-	if !publicAddr(ap.Addr()) {
+	if !g.allowed(ap.Addr()) {
 		return fmt.Errorf("%w: %s", errBlockedAddress, ap.Addr())
 	}
 	return nil
+}
+
+// allowed reports whether the guard lets a connection reach addr.
+func (g *Guard) allowed(addr netip.Addr) bool {
+	if publicAddr(addr) {
+		return true
+	}
+	addr = addr.Unmap()
+	for _, p := range g.Allow {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
 }
 
 // nonPublic lists the ranges no production delivery may reach, besides what

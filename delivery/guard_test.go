@@ -102,6 +102,19 @@ func TestGuardControlRefusesPrivateDials(t *testing.T) {
 	t.Parallel()
 
 	prod, dev := NewGuard(true), NewGuard(false)
+	allowing := NewGuard(true, netip.MustParsePrefix("10.20.0.0/16"))
+	if err := allowing.control("tcp4", "10.20.3.4:443", nil); err != nil {
+		t.Errorf("a dial into an allowed range: %v", err)
+	}
+	if err := allowing.control("tcp4", "10.21.3.4:443", nil); !errors.Is(err, errBlockedAddress) {
+		t.Errorf("a dial next to an allowed range: %v, want errBlockedAddress", err)
+	}
+	if err := allowing.CheckURL(context.Background(), "https://10.20.3.4/hook", "url"); err != nil {
+		t.Errorf("registering a URL in an allowed range: %v", err)
+	}
+	if err := allowing.CheckURL(context.Background(), "https://127.0.0.1/hook", "url"); err == nil {
+		t.Error("an allowlist of 10.20/16 let loopback through")
+	}
 	if err := prod.control("tcp4", "127.0.0.1:443", nil); !errors.Is(err, errBlockedAddress) {
 		t.Errorf("production dial to loopback: %v, want errBlockedAddress", err)
 	}

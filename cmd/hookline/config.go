@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -20,6 +21,7 @@ import (
 // config is everything hookline reads from its environment, read once at start.
 type config struct {
 	Addr            string
+	AllowPrivate    []netip.Prefix
 	DataDir         string
 	DatabaseURL     string
 	DeliveryTimeout time.Duration
@@ -101,6 +103,15 @@ func loadConfig(getenv func(string) string) (config, error) {
 			return cfg, fmt.Errorf("HOOKLINE_RATE_BURST must be a whole number of requests from 1 to 1000000, not %q", v)
 		}
 		cfg.RateBurst = b
+	}
+	if v := getenv("HOOKLINE_ALLOW_PRIVATE_CIDRS"); v != "" {
+		for _, part := range strings.Split(v, ",") {
+			p, err := netip.ParsePrefix(strings.TrimSpace(part))
+			if err != nil {
+				return cfg, fmt.Errorf("HOOKLINE_ALLOW_PRIVATE_CIDRS must be comma-separated CIDR ranges, such as 10.20.0.0/16; %q is not", part)
+			}
+			cfg.AllowPrivate = append(cfg.AllowPrivate, p.Masked())
+		}
 	}
 	if v := getenv("HOOKLINE_LOG_LEVEL"); v != "" {
 		if err := cfg.LogLevel.UnmarshalText([]byte(v)); err != nil {

@@ -32,6 +32,10 @@ func TestLoadConfig(t *testing.T) {
 		{"bad timeout", map[string]string{"DATABASE_URL": "x", "HOOKLINE_DELIVERY_TIMEOUT": "soon"}, "HOOKLINE_DELIVERY_TIMEOUT", nil},
 		{"bad schedule", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RETRY_SCHEDULE": "1s,later"}, "HOOKLINE_RETRY_SCHEDULE", nil},
 		{"bad log level", map[string]string{"DATABASE_URL": "x", "HOOKLINE_LOG_LEVEL": "loud"}, "HOOKLINE_LOG_LEVEL", nil},
+		{"bad allowlist", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ALLOW_PRIVATE_CIDRS": "10.0.0.0/8,office"}, "HOOKLINE_ALLOW_PRIVATE_CIDRS", nil},
+		{"allowlist", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ALLOW_PRIVATE_CIDRS": "10.20.1.1/16, fd00::/8"}, "", func(c config) bool {
+			return len(c.AllowPrivate) == 2 && c.AllowPrivate[0].String() == "10.20.0.0/16"
+		}},
 		{"bad rate", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RATE_LIMIT": "fast"}, "HOOKLINE_RATE_LIMIT", nil},
 		{"bad burst", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RATE_BURST": "0"}, "HOOKLINE_RATE_BURST", nil},
 		{"rate limiting off", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RATE_LIMIT": "0"}, "", func(c config) bool {

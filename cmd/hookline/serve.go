@@ -63,7 +63,7 @@ func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 	if err != nil {
 		return fmt.Errorf("create river inserter: %w", err)
 	}
-	guard := delivery.NewGuard(cfg.Env == "production")
+	guard := delivery.NewGuard(cfg.Env == "production", cfg.AllowPrivate...)
 	dispatcher := delivery.NewDispatcher(inserter, cfg.RetrySchedule)
 	publisher := events.NewPublisher(dispatcher)
 	service := events.NewService(publisher, inserter)
