@@ -5,7 +5,7 @@ GO ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/hookline/hookline/delivery.Version=$(VERSION)
 
-.PHONY: build run test lint fuzz bench
+.PHONY: build run test chaos lint fuzz bench
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o hookline ./cmd/hookline
@@ -33,6 +33,15 @@ test:
 	fi; \
 	url="$${DATABASE_URL:-$$(.ci/postgres hookline_test)}"; \
 	TEST_DATABASE_URL="$$url" $(GO) test -race -count=1 ./...
+	@$(MAKE) --no-print-directory chaos
+
+# The fault tests: real hookline processes killed (-9), stopped (SIGTERM) and
+# run side by side, and Postgres stopped under load; no acknowledged event
+# may be lost.
+chaos:
+	@set -e; \
+	url="$${DATABASE_URL:-$$(.ci/postgres hookline_test)}"; \
+	TEST_DATABASE_URL="$$url" $(GO) test -tags chaos -count=1 -timeout 15m -run Chaos -v ./cmd/hookline
 
 # Each fuzz target for FUZZTIME (their seed corpora run in every `make test`).
 FUZZTIME ?= 30s

@@ -57,7 +57,13 @@ type Config struct {
 
 // New returns the API's handler with every route registered.
 func New(cfg Config) *Server {
-	s := &Server{
+	s := newServer(cfg)
+	s.routes()
+	return s
+}
+
+func newServer(cfg Config) *Server {
+	return &Server{
 		dispatcher:    cfg.Dispatcher,
 		endpoints:     cfg.Endpoints,
 		guard:         cfg.Guard,
@@ -72,15 +78,25 @@ func New(cfg Config) *Server {
 		service:       cfg.Service,
 		validate:      newValidator(),
 	}
-	s.routes()
+}
+
+// NewHealth returns a handler of the operational routes only (/healthz,
+// /readyz, /metrics): what a delivery-only node serves.
+func NewHealth(cfg Config) *Server {
+	s := newServer(cfg)
+	s.healthRoutes()
 	return s
+}
+
+func (s *Server) healthRoutes() {
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
 }
 
 // routes is the route table: one line per endpoint of contract §2.
 func (s *Server) routes() {
-	s.mux.HandleFunc("GET /healthz", s.healthz)
-	s.mux.HandleFunc("GET /readyz", s.readyz)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	s.healthRoutes()
 
 	s.read("GET /v1/account", s.getAccount)
 	s.read("GET /v1/event_types", s.listEventTypes)

@@ -1,6 +1,7 @@
 package delivery_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"io"
@@ -40,14 +41,27 @@ type env struct {
 
 func newEnv(t *testing.T, schedule delivery.Schedule, timeout time.Duration) *env {
 	t.Helper()
-	return newEnvWith(t, schedule, timeout, delivery.NewGuard(false))
+	return newEnvWith(t, envOptions{schedule: schedule, timeout: timeout})
 }
 
-// newEnvWith is newEnv whose worker dials through workerGuard, while
-// endpoints are still registered under development rules: a URL that passed
-// registration and later points somewhere private.
-func newEnvWith(t *testing.T, schedule delivery.Schedule, timeout time.Duration, workerGuard *delivery.Guard) *env {
+// envOptions vary the engine under test: workerGuard is what the worker dials
+// through (endpoints are still registered under development rules, as a URL
+// that passed registration and later points somewhere private would be),
+// workers the delivery queue's size, inFlight the cap per destination.
+type envOptions struct {
+	schedule    delivery.Schedule
+	timeout     time.Duration
+	workerGuard *delivery.Guard
+	workers     int
+	inFlight    int
+}
+
+func newEnvWith(t *testing.T, o envOptions) *env {
 	t.Helper()
+	schedule, timeout, workerGuard := o.schedule, o.timeout, o.workerGuard
+	if workerGuard == nil {
+		workerGuard = delivery.NewGuard(false)
+	}
 	pool := dbtest.NewPool(t)
 	driver := riverpgxv5.New(pool)
 	inserter, err := river.NewClient(driver, &river.Config{})
@@ -63,7 +77,7 @@ func newEnvWith(t *testing.T, schedule delivery.Schedule, timeout time.Duration,
 	workers := river.NewWorkers()
 	river.AddWorker(workers, delivery.NewRecoverWorker(pool, dispatcher))
 	river.AddWorker(workers, delivery.NewWorker(delivery.WorkerConfig{
-		Guard: workerGuard, Keyring: keyring, Logger: logger, Metrics: metrics, Pool: pool, Publisher: publisher, Schedule: schedule, Timeout: timeout,
+		Guard: workerGuard, InFlight: o.inFlight, Keyring: keyring, Logger: logger, Metrics: metrics, Pool: pool, Publisher: publisher, Schedule: schedule, Timeout: timeout,
 	}))
 	client, err := river.NewClient(driver, &river.Config{
 		FetchCooldown:     10 * time.Millisecond,
@@ -71,7 +85,7 @@ func newEnvWith(t *testing.T, schedule delivery.Schedule, timeout time.Duration,
 		Logger:            logger,
 		Queues: map[string]river.QueueConfig{
 			river.QueueDefault:     {MaxWorkers: 2},
-			delivery.QueueDelivery: {MaxWorkers: 20},
+			delivery.QueueDelivery: {MaxWorkers: cmp.Or(o.workers, 20)},
 		},
 		Workers: workers,
 	})
@@ -639,7 +653,7 @@ func TestFailingForThreeDaysDisablesTheEndpoint(t *testing.T) {
 func TestProductionNeverDialsPrivateAddresses(t *testing.T) {
 	t.Parallel()
 
-	e := newEnvWith(t, delivery.Schedule{}, 5*time.Second, delivery.NewGuard(true))
+	e := newEnvWith(t, envOptions{timeout: 5 * time.Second, workerGuard: delivery.NewGuard(true)})
 	r := newReceiver(t, nil)
 	e.endpoint(r.srv.URL, []string{"checkout.created"})
 	e.pay(nil)
@@ -650,5 +664,64 @@ func TestProductionNeverDialsPrivateAddresses(t *testing.T) {
 	a := (*d.Attempts)[0]
 	if d.Status != delivery.StatusFailed || a.Error == nil || *a.Error != "refused: the destination resolves to a non-public address" {
 		t.Fatalf("delivery %+v attempt %+v", d, a)
+	}
+}
+
+// TestSlowReceiverCannotTakeThePool runs four workers against an endpoint
+// that takes a second per request and one that answers at once. The slow one
+// may hold at most its cap of two workers; its excess is snoozed, spending no
+// attempt, and every delivery still arrives on its first attempt.
+func TestSlowReceiverCannotTakeThePool(t *testing.T) {
+	t.Parallel()
+
+	e := newEnvWith(t, envOptions{schedule: fast, timeout: 5 * time.Second, workers: 4, inFlight: 2})
+	var mu sync.Mutex
+	inFlight, peak := 0, 0
+	slow := newReceiver(t, func(int, http.ResponseWriter) {
+		mu.Lock()
+		inFlight++
+		peak = max(peak, inFlight)
+		mu.Unlock()
+		time.Sleep(time.Second)
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+	})
+	quick := newReceiver(t, nil)
+	slowEP := e.endpoint(slow.srv.URL, []string{"checkout.created"})
+	quickEP := e.endpoint(quick.srv.URL, []string{"checkout.created"})
+	for range 6 {
+		e.pay(nil)
+	}
+
+	// The quick endpoint's deliveries all land while the slow one's backlog
+	// is still being worked off.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var quickDone, slowPending int
+		if err := e.pool.QueryRow(context.Background(), `select
+			count(*) filter (where endpoint_id = $1 and status = 'succeeded'),
+			count(*) filter (where endpoint_id = $2 and status = 'pending') from deliveries`, quickEP.ID, slowEP.ID).
+			Scan(&quickDone, &slowPending); err != nil {
+			t.Fatal(err)
+		}
+		if quickDone == 6 {
+			if slowPending == 0 {
+				t.Fatal("the slow endpoint finished first: this run shows nothing about the cap")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 6 quick deliveries after 60s", quickDone)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, d := range e.waitDeliveries() {
+		if d.Status != delivery.StatusSucceeded || d.AttemptCount != 1 {
+			t.Errorf("delivery %s: %s after %d attempts, want succeeded after 1 (snoozes spend none)", d.ID, d.Status, d.AttemptCount)
+		}
+	}
+	if peak > 2 {
+		t.Fatalf("the slow receiver had %d requests at once, over the cap of 2", peak)
 	}
 }

@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -28,6 +29,9 @@ var Version = "dev"
 const (
 	// responseExcerpt is how much of a receiver's response body is kept.
 	responseExcerpt = 4 << 10
+	// circuitAfter is how long an endpoint must fail every attempt before
+	// only one attempt at a time probes it: a streak, not a single blip.
+	circuitAfter = 30 * time.Second
 	// failingWindow is how long an endpoint may fail every attempt before it
 	// is disabled (contract §4): as long as the retry schedule, about 3 days.
 	failingWindow = 72 * time.Hour
@@ -38,7 +42,10 @@ const errTimedOut = "timed out"
 
 // WorkerConfig is what the delivery worker needs from the process.
 type WorkerConfig struct {
-	Guard     *Guard
+	Guard *Guard
+	// InFlight caps one process's attempts under way to each destination
+	// (HOOKLINE_ENDPOINT_CONCURRENCY, default 20).
+	InFlight  int
 	Keyring   *events.Keyring
 	Logger    *slog.Logger
 	Metrics   *Metrics
@@ -52,6 +59,7 @@ type WorkerConfig struct {
 type Worker struct {
 	river.WorkerDefaults[DeliverArgs]
 	client    *http.Client
+	inflight  *inflight
 	keyring   *events.Keyring
 	logger    *slog.Logger
 	metrics   *Metrics
@@ -65,6 +73,7 @@ type Worker struct {
 func NewWorker(cfg WorkerConfig) *Worker {
 	return &Worker{
 		client:    newHTTPClient(cfg.Guard),
+		inflight:  newInflight(cmp.Or(cfg.InFlight, 20)),
 		keyring:   cfg.Keyring,
 		logger:    cfg.Logger,
 		metrics:   cfg.Metrics,
@@ -117,6 +126,7 @@ type target struct {
 	endpointType   string
 	displayName    string
 	endpointStatus *string
+	failing        bool
 	deleted        bool
 	secrets        []string
 }
@@ -129,13 +139,13 @@ func (w *Worker) load(ctx context.Context, id string) (*target, error) {
 	var endpointSecret *string
 	err := w.pool.QueryRow(ctx, `select d.status, d.attempt_count, coalesce(w.url, d.url), e.id, e.created_at, e.payload,
 		d.merchant_id, d.livemode, w.id, coalesce(w.type, 'webhook'), coalesce(w.display_name, m.name), w.status,
-		w.deleted_at is not null, w.secret, w.previous_secret, w.previous_secret_expires_at, m.webhook_secret
+		coalesce(w.failing_since < now() - $2::interval, false), w.deleted_at is not null, w.secret, w.previous_secret, w.previous_secret_expires_at, m.webhook_secret
 		from deliveries d
 		join events e on e.id = d.event_id
 		join merchants m on m.id = d.merchant_id
 		left join webhook_endpoints w on w.id = d.endpoint_id
-		where d.id = $1`, id).Scan(&t.status, &t.attemptCount, &t.url, &t.eventID, &t.eventCreated, &t.payload,
-		&t.scope.MerchantID, &t.scope.Livemode, &t.endpointID, &t.endpointType, &t.displayName, &t.endpointStatus, &t.deleted,
+		where d.id = $1`, id, circuitAfter).Scan(&t.status, &t.attemptCount, &t.url, &t.eventID, &t.eventCreated, &t.payload,
+		&t.scope.MerchantID, &t.scope.Livemode, &t.endpointID, &t.endpointType, &t.displayName, &t.endpointStatus, &t.failing, &t.deleted,
 		&endpointSecret, &previous,
 		&previousExpires, &accountSecret)
 	if err != nil {
@@ -192,6 +202,17 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 			return w.abandon(ctx, t, job)
 		}
 	}
+
+	// A checkout's own webhook_url has no endpoint: its URL is the destination.
+	dest := t.url
+	if t.endpointID != nil {
+		dest = *t.endpointID
+	}
+	release, snooze, ok := w.inflight.acquire(dest, t.failing)
+	if !ok {
+		return river.JobSnooze(snooze)
+	}
+	defer release()
 
 	o := w.send(ctx, t)
 	if ctx.Err() != nil && o.err != "" {

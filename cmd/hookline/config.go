@@ -20,18 +20,20 @@ import (
 
 // config is everything hookline reads from its environment, read once at start.
 type config struct {
-	Addr            string
-	AllowPrivate    []netip.Prefix
-	DataDir         string
-	DatabaseURL     string
-	DeliveryTimeout time.Duration
-	EncryptionKey   string
-	Env             string
-	LogLevel        slog.Level
-	OperatorToken   string
-	RateBurst       int
-	RateLimit       float64
-	RetrySchedule   delivery.Schedule
+	Addr             string
+	AllowPrivate     []netip.Prefix
+	DataDir          string
+	DatabaseURL      string
+	DBMaxConns       int32
+	DeliveryTimeout  time.Duration
+	EncryptionKey    string
+	EndpointInFlight int
+	Env              string
+	LogLevel         slog.Level
+	OperatorToken    string
+	RateBurst        int
+	RateLimit        float64
+	RetrySchedule    delivery.Schedule
 }
 
 // defaultRetrySchedule is the delays before each retry (contract §4): twelve
@@ -45,16 +47,17 @@ var defaultRetrySchedule = delivery.Schedule{
 // variable at fault.
 func loadConfig(getenv func(string) string) (config, error) {
 	cfg := config{
-		Addr:            or(getenv("HOOKLINE_ADDR"), "127.0.0.1:8080"),
-		DataDir:         or(getenv("HOOKLINE_DATA_DIR"), ".hookline"),
-		DatabaseURL:     getenv("DATABASE_URL"),
-		DeliveryTimeout: 15 * time.Second,
-		EncryptionKey:   getenv("HOOKLINE_ENCRYPTION_KEY"),
-		Env:             or(getenv("HOOKLINE_ENV"), "development"),
-		OperatorToken:   getenv("HOOKLINE_OPERATOR_TOKEN"),
-		RateBurst:       200,
-		RateLimit:       100,
-		RetrySchedule:   defaultRetrySchedule,
+		Addr:             or(getenv("HOOKLINE_ADDR"), "127.0.0.1:8080"),
+		DataDir:          or(getenv("HOOKLINE_DATA_DIR"), ".hookline"),
+		DatabaseURL:      getenv("DATABASE_URL"),
+		DeliveryTimeout:  15 * time.Second,
+		EndpointInFlight: 20,
+		EncryptionKey:    getenv("HOOKLINE_ENCRYPTION_KEY"),
+		Env:              or(getenv("HOOKLINE_ENV"), "development"),
+		OperatorToken:    getenv("HOOKLINE_OPERATOR_TOKEN"),
+		RateBurst:        200,
+		RateLimit:        100,
+		RetrySchedule:    defaultRetrySchedule,
 	}
 	if cfg.DatabaseURL == "" {
 		return cfg, fmt.Errorf("DATABASE_URL is required (a Postgres connection string; `make run` starts a local one)")
@@ -112,6 +115,20 @@ func loadConfig(getenv func(string) string) (config, error) {
 			}
 			cfg.AllowPrivate = append(cfg.AllowPrivate, p.Masked())
 		}
+	}
+	if v := getenv("HOOKLINE_ENDPOINT_CONCURRENCY"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return cfg, fmt.Errorf("HOOKLINE_ENDPOINT_CONCURRENCY must be a whole number of attempts from 1 to 1000, not %q", v)
+		}
+		cfg.EndpointInFlight = n
+	}
+	if v := getenv("HOOKLINE_DB_MAX_CONNS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 2 || n > 1000 {
+			return cfg, fmt.Errorf("HOOKLINE_DB_MAX_CONNS must be a whole number of connections from 2 to 1000, not %q", v)
+		}
+		cfg.DBMaxConns = int32(n)
 	}
 	if v := getenv("HOOKLINE_LOG_LEVEL"); v != "" {
 		if err := cfg.LogLevel.UnmarshalText([]byte(v)); err != nil {

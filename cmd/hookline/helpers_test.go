@@ -40,7 +40,7 @@ func boot(t *testing.T, env map[string]string) *Main {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := New(context.Background(), cfg, dbtest.Keyring(t), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	m, err := New(context.Background(), cfg, RoleAll, dbtest.Keyring(t), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

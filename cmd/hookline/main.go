@@ -24,7 +24,8 @@ import (
 )
 
 const usage = `usage:
-  hookline serve                      run the REST API and the delivery workers
+  hookline serve [--role all|api|worker]
+                                      run the REST API and the delivery workers (all), or one of them
   hookline migrate                    apply River's and hookline's migrations
   hookline merchant create --name N   create a merchant and print its keys as JSON
 
@@ -72,7 +73,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	switch args[0] {
 	case "serve":
-		m, err := New(ctx, cfg, keyring, logger)
+		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+		role := fs.String("role", RoleAll, "api (the REST API), worker (deliveries and jobs), or all")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		m, err := New(ctx, cfg, *role, keyring, logger)
 		if err != nil {
 			return err
 		}

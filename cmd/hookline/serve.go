@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -25,24 +27,49 @@ import (
 // deliveries get this long to finish.
 const shutdownTimeout = 30 * time.Second
 
-// Main is the serving process: the API and the River workers over one pool.
-// Tests boot it on :0 exactly as `hookline serve` does.
+// Roles of a serving process (`hookline serve --role`): API nodes and
+// delivery nodes scale apart over one Postgres, which River coordinates.
+const (
+	RoleAll    = "all"
+	RoleAPI    = "api"
+	RoleWorker = "worker"
+)
+
+// poolSizes is each role's default connection budget: an API node needs one
+// connection per concurrent write, a worker node one per delivery being
+// loaded or recorded (its 100 workers hold one only briefly) plus River's own.
+var poolSizes = map[string]int32{RoleAPI: 20, RoleWorker: 30, RoleAll: 40}
+
+// Main is the serving process: the API, the River workers, or both, over one
+// pool. Tests boot it on :0 exactly as `hookline serve` does.
 type Main struct {
 	http     *http.Server
 	listener net.Listener
 	logger   *slog.Logger
 	pool     *pgxpool.Pool
-	workers  *river.Client[pgx.Tx]
+	role     string
+	workers  *river.Client[pgx.Tx] // nil on an API node
 }
 
 // New connects to the database and wires the process. It listens at once so
 // that Addr is known (HOOKLINE_ADDR may be :0), but serves only in Run.
-func New(ctx context.Context, cfg config, keyring *events.Keyring, logger *slog.Logger) (*Main, error) {
-	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+func New(ctx context.Context, cfg config, role string, keyring *events.Keyring, logger *slog.Logger) (*Main, error) {
+	size, ok := poolSizes[role]
+	if !ok {
+		return nil, fmt.Errorf("--role must be api, worker or all, not %q", role)
+	}
+	poolCfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	if !strings.Contains(cfg.DatabaseURL, "pool_max_conns") {
+		poolCfg.MaxConns = cmp.Or(cfg.DBMaxConns, size)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to DATABASE_URL: %w", err)
 	}
-	m := &Main{logger: logger, pool: pool}
+	m := &Main{logger: logger, pool: pool, role: role}
 	if err := m.wire(cfg, keyring); err != nil {
 		m.Close()
 		return nil, err
@@ -70,30 +97,41 @@ func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	workers := river.NewWorkers()
-	river.AddWorker(workers, events.NewExpireCheckoutWorker(m.pool, service))
-	river.AddWorker(workers, delivery.NewRecoverWorker(m.pool, dispatcher))
-	river.AddWorker(workers, delivery.NewWorker(delivery.WorkerConfig{
-		Guard: guard, Keyring: keyring, Logger: m.logger, Metrics: delivery.NewMetrics(registry, m.pool, m.logger), Pool: m.pool, Publisher: publisher,
-		Schedule: cfg.RetrySchedule, Timeout: cfg.DeliveryTimeout,
-	}))
-	m.workers, err = river.NewClient(driver, riverConfig(cfg, workers, m.logger))
-	if err != nil {
-		return fmt.Errorf("create river client: %w", err)
+	metrics := delivery.NewMetrics(registry, m.pool, m.logger)
+	apiConfig := api.Config{
+		Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard, keyring), Guard: guard, Keyring: keyring,
+		Logger: m.logger, Metrics: registry, OperatorToken: cfg.OperatorToken, Pool: m.pool,
+		RateLimit: api.RateLimit{Rate: cfg.RateLimit, Burst: cfg.RateBurst}, Service: service,
 	}
-
+	var handler http.Handler
+	if m.role == RoleWorker {
+		handler = api.NewHealth(apiConfig) // health and metrics only
+	} else {
+		handler = api.New(apiConfig)
+	}
 	m.http = &http.Server{
-		Handler: api.New(api.Config{
-			Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard, keyring), Guard: guard, Keyring: keyring,
-			Logger: m.logger, Metrics: registry, OperatorToken: cfg.OperatorToken, Pool: m.pool,
-			RateLimit: api.RateLimit{Rate: cfg.RateLimit, Burst: cfg.RateBurst}, Service: service,
-		}),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(m.logger.Handler(), slog.LevelWarn),
+	}
+	if m.role == RoleAPI {
+		return nil
+	}
+
+	workers := river.NewWorkers()
+	river.AddWorker(workers, events.NewExpireCheckoutWorker(m.pool, service))
+	river.AddWorker(workers, delivery.NewRecoverWorker(m.pool, dispatcher))
+	river.AddWorker(workers, delivery.NewWorker(delivery.WorkerConfig{
+		Guard: guard, InFlight: cfg.EndpointInFlight, Keyring: keyring, Logger: m.logger, Metrics: metrics, Pool: m.pool, Publisher: publisher,
+		Schedule: cfg.RetrySchedule, Timeout: cfg.DeliveryTimeout,
+	}))
+	m.workers, err = river.NewClient(driver, riverConfig(cfg, workers, m.logger))
+	if err != nil {
+		return fmt.Errorf("create river client: %w", err)
 	}
 	return nil
 }
@@ -108,6 +146,10 @@ func riverConfig(cfg config, workers *river.Workers, logger *slog.Logger) *river
 		JobTimeout:           jobTimeout,
 		Logger:               logger,
 		RescueStuckJobsAfter: jobTimeout + 5*time.Second,
+		// On SIGTERM attempts get this long to finish; those still running
+		// are then cancelled and released without spending an attempt, inside
+		// the 30s a process has to exit.
+		SoftStopTimeout: 20 * time.Second,
 		Queues: map[string]river.QueueConfig{
 			river.QueueDefault:     {MaxWorkers: 10},
 			delivery.QueueDelivery: {MaxWorkers: 100},
@@ -124,10 +166,15 @@ func (m *Main) Addr() string { return m.listener.Addr().String() }
 // complete (a job still running at the deadline is rescued by another
 // process later, never lost).
 func (m *Main) Run(ctx context.Context) error {
-	if err := m.workers.Start(ctx); err != nil {
-		return fmt.Errorf("start river: %w", err)
+	if m.workers != nil {
+		// Jobs' contexts derive from Start's: start on one the signal does
+		// not cancel, so that SIGTERM lets in-flight attempts finish (Stop,
+		// below) instead of cutting them off.
+		if err := m.workers.Start(context.WithoutCancel(ctx)); err != nil {
+			return fmt.Errorf("start river: %w", err)
+		}
 	}
-	m.logger.InfoContext(ctx, "hookline serving", slog.String("addr", m.Addr()))
+	m.logger.InfoContext(ctx, "hookline serving", slog.String("addr", m.Addr()), slog.String("role", m.role))
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- m.http.Serve(m.listener) }()
@@ -145,8 +192,10 @@ func (m *Main) Run(ctx context.Context) error {
 	if shutdownErr := m.http.Shutdown(drainCtx); shutdownErr != nil && !errors.Is(shutdownErr, http.ErrServerClosed) {
 		err = errors.Join(err, fmt.Errorf("shut down http: %w", shutdownErr))
 	}
-	if stopErr := m.workers.Stop(drainCtx); stopErr != nil {
-		err = errors.Join(err, fmt.Errorf("stop river: %w", stopErr))
+	if m.workers != nil {
+		if stopErr := m.workers.Stop(drainCtx); stopErr != nil {
+			err = errors.Join(err, fmt.Errorf("stop river: %w", stopErr))
+		}
 	}
 	m.logger.InfoContext(drainCtx, "hookline stopped")
 	return err

@@ -1,0 +1,341 @@
+//go:build chaos
+
+package main
+
+// The fault tests (make chaos): real hookline processes, built from this
+// tree, killed, stopped and run side by side over one Postgres, with
+// loopback receivers counting what arrives. Losses fail a test; duplicates,
+// which at-least-once delivery allows, are reported.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/hookline/hookline/migrations/dbtest"
+)
+
+var buildOnce = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "hookline-chaos")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "hookline")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v: %s", err, out)
+	}
+	return bin, nil
+})
+
+// proc is one running `hookline serve`.
+type proc struct {
+	cmd    *exec.Cmd
+	addr   string
+	done   chan error
+	stderr *bytes.Buffer
+}
+
+// start runs `hookline serve` with env and args and waits until it listens.
+func start(t *testing.T, env map[string]string, args ...string) *proc {
+	t.Helper()
+	bin, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, append([]string{"serve"}, args...)...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOOKLINE_ADDR=127.0.0.1:0", "HOOKLINE_ENCRYPTION_KEY=" + dbtest.KeySpec,
+		"HOOKLINE_RATE_LIMIT=0"}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	pipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, done: make(chan error, 1), stderr: &bytes.Buffer{}}
+	listening := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pipe)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Bytes()
+			p.stderr.Write(append(line, '\n'))
+			var l struct{ Msg, Addr string }
+			if json.Unmarshal(line, &l) == nil && l.Msg == "hookline serving" {
+				listening <- l.Addr
+			}
+		}
+		p.done <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+		}
+	})
+	select {
+	case p.addr = <-listening:
+		return p
+	case err := <-p.done:
+		t.Fatalf("hookline exited before listening: %v\n%s", err, p.stderr)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("hookline did not listen within 30s\n%s", p.stderr)
+	}
+	return nil
+}
+
+// counter is a receiver that counts deliveries per (event, endpoint path).
+type counter struct {
+	srv   *httptest.Server
+	mu    sync.Mutex
+	seen  map[string]int
+	total atomic.Int64
+}
+
+func newCounter(t *testing.T, delay time.Duration) *counter {
+	c := &counter{seen: map[string]int{}}
+	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		time.Sleep(delay)
+		c.mu.Lock()
+		c.seen[r.Header.Get("webhook-id")+" "+r.URL.Path]++
+		c.mu.Unlock()
+		c.total.Add(1)
+	}))
+	t.Cleanup(c.srv.Close)
+	return c
+}
+
+// missing lists the (event, endpoint) pairs not yet received, and counts
+// the duplicates received.
+func (c *counter) missing(want []string) (missing []string, duplicates int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, k := range want {
+		switch n := c.seen[k]; {
+		case n == 0:
+			missing = append(missing, k)
+		case n > 1:
+			duplicates += n - 1
+		}
+	}
+	return missing, duplicates
+}
+
+type chaosEnv struct {
+	t    *testing.T
+	pool *pgxpool.Pool
+	url  string
+	key  string
+}
+
+func newChaosEnv(t *testing.T) *chaosEnv {
+	pool, url := migratedPool(t)
+	m := dbtest.Merchant(t, pool, "Chaos")
+	return &chaosEnv{t: t, pool: pool, url: url, key: m.TestAPIKey}
+}
+
+func (e *chaosEnv) post(addr, path, body string) (int, []byte) {
+	e.t.Helper()
+	req, _ := http.NewRequest("POST", "http://"+addr+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+e.key)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, b
+}
+
+// endpoints registers n endpoints at c, each subscribed to everything, and
+// returns their paths.
+func (e *chaosEnv) endpoints(addr string, c *counter, n int) []string {
+	var paths []string
+	for i := range n {
+		path := fmt.Sprintf("/ep%d", i)
+		if code, body := e.post(addr, "/v1/webhook_endpoints", `{"url":"`+c.srv.URL+path+`","enabled_events":["*"]}`); code != 201 {
+			e.t.Fatalf("register endpoint: %d %s", code, body)
+		}
+		paths = append(paths, path)
+	}
+	return paths
+}
+
+// checkouts creates n checkouts with 8 concurrent clients and returns the
+// event ids of those the API acknowledged with a 201.
+func (e *chaosEnv) checkouts(addr string, n int) []string {
+	e.t.Helper()
+	var mu sync.Mutex
+	var ids []string
+	var wg sync.WaitGroup
+	next := atomic.Int64{}
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(n) {
+				if code, body := e.post(addr, "/v1/checkouts", `{"amount":"100","invoice_currency":"usd"}`); code == 201 {
+					var c struct{ ID string }
+					_ = json.Unmarshal(body, &c)
+					mu.Lock()
+					ids = append(ids, c.ID)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// Each acknowledged checkout has its checkout.created event.
+	rows, err := e.pool.Query(context.Background(), `select id from events where type = 'checkout.created'
+		and convert_from(payload, 'UTF8')::jsonb->'data'->>'id' = any($1)`, ids)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var events []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			e.t.Fatal(err)
+		}
+		events = append(events, id)
+	}
+	if len(events) != len(ids) {
+		e.t.Fatalf("%d acknowledged checkouts but %d checkout.created events", len(ids), len(events))
+	}
+	return events
+}
+
+func pairs(events, paths []string) []string {
+	var out []string
+	for _, e := range events {
+		for _, p := range paths {
+			out = append(out, e+" "+p)
+		}
+	}
+	return out
+}
+
+// await waits until every pair has arrived, failing after limit.
+func await(t *testing.T, c *counter, want []string, limit time.Duration) int {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		missing, dups := c.missing(want)
+		if len(missing) == 0 {
+			return dups
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d deliveries never arrived (first: %s)", len(missing), len(want), missing[0])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestChaosKill9 kills hookline with SIGKILL while 1,500 deliveries are in
+// flight; a restarted process must deliver every acknowledged event.
+func TestChaosKill9(t *testing.T) {
+	e := newChaosEnv(t)
+	c := newCounter(t, 20*time.Millisecond)
+	env := map[string]string{"DATABASE_URL": e.url}
+	a := start(t, env)
+	paths := e.endpoints(a.addr, c, 5)
+	events := e.checkouts(a.addr, 300)
+	want := pairs(events, paths)
+
+	for c.total.Load() < 100 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-a.done
+	before := c.total.Load()
+	t.Logf("killed after %d of %d deliveries", before, len(want))
+	if before >= int64(len(want)) {
+		t.Fatal("everything was delivered before the kill: the test proved nothing")
+	}
+
+	b := start(t, env)
+	dups := await(t, c, want, 3*time.Minute)
+	t.Logf("all %d deliveries arrived after the restart; %d duplicates (allowed: at least once)", len(want), dups)
+	stop(t, b)
+}
+
+// TestChaosScaleOut runs an API node and two worker nodes on one database:
+// the workers share the deliveries and lose none.
+func TestChaosScaleOut(t *testing.T) {
+	e := newChaosEnv(t)
+	c := newCounter(t, 5*time.Millisecond)
+	env := map[string]string{"DATABASE_URL": e.url}
+	apiNode := start(t, env, "--role", "api")
+	w1, w2 := start(t, env, "--role", "worker"), start(t, env, "--role", "worker")
+	paths := e.endpoints(apiNode.addr, c, 3)
+	events := e.checkouts(apiNode.addr, 200)
+	dups := await(t, c, pairs(events, paths), 2*time.Minute)
+	var clients int
+	if err := e.pool.QueryRow(context.Background(), `select count(distinct attempted_by[1]) from river_job
+		where kind = 'deliver'`).Scan(&clients); err != nil {
+		t.Fatal(err)
+	}
+	if clients < 2 {
+		t.Fatalf("deliveries were worked by %d process(es), want both workers", clients)
+	}
+	t.Logf("%d deliveries by %d workers, %d duplicates", len(events)*len(paths), clients, dups)
+	for _, p := range []*proc{apiNode, w1, w2} {
+		stop(t, p)
+	}
+}
+
+// TestChaosSIGTERM stops hookline while slow attempts run: it exits 0 within
+// 30s, and what it had not delivered a new process delivers.
+func TestChaosSIGTERM(t *testing.T) {
+	e := newChaosEnv(t)
+	c := newCounter(t, 2*time.Second)
+	env := map[string]string{"DATABASE_URL": e.url}
+	a := start(t, env)
+	paths := e.endpoints(a.addr, c, 2)
+	events := e.checkouts(a.addr, 30)
+	time.Sleep(500 * time.Millisecond) // attempts are under way
+	stop(t, a)
+	b := start(t, env)
+	dups := await(t, c, pairs(events, paths), 2*time.Minute)
+	t.Logf("all %d deliveries arrived; %d duplicates", len(events)*len(paths), dups)
+	stop(t, b)
+}
+
+// stop sends SIGTERM and requires exit status 0 within 30s.
+func stop(t *testing.T, p *proc) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.stderr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("still running 30s after SIGTERM\n%s", p.stderr)
+	}
+}
