@@ -2,8 +2,14 @@ package api
 
 import (
 	"errors"
+	"io"
+	"net"
+	"strings"
+
 	"log/slog"
 	"net/http"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/hookline/hookline/events"
 )
@@ -55,15 +61,39 @@ func asAPIError(err error) *Error {
 		return &Error{Status: http.StatusConflict, Type: "invalid_request_error", Code: "state_conflict", Message: stateErr.Message}
 	case errors.Is(err, events.ErrNotFound):
 		return &Error{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "resource_missing", Message: "No such object."}
+	case databaseUnavailable(err):
+		return &Error{Status: http.StatusServiceUnavailable, Type: "api_error", Code: "database_unavailable",
+			Message: "hookline cannot reach its database right now; nothing was changed. Retry shortly.", cause: err}
 	default:
 		return &Error{Status: http.StatusInternalServerError, Type: "api_error", Code: "internal_error",
 			Message: "An internal error occurred. It has been logged; please retry.", cause: err}
 	}
 }
 
+// databaseUnavailable reports whether err says Postgres is out of reach
+// (refused, shutting down, connection lost), as opposed to a bug: the first
+// is a 503 worth retrying, the second a 500. Either way the transaction did
+// not commit, so nothing acknowledged is lost.
+func databaseUnavailable(err error) bool {
+	var connectErr *pgconn.ConnectError
+	var netErr *net.OpError
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &connectErr), errors.As(err, &netErr), errors.Is(err, io.ErrUnexpectedEOF), pgconn.Timeout(err):
+		return true
+	case errors.As(err, &pgErr):
+		// 57P01-03: admin or crash shutdown, cannot connect now; class 08: connection exception.
+		return strings.HasPrefix(pgErr.Code, "57P") || strings.HasPrefix(pgErr.Code, "08")
+	}
+	return strings.Contains(err.Error(), "conn closed") || strings.Contains(err.Error(), "closed pool")
+}
+
 // renderError writes err as the response, logging the cause of a 5xx.
 func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) {
 	e := asAPIError(err)
+	if e.Status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
 	if e.Status >= http.StatusInternalServerError {
 		s.logger.ErrorContext(r.Context(), "request failed", slog.String("method", r.Method),
 			slog.String("path", r.URL.Path), slog.String("error", err.Error()))

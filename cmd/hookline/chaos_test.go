@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/hookline/hookline/migrations"
 	"github.com/hookline/hookline/migrations/dbtest"
 )
 
@@ -338,4 +340,181 @@ func stop(t *testing.T, p *proc) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("still running 30s after SIGTERM\n%s", p.stderr)
 	}
+}
+
+// cluster is a throwaway Postgres of the test's own, which it may stop.
+type cluster struct {
+	t    *testing.T
+	bin  string
+	data string
+	url  string
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	if len(bins) == 0 {
+		t.Fatal("no Postgres under /usr/lib/postgresql: make test installs it")
+	}
+	dir, err := os.MkdirTemp("", "hookline-pg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	c := &cluster{t: t, bin: bins[len(bins)-1], data: filepath.Join(dir, "data"),
+		url: fmt.Sprintf("postgres://hookline@127.0.0.1:%d/postgres?sslmode=disable", port)}
+	if os.Geteuid() == 0 {
+		if out, err := exec.Command("chown", "postgres", dir).CombinedOutput(); err != nil {
+			t.Fatalf("chown: %v %s", err, out)
+		}
+	}
+	c.run("initdb", "-D", c.data, "-U", "hookline", "--auth=trust", "-E", "UTF8")
+	conf := fmt.Sprintf("\nport = %d\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\n", port, dir)
+	c.run("sh", "-c", "cat >> "+filepath.Join(c.data, "postgresql.conf")+" <<'EOF'"+conf+"EOF")
+	c.start()
+	t.Cleanup(func() { c.run("pg_ctl", "-D", c.data, "-m", "immediate", "stop") })
+	return c
+}
+
+// run runs a Postgres tool (or sh) as the postgres user when root.
+func (c *cluster) run(tool string, args ...string) {
+	c.t.Helper()
+	if tool != "sh" {
+		tool = filepath.Join(c.bin, tool)
+	}
+	cmd := exec.Command(tool, args...)
+	if os.Geteuid() == 0 {
+		cmd = exec.Command("runuser", append([]string{"-u", "postgres", "--", tool}, args...)...)
+	}
+	cmd.Dir = "/"
+	if out, err := cmd.CombinedOutput(); err != nil {
+		c.t.Fatalf("%s %v: %v\n%s", tool, args, err, out)
+	}
+}
+
+func (c *cluster) start() { c.run("pg_ctl", "-D", c.data, "-w", "-l", c.data+"/log", "start") }
+func (c *cluster) stop()  { c.run("pg_ctl", "-D", c.data, "-m", "fast", "-w", "stop") }
+
+// TestChaosPostgresOutage stops Postgres for 5s under API load: writes answer
+// 503 at once (never a hang, a 500, or a 201 that is later missing),
+// /readyz reports the outage, hookline recovers by itself, and every
+// acknowledged event is delivered.
+func TestChaosPostgresOutage(t *testing.T) {
+	db := newCluster(t)
+	pool, err := pgxpool.New(context.Background(), db.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrations.Up(context.Background(), pool); err != nil {
+		t.Fatal(err)
+	}
+	m := dbtest.Merchant(t, pool, "Outage")
+	pool.Close()
+	e := &chaosEnv{t: t, url: db.url, key: m.TestAPIKey}
+	c := newCounter(t, 0)
+	p := start(t, map[string]string{"DATABASE_URL": db.url})
+	paths := e.endpoints(p.addr, c, 2)
+
+	client := &http.Client{Timeout: 10 * time.Second} // a hang fails the request
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	var acked []string
+	loadCtx, stopLoad := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for loadCtx.Err() == nil {
+				req, _ := http.NewRequest("POST", "http://"+p.addr+"/v1/checkouts", strings.NewReader(`{"amount":"1","invoice_currency":"usd"}`))
+				req.Header.Set("Authorization", "Bearer "+e.key)
+				req.Header.Set("Content-Type", "application/json")
+				res, err := client.Do(req)
+				mu.Lock()
+				if err != nil {
+					statuses[-1]++
+				} else {
+					body, _ := io.ReadAll(res.Body)
+					res.Body.Close()
+					statuses[res.StatusCode]++
+					if res.StatusCode == 201 {
+						var chk struct{ ID string }
+						_ = json.Unmarshal(body, &chk)
+						acked = append(acked, chk.ID)
+					}
+				}
+				mu.Unlock()
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+	}
+	readyz := func() int {
+		res, err := client.Get("http://" + p.addr + "/readyz")
+		if err != nil {
+			return -1
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+
+	time.Sleep(time.Second)
+	db.stop()
+	time.Sleep(time.Second)
+	if code := readyz(); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz during the outage: %d, want 503", code)
+	}
+	time.Sleep(4 * time.Second)
+	db.start()
+	deadline := time.Now().Add(60 * time.Second)
+	for readyz() != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz did not recover within 60s of Postgres coming back")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // load after recovery
+	stopLoad()
+	wg.Wait()
+
+	t.Logf("API answers under the outage: %v", statuses)
+	for code, n := range statuses {
+		if code != http.StatusCreated && code != http.StatusServiceUnavailable {
+			t.Errorf("%d answers with status %d: want only 201 and 503", n, code)
+		}
+	}
+	if statuses[http.StatusServiceUnavailable] == 0 || statuses[http.StatusCreated] == 0 {
+		t.Fatalf("answers %v: the outage was not seen, or nothing succeeded", statuses)
+	}
+
+	pool, err = pgxpool.New(context.Background(), db.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	e.pool = pool
+	rows, err := pool.Query(context.Background(), `select id from events where type = 'checkout.created'
+		and convert_from(payload, 'UTF8')::jsonb->'data'->>'id' = any($1)`, acked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		events = append(events, id)
+	}
+	if len(events) != len(acked) {
+		t.Fatalf("%d checkouts answered 201 but only %d have their event", len(acked), len(events))
+	}
+	dups := await(t, c, pairs(events, paths), 2*time.Minute)
+	t.Logf("all %d acknowledged events delivered to both endpoints; %d duplicates", len(events), dups)
+	stop(t, p)
 }
