@@ -32,6 +32,7 @@ type config struct {
 	LogLevel         slog.Level
 	OperatorToken    string
 	RateBurst        int
+	Retention        time.Duration
 	RateLimit        float64
 	RetrySchedule    delivery.Schedule
 }
@@ -56,6 +57,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		Env:              or(getenv("HOOKLINE_ENV"), "development"),
 		OperatorToken:    getenv("HOOKLINE_OPERATOR_TOKEN"),
 		RateBurst:        200,
+		Retention:        30 * 24 * time.Hour,
 		RateLimit:        100,
 		RetrySchedule:    defaultRetrySchedule,
 	}
@@ -115,6 +117,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 			}
 			cfg.AllowPrivate = append(cfg.AllowPrivate, p.Masked())
 		}
+	}
+	if v := getenv("HOOKLINE_RETENTION"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 96*time.Hour {
+			return cfg, fmt.Errorf("HOOKLINE_RETENTION must be a Go duration of at least 96h (longer than the retry schedule), such as 720h, not %q", v)
+		}
+		cfg.Retention = d
 	}
 	if v := getenv("HOOKLINE_ENDPOINT_CONCURRENCY"); v != "" {
 		n, err := strconv.Atoi(v)

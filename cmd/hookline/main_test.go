@@ -36,6 +36,7 @@ func TestLoadConfig(t *testing.T) {
 		{"allowlist", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ALLOW_PRIVATE_CIDRS": "10.20.1.1/16, fd00::/8"}, "", func(c config) bool {
 			return len(c.AllowPrivate) == 2 && c.AllowPrivate[0].String() == "10.20.0.0/16"
 		}},
+		{"retention shorter than the retries", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RETENTION": "24h"}, "HOOKLINE_RETENTION", nil},
 		{"bad rate", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RATE_LIMIT": "fast"}, "HOOKLINE_RATE_LIMIT", nil},
 		{"bad burst", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RATE_BURST": "0"}, "HOOKLINE_RATE_BURST", nil},
 		{"rate limiting off", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RATE_LIMIT": "0"}, "", func(c config) bool {

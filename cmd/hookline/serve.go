@@ -125,6 +125,7 @@ func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, events.NewExpireCheckoutWorker(m.pool, service))
 	river.AddWorker(workers, delivery.NewRecoverWorker(m.pool, dispatcher))
+	river.AddWorker(workers, delivery.NewPruneWorker(m.pool, cfg.Retention, m.logger))
 	river.AddWorker(workers, delivery.NewWorker(delivery.WorkerConfig{
 		Guard: guard, InFlight: cfg.EndpointInFlight, Keyring: keyring, Logger: m.logger, Metrics: metrics, Pool: m.pool, Publisher: publisher,
 		Schedule: cfg.RetrySchedule, Timeout: cfg.DeliveryTimeout,
@@ -154,6 +155,9 @@ func riverConfig(cfg config, workers *river.Workers, logger *slog.Logger) *river
 			river.QueueDefault:     {MaxWorkers: 10},
 			delivery.QueueDelivery: {MaxWorkers: 100},
 		},
+		PeriodicJobs: []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(10*time.Minute),
+			func() (river.JobArgs, *river.InsertOpts) { return delivery.PruneArgs{}, nil },
+			&river.PeriodicJobOpts{RunOnStart: true})},
 		Workers: workers,
 	}
 }
