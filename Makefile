@@ -49,6 +49,14 @@ fuzz:
 	$(GO) test ./api -run '^$$' -fuzz FuzzDecodeRequests -fuzztime $(FUZZTIME)
 	$(GO) test ./delivery -run '^$$' -fuzz FuzzCheckURL -fuzztime $(FUZZTIME)
 
+# The benchmark: hookline as a separate process under load (see
+# cmd/hookline-bench); it prints its figures and a summary line.
+bench: build
+	@set -e; \
+	url="$${DATABASE_URL:-$$(.ci/postgres hookline_bench)}"; \
+	$(GO) build -o hookline-bench ./cmd/hookline-bench; \
+	DATABASE_URL="$$url" ./hookline-bench -hookline ./hookline
+
 lint:
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: the files above need formatting"; exit 1; }
 	$(GO) vet ./...

@@ -376,7 +376,10 @@ func (w *Worker) record(ctx context.Context, t *target, job *river.Job[DeliverAr
 			if disable == "" && !o.acknowledged() {
 				disable, err = w.markFailing(ctx, tx, *t.endpointID, now)
 			} else if o.acknowledged() {
-				_, err = tx.Exec(ctx, `update webhook_endpoints set failing_since = null where id = $1`, *t.endpointID)
+				// Only a streak to end takes the endpoint's row lock: every
+				// acknowledged attempt taking it would serialize the workers.
+				_, err = tx.Exec(ctx, `update webhook_endpoints set failing_since = null
+					where id = $1 and failing_since is not null`, *t.endpointID)
 			}
 			if err != nil {
 				return fmt.Errorf("update endpoint health: %w", err)

@@ -152,8 +152,9 @@ func riverConfig(cfg config, workers *river.Workers, logger *slog.Logger) *river
 		// the 30s a process has to exit.
 		SoftStopTimeout: 20 * time.Second,
 		Queues: map[string]river.QueueConfig{
-			river.QueueDefault:     {MaxWorkers: 10},
-			delivery.QueueDelivery: {MaxWorkers: 100},
+			river.QueueDefault: {MaxWorkers: 10},
+			// Deliveries are short and many: fetch as soon as slots free up.
+			delivery.QueueDelivery: {FetchCooldown: 10 * time.Millisecond, FetchPollInterval: 250 * time.Millisecond, MaxWorkers: 100},
 		},
 		PeriodicJobs: []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(10*time.Minute),
 			func() (river.JobArgs, *river.InsertOpts) { return delivery.PruneArgs{}, nil },
