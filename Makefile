@@ -57,6 +57,11 @@ bench: build
 	$(GO) build -o hookline-bench ./cmd/hookline-bench; \
 	DATABASE_URL="$$url" ./hookline-bench -hookline ./hookline
 
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 lint:
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: the files above need formatting"; exit 1; }
 	$(GO) vet ./...
+	$(GO) vet -tags chaos ./cmd/hookline
+	$(GO) run $(STATICCHECK) ./...
+	$(GO) run $(STATICCHECK) -tags chaos ./cmd/hookline

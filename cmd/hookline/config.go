@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -48,13 +49,13 @@ var defaultRetrySchedule = delivery.Schedule{
 // variable at fault.
 func loadConfig(getenv func(string) string) (config, error) {
 	cfg := config{
-		Addr:             or(getenv("HOOKLINE_ADDR"), "127.0.0.1:8080"),
-		DataDir:          or(getenv("HOOKLINE_DATA_DIR"), ".hookline"),
+		Addr:             cmp.Or(getenv("HOOKLINE_ADDR"), "127.0.0.1:8080"),
+		DataDir:          cmp.Or(getenv("HOOKLINE_DATA_DIR"), ".hookline"),
 		DatabaseURL:      getenv("DATABASE_URL"),
 		DeliveryTimeout:  15 * time.Second,
 		EndpointInFlight: 20,
 		EncryptionKey:    getenv("HOOKLINE_ENCRYPTION_KEY"),
-		Env:              or(getenv("HOOKLINE_ENV"), "development"),
+		Env:              cmp.Or(getenv("HOOKLINE_ENV"), "development"),
 		OperatorToken:    getenv("HOOKLINE_OPERATOR_TOKEN"),
 		RateBurst:        200,
 		Retention:        30 * 24 * time.Hour,
@@ -145,13 +146,6 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 	}
 	return cfg, nil
-}
-
-func or(v, fallback string) string {
-	if v == "" {
-		return fallback
-	}
-	return v
 }
 
 // keyring returns the keyring of HOOKLINE_ENCRYPTION_KEY. In development,

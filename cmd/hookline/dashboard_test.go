@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/hookline/hookline/delivery"
 )
 
 // TestDashboardRetryInChromium is the operator's path through the dashboard
@@ -37,7 +38,8 @@ func TestDashboardRetryInChromium(t *testing.T) {
 		_, _ = w.Write([]byte(`<script>document.title="pwned"</script>boom`))
 	}))
 	defer receiver.Close()
-	seedDelivery(t, pool, receiver.URL)
+	// The process's schedule: one retry after 50ms, then failed.
+	seedDelivery(t, pool, receiver.URL, delivery.Schedule{50 * time.Millisecond})
 
 	const token = "operator-token-for-the-browser"
 	m := boot(t, map[string]string{

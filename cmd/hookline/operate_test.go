@@ -17,7 +17,7 @@ func TestOperatorCommands(t *testing.T) {
 
 	ctx := context.Background()
 	pool, url := migratedPool(t)
-	_, endpointID := seedDelivery(t, pool, "http://127.0.0.1:9/down")
+	_, endpointID := seedDelivery(t, pool, "http://127.0.0.1:9/down", defaultRetrySchedule)
 	var deliveryID string
 	if err := pool.QueryRow(ctx, `update deliveries set status = 'failed', attempt_count = 13, last_status_code = 503
 		returning id`).Scan(&deliveryID); err != nil {

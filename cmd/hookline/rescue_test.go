@@ -35,7 +35,7 @@ func TestCrashedDeliveryIsRescued(t *testing.T) {
 
 	// The state a crash leaves: a committed event, its delivery, and the job
 	// claimed by a process that no longer exists, its attempt started long ago.
-	seedDelivery(t, pool, receiver.URL)
+	seedDelivery(t, pool, receiver.URL, defaultRetrySchedule)
 	tag, err := pool.Exec(ctx, `update river_job set state = 'running', attempt = 1, attempted_at = now() - interval '2 minutes',
 		attempted_by = array['a-killed-process'] where kind = 'deliver'`)
 	if err != nil || tag.RowsAffected() != 1 {
@@ -66,8 +66,9 @@ func TestCrashedDeliveryIsRescued(t *testing.T) {
 }
 
 // seedDelivery creates a merchant with an endpoint at url subscribed to
-// checkout.created, and one checkout: one delivery, its job available.
-func seedDelivery(t *testing.T, pool *pgxpool.Pool, url string) (merchant *events.NewMerchant, endpointID string) {
+// checkout.created, and one checkout: one delivery, its job available with
+// the attempts schedule allows (the schedule of the process that will work it).
+func seedDelivery(t *testing.T, pool *pgxpool.Pool, url string, schedule delivery.Schedule) (merchant *events.NewMerchant, endpointID string) {
 	t.Helper()
 	ctx := context.Background()
 	merchant = dbtest.Merchant(t, pool, "Seeded merchant")
@@ -76,7 +77,7 @@ func seedDelivery(t *testing.T, pool *pgxpool.Pool, url string) (merchant *event
 	if err != nil {
 		t.Fatal(err)
 	}
-	service := events.NewService(events.NewPublisher(delivery.NewDispatcher(inserter, defaultRetrySchedule)), inserter)
+	service := events.NewService(events.NewPublisher(delivery.NewDispatcher(inserter, schedule)), inserter)
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		ep, err := delivery.NewEndpoints(delivery.NewGuard(false), dbtest.Keyring(t)).Create(ctx, tx, scope,
 			delivery.EndpointParams{URL: url, EnabledEvents: []string{"checkout.created"}})
