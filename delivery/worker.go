@@ -318,10 +318,28 @@ func (w *Worker) abandon(ctx context.Context, t *target, job *river.Job[DeliverA
 	})
 }
 
-// record writes the attempt and its consequences in one transaction: the
-// attempt row, the delivery's status, the endpoint's health, and for an
-// acknowledged or manual attempt the job's completion. A failed automatic
-// attempt then returns an error so that River schedules the next one.
+// recordAttempt writes one attempt: the delivery's new state, the attempt
+// row numbered from the delivery's count, and, when the attempt was
+// acknowledged, the end of its endpoint's failure streak (taking the
+// endpoint's row lock only when there is a streak to end: every acknowledged
+// attempt taking it would serialize the workers).
+const recordAttempt = `with d as (
+		update deliveries set attempt_count = attempt_count + 1, status = $2, last_status_code = $3,
+			next_attempt_at = $4, url = $5, updated_at = now()
+		where id = $1 returning attempt_count
+	), a as (
+		insert into delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error, response_body)
+		select $1, d.attempt_count, $6, $7, $3, $8, $9 from d
+	)
+	update webhook_endpoints set failing_since = null
+	where id = $10 and $2 = 'succeeded' and failing_since is not null`
+
+// record writes the attempt and its consequences, in one statement when it
+// was acknowledged, in one transaction when the endpoint's health changes
+// with it (a failure streak, disabling, webhook_endpoint.disabled). River
+// completes the job when Work returns nil: if the process dies before that,
+// the rescued job finds the delivery succeeded and sends nothing again. A
+// failed automatic attempt returns an error so that River schedules the next.
 func (w *Worker) record(ctx context.Context, t *target, job *river.Job[DeliverArgs], o *outcome) error {
 	now := time.Now()
 	exhausted := job.Attempt >= job.MaxAttempts
@@ -359,42 +377,29 @@ func (w *Worker) record(ctx context.Context, t *target, job *river.Job[DeliverAr
 	if o.statusCode != 0 {
 		body = &o.body // no response, no body: null rather than ""
 	}
-	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
-		var attempt int
-		err := tx.QueryRow(ctx, `update deliveries set attempt_count = attempt_count + 1, status = $2,
-			last_status_code = $3, next_attempt_at = $4, url = $5, updated_at = now()
-			where id = $1 returning attempt_count`, t.deliveryID, status, statusCode, next, t.url).Scan(&attempt)
-		if err != nil {
-			return fmt.Errorf("update delivery: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `insert into delivery_attempts (delivery_id, attempt, started_at, duration_ms,
-			status_code, error, response_body) values ($1, $2, $3, $4, $5, $6, $7)`,
-			t.deliveryID, attempt, o.started, o.duration.Milliseconds(), statusCode, errText, body); err != nil {
-			return fmt.Errorf("insert delivery attempt: %w", err)
-		}
-		if t.endpointID != nil {
-			if disable == "" && !o.acknowledged() {
-				disable, err = w.markFailing(ctx, tx, *t.endpointID, now)
-			} else if o.acknowledged() {
-				// Only a streak to end takes the endpoint's row lock: every
-				// acknowledged attempt taking it would serialize the workers.
-				_, err = tx.Exec(ctx, `update webhook_endpoints set failing_since = null
-					where id = $1 and failing_since is not null`, *t.endpointID)
+	args := []any{t.deliveryID, status, statusCode, next, t.url, o.started, o.duration.Milliseconds(), errText, body, t.endpointID}
+	var err error
+	if o.acknowledged() || t.endpointID == nil {
+		// The common case is one statement: the attempt, the delivery's new
+		// state and, on a 2xx, the end of the endpoint's failure streak.
+		_, err = w.pool.Exec(ctx, recordAttempt, args...)
+	} else {
+		err = pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, recordAttempt, args...); err != nil {
+				return err
 			}
-			if err != nil {
-				return fmt.Errorf("update endpoint health: %w", err)
-			}
-			if disable != "" {
-				if err := w.disable(ctx, tx, t.scope, *t.endpointID, disable); err != nil {
-					return err
+			if disable == "" {
+				var err error
+				if disable, err = w.markFailing(ctx, tx, *t.endpointID, now); err != nil {
+					return fmt.Errorf("update endpoint health: %w", err)
 				}
 			}
-		}
-		if o.acknowledged() || job.Args.Manual || disable != "" {
-			_, err = river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
-		}
-		return err
-	})
+			if disable != "" {
+				return w.disable(ctx, tx, t.scope, *t.endpointID, disable)
+			}
+			return nil
+		})
+	}
 	if err != nil {
 		return fmt.Errorf("record attempt: %w", err)
 	}
