@@ -6,12 +6,15 @@
 // The flow: events.Publisher writes an event and calls [Dispatcher.FanOut] in
 // the same transaction, which inserts one deliveries row and one River job per
 // subscribed destination. The [Worker] loads everything an attempt needs in one
-// query, POSTs the event's stored payload (the same bytes every attempt) with
-// fresh webhook-timestamp and webhook-signature headers, then records the
-// attempt, the delivery's new status and the endpoint's health in one
-// transaction. A 2xx completes the job in that transaction; anything else
-// returns an error and River runs the next attempt at the time Work chose
-// (the schedule with jitter, or a later Retry-After) until the schedule is
-// spent and the delivery is failed. Every attempt is kept in
-// delivery_attempts, because River prunes finished jobs.
+// query, takes a slot of its destination's in-flight cap (or snoozes without
+// spending an attempt), POSTs the event's stored payload (the same bytes every
+// attempt; a rendered chat message for Discord and Slack) with fresh
+// webhook-timestamp and webhook-signature headers, then records the attempt
+// and the delivery's new status, in one statement, or in one transaction with
+// the endpoint's health when that changes. A 2xx returns nil and River
+// completes the job; anything else returns an error and River runs the next
+// attempt at the time Work chose (the schedule with jitter, or a later
+// Retry-After) until the schedule is spent and the delivery is failed. Every
+// attempt is kept in delivery_attempts, because River prunes finished jobs;
+// recovery (RecoverWorker) and retention (PruneWorker) are River jobs too.
 package delivery
