@@ -19,7 +19,7 @@ run: build
 	export DATABASE_URL="$${DATABASE_URL:-$$(.ci/postgres hookline)}"; \
 	./hookline migrate; \
 	mkdir -p .hookline; \
-	[ -s "$$keys" ] || ./hookline merchant create --name "Demo merchant" > "$$keys"; \
+	[ -s "$$keys" ] || (umask 077; ./hookline merchant create --name "Demo merchant" > "$$keys"); \
 	echo; echo "Demo merchant (kept in $$keys):"; cat "$$keys"; echo; \
 	exec ./hookline serve
 
