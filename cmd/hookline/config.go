@@ -103,12 +103,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 		cfg.RateLimit = r
 	}
-	if v := getenv("HOOKLINE_RATE_BURST"); v != "" {
-		b, err := strconv.Atoi(v)
-		if err != nil || b < 1 || b > 1e6 {
-			return cfg, fmt.Errorf("HOOKLINE_RATE_BURST must be a whole number of requests from 1 to 1000000, not %q", v)
-		}
-		cfg.RateBurst = b
+	if err := intVar(getenv, "HOOKLINE_RATE_BURST", "requests", 1, 1_000_000, &cfg.RateBurst); err != nil {
+		return cfg, err
 	}
 	if v := getenv("HOOKLINE_ALLOW_PRIVATE_CIDRS"); v != "" {
 		for _, part := range strings.Split(v, ",") {
@@ -126,26 +122,35 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 		cfg.Retention = d
 	}
-	if v := getenv("HOOKLINE_ENDPOINT_CONCURRENCY"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return cfg, fmt.Errorf("HOOKLINE_ENDPOINT_CONCURRENCY must be a whole number of attempts from 1 to 1000, not %q", v)
-		}
-		cfg.EndpointInFlight = n
+	if err := intVar(getenv, "HOOKLINE_ENDPOINT_CONCURRENCY", "attempts", 1, 1000, &cfg.EndpointInFlight); err != nil {
+		return cfg, err
 	}
-	if v := getenv("HOOKLINE_DB_MAX_CONNS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 2 || n > 1000 {
-			return cfg, fmt.Errorf("HOOKLINE_DB_MAX_CONNS must be a whole number of connections from 2 to 1000, not %q", v)
-		}
-		cfg.DBMaxConns = int32(n)
+	var maxConns int
+	if err := intVar(getenv, "HOOKLINE_DB_MAX_CONNS", "connections", 2, 1000, &maxConns); err != nil {
+		return cfg, err
 	}
+	cfg.DBMaxConns = int32(maxConns)
 	if v := getenv("HOOKLINE_LOG_LEVEL"); v != "" {
 		if err := cfg.LogLevel.UnmarshalText([]byte(v)); err != nil {
 			return cfg, fmt.Errorf("HOOKLINE_LOG_LEVEL must be debug, info, warn or error, not %q", v)
 		}
 	}
 	return cfg, nil
+}
+
+// intVar reads a whole-number variable into dst when it is set, refusing
+// values outside [lo, hi] with a message naming the variable and the unit.
+func intVar(getenv func(string) string, name, unit string, lo, hi int, dst *int) error {
+	v := getenv(name)
+	if v == "" {
+		return nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return fmt.Errorf("%s must be a whole number of %s from %d to %d, not %q", name, unit, lo, hi, v)
+	}
+	*dst = n
+	return nil
 }
 
 // keyring returns the keyring of HOOKLINE_ENCRYPTION_KEY. In development,

@@ -39,6 +39,11 @@ func TestLoadConfig(t *testing.T) {
 		{"retention shorter than the retries", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RETENTION": "24h"}, "HOOKLINE_RETENTION", nil},
 		{"bad rate", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RATE_LIMIT": "fast"}, "HOOKLINE_RATE_LIMIT", nil},
 		{"bad burst", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RATE_BURST": "0"}, "HOOKLINE_RATE_BURST", nil},
+		{"bad endpoint concurrency", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ENDPOINT_CONCURRENCY": "many"}, "HOOKLINE_ENDPOINT_CONCURRENCY", nil},
+		{"one connection is too few", map[string]string{"DATABASE_URL": "x", "HOOKLINE_DB_MAX_CONNS": "1"}, "HOOKLINE_DB_MAX_CONNS", nil},
+		{"pool and concurrency", map[string]string{"DATABASE_URL": "x", "HOOKLINE_DB_MAX_CONNS": "64", "HOOKLINE_ENDPOINT_CONCURRENCY": "5"}, "", func(c config) bool {
+			return c.DBMaxConns == 64 && c.EndpointInFlight == 5
+		}},
 		{"rate limiting off", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RATE_LIMIT": "0"}, "", func(c config) bool {
 			return c.RateLimit == 0 && c.RateBurst == 200
 		}},
