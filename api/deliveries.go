@@ -28,7 +28,7 @@ func (s *Server) listDeliveries(ctx context.Context, c *call) (any, error) {
 }
 
 func (s *Server) getDelivery(ctx context.Context, c *call) (any, error) {
-	return withNotFound(delivery.GetDelivery(ctx, s.pool, c.scope, c.id()))("delivery", c.id())
+	return withNotFound(delivery.GetDelivery(ctx, s.pool, &c.scope, c.id()))("delivery", c.id())
 }
 
 // retryDelivery answers 202: the attempt is queued, not made, when it returns.

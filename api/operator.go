@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/subtle"
 	"net/http"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -82,32 +80,13 @@ func (s *Server) operatorRetry(ctx context.Context, c *call, tx pgx.Tx) (any, er
 	return withNotFound(map[string]any{"id": c.id(), "retried": true}, err)("delivery", c.id())
 }
 
-// operatorLimit reads ?limit (1–500, default 50) and refuses other parameters
-// than the allowed ones.
-func operatorLimit(r *http.Request, allowed ...string) (int, error) {
-	for name := range r.URL.Query() {
-		if name != "limit" && !slices.Contains(allowed, name) {
-			return 0, invalid(name, "Received unknown parameter: "+name)
-		}
-	}
-	limit := 50
-	if l := r.URL.Query().Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > 500 {
-			return 0, invalid("limit", "limit must be a whole number from 1 to 500")
-		}
-		limit = n
-	}
-	return limit, nil
-}
-
 type operatorList[T any] struct {
 	Object string `json:"object"`
 	Data   []T    `json:"data"`
 }
 
 func (s *Server) operatorEndpoints(ctx context.Context, c *call) (any, error) {
-	limit, err := operatorLimit(c.r, "failing")
+	limit, err := limitParam(c.r, 50, 500, "failing")
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +101,7 @@ func (s *Server) operatorEndpoints(ctx context.Context, c *call) (any, error) {
 }
 
 func (s *Server) operatorDeliveries(ctx context.Context, c *call) (any, error) {
-	limit, err := operatorLimit(c.r, "status")
+	limit, err := limitParam(c.r, 50, 500, "status")
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +115,7 @@ func (s *Server) operatorDeliveries(ctx context.Context, c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return operatorList[delivery.FailedDelivery]{Object: "list", Data: orEmpty(list)}, nil
+	return operatorList[delivery.OperatorDelivery]{Object: "list", Data: orEmpty(list)}, nil
 }
 
 func orEmpty[T any](s []T) []T {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -311,27 +312,36 @@ func (s *Server) authenticate(r *http.Request) (events.Scope, error) {
 // query parameter not in allowed (besides those three).
 func pageParams(r *http.Request, allowed ...string) (events.Page, error) {
 	q := r.URL.Query()
-	for name := range q {
-		switch name {
-		case "limit", "starting_after", "ending_before":
-		default:
-			if !slices.Contains(allowed, name) {
-				return events.Page{}, invalid(name, "Received unknown parameter: "+name)
-			}
-		}
+	limit, err := limitParam(r, 10, 100, slices.Concat(allowed, []string{"starting_after", "ending_before"})...)
+	if err != nil {
+		return events.Page{}, err
 	}
-	page := events.Page{Limit: 10, StartingAfter: q.Get("starting_after"), EndingBefore: q.Get("ending_before")}
-	if l := q.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > 100 {
-			return events.Page{}, invalid("limit", "limit must be a whole number from 1 to 100")
-		}
-		page.Limit = n
-	}
+	page := events.Page{Limit: limit, StartingAfter: q.Get("starting_after"), EndingBefore: q.Get("ending_before")}
 	if page.StartingAfter != "" && page.EndingBefore != "" {
 		return events.Page{}, invalid("ending_before", "Send starting_after or ending_before, not both.")
 	}
 	return page, nil
+}
+
+// limitParam reads ?limit (1 to most, fallback when absent), refusing any
+// query parameter other than limit and allowed: a misspelt filter must not
+// silently list everything.
+func limitParam(r *http.Request, fallback, most int, allowed ...string) (int, error) {
+	q := r.URL.Query()
+	for name := range q {
+		if name != "limit" && !slices.Contains(allowed, name) {
+			return 0, invalid(name, "Received unknown parameter: "+name)
+		}
+	}
+	l := q.Get("limit")
+	if l == "" {
+		return fallback, nil
+	}
+	n, err := strconv.Atoi(l)
+	if err != nil || n < 1 || n > most {
+		return 0, invalid("limit", fmt.Sprintf("limit must be a whole number from 1 to %d", most))
+	}
+	return n, nil
 }
 
 // listBody is the JSON of a list response.

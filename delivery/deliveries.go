@@ -47,12 +47,14 @@ type Attempt struct {
 const deliveryColumns = `select id, livemode, event_id, endpoint_id, url, status, attempt_count, last_status_code,
 	next_attempt_at, created_at from deliveries`
 
-func scanDelivery(row pgx.Row) (*Delivery, error) {
+// scanDelivery reads deliveryColumns' columns, in their order, then into
+// extra any columns a query selects after them.
+func scanDelivery(row pgx.Row, extra ...any) (*Delivery, error) {
 	d := &Delivery{Object: "delivery"}
 	var next *time.Time
 	var created time.Time
-	err := row.Scan(&d.ID, &d.Livemode, &d.Event, &d.Endpoint, &d.URL, &d.Status, &d.AttemptCount, &d.LastStatusCode,
-		&next, &created)
+	err := row.Scan(append([]any{&d.ID, &d.Livemode, &d.Event, &d.Endpoint, &d.URL, &d.Status, &d.AttemptCount,
+		&d.LastStatusCode, &next, &created}, extra...)...)
 	d.CreatedAt = created.Unix()
 	if next != nil {
 		n := next.Unix()
@@ -61,10 +63,11 @@ func scanDelivery(row pgx.Row) (*Delivery, error) {
 	return d, err
 }
 
-// GetDelivery returns one of the scope's deliveries with its attempts.
-func GetDelivery(ctx context.Context, db events.DB, scope events.Scope, id string) (*Delivery, error) {
-	d, err := scanDelivery(db.QueryRow(ctx, deliveryColumns+` where id = $1 and merchant_id = $2 and livemode = $3`,
-		id, scope.MerchantID, scope.Livemode))
+// GetDelivery returns a delivery with its attempts: one of the scope's, or
+// with a nil scope (an operator) any merchant's.
+func GetDelivery(ctx context.Context, db events.DB, scope *events.Scope, id string) (*Delivery, error) {
+	d, err := scanDelivery(db.QueryRow(ctx, deliveryColumns+` where id = $1
+		and ($2::text is null or (merchant_id = $2 and livemode = $3))`, id, scopeMerchant(scope), scope != nil && scope.Livemode))
 	if err != nil {
 		return nil, events.WrapNotFound(err, "get delivery")
 	}

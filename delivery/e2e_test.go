@@ -167,7 +167,7 @@ func (e *env) waitDeliveries() []*delivery.Delivery {
 	}
 	var out []*delivery.Delivery
 	for _, d := range list.Data {
-		full, err := delivery.GetDelivery(context.Background(), e.pool, e.scope, d.ID)
+		full, err := delivery.GetDelivery(context.Background(), e.pool, &e.scope, d.ID)
 		if err != nil {
 			e.t.Fatal(err)
 		}
@@ -477,7 +477,7 @@ func TestExhaustedDeliveryFailsAndCanBeRetried(t *testing.T) {
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		d, err := delivery.GetDelivery(context.Background(), e.pool, e.scope, d.ID)
+		d, err := delivery.GetDelivery(context.Background(), e.pool, &e.scope, d.ID)
 		if err != nil {
 			t.Fatal(err)
 		}

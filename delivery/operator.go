@@ -51,8 +51,8 @@ func FailingEndpoints(ctx context.Context, db events.DB, limit int) ([]FailingEn
 	})
 }
 
-// FailedDelivery is a delivery as operators see it, across merchants.
-type FailedDelivery struct {
+// OperatorDelivery is a delivery as operators see it, across merchants.
+type OperatorDelivery struct {
 	Delivery
 	MerchantID string `json:"merchant_id"`
 	EventType  string `json:"event_type"`
@@ -60,7 +60,7 @@ type FailedDelivery struct {
 
 // RecentDeliveries lists the newest deliveries of any merchant in a status
 // ("" for any), with their event's type.
-func RecentDeliveries(ctx context.Context, db events.DB, status string, limit int) ([]FailedDelivery, error) {
+func RecentDeliveries(ctx context.Context, db events.DB, status string, limit int) ([]OperatorDelivery, error) {
 	rows, err := db.Query(ctx, `select d.id, d.livemode, d.event_id, d.endpoint_id, d.url, d.status, d.attempt_count,
 		d.last_status_code, d.next_attempt_at, d.created_at, d.merchant_id, e.type
 		from deliveries d join events e on e.id = d.event_id
@@ -68,18 +68,13 @@ func RecentDeliveries(ctx context.Context, db events.DB, status string, limit in
 	if err != nil {
 		return nil, fmt.Errorf("list deliveries: %w", err)
 	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (FailedDelivery, error) {
-		f := FailedDelivery{Delivery: Delivery{Object: "delivery"}}
-		var next *time.Time
-		var created time.Time
-		err := row.Scan(&f.ID, &f.Livemode, &f.Event, &f.Endpoint, &f.URL, &f.Status, &f.AttemptCount,
-			&f.LastStatusCode, &next, &created, &f.MerchantID, &f.EventType)
-		f.CreatedAt = created.Unix()
-		if next != nil {
-			n := next.Unix()
-			f.NextAttemptAt = &n
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (OperatorDelivery, error) {
+		var o OperatorDelivery
+		d, err := scanDelivery(row, &o.MerchantID, &o.EventType)
+		if d != nil {
+			o.Delivery = *d
 		}
-		return f, err
+		return o, err
 	})
 }
 

@@ -102,10 +102,11 @@ func setup(t *testing.T, fanout events.Fanout) *fixture {
 	return &fixture{pool: pool, scope: events.Scope{MerchantID: m.ID}, service: events.NewService(events.NewPublisher(fanout), inserter)}
 }
 
-func (f *fixture) count(t *testing.T, table string) int {
+// count returns the rows of table that db (the pool, or a transaction) sees.
+func count(t *testing.T, db events.DB, table string) int {
 	t.Helper()
 	var n int
-	if err := f.pool.QueryRow(context.Background(), "select count(*) from "+table).Scan(&n); err != nil {
+	if err := db.QueryRow(context.Background(), "select count(*) from "+table).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -125,14 +126,14 @@ func TestRolledBackChangeLeavesNoEvent(t *testing.T) {
 	if _, err := f.service.CreateCheckout(ctx, tx, f.scope, events.CheckoutParams{Amount: "100", InvoiceCurrency: "usd"}); err != nil {
 		t.Fatal(err)
 	}
-	if n := countTx(t, tx, "events"); n != 1 {
+	if n := count(t, tx, "events"); n != 1 {
 		t.Fatalf("inside the transaction: %d events, want 1", n)
 	}
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
 	for _, table := range []string{"checkouts", "events", "river_job"} {
-		if n := f.count(t, table); n != 0 {
+		if n := count(t, f.pool, table); n != 0 {
 			t.Errorf("after rollback: %d rows in %s, want 0", n, table)
 		}
 	}
@@ -158,19 +159,10 @@ func TestFailedFanoutFailsTheChange(t *testing.T) {
 		t.Fatal("CreateCheckout succeeded although its deliveries could not be enqueued")
 	}
 	for _, table := range []string{"checkouts", "events", "river_job"} {
-		if n := f.count(t, table); n != 0 {
+		if n := count(t, f.pool, table); n != 0 {
 			t.Errorf("%d rows in %s, want 0: a change must not outlive its event's deliveries", n, table)
 		}
 	}
-}
-
-func countTx(t *testing.T, tx pgx.Tx, table string) int {
-	t.Helper()
-	var n int
-	if err := tx.QueryRow(context.Background(), "select count(*) from "+table).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
 
 func TestCheckoutExpiresByItself(t *testing.T) {

@@ -5,17 +5,16 @@ import (
 	"encoding/json"
 )
 
-//go:embed openapi.yaml events/*.json objects/*.json
-var files embed.FS
-
 // Files is the whole published contract: openapi.yaml, events/<type>.json and
 // objects/<object>.json.
-var Files = files
+//
+//go:embed openapi.yaml events/*.json objects/*.json
+var Files embed.FS
 
 // Event returns the JSON Schema of an event type's envelope, or false when the
 // type has none.
 func Event(eventType string) (json.RawMessage, bool) {
-	b, err := files.ReadFile("events/" + eventType + ".json")
+	b, err := Files.ReadFile("events/" + eventType + ".json")
 	if err != nil {
 		return nil, false
 	}
@@ -24,7 +23,7 @@ func Event(eventType string) (json.RawMessage, bool) {
 
 // OpenAPI returns schema/openapi.yaml, the REST API's description.
 func OpenAPI() []byte {
-	b, err := files.ReadFile("openapi.yaml")
+	b, err := Files.ReadFile("openapi.yaml")
 	if err != nil {
 		panic("schema: openapi.yaml is not embedded: " + err.Error())
 	}

@@ -27,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/hookline/hookline/migrations"
@@ -219,22 +220,25 @@ func (e *chaosEnv) checkouts(addr string, n int) []string {
 		}()
 	}
 	wg.Wait()
-	// Each acknowledged checkout has its checkout.created event.
+	return e.createdEvents(ids)
+}
+
+// createdEvents returns the checkout.created events of the checkouts the API
+// acknowledged, failing the test unless each has exactly its one event: a
+// 201 whose change or event went missing is a loss.
+func (e *chaosEnv) createdEvents(checkouts []string) []string {
+	e.t.Helper()
 	rows, err := e.pool.Query(context.Background(), `select id from events where type = 'checkout.created'
-		and convert_from(payload, 'UTF8')::jsonb->'data'->>'id' = any($1)`, ids)
+		and convert_from(payload, 'UTF8')::jsonb->'data'->>'id' = any($1)`, checkouts)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	var events []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			e.t.Fatal(err)
-		}
-		events = append(events, id)
+	events, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		e.t.Fatal(err)
 	}
-	if len(events) != len(ids) {
-		e.t.Fatalf("%d acknowledged checkouts but %d checkout.created events", len(ids), len(events))
+	if len(events) != len(checkouts) {
+		e.t.Fatalf("%d checkouts answered 201 but %d checkout.created events exist", len(checkouts), len(events))
 	}
 	return events
 }
@@ -507,22 +511,7 @@ func TestChaosPostgresOutage(t *testing.T) {
 	}
 	defer pool.Close()
 	e.pool = pool
-	rows, err := pool.Query(context.Background(), `select id from events where type = 'checkout.created'
-		and convert_from(payload, 'UTF8')::jsonb->'data'->>'id' = any($1)`, acked)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var events []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		events = append(events, id)
-	}
-	if len(events) != len(acked) {
-		t.Fatalf("%d checkouts answered 201 but only %d have their event", len(acked), len(events))
-	}
+	events := e.createdEvents(acked)
 	dups := await(t, c, pairs(events, paths), 2*time.Minute)
 	t.Logf("all %d acknowledged events delivered to both endpoints; %d duplicates", len(events), dups)
 	stop(t, p)
