@@ -168,15 +168,14 @@ func (s *Server) dashboardAction(h func(r *http.Request) (to, msg string, err er
 			return
 		}
 		to, msg, err := h(r)
-		var apiErr *Error
-		var invalidErr *events.InvalidError
-		var stateErr *events.StateError
-		switch {
-		case errors.As(err, &apiErr), errors.As(err, &invalidErr), errors.As(err, &stateErr), errors.Is(err, events.ErrNotFound):
+		if err != nil {
+			// What the API would answer with a 4xx the operator reads on the
+			// dashboard; anything else is a 500, rendered and logged as such.
+			if e := asAPIError(err); e.Status >= http.StatusInternalServerError {
+				s.renderError(w, r, err)
+				return
+			}
 			to, msg = "/dashboard", asAPIError(err).Message
-		case err != nil:
-			s.renderError(w, r, err)
-			return
 		}
 		http.Redirect(w, r, to+"?msg="+url.QueryEscape(msg), http.StatusSeeOther)
 	}
