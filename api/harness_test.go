@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,8 +58,8 @@ func newHarnessWith(t *testing.T, o harnessOptions) *harness {
 	if o.logger == nil {
 		o.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	dispatcher := delivery.NewDispatcher(inserter, delivery.Schedule{time.Second})
-	service := events.NewService(events.NewPublisher(dispatcher), inserter)
+	dispatcher := delivery.NewDispatcher(inserter)
+	service := events.NewService(events.NewPublisher(dispatcher))
 	srv := httptest.NewServer(api.New(api.Config{
 		Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard, keyring), Guard: guard, Keyring: keyring,
 		Logger: o.logger, Metrics: prometheus.NewRegistry(), OperatorToken: o.token, Pool: pool,

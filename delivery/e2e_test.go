@@ -69,7 +69,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	guard, keyring := delivery.NewGuard(false), dbtest.Keyring(t)
-	dispatcher := delivery.NewDispatcher(inserter, schedule)
+	dispatcher := delivery.NewDispatcher(inserter)
 	publisher := events.NewPublisher(dispatcher)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	registry := prometheus.NewRegistry()
@@ -99,7 +99,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	m := dbtest.Merchant(t, pool, "New project")
 	return &env{
 		t: t, pool: pool, merchant: m, scope: events.Scope{MerchantID: m.ID},
-		service: events.NewService(publisher, inserter), endpoints: delivery.NewEndpoints(guard, keyring), dispatcher: dispatcher,
+		service: events.NewService(publisher), endpoints: delivery.NewEndpoints(guard, keyring), dispatcher: dispatcher,
 		registry: registry,
 	}
 }
@@ -723,5 +723,51 @@ func TestSlowReceiverCannotTakeThePool(t *testing.T) {
 	}
 	if peak > 2 {
 		t.Fatalf("the slow receiver had %d requests at once, over the cap of 2", peak)
+	}
+}
+
+// TestOneJobPerEventSkipsWhatItRecorded: an event's deliveries share one
+// job. When that job runs again after its process died, the deliveries it
+// already recorded are not sent a second time; the others are.
+func TestOneJobPerEventSkipsWhatItRecorded(t *testing.T) {
+	t.Parallel()
+
+	e := newEnv(t, fast, 5*time.Second)
+	recorded, other := newReceiver(t, nil), newReceiver(t, nil)
+	recordedEP := e.endpoint(recorded.srv.URL, []string{"checkout.created"})
+	e.endpoint(other.srv.URL, []string{"checkout.created"})
+	ctx := context.Background()
+	var jobID int64
+	e.tx(func(tx pgx.Tx) error {
+		if _, err := e.service.CreateCheckout(ctx, tx, e.scope, events.CheckoutParams{Amount: "100", InvoiceCurrency: "usd"}); err != nil {
+			return err
+		}
+		var jobs int
+		if err := tx.QueryRow(ctx, `select count(*), max(id) from river_job where kind = 'deliver'`).Scan(&jobs, &jobID); err != nil {
+			return err
+		}
+		if jobs != 1 {
+			t.Fatalf("%d delivery jobs for one event with two endpoints, want 1", jobs)
+		}
+		// What a process that died after recording this attempt, before
+		// River completed the job, leaves behind.
+		_, err := tx.Exec(ctx, `update deliveries set attempted_by_job = $1 where endpoint_id = $2`, jobID, recordedEP.ID)
+		return err
+	})
+
+	deadline := time.Now().Add(60 * time.Second)
+	for state := ""; state != "completed"; time.Sleep(20 * time.Millisecond) {
+		if err := e.pool.QueryRow(ctx, `select state from river_job where id = $1`, jobID).Scan(&state); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the job is %s after 60s", state)
+		}
+	}
+	if n := len(other.requests()); n != 1 {
+		t.Fatalf("the delivery not yet recorded was sent %d times, want 1", n)
+	}
+	if n := len(recorded.requests()); n != 0 {
+		t.Fatalf("the delivery the job had recorded was sent %d times again, want 0", n)
 	}
 }

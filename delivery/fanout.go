@@ -3,7 +3,7 @@ package delivery
 import (
 	"context"
 	"fmt"
-	"time"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
@@ -15,17 +15,38 @@ import (
 // queue so that a backlog of deliveries never delays checkout expiry.
 const QueueDelivery = "delivery"
 
-// DeliverArgs is the River job of one delivery. An automatic job makes every
-// attempt of the retry schedule; a Manual one (an operator's or merchant's
-// retry) makes exactly one attempt, whatever the delivery's status.
+// DeliverArgs is the River job of a batch of deliveries: one attempt of each.
+// The fan-out enqueues one job per event, holding every destination's
+// delivery; a job whose attempts fail enqueues the next attempt's job itself
+// (see Worker.record). River's own retries of the job are only for failures
+// to load or record, such as the database being away.
 type DeliverArgs struct {
-	DeliveryID string `json:"delivery_id"`
-	Manual     bool   `json:"manual,omitempty"`
+	DeliveryIDs []string `json:"delivery_ids,omitempty"`
+	// Attempt is the number, in the retry schedule, of the automatic attempt
+	// this job makes of its deliveries: 1 for a new event's.
+	Attempt int `json:"attempt,omitempty"`
+	// Manual marks an operator's or merchant's retry: exactly one attempt,
+	// whatever the delivery's status, outside the schedule.
+	Manual bool `json:"manual,omitempty"`
+	// DeliveryID is the single delivery of a job enqueued before jobs held
+	// batches; such a job counts its attempts with River's.
+	DeliveryID string `json:"delivery_id,omitempty"`
+}
 
-	// nextRetry carries the time Work chose for the next attempt to NextRetry,
-	// which River calls on the same *Job right after Work fails. It is not
-	// serialized: a job rescued after a crash falls back to River's policy.
-	nextRetry time.Time
+// ids is every delivery the job attempts.
+func (a DeliverArgs) ids() []string {
+	if a.DeliveryID != "" {
+		return append(slices.Clip(a.DeliveryIDs), a.DeliveryID)
+	}
+	return a.DeliveryIDs
+}
+
+// attemptNumber is the schedule's attempt number the job makes.
+func (a DeliverArgs) attemptNumber(job *river.Job[DeliverArgs]) int {
+	if a.DeliveryID != "" {
+		return job.Attempt
+	}
+	return max(a.Attempt, 1)
 }
 
 // Kind is the job's River kind.
@@ -34,19 +55,17 @@ func (DeliverArgs) Kind() string { return "deliver" }
 // Dispatcher fans events out to their destinations: it implements
 // events.Fanout.
 type Dispatcher struct {
-	river    *river.Client[pgx.Tx]
-	schedule Schedule
+	river *river.Client[pgx.Tx]
 }
 
 // NewDispatcher returns a Dispatcher that enqueues with riverClient (an
-// insert-only client is enough) and gives jobs as many attempts as schedule
-// allows.
-func NewDispatcher(riverClient *river.Client[pgx.Tx], schedule Schedule) *Dispatcher {
-	return &Dispatcher{river: riverClient, schedule: schedule}
+// insert-only client is enough).
+func NewDispatcher(riverClient *river.Client[pgx.Tx]) *Dispatcher {
+	return &Dispatcher{river: riverClient}
 }
 
-// FanOut writes one delivery row and one River job for each destination of
-// evt, in the event's own transaction: every enabled endpoint of the merchant
+// FanOut writes one delivery row for each destination of evt, and one River
+// job for them all, in the event's own transaction: every enabled endpoint of the merchant
 // and mode subscribed to the type, and the object's webhook_url for default-on
 // types.
 func (d *Dispatcher) FanOut(ctx context.Context, tx pgx.Tx, evt *events.Event) error {
@@ -82,20 +101,12 @@ func (d *Dispatcher) FanOut(ctx context.Context, tx pgx.Tx, evt *events.Event) e
 	if err != nil {
 		return fmt.Errorf("insert deliveries: %w", err)
 	}
-	jobs := make([]river.InsertManyParams, len(ids))
-	for i, id := range ids {
-		jobs[i] = river.InsertManyParams{Args: DeliverArgs{DeliveryID: id}, InsertOpts: d.insertOpts(false)}
-	}
-	if _, err := d.river.InsertManyTx(ctx, tx, jobs); err != nil {
+	if _, err := d.river.InsertTx(ctx, tx, DeliverArgs{DeliveryIDs: ids, Attempt: 1}, deliverOpts); err != nil {
 		return fmt.Errorf("enqueue deliveries: %w", err)
 	}
 	return nil
 }
 
-func (d *Dispatcher) insertOpts(manual bool) *river.InsertOpts {
-	attempts := d.schedule.MaxAttempts()
-	if manual {
-		attempts = 1
-	}
-	return &river.InsertOpts{Queue: QueueDelivery, MaxAttempts: attempts}
-}
+// deliverOpts are a delivery job's: the delivery queue, and River's default
+// retries for failures to load or record.
+var deliverOpts = &river.InsertOpts{Queue: QueueDelivery}

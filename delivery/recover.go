@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -21,6 +22,9 @@ const (
 	// recoverBatch is how many deliveries one recovery job retries, each in a
 	// short transaction of its own.
 	recoverBatch = 1000
+	// recoverJobBatch is how many of them one delivery job attempts: as many
+	// as the default in-flight cap lets run at once to one endpoint.
+	recoverJobBatch = 20
 )
 
 // Recovery is the answer to a recovery request: how many failed deliveries
@@ -98,8 +102,8 @@ func NewRecoverWorker(pool *pgxpool.Pool, dispatcher *Dispatcher) *RecoverWorker
 	return &RecoverWorker{dispatcher: dispatcher, pool: pool}
 }
 
-// Work resets one batch of failed deliveries to pending and gives each a new
-// automatic delivery job (a whole retry schedule), in one transaction with
+// Work resets one batch of failed deliveries to pending and gives them new
+// automatic delivery jobs (a whole retry schedule), in one transaction with
 // the next batch's job and this job's completion.
 func (w *RecoverWorker) Work(ctx context.Context, job *river.Job[RecoverArgs]) error {
 	a := job.Args
@@ -116,12 +120,11 @@ func (w *RecoverWorker) Work(ctx context.Context, job *river.Job[RecoverArgs]) e
 			return fmt.Errorf("reset failed deliveries: %w", err)
 		}
 		if len(ids) > 0 {
-			jobs := make([]river.InsertManyParams, len(ids))
-			last := ids[0]
-			for i, id := range ids {
-				jobs[i] = river.InsertManyParams{Args: DeliverArgs{DeliveryID: id}, InsertOpts: w.dispatcher.insertOpts(false)}
-				last = max(last, id)
+			var jobs []river.InsertManyParams
+			for batch := range slices.Chunk(ids, recoverJobBatch) {
+				jobs = append(jobs, river.InsertManyParams{Args: DeliverArgs{DeliveryIDs: batch, Attempt: 1}, InsertOpts: deliverOpts})
 			}
+			last := slices.Max(ids)
 			if _, err := w.dispatcher.river.InsertManyTx(ctx, tx, jobs); err != nil {
 				return fmt.Errorf("enqueue recovered deliveries: %w", err)
 			}

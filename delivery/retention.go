@@ -9,6 +9,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
+
+	"github.com/hookline/hookline/events"
 )
 
 // pruneBatch is how many deliveries one pruning transaction removes, with
@@ -23,10 +25,8 @@ type PruneArgs struct{}
 // Kind is the job's River kind.
 func (PruneArgs) Kind() string { return "prune" }
 
-// InsertOpts makes prune jobs unique while one is pending or running.
-func (PruneArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true}}
-}
+// InsertOpts makes prune jobs one at a time.
+func (PruneArgs) InsertOpts() river.InsertOpts { return events.OneAtATime() }
 
 // PruneWorker works PruneArgs.
 type PruneWorker struct {

@@ -8,16 +8,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/hookline/hookline/events"
 )
@@ -106,17 +108,17 @@ func newHTTPClient(guard *Guard) *http.Client {
 	}
 }
 
-// Timeout leaves the attempt its whole HTTP timeout plus time to record it.
+// Timeout leaves the attempts their whole HTTP timeout (they run side by
+// side) plus time to record them.
 func (w *Worker) Timeout(*river.Job[DeliverArgs]) time.Duration { return w.timeout + 5*time.Second }
 
-// NextRetry is the time Work stored on the delivery as next_attempt_at.
-func (w *Worker) NextRetry(job *river.Job[DeliverArgs]) time.Time { return job.Args.nextRetry }
-
-// target is everything one attempt needs, read in one query.
+// target is everything one attempt needs, read with the job's other targets
+// in one query.
 type target struct {
 	deliveryID     string
 	status         string
 	attemptCount   int
+	recorded       bool // this job already recorded an attempt of it
 	url            string
 	eventID        string
 	eventCreated   time.Time
@@ -131,44 +133,76 @@ type target struct {
 	secrets        []string
 }
 
-func (w *Worker) load(ctx context.Context, id string) (*target, error) {
-	t := &target{deliveryID: id}
-	var secret, accountSecret string
-	var previous *string
-	var previousExpires *time.Time
-	var endpointSecret *string
-	err := w.pool.QueryRow(ctx, `select d.status, d.attempt_count, coalesce(w.url, d.url), e.id, e.created_at, e.payload,
+// destination is the key of the target's in-flight cap: its endpoint, or for
+// a checkout's own webhook_url (no endpoint) the URL.
+func (t *target) destination() string {
+	if t.endpointID != nil {
+		return *t.endpointID
+	}
+	return t.url
+}
+
+func (w *Worker) load(ctx context.Context, ids []string, jobID int64) ([]*target, error) {
+	rows, err := w.pool.Query(ctx, `select d.id, d.status, d.attempt_count, coalesce(d.attempted_by_job = $3, false),
+		coalesce(w.url, d.url), e.id, e.created_at, e.payload,
 		d.merchant_id, d.livemode, w.id, coalesce(w.type, 'webhook'), coalesce(w.display_name, m.name), w.status,
 		coalesce(w.failing_since < now() - $2::interval, false), w.deleted_at is not null, w.secret, w.previous_secret, w.previous_secret_expires_at, m.webhook_secret
 		from deliveries d
 		join events e on e.id = d.event_id
 		join merchants m on m.id = d.merchant_id
 		left join webhook_endpoints w on w.id = d.endpoint_id
-		where d.id = $1`, id, circuitAfter).Scan(&t.status, &t.attemptCount, &t.url, &t.eventID, &t.eventCreated, &t.payload,
-		&t.scope.MerchantID, &t.scope.Livemode, &t.endpointID, &t.endpointType, &t.displayName, &t.endpointStatus, &t.failing, &t.deleted,
-		&endpointSecret, &previous,
-		&previousExpires, &accountSecret)
+		where d.id = any($1)`, ids, circuitAfter, jobID)
 	if err != nil {
-		return nil, events.WrapNotFound(err, "load delivery")
+		return nil, fmt.Errorf("load deliveries: %w", err)
 	}
+	var targets []*target
+	for rows.Next() {
+		t := &target{}
+		var accountSecret string
+		var endpointSecret, previous *string
+		var previousExpires *time.Time
+		if err := rows.Scan(&t.deliveryID, &t.status, &t.attemptCount, &t.recorded, &t.url, &t.eventID, &t.eventCreated, &t.payload,
+			&t.scope.MerchantID, &t.scope.Livemode, &t.endpointID, &t.endpointType, &t.displayName, &t.endpointStatus, &t.failing, &t.deleted,
+			&endpointSecret, &previous, &previousExpires, &accountSecret); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("load deliveries: %w", err)
+		}
+		if err := w.openSecrets(t, endpointSecret, previous, previousExpires, accountSecret); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		targets = append(targets, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load deliveries: %w", err)
+	}
+	return targets, nil
+}
+
+// openSecrets decrypts the secrets an attempt signs with: the endpoint's (and
+// its previous one during a rotation's grace period), or the account's for a
+// checkout's own webhook_url.
+func (w *Worker) openSecrets(t *target, endpointSecret, previous *string, previousExpires *time.Time, accountSecret string) error {
+	var secret string
+	var err error
 	switch {
 	case endpointSecret != nil:
 		secret, err = w.keyring.Open(*t.endpointID, *endpointSecret)
 	default:
-		secret, err = w.keyring.Open(t.scope.MerchantID, accountSecret) // a checkout's own webhook_url
+		secret, err = w.keyring.Open(t.scope.MerchantID, accountSecret)
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	t.secrets = []string{secret}
 	if previous != nil && previousExpires != nil && previousExpires.After(time.Now()) {
 		old, err := w.keyring.Open(*t.endpointID, *previous)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		t.secrets = append(t.secrets, old)
 	}
-	return t, nil
+	return nil
 }
 
 // outcome is what one attempt produced.
@@ -185,42 +219,61 @@ func (o *outcome) acknowledged() bool {
 	return o.err == "" && o.statusCode >= 200 && o.statusCode < 300
 }
 
-// Work makes one attempt of a delivery and records it.
+// result is one target of the job with what became of it: sent (outcome
+// set), or deferred for snooze without an attempt.
+type result struct {
+	*target
+	outcome *outcome
+	snooze  time.Duration
+}
+
+// Work makes one attempt of each of the job's deliveries, side by side, and
+// records them all together. A delivery this job already recorded (the job
+// is running again after its process died) is skipped, as is, for an
+// automatic job, one acknowledged meanwhile; one whose endpoint was disabled
+// or deleted is marked failed without an attempt.
 func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
-	t, err := w.load(ctx, job.Args.DeliveryID)
-	if errors.Is(err, events.ErrNotFound) {
-		return river.JobCancel(fmt.Errorf("delivery %s does not exist", job.Args.DeliveryID))
-	}
+	targets, err := w.load(ctx, job.Args.ids(), job.ID)
 	if err != nil {
 		return err
 	}
-	if !job.Args.Manual {
-		if t.status == StatusSucceeded {
-			return nil // acknowledged meanwhile through a manual retry
+	var send, abandoned []*target
+	for _, t := range targets {
+		switch {
+		case t.recorded:
+		case job.Args.Manual:
+			send = append(send, t)
+		case t.status == StatusSucceeded:
+		case t.endpointID != nil && (t.deleted || *t.endpointStatus != EndpointEnabled):
+			abandoned = append(abandoned, t)
+		default:
+			send = append(send, t)
 		}
-		if t.endpointID != nil && (t.deleted || *t.endpointStatus != EndpointEnabled) {
-			return w.abandon(ctx, t, job)
-		}
 	}
-
-	// A checkout's own webhook_url has no endpoint: its URL is the destination.
-	dest := t.url
-	if t.endpointID != nil {
-		dest = *t.endpointID
+	results := make([]*result, len(send))
+	var wg sync.WaitGroup
+	for i, t := range send {
+		a := &result{target: t}
+		results[i] = a
+		wg.Go(func() {
+			release, snooze, ok := w.inflight.acquire(ctx, t.destination(), t.failing)
+			if !ok {
+				a.snooze = snooze
+				return
+			}
+			defer release()
+			o := w.send(ctx, t)
+			if ctx.Err() != nil && o.err != "" {
+				// The worker is shutting down mid-request: put the delivery
+				// back without recording or spending an attempt; another
+				// process takes it up.
+				return
+			}
+			a.outcome = o
+		})
 	}
-	release, snooze, ok := w.inflight.acquire(dest, t.failing)
-	if !ok {
-		return river.JobSnooze(snooze)
-	}
-	defer release()
-
-	o := w.send(ctx, t)
-	if ctx.Err() != nil && o.err != "" {
-		// The worker is shutting down mid-request: release the job without
-		// recording or spending an attempt; another process takes it up.
-		return river.JobSnooze(0)
-	}
-	return w.record(context.WithoutCancel(ctx), t, job, o)
+	wg.Wait()
+	return w.record(context.WithoutCancel(ctx), job, results, abandoned)
 }
 
 // send makes the HTTP request of one attempt.
@@ -305,112 +358,205 @@ func describe(err error, ctx context.Context) string {
 	return err.Error()
 }
 
-// abandon ends the retries of a delivery whose endpoint was disabled or
-// deleted: it is marked failed, visibly and retryable, without an attempt.
-func (w *Worker) abandon(ctx context.Context, t *target, job *river.Job[DeliverArgs]) error {
-	return pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `update deliveries set status = 'failed', next_attempt_at = null, updated_at = now()
-			where id = $1`, t.deliveryID); err != nil {
-			return fmt.Errorf("abandon delivery: %w", err)
-		}
-		_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
-		return err
-	})
-}
-
-// recordAttempt writes one attempt: the delivery's new state, the attempt
-// row numbered from the delivery's count, and, when the attempt was
-// acknowledged, the end of its endpoint's failure streak (taking the
+// recordAttempts writes a job's attempts: each delivery's new state, its
+// attempt row numbered from the delivery's count, and, for destinations that
+// acknowledged, the end of their endpoint's failure streak (taking an
 // endpoint's row lock only when there is a streak to end: every acknowledged
 // attempt taking it would serialize the workers).
-const recordAttempt = `with d as (
-		update deliveries set attempt_count = attempt_count + 1, status = $2, last_status_code = $3,
-			next_attempt_at = $4, url = $5, updated_at = now()
-		where id = $1 returning attempt_count
+const recordAttempts = `with i as (
+		select * from unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::text[], $6::timestamptz[],
+			$7::int[], $8::text[], $9::text[])
+			as i (id, status, status_code, next_attempt_at, url, started_at, duration_ms, error, response_body)
+	), d as (
+		update deliveries d set attempt_count = d.attempt_count + 1, status = i.status, last_status_code = i.status_code,
+			next_attempt_at = i.next_attempt_at, url = i.url, attempted_by_job = $10, updated_at = now()
+		from i where d.id = i.id returning d.id, d.attempt_count
 	), a as (
 		insert into delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error, response_body)
-		select $1, d.attempt_count, $6, $7, $3, $8, $9 from d
+		select d.id, d.attempt_count, i.started_at, i.duration_ms, i.status_code, i.error, i.response_body
+		from d join i on i.id = d.id
 	)
-	update webhook_endpoints set failing_since = null
-	where id = $10 and $2 = 'succeeded' and failing_since is not null`
+	update webhook_endpoints set failing_since = null where id = any($11) and failing_since is not null`
 
-// record writes the attempt and its consequences, in one statement when it
-// was acknowledged, in one transaction when the endpoint's health changes
-// with it (a failure streak, disabling, webhook_endpoint.disabled). River
-// completes the job when Work returns nil: if the process dies before that,
-// the rescued job finds the delivery succeeded and sends nothing again. A
-// failed automatic attempt returns an error so that River schedules the next.
-func (w *Worker) record(ctx context.Context, t *target, job *river.Job[DeliverArgs], o *outcome) error {
+// record writes the job's attempts and their consequences: in one statement
+// when every attempt was acknowledged, otherwise in one transaction with the
+// jobs of the next attempts (the schedule with jitter, or a later
+// Retry-After), the jobs of deferred deliveries, the failure of abandoned
+// ones, and the health of endpoints that failed (a failure streak,
+// disabling, webhook_endpoint.disabled). River completes the job when Work
+// returns nil; if the process dies before that, the job runs again and skips
+// what it recorded here.
+func (w *Worker) record(ctx context.Context, job *river.Job[DeliverArgs], results []*result, abandoned []*target) error {
 	now := time.Now()
-	exhausted := job.Attempt >= job.MaxAttempts
-	status := t.status
-	var next *time.Time
-	var disable string
-	switch {
-	case o.acknowledged():
-		status = StatusSucceeded
-	case o.statusCode == http.StatusGone && t.endpointID != nil:
-		status, disable = StatusFailed, DisabledGone
-	case job.Args.Manual:
-		// One attempt only: an automatic chain still running keeps the delivery
-		// pending, and an acknowledged delivery stays acknowledged.
-	case exhausted:
-		status = StatusFailed
-	default:
-		status = StatusPending
-		notBefore := retryAfter(o.statusCode, o.header, now)
-		if t.endpointType == TypeDiscord {
-			notBefore = maxTime(notBefore, discordRetryAfter(o.statusCode, o.body, now))
-		}
-		n := w.schedule.Next(now, job.Attempt, notBefore)
-		next, job.Args.nextRetry = &n, n
-	}
-
-	var statusCode *int
-	if o.statusCode != 0 {
-		statusCode = &o.statusCode
-	}
-	var errText, body *string
-	if o.err != "" {
-		errText = &o.err
-	}
-	if o.statusCode != 0 {
-		body = &o.body // no response, no body: null rather than ""
-	}
-	args := []any{t.deliveryID, status, statusCode, next, t.url, o.started, o.duration.Milliseconds(), errText, body, t.endpointID}
-	var err error
-	if o.acknowledged() || t.endpointID == nil {
-		// The common case is one statement: the attempt, the delivery's new
-		// state and, on a 2xx, the end of the endpoint's failure streak.
-		_, err = w.pool.Exec(ctx, recordAttempt, args...)
-	} else {
-		err = pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, recordAttempt, args...); err != nil {
-				return err
+	number := job.Args.attemptNumber(job)
+	exhausted := number >= w.schedule.MaxAttempts()
+	// One jittered time for the job's failures: they failed together, and
+	// retry together in one job unless a receiver asked for later.
+	scheduled := w.schedule.Next(now, number, time.Time{})
+	var b recordBatch
+	var retries, deferred []river.InsertManyParams
+	retryAt := map[time.Time][]string{}
+	failing := map[string]events.Scope{}
+	disable := map[string]string{}
+	later := map[string]*deferral{}
+	for _, a := range results {
+		o := a.outcome
+		if o == nil {
+			// Deferred (its destination busy, or the process stopping): the
+			// same attempt again later, in one job per destination.
+			d := later[a.destination()]
+			if d == nil {
+				d = &deferral{at: now.Add(a.snooze)}
+				later[a.destination()] = d
 			}
-			if disable == "" {
+			d.ids = append(d.ids, a.deliveryID)
+			continue
+		}
+		status := a.status
+		var next *time.Time
+		switch {
+		case o.acknowledged():
+			status = StatusSucceeded
+			if a.endpointID != nil {
+				b.acknowledged = append(b.acknowledged, *a.endpointID)
+			}
+		case o.statusCode == http.StatusGone && a.endpointID != nil:
+			status, disable[*a.endpointID] = StatusFailed, DisabledGone
+		case job.Args.Manual:
+			// One attempt only: an automatic chain still running keeps the
+			// delivery pending, and an acknowledged delivery stays acknowledged.
+		case exhausted:
+			status = StatusFailed
+		default:
+			status = StatusPending
+			at := scheduled
+			notBefore := retryAfter(o.statusCode, o.header, now)
+			if a.endpointType == TypeDiscord {
+				notBefore = maxTime(notBefore, discordRetryAfter(o.statusCode, o.body, now))
+			}
+			if notBefore.After(at) {
+				at = notBefore
+			}
+			next = &at
+			retryAt[at] = append(retryAt[at], a.deliveryID)
+		}
+		if !o.acknowledged() && a.endpointID != nil {
+			failing[*a.endpointID] = a.scope
+		}
+		b.add(a.target, status, next, o)
+		w.metrics.observe(o, status != StatusPending, a.attemptCount+1, a.eventCreated)
+	}
+	for at, ids := range retryAt {
+		retries = append(retries, w.retryJob(ids, number+1, false, at))
+	}
+	for _, d := range later {
+		deferred = append(deferred, w.retryJob(d.ids, number, job.Args.Manual, d.at))
+	}
+	args := b.args(job.ID)
+	if len(failing) == 0 && len(retries) == 0 && len(deferred) == 0 && len(abandoned) == 0 {
+		if len(b.ids) == 0 {
+			return nil
+		}
+		// The common case: every attempt acknowledged, in one statement.
+		if _, err := w.pool.Exec(ctx, recordAttempts, args...); err != nil {
+			return fmt.Errorf("record attempts: %w", err)
+		}
+		return nil
+	}
+	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+		if len(b.ids) > 0 {
+			if _, err := tx.Exec(ctx, recordAttempts, args...); err != nil {
+				return fmt.Errorf("record attempts: %w", err)
+			}
+		}
+		if len(abandoned) > 0 {
+			ids := make([]string, len(abandoned))
+			for i, t := range abandoned {
+				ids[i] = t.deliveryID
+			}
+			if _, err := tx.Exec(ctx, `update deliveries set status = 'failed', next_attempt_at = null, updated_at = now()
+				where id = any($1)`, ids); err != nil {
+				return fmt.Errorf("abandon deliveries: %w", err)
+			}
+		}
+		if jobs := append(retries, deferred...); len(jobs) > 0 {
+			if _, err := river.ClientFromContext[pgx.Tx](ctx).InsertManyTx(ctx, tx, jobs); err != nil {
+				return fmt.Errorf("enqueue next attempts: %w", err)
+			}
+		}
+		for _, endpointID := range slices.Sorted(maps.Keys(failing)) { // one lock order for all workers
+			reason := disable[endpointID]
+			if reason == "" {
 				var err error
-				if disable, err = w.markFailing(ctx, tx, *t.endpointID, now); err != nil {
+				if reason, err = w.markFailing(ctx, tx, endpointID, now); err != nil {
 					return fmt.Errorf("update endpoint health: %w", err)
 				}
 			}
-			if disable != "" {
-				return w.disable(ctx, tx, t.scope, *t.endpointID, disable)
+			if reason != "" {
+				if err := w.disable(ctx, tx, failing[endpointID], endpointID, reason); err != nil {
+					return err
+				}
 			}
-			return nil
-		})
-	}
-	if err != nil {
-		return fmt.Errorf("record attempt: %w", err)
-	}
-	w.metrics.observe(o, status != StatusPending, t.attemptCount+1, t.eventCreated)
-	if disable != "" {
-		w.metrics.disabled.WithLabelValues(disable).Inc()
-	}
-	if o.acknowledged() || job.Args.Manual || disable != "" {
+		}
 		return nil
+	})
+	return err
+}
+
+// deferral is the deliveries of one destination put off until at.
+type deferral struct {
+	ids []string
+	at  time.Time
+}
+
+// retryJob is the job of the next attempt, number, of deliveries, at at.
+func (w *Worker) retryJob(ids []string, number int, manual bool, at time.Time) river.InsertManyParams {
+	return river.InsertManyParams{
+		Args:       DeliverArgs{DeliveryIDs: ids, Attempt: number, Manual: manual},
+		InsertOpts: &river.InsertOpts{Queue: QueueDelivery, ScheduledAt: at},
 	}
-	return fmt.Errorf("attempt %d of delivery %s failed: %s", job.Attempt, t.deliveryID, o.err)
+}
+
+// recordBatch is the columns of recordAttempts, one element per attempt.
+type recordBatch struct {
+	ids, statuses, urls, errs, bodies []string
+	codes                             []*int32
+	durations                         []int32
+	nexts                             []*time.Time
+	started                           []time.Time
+	errSet, bodySet                   []bool
+	acknowledged                      []string
+}
+
+func (b *recordBatch) add(t *target, status string, next *time.Time, o *outcome) {
+	b.ids, b.statuses, b.urls, b.nexts, b.started = append(b.ids, t.deliveryID), append(b.statuses, status),
+		append(b.urls, t.url), append(b.nexts, next), append(b.started, o.started)
+	b.durations = append(b.durations, int32(o.duration.Milliseconds()))
+	b.errs, b.errSet = append(b.errs, o.err), append(b.errSet, o.err != "")
+	var code *int32
+	if o.statusCode != 0 {
+		c := int32(o.statusCode)
+		code = &c
+	}
+	b.codes = append(b.codes, code)
+	// No response, no body: null rather than "".
+	b.bodies, b.bodySet = append(b.bodies, o.body), append(b.bodySet, o.statusCode != 0)
+}
+
+func (b *recordBatch) args(jobID int64) []any {
+	return []any{b.ids, b.statuses, b.codes, b.nexts, b.urls, b.started, b.durations,
+		nullable(b.errs, b.errSet), nullable(b.bodies, b.bodySet), jobID, b.acknowledged}
+}
+
+// nullable is values with those not set as SQL nulls.
+func nullable(values []string, set []bool) []*string {
+	out := make([]*string, len(values))
+	for i := range values {
+		if set[i] {
+			out[i] = &values[i]
+		}
+	}
+	return out
 }
 
 // markFailing starts or continues the endpoint's failure streak, and says to

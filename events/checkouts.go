@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/riverqueue/river"
 )
 
 // Checkout statuses and payment statuses (seed 001).
@@ -79,13 +78,11 @@ type CheckoutParams struct {
 // job can complete itself, atomically with the change.
 type Service struct {
 	publisher *Publisher
-	river     *river.Client[pgx.Tx]
 }
 
-// NewService returns a Service that publishes through publisher and schedules
-// its own jobs (checkout expiry) with riverClient, which may be insert-only.
-func NewService(publisher *Publisher, riverClient *river.Client[pgx.Tx]) *Service {
-	return &Service{publisher: publisher, river: riverClient}
+// NewService returns a Service that publishes through publisher.
+func NewService(publisher *Publisher) *Service {
+	return &Service{publisher: publisher}
 }
 
 const checkoutColumns = `select id, livemode, payin, created_at, expiry_at, status, payment_status,
@@ -101,8 +98,8 @@ func scanCheckout(row pgx.Row) (*Checkout, error) {
 	return c, err
 }
 
-// CreateCheckout creates an open, unpaid checkout, emits checkout.created and
-// schedules its expiry.
+// CreateCheckout creates an open, unpaid checkout and emits checkout.created;
+// the expiry sweep (ExpireCheckoutsArgs) expires it at its expiry_at.
 func (s *Service) CreateCheckout(ctx context.Context, tx pgx.Tx, scope Scope, p CheckoutParams) (*Checkout, error) {
 	if _, ok := CurrencyDecimals(p.InvoiceCurrency); !ok {
 		return nil, &InvalidError{Param: "invoice_currency", Message: "is not a currency hookline knows"}
@@ -146,10 +143,6 @@ func (s *Service) CreateCheckout(ctx context.Context, tx pgx.Tx, scope Scope, p 
 		time.Unix(c.ExpiryAt, 0), now)
 	if err != nil {
 		return nil, fmt.Errorf("insert checkout: %w", err)
-	}
-	if _, err := s.river.InsertTx(ctx, tx, ExpireCheckoutArgs{CheckoutID: c.ID},
-		&river.InsertOpts{ScheduledAt: time.Unix(c.ExpiryAt, 0)}); err != nil {
-		return nil, fmt.Errorf("schedule expiry: %w", err)
 	}
 	if _, err := s.publisher.Publish(ctx, tx, scope, CheckoutCreated, c, deref(c.WebhookURL)); err != nil {
 		return nil, err

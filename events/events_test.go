@@ -94,12 +94,8 @@ type fixture struct {
 func setup(t *testing.T, fanout events.Fanout) *fixture {
 	t.Helper()
 	pool := dbtest.NewPool(t)
-	inserter, err := river.NewClient(riverpgxv5.New(pool), &river.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	m := dbtest.Merchant(t, pool, "Test merchant")
-	return &fixture{pool: pool, scope: events.Scope{MerchantID: m.ID}, service: events.NewService(events.NewPublisher(fanout), inserter)}
+	return &fixture{pool: pool, scope: events.Scope{MerchantID: m.ID}, service: events.NewService(events.NewPublisher(fanout))}
 }
 
 // count returns the rows of table that db (the pool, or a transaction) sees.
@@ -132,7 +128,7 @@ func TestRolledBackChangeLeavesNoEvent(t *testing.T) {
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for _, table := range []string{"checkouts", "events", "river_job"} {
+	for _, table := range []string{"checkouts", "events"} {
 		if n := count(t, f.pool, table); n != 0 {
 			t.Errorf("after rollback: %d rows in %s, want 0", n, table)
 		}
@@ -158,7 +154,7 @@ func TestFailedFanoutFailsTheChange(t *testing.T) {
 	if err == nil {
 		t.Fatal("CreateCheckout succeeded although its deliveries could not be enqueued")
 	}
-	for _, table := range []string{"checkouts", "events", "river_job"} {
+	for _, table := range []string{"checkouts", "events"} {
 		if n := count(t, f.pool, table); n != 0 {
 			t.Errorf("%d rows in %s, want 0: a change must not outlive its event's deliveries", n, table)
 		}
@@ -172,7 +168,7 @@ func TestCheckoutExpiresByItself(t *testing.T) {
 	f := setup(t, nil)
 
 	workers := river.NewWorkers()
-	river.AddWorker(workers, events.NewExpireCheckoutWorker(f.pool, f.service))
+	river.AddWorker(workers, events.NewExpireCheckoutsWorker(f.pool, f.service))
 	client, err := river.NewClient(riverpgxv5.New(f.pool), &river.Config{
 		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 2}},
 		Workers:           workers,
@@ -182,44 +178,68 @@ func TestCheckoutExpiresByItself(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	completed, cancel := client.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed, river.EventKindJobCancelled)
+	done, cancel := client.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed, river.EventKindJobCancelled)
 	defer cancel()
 	if err := client.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = client.Stop(context.Background()) })
 
-	var c *events.Checkout
-	if err := pgx.BeginFunc(ctx, f.pool, func(tx pgx.Tx) error {
-		c, err = f.service.CreateCheckout(ctx, tx, f.scope, events.CheckoutParams{
-			Amount: "100", InvoiceCurrency: "usd", ExpiryAt: time.Now().Add(1500 * time.Millisecond),
-		})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-
-	select {
-	case e := <-completed:
-		if e.Kind != river.EventKindJobCompleted {
-			t.Fatalf("expiry job ended as %s: %v", e.Kind, e.Job.Errors)
+	create := func(expiry time.Time) *events.Checkout {
+		t.Helper()
+		var c *events.Checkout
+		if err := pgx.BeginFunc(ctx, f.pool, func(tx pgx.Tx) error {
+			c, err = f.service.CreateCheckout(ctx, tx, f.scope, events.CheckoutParams{Amount: "100", InvoiceCurrency: "usd", ExpiryAt: expiry})
+			return err
+		}); err != nil {
+			t.Fatal(err)
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the expiry job did not run within 30s of expiry_at")
+		return c
 	}
-	got, err := events.GetCheckout(ctx, f.pool, f.scope, c.ID)
+	// 150 due checkouts span two of the sweep's batches; one not yet due
+	// stays open.
+	var due []*events.Checkout
+	for range 150 {
+		due = append(due, create(time.Now().Add(time.Second)))
+	}
+	later := create(time.Now().Add(time.Hour))
+	time.Sleep(time.Until(time.Unix(due[len(due)-1].ExpiryAt+1, 0)))
+
+	sweep := func() {
+		t.Helper()
+		if _, err := client.Insert(ctx, events.ExpireCheckoutsArgs{}, nil); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case e := <-done:
+			if e.Kind != river.EventKindJobCompleted {
+				t.Fatalf("the sweep ended as %s: %v", e.Kind, e.Job.Errors)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("the sweep did not finish within 30s")
+		}
+	}
+	sweep()
+	sweep() // a second sweep finds nothing more to expire
+	for _, c := range append(due, later) {
+		got, err := events.GetCheckout(ctx, f.pool, f.scope, c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := events.StatusExpired
+		if c == later {
+			want = events.StatusOpen
+		}
+		if got.Status != want {
+			t.Fatalf("checkout expiring at %d: status = %s, want %s", c.ExpiryAt, got.Status, want)
+		}
+	}
+	list, err := events.ListEvents(ctx, f.pool, f.scope, events.CheckoutExpired, events.Page{Limit: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Status != events.StatusExpired {
-		t.Fatalf("status = %s, want expired", got.Status)
-	}
-	list, err := events.ListEvents(ctx, f.pool, f.scope, events.CheckoutExpired, events.Page{Limit: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(list.Data) != 1 {
-		t.Fatalf("%d checkout.expired events, want 1", len(list.Data))
+	if n := count(t, f.pool, "events where type = 'checkout.expired'"); n != len(due) {
+		t.Fatalf("%d checkout.expired events, want %d: one per expired checkout", n, len(due))
 	}
 	schematest.Event(t, "checkout.expired", list.Data[0].Payload)
 }

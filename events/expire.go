@@ -2,56 +2,94 @@ package events
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
 )
 
-// ExpireCheckoutArgs is the River job that expires a checkout at its expiry_at.
-// It is inserted, scheduled, in the transaction that creates the checkout, so a
-// committed checkout always has its expiry pending.
-type ExpireCheckoutArgs struct {
-	CheckoutID string `json:"checkout_id"`
-}
+// ExpirySweepInterval is how often open checkouts past their expiry_at are
+// expired: a checkout expires within this long of its expiry_at.
+const ExpirySweepInterval = 10 * time.Second
+
+// expireBatch is how many checkouts one sweep transaction expires.
+const expireBatch = 100
+
+// ExpireCheckoutsArgs is the periodic River job that expires every open
+// checkout past its expiry_at. A sweep over an index replaces a scheduled job
+// per checkout, which cost every checkout creation a second job insert.
+type ExpireCheckoutsArgs struct{}
 
 // Kind is the job's River kind.
-func (ExpireCheckoutArgs) Kind() string { return "expire_checkout" }
+func (ExpireCheckoutsArgs) Kind() string { return "expire_checkouts" }
 
-// ExpireCheckoutWorker works ExpireCheckoutArgs.
-type ExpireCheckoutWorker struct {
-	river.WorkerDefaults[ExpireCheckoutArgs]
+// InsertOpts makes sweeps one at a time.
+func (ExpireCheckoutsArgs) InsertOpts() river.InsertOpts { return OneAtATime() }
+
+// OneAtATime is the insert options of a periodic job: unique while one is
+// waiting or running, and only then. River's default unique states include
+// completed, which would hold the next run off until River prunes the
+// finished job, a day later.
+func OneAtATime() river.InsertOpts {
+	return river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
+		rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRetryable,
+		rivertype.JobStateRunning, rivertype.JobStateScheduled,
+	}}}
+}
+
+// ExpireCheckoutsWorker works ExpireCheckoutsArgs.
+type ExpireCheckoutsWorker struct {
+	river.WorkerDefaults[ExpireCheckoutsArgs]
 	pool    *pgxpool.Pool
 	service *Service
 }
 
-// NewExpireCheckoutWorker returns the worker of checkout expiry jobs.
-func NewExpireCheckoutWorker(pool *pgxpool.Pool, service *Service) *ExpireCheckoutWorker {
-	return &ExpireCheckoutWorker{pool: pool, service: service}
+// NewExpireCheckoutsWorker returns the worker of the expiry sweep.
+func NewExpireCheckoutsWorker(pool *pgxpool.Pool, service *Service) *ExpireCheckoutsWorker {
+	return &ExpireCheckoutsWorker{pool: pool, service: service}
 }
 
-// Work expires the checkout if it is still open, and completes the job in the
-// same transaction, so the expiry and its event happen exactly once. A checkout
-// that was paid or expired by hand meanwhile is left as it is.
-func (w *ExpireCheckoutWorker) Work(ctx context.Context, job *river.Job[ExpireCheckoutArgs]) error {
-	return pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
-		var scope Scope
-		err := tx.QueryRow(ctx, `select merchant_id, livemode from checkouts where id = $1`, job.Args.CheckoutID).
-			Scan(&scope.MerchantID, &scope.Livemode)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return river.JobCancel(fmt.Errorf("checkout %s does not exist", job.Args.CheckoutID))
-		}
+// Work expires due checkouts batch by batch, each expiry with its
+// checkout.expired event in the batch's transaction. Rows are taken with skip
+// locked: a checkout being paid right now is left to the next sweep, which
+// then finds it no longer open.
+func (w *ExpireCheckoutsWorker) Work(ctx context.Context, _ *river.Job[ExpireCheckoutsArgs]) error {
+	for {
+		var n int
+		err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+			rows, err := tx.Query(ctx, `select id, merchant_id, livemode from checkouts
+				where status = 'open' and expiry_at <= now() order by expiry_at limit $1 for update skip locked`, expireBatch)
+			if err != nil {
+				return err
+			}
+			type due struct {
+				id    string
+				scope Scope
+			}
+			var batch []due
+			var d due
+			if _, err := pgx.ForEachRow(rows, []any{&d.id, &d.scope.MerchantID, &d.scope.Livemode}, func() error {
+				batch = append(batch, d)
+				return nil
+			}); err != nil {
+				return err
+			}
+			for _, d := range batch {
+				if _, err := w.service.ExpireCheckout(ctx, tx, d.scope, d.id); err != nil {
+					return err
+				}
+			}
+			n = len(batch)
+			return nil
+		})
 		if err != nil {
-			return fmt.Errorf("find checkout: %w", err)
+			return fmt.Errorf("expire checkouts: %w", err)
 		}
-		var stateErr *StateError
-		if _, err := w.service.ExpireCheckout(ctx, tx, scope, job.Args.CheckoutID); err != nil && !errors.As(err, &stateErr) {
-			return err
+		if n < expireBatch {
+			return nil
 		}
-		_, err = river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
-		return err
-	})
+	}
 }

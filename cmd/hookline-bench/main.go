@@ -1,10 +1,11 @@
 // Command hookline-bench measures hookline as it runs in production: a
 // separate `hookline serve` process on its own schema, a loopback receiver
 // that answers 200, and a load generator creating checkouts through the REST
-// API. It prints, per scenario, deliveries per second, API creates per second,
-// the latency from the API's 201 to the receiver's first byte (p50, p90, p99),
-// hookline's peak RSS, and the row counts and table sizes after; then one
-// summary line. `make bench` runs it.
+// API (or, for the backlog, inserted directly). It prints, per scenario,
+// deliveries per second, API creates per second, the latency from the API's
+// 201 to the receiver's first byte (p50, p90, p99), the API's own latency
+// under a backlog, hookline's peak RSS, and the row counts and table sizes
+// after; then one summary line. `make bench` runs it.
 //
 // hookline runs with its production defaults except two: HOOKLINE_ENV is
 // development (the receiver is on loopback, which production refuses) and the
@@ -35,7 +36,9 @@ import (
 
 func main() {
 	bin := flag.String("hookline", "./hookline", "the hookline binary")
-	scenarios := flag.String("scenarios", "burst,steady", "which scenarios to run: burst, steady")
+	scenarios := flag.String("scenarios", "burst,steady,backlog", "which scenarios to run: burst, steady, backlog")
+	backlogSize := flag.Int("backlog", 1_000_000, "pending deliveries in the backlog scenario")
+	history := flag.Int("history", 5_000_000, "old attempts already in the database in the backlog scenario")
 	flag.Parse()
 	url := os.Getenv("DATABASE_URL")
 	if url == "" {
@@ -51,6 +54,8 @@ func main() {
 			r, err = burst(*bin, url)
 		case "steady":
 			r, err = steady(*bin, url)
+		case "backlog":
+			r, err = backlog(*bin, url, *backlogSize, *history)
 		default:
 			err = fmt.Errorf("unknown scenario %q", name)
 		}
@@ -72,19 +77,24 @@ type result struct {
 	creates     int
 	createSec   float64
 	latencies   []time.Duration
-	peakRSSKiB  int64
-	cpuSec      float64
-	tables      []string
-	target      string
-	met         bool
+	// apiLatencies, when set, are the API's response times to a probe
+	// while the scenario ran.
+	apiLatencies []time.Duration
+	peakRSSKiB   int64
+	cpuSec       float64
+	tables       []string
+	target       string
+	met          bool
 }
 
-func (r *result) percentile(p float64) time.Duration {
-	if len(r.latencies) == 0 {
+func (r *result) percentile(p float64) time.Duration { return percentile(r.latencies, p) }
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
 		return 0
 	}
-	slices.Sort(r.latencies)
-	return r.latencies[min(len(r.latencies)-1, int(p*float64(len(r.latencies))))]
+	slices.Sort(d)
+	return d[min(len(d)-1, int(p*float64(len(d))))]
 }
 
 func (r *result) print() {
@@ -93,6 +103,11 @@ func (r *result) print() {
 	fmt.Printf("api creates: %d in %.2fs = %.0f/s\n", r.creates, r.createSec, float64(r.creates)/r.createSec)
 	fmt.Printf("latency 201 -> receiver first byte: p50 %s p90 %s p99 %s\n",
 		r.percentile(.5).Round(time.Millisecond), r.percentile(.9).Round(time.Millisecond), r.percentile(.99).Round(time.Millisecond))
+	if r.apiLatencies != nil {
+		fmt.Printf("api probe (POST /v1/checkouts, %d requests): p50 %s p90 %s p99 %s\n", len(r.apiLatencies),
+			percentile(r.apiLatencies, .5).Round(time.Millisecond), percentile(r.apiLatencies, .9).Round(time.Millisecond),
+			percentile(r.apiLatencies, .99).Round(time.Millisecond))
+	}
 	fmt.Printf("hookline peak RSS: %d MiB, CPU %.1fs (user+system; the rest of the 2 cores went to Postgres and the load generator)\n",
 		r.peakRSSKiB/1024, r.cpuSec)
 	for _, t := range r.tables {
@@ -106,8 +121,16 @@ func (r *result) print() {
 }
 
 func (r *result) summary() string {
-	return fmt.Sprintf("%s %.0f deliveries/s p99 %s RSS %d MiB", r.name, float64(r.deliveries)/r.deliverySec,
-		r.percentile(.99).Round(time.Millisecond), r.peakRSSKiB/1024)
+	p99 := "p99 " + r.percentile(.99).Round(time.Millisecond).String()
+	if r.apiLatencies != nil {
+		p99 = "API p99 " + percentile(r.apiLatencies, .99).Round(time.Millisecond).String()
+	}
+	verdict := "met"
+	if !r.met {
+		verdict = "NOT met"
+	}
+	return fmt.Sprintf("%s: %.0f deliveries/s, %s, RSS %d MiB (%s)", r.name, float64(r.deliveries)/r.deliverySec,
+		p99, r.peakRSSKiB/1024, verdict)
 }
 
 // stack is one scenario's hookline process, schema, receiver and merchant.
@@ -266,20 +289,27 @@ func (s *stack) endpoints(n int, events string) error {
 
 // createCheckout creates one checkout and records when its 201 came back.
 func (s *stack) createCheckout() error {
+	_, err := s.timedCheckout()
+	return err
+}
+
+// timedCheckout creates one checkout and returns how long the API took.
+func (s *stack) timedCheckout() (time.Duration, error) {
+	start := time.Now()
 	code, body, err := s.post("/v1/checkouts", `{"amount":"6700","invoice_currency":"usd","transaction_description":"bench"}`)
 	at := time.Now()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if code != 201 {
-		return fmt.Errorf("create checkout: %d %s", code, body)
+		return 0, fmt.Errorf("create checkout: %d %s", code, body)
 	}
 	var c struct{ ID string }
 	if err := json.Unmarshal(body, &c); err != nil {
-		return err
+		return 0, err
 	}
 	s.recv.acked(c.ID, at)
-	return nil
+	return at.Sub(start), nil
 }
 
 // receiver answers 200 and measures each delivery's latency from its
@@ -315,9 +345,12 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	}
 	_ = json.Unmarshal(body, &e)
 	r.mu.Lock()
-	if t, ok := r.ackedAt[e.Data.ID]; ok {
+	switch t, ok := r.ackedAt[e.Data.ID]; {
+	case e.Data.ID == seededCheckout:
+		// A seeded backlog's delivery: counted, no latency to measure.
+	case ok:
 		r.lat = append(r.lat, at.Sub(t))
-	} else {
+	default:
 		r.early[e.Data.ID] = append(r.early[e.Data.ID], at)
 	}
 	r.mu.Unlock()
@@ -434,5 +467,124 @@ func steady(bin, url string) (*result, error) {
 		deliverySec: time.Unix(0, s.recv.lastSeen.Load()).Sub(start).Seconds(), creates: rate * seconds, createSec: created.Seconds(),
 		latencies: s.recv.lat, peakRSSKiB: s.peakRSS(), cpuSec: s.cpu(), tables: s.tables(), target: "p99 < 250 ms, every checkout acknowledged"}
 	r.met = r.percentile(.99) < 250*time.Millisecond
+	return r, nil
+}
+
+// seededCheckout is the data.id of every event the backlog scenario writes
+// directly: the receiver counts their deliveries without timing them.
+const seededCheckout = "chk_seeded"
+
+// seededPayload is a checkout.created envelope as hookline writes it.
+const seededPayload = `{"id":"evt_seeded","object":"event","type":"checkout.created","created_at":1795329036,"livemode":false,` +
+	`"data":{"id":"chk_seeded","object":"checkout","livemode":false,"payin":"pay_seeded","created_at":1795329036,` +
+	`"expiry_at":1795415436,"status":"open","payment_status":"unpaid","invoice_currency":"usd","amount":"6700",` +
+	`"customer_details":{"country":null,"email":null,"name":null,"phone":null},"transaction_description":"bench",` +
+	`"reference_id":null,"metadata":{},"webhook_url":null}}`
+
+// backlog: pending deliveries inserted directly, as the fan-out writes them
+// (one event, 5 deliveries to 5 endpoints and one delivery job), on a
+// database that already holds history old attempts (20 days old: inside the
+// 30-day retention, so none is pruned while it runs); drained while a probe
+// creates 10 checkouts a second through the API.
+func backlog(bin, url string, pending, history int) (*result, error) {
+	s, err := newStack(bin, url, "bench_backlog")
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	const endpoints = 5
+	if err := s.endpoints(endpoints, `["*"]`); err != nil {
+		return nil, err
+	}
+	ctx := context.Background()
+	var merchant string
+	var endpointIDs []string
+	if err := s.pool.QueryRow(ctx, `select merchant_id, array_agg(id order by id) from webhook_endpoints group by merchant_id`).
+		Scan(&merchant, &endpointIDs); err != nil {
+		return nil, err
+	}
+
+	seedStart := time.Now()
+	// History: events of 5 deliveries, each delivery with 5 attempts.
+	oldDeliveries := history / 5
+	for _, q := range []string{
+		`insert into events (id, merchant_id, livemode, type, payload, created_at)
+			select 'evt_00H' || lpad(g::text, 20, '0'), $1, false, 'checkout.created', convert_to($3, 'UTF8'),
+				now() - interval '20 days' + g * interval '1 ms'
+			from generate_series(0, $2 / 5 - 1) g`,
+		`insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status, attempt_count,
+				last_status_code, created_at, updated_at)
+			select 'dlv_00H' || lpad(g::text, 20, '0'), $1, false, 'evt_00H' || lpad((g / 5)::text, 20, '0'),
+				($4::text[])[g % 5 + 1], 'http://127.0.0.1/old', 'succeeded', 5, 200,
+				now() - interval '20 days' + g * interval '1 ms', now() - interval '20 days' + g * interval '1 ms'
+			from generate_series(0, $2 - 1) g`,
+		`insert into delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error, response_body)
+			select 'dlv_00H' || lpad(g::text, 20, '0'), a, now() - interval '20 days', 12,
+				case when a = 5 then 200 else 500 end, case when a = 5 then null else 'HTTP 500' end, ''
+			from generate_series(0, $2 - 1) g, generate_series(1, 5) a`,
+	} {
+		if _, err := s.pool.Exec(ctx, q, merchant, oldDeliveries, seededPayload, endpointIDs); err != nil {
+			return nil, fmt.Errorf("seed history: %w", err)
+		}
+	}
+	if _, err := s.pool.Exec(ctx, "vacuum analyze events, deliveries, delivery_attempts"); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "backlog: %d old attempts written in %s\n", history, time.Since(seedStart).Round(time.Second))
+
+	// The backlog, in one transaction: hookline sees all of it at once.
+	events := pending / endpoints
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // committed below; this only frees the connection on failure
+	for _, q := range []string{
+		`insert into events (id, merchant_id, livemode, type, payload, created_at)
+			select 'evt_00B' || lpad(g::text, 20, '0'), $1, false, 'checkout.created', convert_to($3, 'UTF8'), now()
+			from generate_series(0, $2 - 1) g`,
+		`insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status, next_attempt_at,
+				created_at, updated_at)
+			select 'dlv_00B' || lpad((g * 5 + e)::text, 20, '0'), $1, false, 'evt_00B' || lpad(g::text, 20, '0'),
+				($4::text[])[e + 1], 'http://127.0.0.1/unused', 'pending', now(), now(), now()
+			from generate_series(0, $2 - 1) g, generate_series(0, 4) e`,
+		`insert into river_job (args, kind, max_attempts, queue, state, scheduled_at)
+			select jsonb_build_object('delivery_ids', array(select 'dlv_00B' || lpad((g * 5 + e)::text, 20, '0')
+				from generate_series(0, 4) e), 'attempt', 1), 'deliver', 25, 'delivery', 'available', now()
+			from generate_series(0, $2 - 1) g`,
+	} {
+		if _, err := tx.Exec(ctx, q, merchant, events, seededPayload, endpointIDs); err != nil {
+			return nil, fmt.Errorf("seed backlog: %w", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	fmt.Fprintf(os.Stderr, "backlog: %d pending deliveries committed after %s\n", events*endpoints, time.Since(seedStart).Round(time.Second))
+
+	// The probe: 10 checkouts a second until the backlog is through.
+	var probe []time.Duration
+	backlogged := int64(events * endpoints)
+	for s.recv.count.Load() < backlogged {
+		if time.Since(start) > 30*time.Minute {
+			return nil, fmt.Errorf("%d of %d deliveries after 30 minutes", s.recv.count.Load(), backlogged)
+		}
+		d, err := s.timedCheckout()
+		if err != nil {
+			return nil, err
+		}
+		probe = append(probe, d)
+		time.Sleep(100*time.Millisecond - d)
+	}
+	total := backlogged + int64(len(probe)*endpoints)
+	if err := s.recv.wait(total, 5*time.Minute); err != nil {
+		return nil, err
+	}
+	r := &result{name: fmt.Sprintf("backlog (%d pending deliveries, %d old attempts)", events*endpoints, history),
+		deliveries: int(total), deliverySec: time.Unix(0, s.recv.lastSeen.Load()).Sub(start).Seconds(),
+		creates: len(probe), createSec: time.Since(start).Seconds(), latencies: s.recv.lat, apiLatencies: probe,
+		peakRSSKiB: s.peakRSS(), cpuSec: s.cpu(), tables: s.tables(), target: "drain >= 5,000/s, API p99 < 100 ms, RSS < 300 MB"}
+	r.met = float64(r.deliveries)/r.deliverySec >= 5000 && percentile(probe, .99) < 100*time.Millisecond && r.peakRSSKiB < 300*1024
 	return r, nil
 }

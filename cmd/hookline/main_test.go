@@ -123,31 +123,51 @@ func TestServe(t *testing.T) {
 
 	m := boot(t, env)
 
-	req, _ := http.NewRequest("POST", "http://"+m.Addr()+"/v1/checkouts", strings.NewReader(`{"amount":"860000000","invoice_currency":"sol"}`))
-	req.Header.Set("Authorization", "Bearer "+merchant.TestAPIKey)
-	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	// A checkout whose own webhook_url refuses connections, expired: the
+	// delivery of checkout.expired fails once and waits, scheduled, for its
+	// next attempt.
+	post := func(path, body string, want int) []byte {
+		t.Helper()
+		req, _ := http.NewRequest("POST", "http://"+m.Addr()+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+merchant.TestAPIKey)
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		if res.StatusCode != want {
+			t.Fatalf("POST %s: %d %s", path, res.StatusCode, b)
+		}
+		return b
 	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusCreated {
-		t.Fatalf("create checkout: %d", res.StatusCode)
-	}
+	var checkout struct{ ID string }
+	_ = json.Unmarshal(post("/v1/checkouts", `{"amount":"860000000","invoice_currency":"sol","webhook_url":"http://127.0.0.1:1/hook"}`, 201), &checkout)
+	post("/v1/checkouts/"+checkout.ID+"/expire", "", 200)
 
-	res, err = http.Get("http://" + m.Addr() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	scrape, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	for _, want := range []string{
+	wants := []string{
 		`hookline_api_requests_total{route="POST /v1/checkouts",status="201"} 1`,
-		`hookline_queue_jobs{queue="default",state="scheduled"} 1`, // the checkout's expiry
-		`hookline_delivery_latency_seconds_count 0`,                // registered; nothing delivered yet
+		`hookline_queue_jobs{queue="delivery",state="scheduled"} 1`, // the next attempt
+		`hookline_delivery_attempts_total{outcome="connection_error"} 1`,
+		`hookline_delivery_latency_seconds_count 0`, // registered; nothing delivered yet
 		`go_goroutines`,
-	} {
-		if !strings.Contains(string(scrape), want) {
+	}
+	// Bounded wait for the first attempt, not a speed assertion.
+	var scrape []byte
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		res, err := http.Get("http://" + m.Addr() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		scrape, _ = io.ReadAll(res.Body)
+		res.Body.Close()
+		if bytes.Contains(scrape, []byte(wants[1])) || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, want := range wants {
+		if !bytes.Contains(scrape, []byte(want)) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}

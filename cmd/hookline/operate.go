@@ -51,7 +51,7 @@ func operatorDispatcher(pool *pgxpool.Pool, cfg config) (*delivery.Dispatcher, e
 	if err != nil {
 		return nil, fmt.Errorf("create river inserter: %w", err)
 	}
-	return delivery.NewDispatcher(inserter, cfg.RetrySchedule), nil
+	return delivery.NewDispatcher(inserter), nil
 }
 
 func retryCommand(ctx context.Context, pool *pgxpool.Pool, d *delivery.Dispatcher, ids []string, stdout io.Writer) error {

@@ -77,7 +77,7 @@ func seedDelivery(t *testing.T, pool *pgxpool.Pool, url string, schedule deliver
 	if err != nil {
 		t.Fatal(err)
 	}
-	service := events.NewService(events.NewPublisher(delivery.NewDispatcher(inserter, schedule)), inserter)
+	service := events.NewService(events.NewPublisher(delivery.NewDispatcher(inserter)))
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		ep, err := delivery.NewEndpoints(delivery.NewGuard(false), dbtest.Keyring(t)).Create(ctx, tx, scope,
 			delivery.EndpointParams{URL: url, EnabledEvents: []string{"checkout.created"}})

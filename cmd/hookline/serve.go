@@ -91,9 +91,9 @@ func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 		return fmt.Errorf("create river inserter: %w", err)
 	}
 	guard := delivery.NewGuard(cfg.Env == "production", cfg.AllowPrivate...)
-	dispatcher := delivery.NewDispatcher(inserter, cfg.RetrySchedule)
+	dispatcher := delivery.NewDispatcher(inserter)
 	publisher := events.NewPublisher(dispatcher)
-	service := events.NewService(publisher, inserter)
+	service := events.NewService(publisher)
 
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -123,7 +123,7 @@ func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 	}
 
 	workers := river.NewWorkers()
-	river.AddWorker(workers, events.NewExpireCheckoutWorker(m.pool, service))
+	river.AddWorker(workers, events.NewExpireCheckoutsWorker(m.pool, service))
 	river.AddWorker(workers, delivery.NewRecoverWorker(m.pool, dispatcher))
 	river.AddWorker(workers, delivery.NewPruneWorker(m.pool, cfg.Retention, m.logger))
 	river.AddWorker(workers, delivery.NewWorker(delivery.WorkerConfig{
@@ -156,9 +156,14 @@ func riverConfig(cfg config, workers *river.Workers, logger *slog.Logger) *river
 			// Deliveries are short and many: fetch as soon as slots free up.
 			delivery.QueueDelivery: {FetchCooldown: 10 * time.Millisecond, FetchPollInterval: 250 * time.Millisecond, MaxWorkers: 100},
 		},
-		PeriodicJobs: []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(10*time.Minute),
-			func() (river.JobArgs, *river.InsertOpts) { return delivery.PruneArgs{}, nil },
-			&river.PeriodicJobOpts{RunOnStart: true})},
+		PeriodicJobs: []*river.PeriodicJob{
+			river.NewPeriodicJob(river.PeriodicInterval(10*time.Minute),
+				func() (river.JobArgs, *river.InsertOpts) { return delivery.PruneArgs{}, nil },
+				&river.PeriodicJobOpts{RunOnStart: true}),
+			river.NewPeriodicJob(river.PeriodicInterval(events.ExpirySweepInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return events.ExpireCheckoutsArgs{}, nil },
+				&river.PeriodicJobOpts{RunOnStart: true}),
+		},
 		Workers: workers,
 	}
 }
