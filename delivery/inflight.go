@@ -18,6 +18,11 @@ const (
 	// milliseconds, and waiting is far cheaper than a round trip through the
 	// queue; a slow one keeps its slots, and the wait ends.
 	busyWait = 250 * time.Millisecond
+	// waitingRoom is how many attempts, per slot of the cap, may wait for
+	// one. A job holds one delivery per destination of its event, so a
+	// fast destination sees far more callers than slots; a slow one holds
+	// at most (1 + waitingRoom) × cap of the worker pool.
+	waitingRoom = 4
 )
 
 // inflight caps the attempts one process has under way to each destination:
@@ -61,7 +66,7 @@ func (f *inflight) acquire(ctx context.Context, key string, failing bool) (relea
 		f.dests[key] = d
 	}
 	for d.held >= limit {
-		if failing || d.waiting >= limit || ctx.Err() != nil {
+		if failing || d.waiting >= waitingRoom*limit || ctx.Err() != nil {
 			f.forget(key, d)
 			return nil, snooze, false
 		}

@@ -39,38 +39,41 @@ func TestInflight(t *testing.T) {
 }
 
 // A busy healthy destination makes an attempt wait for a slot rather than go
-// back to the queue; only as many as the cap wait, the rest are deferred.
+// back to the queue; only waitingRoom per slot wait, the rest are deferred.
 func TestInflightWaitsForASlot(t *testing.T) {
 	t.Parallel()
 
 	ctx := context.Background()
 	f := newInflight(1)
 	held, _, _ := f.acquire(ctx, "we_a", false)
-	got := make(chan bool)
-	go func() {
-		release, _, ok := f.acquire(ctx, "we_a", false)
-		if ok {
-			release()
-		}
-		got <- ok
-	}()
-	// Wait until the goroutine is waiting, then a third caller finds the
-	// waiting room full.
+	got := make(chan bool, waitingRoom)
+	for range waitingRoom {
+		go func() {
+			release, _, ok := f.acquire(ctx, "we_a", false)
+			if ok {
+				release()
+			}
+			got <- ok
+		}()
+	}
+	// Wait until the waiting room is full, then one more caller is deferred.
 	for {
 		f.mu.Lock()
 		waiting := f.dests["we_a"].waiting
 		f.mu.Unlock()
-		if waiting == 1 {
+		if waiting == waitingRoom {
 			break
 		}
 		time.Sleep(time.Millisecond)
 	}
 	if _, snooze, ok := f.acquire(ctx, "we_a", false); ok || snooze < busySnooze {
-		t.Fatalf("with one holder and one waiter, a third acquire got ok=%v snooze %s, want deferred", ok, snooze)
+		t.Fatalf("with one holder and a full waiting room, another acquire got ok=%v snooze %s, want deferred", ok, snooze)
 	}
 	held()
-	if !<-got {
-		t.Fatal("the waiter did not get the slot released while it waited")
+	for range waitingRoom {
+		if !<-got {
+			t.Fatal("a waiter did not get a slot: the holder released it, and each waiter releases its own")
+		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

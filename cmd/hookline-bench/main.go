@@ -31,6 +31,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -509,21 +510,22 @@ func backlog(bin, url string, pending, history int) (*result, error) {
 	oldDeliveries := history / 5
 	for _, q := range []string{
 		`insert into events (id, merchant_id, livemode, type, payload, created_at)
-			select 'evt_00H' || lpad(g::text, 20, '0'), $1, false, 'checkout.created', convert_to($3, 'UTF8'),
+			select 'evt_00H' || lpad(g::text, 20, '0'), @merchant::text, false, 'checkout.created', convert_to(@payload::text, 'UTF8'),
 				now() - interval '20 days' + g * interval '1 ms'
-			from generate_series(0, $2 / 5 - 1) g`,
+			from generate_series(0, @events::int - 1) g`,
 		`insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status, attempt_count,
 				last_status_code, created_at, updated_at)
-			select 'dlv_00H' || lpad(g::text, 20, '0'), $1, false, 'evt_00H' || lpad((g / 5)::text, 20, '0'),
-				($4::text[])[g % 5 + 1], 'http://127.0.0.1/old', 'succeeded', 5, 200,
+			select 'dlv_00H' || lpad(g::text, 20, '0'), @merchant::text, false, 'evt_00H' || lpad((g / 5)::text, 20, '0'),
+				(@endpoints::text[])[g % 5 + 1], 'http://127.0.0.1/old', 'succeeded', 5, 200,
 				now() - interval '20 days' + g * interval '1 ms', now() - interval '20 days' + g * interval '1 ms'
-			from generate_series(0, $2 - 1) g`,
+			from generate_series(0, @n::int - 1) g`,
 		`insert into delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error, response_body)
 			select 'dlv_00H' || lpad(g::text, 20, '0'), a, now() - interval '20 days', 12,
 				case when a = 5 then 200 else 500 end, case when a = 5 then null else 'HTTP 500' end, ''
-			from generate_series(0, $2 - 1) g, generate_series(1, 5) a`,
+			from generate_series(0, @n::int - 1) g, generate_series(1, 5) a`,
 	} {
-		if _, err := s.pool.Exec(ctx, q, merchant, oldDeliveries, seededPayload, endpointIDs); err != nil {
+		args := pgx.NamedArgs{"merchant": merchant, "n": oldDeliveries, "events": oldDeliveries / 5, "payload": seededPayload, "endpoints": endpointIDs}
+		if _, err := s.pool.Exec(ctx, q, args); err != nil {
 			return nil, fmt.Errorf("seed history: %w", err)
 		}
 	}
@@ -541,19 +543,20 @@ func backlog(bin, url string, pending, history int) (*result, error) {
 	defer tx.Rollback(ctx) //nolint:errcheck // committed below; this only frees the connection on failure
 	for _, q := range []string{
 		`insert into events (id, merchant_id, livemode, type, payload, created_at)
-			select 'evt_00B' || lpad(g::text, 20, '0'), $1, false, 'checkout.created', convert_to($3, 'UTF8'), now()
-			from generate_series(0, $2 - 1) g`,
+			select 'evt_00B' || lpad(g::text, 20, '0'), @merchant::text, false, 'checkout.created', convert_to(@payload::text, 'UTF8'), now()
+			from generate_series(0, @n::int - 1) g`,
 		`insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status, next_attempt_at,
 				created_at, updated_at)
-			select 'dlv_00B' || lpad((g * 5 + e)::text, 20, '0'), $1, false, 'evt_00B' || lpad(g::text, 20, '0'),
-				($4::text[])[e + 1], 'http://127.0.0.1/unused', 'pending', now(), now(), now()
-			from generate_series(0, $2 - 1) g, generate_series(0, 4) e`,
+			select 'dlv_00B' || lpad((g * 5 + e)::text, 20, '0'), @merchant::text, false, 'evt_00B' || lpad(g::text, 20, '0'),
+				(@endpoints::text[])[e + 1], 'http://127.0.0.1/unused', 'pending', now(), now(), now()
+			from generate_series(0, @n::int - 1) g, generate_series(0, 4) e`,
 		`insert into river_job (args, kind, max_attempts, queue, state, scheduled_at)
 			select jsonb_build_object('delivery_ids', array(select 'dlv_00B' || lpad((g * 5 + e)::text, 20, '0')
 				from generate_series(0, 4) e), 'attempt', 1), 'deliver', 25, 'delivery', 'available', now()
-			from generate_series(0, $2 - 1) g`,
+			from generate_series(0, @n::int - 1) g`,
 	} {
-		if _, err := tx.Exec(ctx, q, merchant, events, seededPayload, endpointIDs); err != nil {
+		args := pgx.NamedArgs{"merchant": merchant, "n": events, "payload": seededPayload, "endpoints": endpointIDs}
+		if _, err := tx.Exec(ctx, q, args); err != nil {
 			return nil, fmt.Errorf("seed backlog: %w", err)
 		}
 	}

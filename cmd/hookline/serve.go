@@ -65,6 +65,15 @@ func New(ctx context.Context, cfg config, role string, keyring *events.Keyring, 
 	if !strings.Contains(cfg.DatabaseURL, "pool_max_conns") {
 		poolCfg.MaxConns = cmp.Or(cfg.DBMaxConns, size)
 	}
+	// hookline's and River's hot statements are prepared once per connection
+	// and take arrays (a job's deliveries, a batch of jobs). Postgres plans
+	// such a statement afresh on every execution by default, because its
+	// generic plan's guess of an array's length looks costlier than a custom
+	// plan; planning then cost more than executing (about 2 ms against 0.3 ms
+	// to record a job's attempts). Their plans do not depend on the values.
+	if _, set := poolCfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !set {
+		poolCfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to DATABASE_URL: %w", err)
