@@ -518,6 +518,9 @@ func TestGoneDisablesTheEndpoint(t *testing.T) {
 	if types := watcher.types(); !slices.Equal(types, []string{"webhook_endpoint.disabled"}) {
 		t.Fatalf("the other endpoint received %v, want webhook_endpoint.disabled", types)
 	}
+	if n := metricValue(t, e.registry, "hookline_endpoints_disabled_total", map[string]string{"reason": "gone"}); n != 1 {
+		t.Fatalf("hookline_endpoints_disabled_total{reason=gone} = %v, want 1", n)
+	}
 	for _, d := range deliveries {
 		if d.Endpoint != nil && *d.Endpoint == ep.ID && d.Status != delivery.StatusFailed {
 			t.Errorf("delivery to the gone endpoint is %s, want failed", d.Status)

@@ -225,6 +225,20 @@ type result struct {
 	*target
 	outcome *outcome
 	snooze  time.Duration
+	final   bool // the attempt settled the delivery: succeeded or failed
+}
+
+// observe counts recorded attempts, and endpoints disabled with them, in the
+// metrics: only once they are written.
+func (w *Worker) observe(results []*result, disabled []string) {
+	for _, a := range results {
+		if a.outcome != nil {
+			w.metrics.observe(a.outcome, a.final, a.attemptCount+1, a.eventCreated)
+		}
+	}
+	for _, reason := range disabled {
+		w.metrics.disabled.WithLabelValues(reason).Inc()
+	}
 }
 
 // Work makes one attempt of each of the job's deliveries, side by side, and
@@ -444,7 +458,7 @@ func (w *Worker) record(ctx context.Context, job *river.Job[DeliverArgs], result
 			failing[*a.endpointID] = a.scope
 		}
 		b.add(a.target, status, next, o)
-		w.metrics.observe(o, status != StatusPending, a.attemptCount+1, a.eventCreated)
+		a.final = status != StatusPending
 	}
 	for at, ids := range retryAt {
 		retries = append(retries, w.retryJob(ids, number+1, false, at))
@@ -461,8 +475,10 @@ func (w *Worker) record(ctx context.Context, job *river.Job[DeliverArgs], result
 		if _, err := w.pool.Exec(ctx, recordAttempts, args...); err != nil {
 			return fmt.Errorf("record attempts: %w", err)
 		}
+		w.observe(results, nil)
 		return nil
 	}
+	var disabled []string
 	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
 		if len(b.ids) > 0 {
 			if _, err := tx.Exec(ctx, recordAttempts, args...); err != nil {
@@ -496,11 +512,16 @@ func (w *Worker) record(ctx context.Context, job *river.Job[DeliverArgs], result
 				if err := w.disable(ctx, tx, failing[endpointID], endpointID, reason); err != nil {
 					return err
 				}
+				disabled = append(disabled, reason)
 			}
 		}
 		return nil
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	w.observe(results, disabled)
+	return nil
 }
 
 // deferral is the deliveries of one destination put off until at.

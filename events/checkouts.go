@@ -167,7 +167,7 @@ func ListCheckouts(ctx context.Context, db DB, scope Scope, page Page) (*List[*C
 }
 
 // lockCheckout reads a checkout for update, so that concurrent transitions of
-// one checkout (an API call and its expiry job) happen one after the other.
+// one checkout (an API call and the expiry sweep) happen one after the other.
 func lockCheckout(ctx context.Context, tx pgx.Tx, scope Scope, id string) (*Checkout, error) {
 	c, err := scanCheckout(tx.QueryRow(ctx, checkoutColumns+` where id = $1 and merchant_id = $2 and livemode = $3 for update`,
 		id, scope.MerchantID, scope.Livemode))

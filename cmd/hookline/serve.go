@@ -36,9 +36,11 @@ const (
 )
 
 // poolSizes is each role's default connection budget: an API node needs one
-// connection per concurrent write, a worker node one per delivery being
-// loaded or recorded (its 100 workers hold one only briefly) plus River's own.
-var poolSizes = map[string]int32{RoleAPI: 20, RoleWorker: 30, RoleAll: 40}
+// connection per concurrent write, a worker node one per job being loaded or
+// recorded (its 100 workers hold one only briefly) plus River's own. Under
+// load a process serving both starved its deliveries at 40 (201 to receiver
+// p99 over 2 s in make bench's steady scenario, about 300 ms at 80).
+var poolSizes = map[string]int32{RoleAPI: 20, RoleWorker: 50, RoleAll: 80}
 
 // Main is the serving process: the API, the River workers, or both, over one
 // pool. Tests boot it on :0 exactly as `hookline serve` does.
