@@ -110,7 +110,7 @@ func (d *Dispatcher) Retry(ctx context.Context, tx pgx.Tx, scope events.Scope, i
 // enqueueManual queues one immediate attempt of a delivery: the job of every
 // retry asked for by a merchant or an operator.
 func (d *Dispatcher) enqueueManual(ctx context.Context, tx pgx.Tx, id string) error {
-	if _, err := d.river.InsertTx(ctx, tx, DeliverArgs{DeliveryIDs: []string{id}, Manual: true}, deliverOpts); err != nil {
+	if _, err := d.river.InsertTx(ctx, tx, DeliverArgs{DeliveryIDs: []string{id}, Manual: true}, deliverOpts(time.Time{})); err != nil {
 		return fmt.Errorf("enqueue retry: %w", err)
 	}
 	return nil

@@ -3,7 +3,7 @@ package delivery
 import (
 	"context"
 	"fmt"
-	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
@@ -36,7 +36,7 @@ type DeliverArgs struct {
 // ids is every delivery the job attempts.
 func (a DeliverArgs) ids() []string {
 	if a.DeliveryID != "" {
-		return append(slices.Clip(a.DeliveryIDs), a.DeliveryID)
+		return []string{a.DeliveryID}
 	}
 	return a.DeliveryIDs
 }
@@ -65,7 +65,8 @@ func NewDispatcher(riverClient *river.Client[pgx.Tx]) *Dispatcher {
 }
 
 // FanOut writes one delivery row for each destination of evt, and one River
-// job for them all, in the event's own transaction: every enabled endpoint of the merchant
+// job for them all, in the event's own transaction: every enabled endpoint of
+// the merchant
 // and mode subscribed to the type, and the object's webhook_url for default-on
 // types.
 func (d *Dispatcher) FanOut(ctx context.Context, tx pgx.Tx, evt *events.Event) error {
@@ -101,12 +102,15 @@ func (d *Dispatcher) FanOut(ctx context.Context, tx pgx.Tx, evt *events.Event) e
 	if err != nil {
 		return fmt.Errorf("insert deliveries: %w", err)
 	}
-	if _, err := d.river.InsertTx(ctx, tx, DeliverArgs{DeliveryIDs: ids, Attempt: 1}, deliverOpts); err != nil {
+	if _, err := d.river.InsertTx(ctx, tx, DeliverArgs{DeliveryIDs: ids, Attempt: 1}, deliverOpts(time.Time{})); err != nil {
 		return fmt.Errorf("enqueue deliveries: %w", err)
 	}
 	return nil
 }
 
-// deliverOpts are a delivery job's: the delivery queue, and River's default
-// retries for failures to load or record.
-var deliverOpts = &river.InsertOpts{Queue: QueueDelivery}
+// deliverOpts are a delivery job's insert options: the delivery queue, River's
+// default retries for failures to load or record, and the time it runs (the
+// zero time: now).
+func deliverOpts(at time.Time) *river.InsertOpts {
+	return &river.InsertOpts{Queue: QueueDelivery, ScheduledAt: at}
+}

@@ -122,7 +122,7 @@ func (w *RecoverWorker) Work(ctx context.Context, job *river.Job[RecoverArgs]) e
 		if len(ids) > 0 {
 			var jobs []river.InsertManyParams
 			for batch := range slices.Chunk(ids, recoverJobBatch) {
-				jobs = append(jobs, river.InsertManyParams{Args: DeliverArgs{DeliveryIDs: batch, Attempt: 1}, InsertOpts: deliverOpts})
+				jobs = append(jobs, river.InsertManyParams{Args: DeliverArgs{DeliveryIDs: batch, Attempt: 1}, InsertOpts: deliverOpts(time.Time{})})
 			}
 			last := slices.Max(ids)
 			if _, err := w.dispatcher.river.InsertManyTx(ctx, tx, jobs); err != nil {

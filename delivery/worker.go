@@ -155,25 +155,19 @@ func (w *Worker) load(ctx context.Context, ids []string, jobID int64) ([]*target
 	if err != nil {
 		return nil, fmt.Errorf("load deliveries: %w", err)
 	}
-	var targets []*target
-	for rows.Next() {
+	targets, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*target, error) {
 		t := &target{}
 		var accountSecret string
 		var endpointSecret, previous *string
 		var previousExpires *time.Time
-		if err := rows.Scan(&t.deliveryID, &t.status, &t.attemptCount, &t.recorded, &t.url, &t.eventID, &t.eventCreated, &t.payload,
+		if err := row.Scan(&t.deliveryID, &t.status, &t.attemptCount, &t.recorded, &t.url, &t.eventID, &t.eventCreated, &t.payload,
 			&t.scope.MerchantID, &t.scope.Livemode, &t.endpointID, &t.endpointType, &t.displayName, &t.endpointStatus, &t.failing, &t.deleted,
 			&endpointSecret, &previous, &previousExpires, &accountSecret); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("load deliveries: %w", err)
-		}
-		if err := w.openSecrets(t, endpointSecret, previous, previousExpires, accountSecret); err != nil {
-			rows.Close()
 			return nil, err
 		}
-		targets = append(targets, t)
-	}
-	if err := rows.Err(); err != nil {
+		return t, w.openSecrets(t, endpointSecret, previous, previousExpires, accountSecret)
+	})
+	if err != nil {
 		return nil, fmt.Errorf("load deliveries: %w", err)
 	}
 	return targets, nil
@@ -408,7 +402,6 @@ func (w *Worker) record(ctx context.Context, job *river.Job[DeliverArgs], result
 	// retry together in one job unless a receiver asked for later.
 	scheduled := w.schedule.Next(now, number, time.Time{})
 	var b recordBatch
-	var retries, deferred []river.InsertManyParams
 	retryAt := map[time.Time][]string{}
 	failing := map[string]events.Scope{}
 	disable := map[string]string{}
@@ -443,14 +436,11 @@ func (w *Worker) record(ctx context.Context, job *river.Job[DeliverArgs], result
 			status = StatusFailed
 		default:
 			status = StatusPending
-			at := scheduled
 			notBefore := retryAfter(o.statusCode, o.header, now)
 			if a.endpointType == TypeDiscord {
 				notBefore = maxTime(notBefore, discordRetryAfter(o.statusCode, o.body, now))
 			}
-			if notBefore.After(at) {
-				at = notBefore
-			}
+			at := maxTime(scheduled, notBefore)
 			next = &at
 			retryAt[at] = append(retryAt[at], a.deliveryID)
 		}
@@ -460,14 +450,17 @@ func (w *Worker) record(ctx context.Context, job *river.Job[DeliverArgs], result
 		b.add(a.target, status, next, o)
 		a.final = status != StatusPending
 	}
+	// The jobs of the next attempts, and of the deferred ones (the same
+	// attempt again).
+	var jobs []river.InsertManyParams
 	for at, ids := range retryAt {
-		retries = append(retries, w.retryJob(ids, number+1, false, at))
+		jobs = append(jobs, retryJob(ids, number+1, false, at))
 	}
 	for _, d := range later {
-		deferred = append(deferred, w.retryJob(d.ids, number, job.Args.Manual, d.at))
+		jobs = append(jobs, retryJob(d.ids, number, job.Args.Manual, d.at))
 	}
 	args := b.args(job.ID)
-	if len(failing) == 0 && len(retries) == 0 && len(deferred) == 0 && len(abandoned) == 0 {
+	if len(failing) == 0 && len(jobs) == 0 && len(abandoned) == 0 {
 		if len(b.ids) == 0 {
 			return nil
 		}
@@ -495,7 +488,7 @@ func (w *Worker) record(ctx context.Context, job *river.Job[DeliverArgs], result
 				return fmt.Errorf("abandon deliveries: %w", err)
 			}
 		}
-		if jobs := append(retries, deferred...); len(jobs) > 0 {
+		if len(jobs) > 0 {
 			if _, err := river.ClientFromContext[pgx.Tx](ctx).InsertManyTx(ctx, tx, jobs); err != nil {
 				return fmt.Errorf("enqueue next attempts: %w", err)
 			}
@@ -530,12 +523,9 @@ type deferral struct {
 	at  time.Time
 }
 
-// retryJob is the job of the next attempt, number, of deliveries, at at.
-func (w *Worker) retryJob(ids []string, number int, manual bool, at time.Time) river.InsertManyParams {
-	return river.InsertManyParams{
-		Args:       DeliverArgs{DeliveryIDs: ids, Attempt: number, Manual: manual},
-		InsertOpts: &river.InsertOpts{Queue: QueueDelivery, ScheduledAt: at},
-	}
+// retryJob is the job of attempt number of deliveries, at at.
+func retryJob(ids []string, number int, manual bool, at time.Time) river.InsertManyParams {
+	return river.InsertManyParams{Args: DeliverArgs{DeliveryIDs: ids, Attempt: number, Manual: manual}, InsertOpts: deliverOpts(at)}
 }
 
 // recordBatch is the columns of recordAttempts, one element per attempt.

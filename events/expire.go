@@ -53,38 +53,10 @@ func NewExpireCheckoutsWorker(pool *pgxpool.Pool, service *Service) *ExpireCheck
 }
 
 // Work expires due checkouts batch by batch, each expiry with its
-// checkout.expired event in the batch's transaction. Rows are taken with skip
-// locked: a checkout being paid right now is left to the next sweep, which
-// then finds it no longer open.
+// checkout.expired event in the batch's transaction.
 func (w *ExpireCheckoutsWorker) Work(ctx context.Context, _ *river.Job[ExpireCheckoutsArgs]) error {
 	for {
-		var n int
-		err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
-			rows, err := tx.Query(ctx, `select id, merchant_id, livemode from checkouts
-				where status = 'open' and expiry_at <= now() order by expiry_at limit $1 for update skip locked`, expireBatch)
-			if err != nil {
-				return err
-			}
-			type due struct {
-				id    string
-				scope Scope
-			}
-			var batch []due
-			var d due
-			if _, err := pgx.ForEachRow(rows, []any{&d.id, &d.scope.MerchantID, &d.scope.Livemode}, func() error {
-				batch = append(batch, d)
-				return nil
-			}); err != nil {
-				return err
-			}
-			for _, d := range batch {
-				if _, err := w.service.ExpireCheckout(ctx, tx, d.scope, d.id); err != nil {
-					return err
-				}
-			}
-			n = len(batch)
-			return nil
-		})
+		n, err := w.expireBatch(ctx)
 		if err != nil {
 			return fmt.Errorf("expire checkouts: %w", err)
 		}
@@ -92,4 +64,38 @@ func (w *ExpireCheckoutsWorker) Work(ctx context.Context, _ *river.Job[ExpireChe
 			return nil
 		}
 	}
+}
+
+// dueCheckout is an open checkout past its expiry_at.
+type dueCheckout struct {
+	id    string
+	scope Scope
+}
+
+// expireBatch expires up to expireBatch due checkouts in one transaction.
+// Rows are taken with skip locked: a checkout being paid right now is left
+// to the next sweep, which then finds it no longer open.
+func (w *ExpireCheckoutsWorker) expireBatch(ctx context.Context) (int, error) {
+	var batch []dueCheckout
+	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `select id, merchant_id, livemode from checkouts
+			where status = 'open' and expiry_at <= now() order by expiry_at limit $1 for update skip locked`, expireBatch)
+		if err != nil {
+			return err
+		}
+		var d dueCheckout
+		if _, err := pgx.ForEachRow(rows, []any{&d.id, &d.scope.MerchantID, &d.scope.Livemode}, func() error {
+			batch = append(batch, d)
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, d := range batch {
+			if _, err := w.service.ExpireCheckout(ctx, tx, d.scope, d.id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return len(batch), err
 }

@@ -71,8 +71,10 @@ func New(ctx context.Context, cfg config, role string, keyring *events.Keyring, 
 	// and take arrays (a job's deliveries, a batch of jobs). Postgres plans
 	// such a statement afresh on every execution by default, because its
 	// generic plan's guess of an array's length looks costlier than a custom
-	// plan; planning then cost more than executing (about 2 ms against 0.3 ms
-	// to record a job's attempts). Their plans do not depend on the values.
+	// plan; planning then cost more than executing (0.28 ms against 0.09 ms
+	// for recording a job's attempts, measured on a warm connection), and the
+	// backlog drain of make bench went from about 3,000 to 4,200 deliveries/s
+	// without it. Their plans do not depend on the values.
 	if _, set := poolCfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !set {
 		poolCfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
 	}
