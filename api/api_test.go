@@ -112,6 +112,10 @@ func TestCreateCheckoutRefusesBadInput(t *testing.T) {
 		{"webhook_url not a URL", with("webhook_url", "merchant hooks"), "webhook_url"},
 		{"webhook_url over 2048 characters", with("webhook_url", "https://m.example/"+strings.Repeat("a", 2048)), "webhook_url"},
 		{"unknown field", with("colour", "red"), "colour"},
+		{"NUL in a description", with("transaction_description", "a\x00b"), "transaction_description"},
+		{"NUL in a customer's name", with("customer_details", map[string]any{"name": "a\x00b"}), "customer_details.name"},
+		{"NUL in a metadata value", with("metadata", map[string]any{"k": "a\x00b"}), "metadata[k]"},
+		{"NUL in a metadata key", with("metadata", map[string]any{"k\x00": "v"}), "metadata[k\x00]"},
 		{"malformed JSON", `{"amount": "1",`, ""},
 		{"an array", `[1, 2]`, ""},
 		{"two objects", `{"amount":"1","invoice_currency":"usd"} {}`, ""},
@@ -162,6 +166,11 @@ func TestRequestRules(t *testing.T) {
 		{"both cursors", "GET", "/v1/checkouts?starting_after=a&ending_before=b", h.a.TestAPIKey, nil, nil, http.StatusBadRequest},
 		{"unknown query parameter", "GET", "/v1/checkouts?colour=red", h.a.TestAPIKey, nil, nil, http.StatusBadRequest},
 		{"unknown event type filter", "GET", "/v1/events?type=checkout.nope", h.a.TestAPIKey, nil, nil, http.StatusBadRequest},
+		// Postgres's text refuses NUL: each would have reached a query as a 500.
+		{"NUL in an id", "GET", "/v1/checkouts/chk_%00", h.a.TestAPIKey, nil, nil, http.StatusBadRequest},
+		{"NUL in a write's id", "POST", "/v1/checkouts/chk_%00/expire", h.a.TestAPIKey, nil, nil, http.StatusBadRequest},
+		{"NUL in a cursor", "GET", "/v1/checkouts?starting_after=chk_%00", h.a.TestAPIKey, nil, nil, http.StatusBadRequest},
+		{"NUL in an operator's id", "POST", "/v1/operator/deliveries/dlv_%00/retry", "", nil, []string{"Authorization", "Bearer " + operatorToken}, http.StatusBadRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -53,6 +53,9 @@ func (s *Server) decode(body []byte, dst any) error {
 		if dec.More() {
 			return invalid("", "The request body must be a single JSON object.")
 		}
+		if field, ok := nulField(reflect.ValueOf(dst), ""); ok {
+			return invalid(field, field+" must not contain the NUL character (\\u0000)")
+		}
 	}
 	err := s.validate.Struct(dst)
 	var verrs validator.ValidationErrors
@@ -60,6 +63,53 @@ func (s *Server) decode(body []byte, dst any) error {
 		return validationError(verrs[0])
 	}
 	return err
+}
+
+// nulField finds a string holding NUL (JSON's \u0000) in v, a decoded request,
+// and names it as validation errors do. Postgres's text and jsonb refuse NUL,
+// so such a string would otherwise fail at the insert, as a 500.
+func nulField(v reflect.Value, path string) (string, bool) {
+	join := func(name string) string {
+		if path == "" {
+			return name
+		}
+		return path + "." + name
+	}
+	switch v.Kind() {
+	case reflect.String:
+		return path, strings.ContainsRune(v.String(), 0)
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			return nulField(v.Elem(), path)
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("json"), ",")
+			if field, ok := nulField(v.Field(i), join(name)); ok {
+				return field, true
+			}
+		}
+	case reflect.Slice:
+		if v.Type().Elem().Kind() == reflect.Uint8 { // json.RawMessage: parsed later, by its own rules
+			return "", false
+		}
+		for i := range v.Len() {
+			if field, ok := nulField(v.Index(i), fmt.Sprintf("%s[%d]", path, i)); ok {
+				return field, true
+			}
+		}
+	case reflect.Map:
+		for it := v.MapRange(); it.Next(); {
+			field := fmt.Sprintf("%s[%s]", path, it.Key().String())
+			if strings.ContainsRune(it.Key().String(), 0) {
+				return field, true
+			}
+			if field, ok := nulField(it.Value(), field); ok {
+				return field, true
+			}
+		}
+	}
+	return "", false
 }
 
 func decodeError(err error) error {

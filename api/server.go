@@ -142,7 +142,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	h, pattern := s.mux.Handler(r)
-	if pattern == "" {
+	if err := nulInURL(r); err != nil {
+		s.renderError(rec, r, err)
+	} else if pattern == "" {
 		// Let the mux decide between 404 and 405 (and set Allow), then speak JSON.
 		probe := httptest.NewRecorder()
 		h.ServeHTTP(probe, r)
@@ -160,6 +162,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.metrics.observe(pattern, rec.status, time.Since(start))
 	s.logger.DebugContext(r.Context(), "request", slog.String("method", r.Method), slog.String("route", pattern),
 		slog.Int("status", rec.status), slog.Duration("duration", time.Since(start)))
+}
+
+// nulInURL refuses a path or query holding NUL (%00): every id and cursor
+// reaches Postgres, whose text refuses it, which would answer 500.
+func nulInURL(r *http.Request) error {
+	if strings.ContainsRune(r.URL.Path, 0) {
+		return invalid("id", "The request path must not contain the NUL character (%00).")
+	}
+	for name, values := range r.URL.Query() {
+		if strings.ContainsRune(name+strings.Join(values, ""), 0) {
+			return invalid(name, name+" must not contain the NUL character (%00)")
+		}
+	}
+	return nil
 }
 
 type statusRecorder struct {
