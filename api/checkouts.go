@@ -33,21 +33,42 @@ type phoneRequest struct {
 	Number      string `json:"number" validate:"required,min=4,max=15,numeric"`
 }
 
+// createCheckout creates a checkout in the request's transaction: a request
+// with an Idempotency-Key, whose record commits with it.
 func (s *Server) createCheckout(ctx context.Context, c *call, tx pgx.Tx) (any, error) {
-	var req checkoutRequest
-	if err := s.decode(c.body, &req); err != nil {
-		return nil, err
-	}
-	amount, err := parseAmount(req.Amount, "amount")
+	p, err := s.checkoutParams(ctx, c)
 	if err != nil {
 		return nil, err
 	}
+	return s.service.CreateCheckout(ctx, tx, c.scope, p)
+}
+
+// createCheckoutBatched creates a checkout in a transaction shared with other
+// requests (events.CheckoutBatcher): the API's busiest write.
+func (s *Server) createCheckoutBatched(ctx context.Context, c *call) (any, error) {
+	p, err := s.checkoutParams(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return s.checkouts.Create(ctx, c.scope, p)
+}
+
+// checkoutParams decodes and checks a checkout request.
+func (s *Server) checkoutParams(ctx context.Context, c *call) (events.CheckoutParams, error) {
+	var req checkoutRequest
+	if err := s.decode(c.body, &req); err != nil {
+		return events.CheckoutParams{}, err
+	}
+	amount, err := parseAmount(req.Amount, "amount")
+	if err != nil {
+		return events.CheckoutParams{}, err
+	}
 	if amount == "0" {
-		return nil, invalid("amount", "amount must be greater than 0")
+		return events.CheckoutParams{}, invalid("amount", "amount must be greater than 0")
 	}
 	if req.WebhookURL != nil {
 		if err := s.guard.CheckURL(ctx, *req.WebhookURL, "webhook_url"); err != nil {
-			return nil, err
+			return events.CheckoutParams{}, err
 		}
 	}
 	p := events.CheckoutParams{
@@ -67,7 +88,7 @@ func (s *Server) createCheckout(ctx context.Context, c *call, tx pgx.Tx) (any, e
 			p.CustomerDetails.Phone = &events.Phone{CountryCode: cd.Phone.CountryCode, Number: cd.Phone.Number}
 		}
 	}
-	return s.service.CreateCheckout(ctx, tx, c.scope, p)
+	return p, nil
 }
 
 func (s *Server) getCheckout(ctx context.Context, c *call) (any, error) {

@@ -61,7 +61,7 @@ func newHarnessWith(t *testing.T, o harnessOptions) *harness {
 	dispatcher := delivery.NewDispatcher(inserter)
 	service := events.NewService(events.NewPublisher(dispatcher))
 	srv := httptest.NewServer(api.New(api.Config{
-		Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard, keyring), Guard: guard, Keyring: keyring,
+		Checkouts: events.NewCheckoutBatcher(service, pool), Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard, keyring), Guard: guard, Keyring: keyring,
 		Logger: o.logger, Metrics: prometheus.NewRegistry(), OperatorToken: o.token, Pool: pool,
 		RateLimit: o.limit, Service: service,
 	}))

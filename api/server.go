@@ -25,6 +25,7 @@ import (
 
 // Server is hookline's REST API.
 type Server struct {
+	checkouts     *events.CheckoutBatcher
 	dispatcher    *delivery.Dispatcher
 	endpoints     *delivery.Endpoints
 	guard         *delivery.Guard
@@ -42,6 +43,7 @@ type Server struct {
 
 // Config is what the API needs from the process.
 type Config struct {
+	Checkouts  *events.CheckoutBatcher
 	Dispatcher *delivery.Dispatcher
 	Endpoints  *delivery.Endpoints
 	Guard      *delivery.Guard
@@ -65,6 +67,7 @@ func New(cfg Config) *Server {
 
 func newServer(cfg Config) *Server {
 	return &Server{
+		checkouts:     cfg.Checkouts,
 		dispatcher:    cfg.Dispatcher,
 		endpoints:     cfg.Endpoints,
 		guard:         cfg.Guard,
@@ -104,7 +107,7 @@ func (s *Server) routes() {
 	s.read("GET /v1/events", s.listEvents)
 	s.read("GET /v1/events/{id}", s.getEvent)
 
-	s.write("POST /v1/checkouts", http.StatusCreated, s.createCheckout)
+	s.writeBatched("POST /v1/checkouts", http.StatusCreated, s.createCheckout, s.createCheckoutBatched)
 	s.read("GET /v1/checkouts", s.listCheckouts)
 	s.read("GET /v1/checkouts/{id}", s.getCheckout)
 	s.write("POST /v1/checkouts/{id}/expire", http.StatusOK, s.expireCheckout)
@@ -232,7 +235,20 @@ func (s *Server) readAs(auth authFunc, pattern string, h func(ctx context.Contex
 // and the stored response all commit, or nothing does. (Operator requests
 // have no merchant, and no idempotency keys.)
 func (s *Server) writeAs(auth authFunc, pattern string, status int, h func(ctx context.Context, c *call, tx pgx.Tx) (any, error)) {
-	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+	s.mux.HandleFunc(pattern, s.writeHandler(auth, status, h, nil))
+}
+
+// writeBatched registers a merchant's write whose requests without an
+// Idempotency-Key go to batched, which shares transactions between requests;
+// those with one go to h, in writeAs's transaction with the key's record.
+func (s *Server) writeBatched(pattern string, status int, h func(ctx context.Context, c *call, tx pgx.Tx) (any, error),
+	batched func(ctx context.Context, c *call) (any, error)) {
+	s.mux.HandleFunc(pattern, s.writeHandler(s.authenticate, status, h, batched))
+}
+
+func (s *Server) writeHandler(auth authFunc, status int, h func(ctx context.Context, c *call, tx pgx.Tx) (any, error),
+	batched func(ctx context.Context, c *call) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
 		scope, err := s.admit(w, r, auth)
 		if err != nil {
 			s.renderError(w, r, err)
@@ -244,6 +260,15 @@ func (s *Server) writeAs(auth authFunc, pattern string, status int, h func(ctx c
 			return
 		}
 		c := &call{r: r, scope: scope, body: body}
+		if batched != nil && r.Header.Get("Idempotency-Key") == "" {
+			obj, err := batched(r.Context(), c)
+			if err != nil {
+				s.renderError(w, r, err)
+				return
+			}
+			writeJSON(w, status, obj)
+			return
+		}
 		var replay *storedResponse
 		var out []byte
 		err = pgx.BeginFunc(r.Context(), s.pool, func(tx pgx.Tx) error {
@@ -279,7 +304,7 @@ func (s *Server) writeAs(auth authFunc, pattern string, status int, h func(ctx c
 		default:
 			writeRaw(w, status, out)
 		}
-	})
+	}
 }
 
 // maxURLLength bounds a request's path and query, like the URLs merchants

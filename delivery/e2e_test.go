@@ -774,3 +774,105 @@ func TestOneJobPerEventSkipsWhatItRecorded(t *testing.T) {
 		t.Fatalf("the delivery the job had recorded was sent %d times again, want 0", n)
 	}
 }
+
+// Concurrent creates share transactions (events.CheckoutBatcher), and a
+// shared transaction still gives each merchant's checkout its own event and
+// only its own merchant's deliveries, one job per event.
+func TestBatchedCheckoutsShareTransactions(t *testing.T) {
+	e := newEnv(t, fast, 5*time.Second)
+	ctx := context.Background()
+	other := dbtest.Merchant(t, e.pool, "Other merchant")
+	otherScope := events.Scope{MerchantID: other.ID}
+	mine, theirs := newReceiver(t, nil), newReceiver(t, nil)
+	e.endpoint(mine.srv.URL, []string{"*"})
+	e.tx(func(tx pgx.Tx) error {
+		_, err := e.endpoints.Create(ctx, tx, otherScope, delivery.EndpointParams{URL: theirs.srv.URL, EnabledEvents: []string{"checkout.created"}})
+		return err
+	})
+	batcher := events.NewCheckoutBatcher(e.service, e.pool)
+
+	// Hold the table so that the first transactions wait, and every other
+	// request queues behind them.
+	lock, err := e.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(ctx) //nolint:errcheck // committed below; this only frees the connection on failure
+	if _, err := lock.Exec(ctx, "lock table checkouts in exclusive mode"); err != nil {
+		t.Fatal(err)
+	}
+	const perMerchant = 15
+	owner := map[string]string{} // checkout id -> merchant id
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range 2 * perMerchant {
+		scope := e.scope
+		if i%2 == 1 {
+			scope = otherScope
+		}
+		wg.Go(func() {
+			c, err := batcher.Create(ctx, scope, events.CheckoutParams{Amount: "100", InvoiceCurrency: "usd"})
+			if err != nil {
+				t.Errorf("create: %v", err)
+				return
+			}
+			mu.Lock()
+			owner[c.ID] = scope.MerchantID
+			mu.Unlock()
+		})
+	}
+	for waiting := 0; waiting == 0; time.Sleep(10 * time.Millisecond) {
+		if err := e.pool.QueryRow(ctx, `select count(*) from pg_locks where not granted and relation = 'checkouts'::regclass`).
+			Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // the other goroutines reach the queue
+	if err := lock.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if len(owner) != 2*perMerchant {
+		t.Fatalf("%d checkouts created, want %d", len(owner), 2*perMerchant)
+	}
+
+	var transactions int
+	rows, err := e.pool.Query(ctx, `select c.id, c.merchant_id, c.xmin::text = e.xmin::text, e.merchant_id,
+			(select count(*) from river_job j where j.kind = 'deliver' and j.args->'delivery_ids' ? d.id)
+		from checkouts c
+		join events e on convert_from(e.payload, 'UTF8')::jsonb->'data'->>'id' = c.id
+		join deliveries d on d.event_id = e.id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id, checkoutMerchant, eventMerchant string
+	var sameTransaction bool
+	var jobs, seen int
+	if _, err := pgx.ForEachRow(rows, []any{&id, &checkoutMerchant, &sameTransaction, &eventMerchant, &jobs}, func() error {
+		seen++
+		if checkoutMerchant != owner[id] || eventMerchant != owner[id] || !sameTransaction || jobs != 1 {
+			t.Errorf("checkout %s of %s: merchant %s, event of %s, same transaction %v, %d jobs",
+				id, owner[id], checkoutMerchant, eventMerchant, sameTransaction, jobs)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if seen != 2*perMerchant {
+		t.Errorf("%d checkouts with an event and a delivery, want %d", seen, 2*perMerchant)
+	}
+	if err := e.pool.QueryRow(ctx, `select count(distinct xmin::text) from checkouts`).Scan(&transactions); err != nil {
+		t.Fatal(err)
+	}
+	if transactions >= 2*perMerchant {
+		t.Errorf("%d checkouts in %d transactions: none shared", 2*perMerchant, transactions)
+	}
+	t.Logf("%d checkouts in %d transactions", 2*perMerchant, transactions)
+
+	e.waitDeliveries()
+	for _, r := range []*receiver{mine, theirs} {
+		if got := r.types(); len(got) != perMerchant {
+			t.Errorf("a receiver got %d deliveries, want %d: %v", len(got), perMerchant, got)
+		}
+	}
+}

@@ -64,45 +64,72 @@ func NewDispatcher(riverClient *river.Client[pgx.Tx]) *Dispatcher {
 	return &Dispatcher{river: riverClient}
 }
 
-// FanOut writes one delivery row for each destination of evt, and one River
-// job for them all, in the event's own transaction: every enabled endpoint of
-// the merchant
-// and mode subscribed to the type, and the object's webhook_url for default-on
-// types.
-func (d *Dispatcher) FanOut(ctx context.Context, tx pgx.Tx, evt *events.Event) error {
-	entry, _ := events.Lookup(evt.Type)
-	rows, err := tx.Query(ctx, `select id, url from webhook_endpoints
-		where merchant_id = $1 and livemode = $2 and status = 'enabled' and deleted_at is null
-		and case when enabled_events is null then $4 else $3 = any(enabled_events) or '*' = any(enabled_events) end`,
-		evt.MerchantID, evt.Livemode, string(evt.Type), entry.DefaultEnabled)
+// FanOut writes one delivery row for each destination of each event, and one
+// River job per event for them all, in the events' own transaction: every
+// enabled endpoint of the event's merchant and mode subscribed to its type,
+// and the object's webhook_url for default-on types. The statements are the
+// same whatever the number of events.
+func (d *Dispatcher) FanOut(ctx context.Context, tx pgx.Tx, evts []*events.Event) error {
+	merchants, modes, types, defaults := make([]string, len(evts)), make([]bool, len(evts)), make([]string, len(evts)), make([]bool, len(evts))
+	for i, evt := range evts {
+		entry, _ := events.Lookup(evt.Type)
+		merchants[i], modes[i], types[i], defaults[i] = evt.MerchantID, evt.Livemode, string(evt.Type), entry.DefaultEnabled
+	}
+	rows, err := tx.Query(ctx, `select e.n, w.id, w.url
+		from unnest($1::text[], $2::bool[], $3::text[], $4::bool[]) with ordinality as e (merchant_id, livemode, type, default_on, n)
+		join webhook_endpoints w on w.merchant_id = e.merchant_id and w.livemode = e.livemode
+			and w.status = 'enabled' and w.deleted_at is null
+			and case when w.enabled_events is null then e.default_on else e.type = any(w.enabled_events) or '*' = any(w.enabled_events) end
+		order by e.n, w.id`, merchants, modes, types, defaults)
 	if err != nil {
 		return fmt.Errorf("find subscribed endpoints: %w", err)
 	}
-	var ids, endpointIDs, urls []string
+	// One event's destinations, in the order the endpoints were created; an
+	// empty endpoint id becomes null: the checkout's own webhook_url.
+	type destination struct{ endpointID, url string }
+	byEvent := make([][]destination, len(evts))
+	var n int
 	var endpointID, url string
-	_, err = pgx.ForEachRow(rows, []any{&endpointID, &url}, func() error {
-		ids, endpointIDs, urls = append(ids, events.NewID(events.PrefixDelivery)), append(endpointIDs, endpointID), append(urls, url)
+	_, err = pgx.ForEachRow(rows, []any{&n, &endpointID, &url}, func() error {
+		byEvent[n-1] = append(byEvent[n-1], destination{endpointID, url})
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("find subscribed endpoints: %w", err)
 	}
-	if evt.WebhookURL != "" && entry.DefaultEnabled {
-		// An empty endpoint id becomes null: the checkout's own destination.
-		ids, endpointIDs, urls = append(ids, events.NewID(events.PrefixDelivery)), append(endpointIDs, ""), append(urls, evt.WebhookURL)
+	var ids, endpointIDs, urls, merchantIDs, eventIDs []string
+	var livemodes []bool
+	var created []time.Time
+	var jobs []river.InsertManyParams
+	for i, evt := range evts {
+		if evt.WebhookURL != "" && defaults[i] {
+			byEvent[i] = append(byEvent[i], destination{"", evt.WebhookURL})
+		}
+		if len(byEvent[i]) == 0 {
+			continue
+		}
+		var job []string
+		for _, dst := range byEvent[i] {
+			id := events.NewID(events.PrefixDelivery)
+			job = append(job, id)
+			ids, endpointIDs, urls = append(ids, id), append(endpointIDs, dst.endpointID), append(urls, dst.url)
+			merchantIDs, livemodes, eventIDs, created = append(merchantIDs, evt.MerchantID), append(livemodes, evt.Livemode), append(eventIDs, evt.ID), append(created, evt.CreatedAt)
+		}
+		jobs = append(jobs, river.InsertManyParams{Args: DeliverArgs{DeliveryIDs: job, Attempt: 1}, InsertOpts: deliverOpts(time.Time{})})
 	}
-	if len(ids) == 0 {
+	if len(jobs) == 0 {
 		return nil
 	}
 	_, err = tx.Exec(ctx, `insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status,
 		next_attempt_at, created_at, updated_at)
-		select d.id, $4, $5, $6, nullif(d.endpoint_id, ''), d.url, 'pending', $7, $7, $7
-		from unnest($1::text[], $2::text[], $3::text[]) as d (id, endpoint_id, url)`,
-		ids, endpointIDs, urls, evt.MerchantID, evt.Livemode, evt.ID, evt.CreatedAt)
+		select d.id, d.merchant_id, d.livemode, d.event_id, nullif(d.endpoint_id, ''), d.url, 'pending', d.created_at, d.created_at, d.created_at
+		from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::text[], $7::timestamptz[])
+			as d (id, endpoint_id, url, merchant_id, livemode, event_id, created_at)`,
+		ids, endpointIDs, urls, merchantIDs, livemodes, eventIDs, created)
 	if err != nil {
 		return fmt.Errorf("insert deliveries: %w", err)
 	}
-	if _, err := d.river.InsertTx(ctx, tx, DeliverArgs{DeliveryIDs: ids, Attempt: 1}, deliverOpts(time.Time{})); err != nil {
+	if _, err := d.river.InsertManyTx(ctx, tx, jobs); err != nil {
 		return fmt.Errorf("enqueue deliveries: %w", err)
 	}
 	return nil

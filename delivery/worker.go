@@ -142,18 +142,13 @@ func (t *target) destination() string {
 	return t.url
 }
 
-// loadTargets reads a job's deliveries with what sending them needs. Its
-// shape keeps every lookup of deliveries and events on their primary keys in
-// a generic plan made while the tables are still empty (the plan a connection
-// keeps until autovacuum first analyzes them): the lateral subquery, fenced by
-// offset 0, is probed per delivery, where a join would hash a sequential scan
-// of events. TestHotStatementsUseIndexesOnAFreshSchema checks the plans.
+// loadTargets reads a job's deliveries with what sending them needs.
 const loadTargets = `select d.id, d.status, d.attempt_count, coalesce(d.attempted_by_job = $3, false),
 		coalesce(w.url, d.url), e.id, e.created_at, e.payload,
 		d.merchant_id, d.livemode, w.id, coalesce(w.type, 'webhook'), coalesce(w.display_name, m.name), w.status,
 		coalesce(w.failing_since < now() - $2::interval, false), w.deleted_at is not null, w.secret, w.previous_secret, w.previous_secret_expires_at, m.webhook_secret
 		from deliveries d
-		cross join lateral (select id, created_at, payload from events where id = d.event_id offset 0) e
+		join events e on e.id = d.event_id
 		join merchants m on m.id = d.merchant_id
 		left join webhook_endpoints w on w.id = d.endpoint_id
 		where d.id = any($1)`
@@ -378,9 +373,7 @@ func describe(err error, ctx context.Context) string {
 // attempt row numbered from the delivery's count, and, for destinations that
 // acknowledged, the end of their endpoint's failure streak (taking an
 // endpoint's row lock only when there is a streak to end: every acknowledged
-// attempt taking it would serialize the workers). The update's "d.id =
-// any($1)", implied by the join, keeps it on the primary key in a generic plan
-// made on an empty table (see loadTargets).
+// attempt taking it would serialize the workers).
 const recordAttempts = `with i as (
 		select * from unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::text[], $6::timestamptz[],
 			$7::int[], $8::text[], $9::text[])
@@ -388,7 +381,7 @@ const recordAttempts = `with i as (
 	), d as (
 		update deliveries d set attempt_count = d.attempt_count + 1, status = i.status, last_status_code = i.status_code,
 			next_attempt_at = i.next_attempt_at, url = i.url, attempted_by_job = $10, updated_at = now()
-		from i where d.id = i.id and d.id = any($1) returning d.id, d.attempt_count
+		from i where d.id = i.id returning d.id, d.attempt_count
 	), a as (
 		insert into delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error, response_body)
 		select d.id, d.attempt_count, i.started_at, i.duration_ms, i.status_code, i.error, i.response_body

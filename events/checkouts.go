@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -101,6 +102,25 @@ func scanCheckout(row pgx.Row) (*Checkout, error) {
 // CreateCheckout creates an open, unpaid checkout and emits checkout.created;
 // the expiry sweep (ExpireCheckoutsArgs) expires it at its expiry_at.
 func (s *Service) CreateCheckout(ctx context.Context, tx pgx.Tx, scope Scope, p CheckoutParams) (*Checkout, error) {
+	c, err := newCheckout(scope, p)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.insertCheckouts(ctx, tx, []*newCheckoutRow{c}); err != nil {
+		return nil, err
+	}
+	return c.checkout, nil
+}
+
+// newCheckoutRow is a checkout not yet written, with whose it is.
+type newCheckoutRow struct {
+	scope    Scope
+	checkout *Checkout
+	created  time.Time // CreatedAt to the microsecond
+}
+
+// newCheckout validates p and makes the checkout it asks for.
+func newCheckout(scope Scope, p CheckoutParams) (*newCheckoutRow, error) {
 	if _, ok := CurrencyDecimals(p.InvoiceCurrency); !ok {
 		return nil, &InvalidError{Param: "invoice_currency", Message: "is not a currency hookline knows"}
 	}
@@ -118,7 +138,7 @@ func (s *Service) CreateCheckout(ctx context.Context, tx pgx.Tx, scope Scope, p 
 	if metadata == nil {
 		metadata = map[string]string{}
 	}
-	c := &Checkout{
+	return &newCheckoutRow{scope: scope, created: now, checkout: &Checkout{
 		ID:                     NewID(PrefixCheckout),
 		Object:                 "checkout",
 		Livemode:               scope.Livemode,
@@ -134,20 +154,52 @@ func (s *Service) CreateCheckout(ctx context.Context, tx pgx.Tx, scope Scope, p 
 		ReferenceID:            p.ReferenceID,
 		Metadata:               metadata,
 		WebhookURL:             p.WebhookURL,
+	}}, nil
+}
+
+// insertCheckouts writes checkouts, of any merchants, and publishes their
+// checkout.created, with the same statements whatever their number.
+func (s *Service) insertCheckouts(ctx context.Context, tx pgx.Tx, rows []*newCheckoutRow) error {
+	n := len(rows)
+	ids, merchants, payins, currencies, amounts := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	customers, metadata := make([]string, n), make([]string, n)
+	descriptions, references, webhookURLs := make([]*string, n), make([]*string, n), make([]*string, n)
+	modes := make([]bool, n)
+	expiries, created := make([]time.Time, n), make([]time.Time, n)
+	pubs := make([]Publication, n)
+	for i, r := range rows {
+		c := r.checkout
+		customer, err := json.Marshal(c.CustomerDetails)
+		if err != nil {
+			return fmt.Errorf("marshal customer_details: %w", err)
+		}
+		meta, err := json.Marshal(c.Metadata)
+		if err != nil {
+			return fmt.Errorf("marshal metadata: %w", err)
+		}
+		ids[i], merchants[i], modes[i], payins[i], currencies[i], amounts[i] = c.ID, r.scope.MerchantID, c.Livemode, c.Payin, c.InvoiceCurrency, c.Amount
+		customers[i], metadata[i], descriptions[i], references[i], webhookURLs[i] = string(customer), string(meta), c.TransactionDescription, c.ReferenceID, c.WebhookURL
+		expiries[i], created[i] = time.Unix(c.ExpiryAt, 0), r.created
+		pubs[i] = Publication{Scope: r.scope, Type: CheckoutCreated, Object: c, WebhookURL: deref(c.WebhookURL)}
 	}
 	_, err := tx.Exec(ctx, `insert into checkouts (id, merchant_id, livemode, payin, status, payment_status,
 		invoice_currency, amount, customer_details, transaction_description, reference_id, metadata, webhook_url,
-		expiry_at, created_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
-		c.ID, scope.MerchantID, c.Livemode, c.Payin, c.Status, c.PaymentStatus, c.InvoiceCurrency, c.Amount,
-		c.CustomerDetails, c.TransactionDescription, c.ReferenceID, c.Metadata, c.WebhookURL,
-		time.Unix(c.ExpiryAt, 0), now)
+		expiry_at, created_at)
+		select c.id, c.merchant_id, c.livemode, c.payin, 'open', 'unpaid', c.currency, c.amount, c.customer::jsonb,
+			c.description, c.reference, c.metadata::jsonb, c.webhook_url, c.expiry_at, c.created_at
+		from unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+			$9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::timestamptz[])
+			as c (id, merchant_id, livemode, payin, currency, amount, customer, description, reference, metadata, webhook_url,
+				expiry_at, created_at)`,
+		ids, merchants, modes, payins, currencies, amounts, customers, descriptions, references, metadata, webhookURLs,
+		expiries, created)
 	if err != nil {
-		return nil, fmt.Errorf("insert checkout: %w", err)
+		return fmt.Errorf("insert checkouts: %w", err)
 	}
-	if _, err := s.publisher.Publish(ctx, tx, scope, CheckoutCreated, c, deref(c.WebhookURL)); err != nil {
-		return nil, err
+	if _, err := s.publisher.PublishMany(ctx, tx, pubs); err != nil {
+		return err
 	}
-	return c, nil
+	return nil
 }
 
 // GetCheckout returns one of the scope's checkouts.

@@ -137,7 +137,7 @@ func TestRolledBackChangeLeavesNoEvent(t *testing.T) {
 
 type failingFanout struct{}
 
-func (failingFanout) FanOut(context.Context, pgx.Tx, *events.Event) error {
+func (failingFanout) FanOut(context.Context, pgx.Tx, []*events.Event) error {
 	return errors.New("fan-out refused")
 }
 

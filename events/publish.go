@@ -50,11 +50,11 @@ type envelope struct {
 	Data      any       `json:"data"`
 }
 
-// Fanout enqueues the deliveries of a new event in the transaction that wrote
-// it. The delivery package implements it; it is an interface only because
+// Fanout enqueues the deliveries of new events in the transaction that wrote
+// them. The delivery package implements it; it is an interface only because
 // delivery imports events, not the other way round.
 type Fanout interface {
-	FanOut(ctx context.Context, tx pgx.Tx, evt *Event) error
+	FanOut(ctx context.Context, tx pgx.Tx, evts []*Event) error
 }
 
 // Publisher writes events. It is the only way an event enters the log.
@@ -68,39 +68,70 @@ func NewPublisher(fanout Fanout) *Publisher {
 	return &Publisher{fanout: fanout}
 }
 
+// Publication is an event to publish: its type, the object it is about as the
+// object is now (its data), and the object's own webhook_url, or "".
+type Publication struct {
+	Scope      Scope
+	Type       EventType
+	Object     any
+	WebhookURL string
+}
+
 // Publish records an event of type t whose data is object, as it is now, and
 // enqueues its deliveries, all in tx. webhookURL is the object's own webhook_url,
 // or "".
 func (p *Publisher) Publish(ctx context.Context, tx pgx.Tx, scope Scope, t EventType, object any, webhookURL string) (*Event, error) {
-	if _, ok := Lookup(t); !ok {
-		return nil, fmt.Errorf("publish: event type %q is not in the catalog", t)
-	}
-	evt := &Event{
-		ID:         NewID(PrefixEvent),
-		MerchantID: scope.MerchantID,
-		Livemode:   scope.Livemode,
-		Type:       t,
-		CreatedAt:  time.Now().UTC().Truncate(time.Microsecond),
-		WebhookURL: webhookURL,
-	}
-	payload, err := json.Marshal(envelope{
-		ID: evt.ID, Object: "event", Type: t, CreatedAt: evt.CreatedAt.Unix(), Livemode: scope.Livemode, Data: object,
-	})
+	evts, err := p.PublishMany(ctx, tx, []Publication{{Scope: scope, Type: t, Object: object, WebhookURL: webhookURL}})
 	if err != nil {
-		return nil, fmt.Errorf("marshal event: %w", err)
+		return nil, err
 	}
-	evt.Payload = payload
-	_, err = tx.Exec(ctx, `insert into events (id, merchant_id, livemode, type, payload, created_at)
-		values ($1, $2, $3, $4, $5, $6)`, evt.ID, evt.MerchantID, evt.Livemode, string(evt.Type), []byte(payload), evt.CreatedAt)
+	return evts[0], nil
+}
+
+// PublishMany records events and enqueues their deliveries, all in tx, with
+// the same statements whatever their number: the API's batched checkout
+// creation publishes a batch's events at once.
+func (p *Publisher) PublishMany(ctx context.Context, tx pgx.Tx, pubs []Publication) ([]*Event, error) {
+	evts := make([]*Event, len(pubs))
+	var ids, merchants, types []string
+	var modes []bool
+	var payloads [][]byte
+	var created []time.Time
+	for i, pub := range pubs {
+		if _, ok := Lookup(pub.Type); !ok {
+			return nil, fmt.Errorf("publish: event type %q is not in the catalog", pub.Type)
+		}
+		evt := &Event{
+			ID:         NewID(PrefixEvent),
+			MerchantID: pub.Scope.MerchantID,
+			Livemode:   pub.Scope.Livemode,
+			Type:       pub.Type,
+			CreatedAt:  time.Now().UTC().Truncate(time.Microsecond),
+			WebhookURL: pub.WebhookURL,
+		}
+		payload, err := json.Marshal(envelope{
+			ID: evt.ID, Object: "event", Type: evt.Type, CreatedAt: evt.CreatedAt.Unix(), Livemode: evt.Livemode, Data: pub.Object,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("marshal event: %w", err)
+		}
+		evt.Payload = payload
+		evts[i] = evt
+		ids, merchants, modes, types = append(ids, evt.ID), append(merchants, evt.MerchantID), append(modes, evt.Livemode), append(types, string(evt.Type))
+		payloads, created = append(payloads, payload), append(created, evt.CreatedAt)
+	}
+	_, err := tx.Exec(ctx, `insert into events (id, merchant_id, livemode, type, payload, created_at)
+		select * from unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::bytea[], $6::timestamptz[])`,
+		ids, merchants, modes, types, payloads, created)
 	if err != nil {
-		return nil, fmt.Errorf("insert event: %w", err)
+		return nil, fmt.Errorf("insert events: %w", err)
 	}
 	if p.fanout != nil {
-		if err := p.fanout.FanOut(ctx, tx, evt); err != nil {
-			return nil, fmt.Errorf("fan out %s: %w", evt.ID, err)
+		if err := p.fanout.FanOut(ctx, tx, evts); err != nil {
+			return nil, fmt.Errorf("fan out: %w", err)
 		}
 	}
-	return evt, nil
+	return evts, nil
 }
 
 // GetEvent returns one of the scope's events.
