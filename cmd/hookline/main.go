@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -77,6 +78,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		role := fs.String("role", RoleAll, "api (the REST API), worker (deliveries and jobs), or all")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
+		}
+		if getenv("GOGC") == "" {
+			// hookline's heap is small and churns fast: collecting at 4x the
+			// live heap rather than Go's 2x raised make bench's peak RSS from
+			// 44-58 to 60-73 MiB and gave it 4 to 8 % more deliveries a
+			// second on 2 cores (backlog drain 6,600 -> 7,100/s).
+			debug.SetGCPercent(400)
 		}
 		m, err := New(ctx, cfg, *role, keyring, logger)
 		if err != nil {
