@@ -7,5 +7,7 @@
 // GET handlers read through the pool. Every POST runs in one database
 // transaction, opened by the route wrapper, that also claims its
 // Idempotency-Key: the state change, its events, their deliveries and the stored
-// response commit together or not at all.
+// response commit together or not at all. POST /v1/checkouts without an
+// Idempotency-Key shares its transaction with concurrent ones instead
+// (events.CheckoutBatcher), with the same all-or-nothing commit.
 package api

@@ -12,9 +12,9 @@ import (
 // Bounds of the checkout batcher: how many checkouts one transaction writes at
 // most, how many such transactions run at once, and how long one may take.
 const (
-	maxCheckoutBatch    = 100
-	maxCheckoutBatches  = 4
-	checkoutBatchExpiry = 30 * time.Second
+	maxCheckoutBatch     = 100
+	maxCheckoutBatches   = 4
+	checkoutBatchTimeout = 30 * time.Second
 )
 
 // CheckoutBatcher creates the checkouts of concurrent requests together (group
@@ -77,30 +77,36 @@ func (b *CheckoutBatcher) Create(ctx context.Context, scope Scope, p CheckoutPar
 	}
 }
 
-// write writes one batch from the queue, then hands on: another batch if the
-// queue filled meanwhile (in a goroutine, so that the request that led this
-// one gets its answer now), or a free slot.
+// write writes one batch from the queue, then hands on (see handOn), even if
+// writing panicked: the batcher must never be left without a writer.
 func (b *CheckoutBatcher) write(ctx context.Context) {
+	defer b.handOn(ctx)
 	b.mu.Lock()
 	n := min(len(b.queue), maxCheckoutBatch)
 	batch := b.queue[:n:n]
 	b.queue = b.queue[n:]
 	b.mu.Unlock()
-
-	if len(batch) > 0 {
-		rows := make([]*newCheckoutRow, len(batch))
-		for i, q := range batch {
-			rows[i] = q.row
-		}
-		ctx, cancel := context.WithTimeout(ctx, checkoutBatchExpiry)
-		err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error { return b.service.insertCheckouts(ctx, tx, rows) })
-		cancel()
-		for _, q := range batch {
-			q.err = err
-			close(q.done)
-		}
+	if len(batch) == 0 {
+		return
 	}
 
+	rows := make([]*newCheckoutRow, len(batch))
+	for i, q := range batch {
+		rows[i] = q.row
+	}
+	ctx, cancel := context.WithTimeout(ctx, checkoutBatchTimeout)
+	defer cancel()
+	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error { return b.service.insertCheckouts(ctx, tx, rows) })
+	for _, q := range batch {
+		q.err = err
+		close(q.done)
+	}
+}
+
+// handOn writes the next batch if the queue filled meanwhile (in a goroutine,
+// so that the request that led this one gets its answer now), or frees a
+// writer's slot.
+func (b *CheckoutBatcher) handOn(ctx context.Context) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if len(b.queue) > 0 {

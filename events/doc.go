@@ -8,4 +8,9 @@
 // hands it to the [Fanout] (the delivery package) to enqueue its deliveries,
 // still in that transaction. Commit makes the change, its event and its
 // deliveries visible together; a rollback leaves none of them.
+//
+// Creating checkouts, the API's busiest write, can also go through a
+// [CheckoutBatcher], which writes the checkouts of concurrent requests in one
+// transaction ([Publisher.PublishMany] for their events): the same flow, with
+// one statement per table for the whole batch.
 package events
