@@ -112,7 +112,7 @@ func (s *Service) CreateCheckout(ctx context.Context, tx pgx.Tx, scope Scope, p 
 	return c.checkout, nil
 }
 
-// newCheckoutRow is a checkout not yet written, with whose it is.
+// newCheckoutRow is a checkout not yet written, with the scope it belongs to.
 type newCheckoutRow struct {
 	scope    Scope
 	checkout *Checkout
@@ -162,6 +162,7 @@ func newCheckout(scope Scope, p CheckoutParams) (*newCheckoutRow, error) {
 func (s *Service) insertCheckouts(ctx context.Context, tx pgx.Tx, rows []*newCheckoutRow) error {
 	n := len(rows)
 	ids, merchants, payins, currencies, amounts := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	statuses, paymentStatuses := make([]string, n), make([]string, n)
 	customers, metadata := make([]string, n), make([]string, n)
 	descriptions, references, webhookURLs := make([]*string, n), make([]*string, n), make([]*string, n)
 	modes := make([]bool, n)
@@ -179,20 +180,20 @@ func (s *Service) insertCheckouts(ctx context.Context, tx pgx.Tx, rows []*newChe
 		}
 		ids[i], merchants[i], modes[i], payins[i], currencies[i], amounts[i] = c.ID, r.scope.MerchantID, c.Livemode, c.Payin, c.InvoiceCurrency, c.Amount
 		customers[i], metadata[i], descriptions[i], references[i], webhookURLs[i] = string(customer), string(meta), c.TransactionDescription, c.ReferenceID, c.WebhookURL
-		expiries[i], created[i] = time.Unix(c.ExpiryAt, 0), r.created
+		expiries[i], created[i], statuses[i], paymentStatuses[i] = time.Unix(c.ExpiryAt, 0), r.created, c.Status, c.PaymentStatus
 		pubs[i] = Publication{Scope: r.scope, Type: CheckoutCreated, Object: c, WebhookURL: deref(c.WebhookURL)}
 	}
 	_, err := tx.Exec(ctx, `insert into checkouts (id, merchant_id, livemode, payin, status, payment_status,
 		invoice_currency, amount, customer_details, transaction_description, reference_id, metadata, webhook_url,
 		expiry_at, created_at)
-		select c.id, c.merchant_id, c.livemode, c.payin, 'open', 'unpaid', c.currency, c.amount, c.customer::jsonb,
+		select c.id, c.merchant_id, c.livemode, c.payin, c.status, c.payment_status, c.currency, c.amount, c.customer::jsonb,
 			c.description, c.reference, c.metadata::jsonb, c.webhook_url, c.expiry_at, c.created_at
 		from unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-			$9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::timestamptz[])
+			$9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::timestamptz[], $14::text[], $15::text[])
 			as c (id, merchant_id, livemode, payin, currency, amount, customer, description, reference, metadata, webhook_url,
-				expiry_at, created_at)`,
+				expiry_at, created_at, status, payment_status)`,
 		ids, merchants, modes, payins, currencies, amounts, customers, descriptions, references, metadata, webhookURLs,
-		expiries, created)
+		expiries, created, statuses, paymentStatuses)
 	if err != nil {
 		return fmt.Errorf("insert checkouts: %w", err)
 	}

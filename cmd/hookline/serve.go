@@ -121,8 +121,8 @@ func newPool(ctx context.Context, cfg config, size int32) (*pgxpool.Pool, error)
 	// while deliveries, events and river_job were small scanned them whole, and
 	// kept doing so as they grew, each job costing more than the last (make
 	// bench's burst and steady start on an empty schema: 5.7 ms to record a job's
-	// attempts). Every statement on these connections is a lookup by an index, so
-	// enable_seqscan=off only keeps them there: burst 2,100 -> 3,300-3,600
+	// attempts). hookline's and River's statements here are all meant to use an
+	// index, so enable_seqscan=off only keeps them there: burst 2,100 -> 3,300-3,600
 	// deliveries/s, and steady kept up with 1,000 checkouts/s. (A statement with
 	// no index to use still scans; the setting only prices a scan as a last
 	// resort.) TestHotStatementsUseIndexesOnAFreshSchema checks the hot plans.
