@@ -5,7 +5,8 @@
 //
 // The flow: events.Publisher writes an event and calls [Dispatcher.FanOut] in
 // the same transaction, which inserts one deliveries row per subscribed
-// destination and one River job for them all. The [Worker] loads everything
+// destination and one River job per event for them all (the same statements
+// for one event or a batch of them). The [Worker] loads everything
 // the job's attempts need in one query, and makes them side by side: each
 // takes a slot of its destination's in-flight cap (waiting briefly, or else
 // deferred to a later job without spending an attempt), POSTs the event's

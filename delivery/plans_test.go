@@ -15,8 +15,8 @@ import (
 // table, a minute or more while the table grows from nothing. A plan made on a
 // fresh, empty schema must still look deliveries and events up by primary key:
 // a sequential scan there costs a job more with every row the tables gain,
-// which is what a new deployment, or make bench, meets. The settings are
-// those hookline's pool gives its connections (cmd/hookline serve.go).
+// which is what a new deployment, or make bench, meets. The connection has
+// the PlannerSettings that hookline's pools give theirs.
 func TestHotStatementsUseIndexesOnAFreshSchema(t *testing.T) {
 	pool := dbtest.NewPool(t)
 	ctx := context.Background()
@@ -25,8 +25,10 @@ func TestHotStatementsUseIndexesOnAFreshSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Release()
-	if _, err := conn.Exec(ctx, "set plan_cache_mode = force_generic_plan; set enable_seqscan = off"); err != nil {
-		t.Fatal(err)
+	for name, value := range PlannerSettings() {
+		if _, err := conn.Exec(ctx, "select set_config($1, $2, false)", name, value); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Never analyzed (a new deployment), then analyzed while still small, as
 	// autovacuum finds a young table: the planner thinks either tiny.

@@ -86,15 +86,20 @@ func NewService(publisher *Publisher) *Service {
 	return &Service{publisher: publisher}
 }
 
-const checkoutColumns = `select id, livemode, payin, created_at, expiry_at, status, payment_status,
-	invoice_currency, amount, customer_details, transaction_description, reference_id, metadata, webhook_url
-	from checkouts`
+// checkoutFields are the columns scanCheckout reads, in its order.
+const checkoutFields = `id, livemode, payin, created_at, expiry_at, status, payment_status,
+	invoice_currency, amount, customer_details, transaction_description, reference_id, metadata, webhook_url`
 
-func scanCheckout(row pgx.Row) (*Checkout, error) {
+const checkoutColumns = `select ` + checkoutFields + ` from checkouts`
+
+// scanCheckout reads checkoutFields from row, and then into extra any
+// columns that follow them.
+func scanCheckout(row pgx.Row, extra ...any) (*Checkout, error) {
 	c := &Checkout{Object: "checkout"}
 	var created, expiry time.Time
-	err := row.Scan(&c.ID, &c.Livemode, &c.Payin, &created, &expiry, &c.Status, &c.PaymentStatus,
-		&c.InvoiceCurrency, &c.Amount, &c.CustomerDetails, &c.TransactionDescription, &c.ReferenceID, &c.Metadata, &c.WebhookURL)
+	err := row.Scan(append([]any{&c.ID, &c.Livemode, &c.Payin, &created, &expiry, &c.Status, &c.PaymentStatus,
+		&c.InvoiceCurrency, &c.Amount, &c.CustomerDetails, &c.TransactionDescription, &c.ReferenceID, &c.Metadata, &c.WebhookURL},
+		extra...)...)
 	c.CreatedAt, c.ExpiryAt = created.Unix(), expiry.Unix()
 	return c, err
 }

@@ -2,6 +2,7 @@ package events_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -242,4 +243,13 @@ func TestCheckoutExpiresByItself(t *testing.T) {
 		t.Fatalf("%d checkout.expired events, want %d: one per expired checkout", n, len(due))
 	}
 	schematest.Event(t, "checkout.expired", list.Data[0].Payload)
+	for _, evt := range list.Data {
+		var e struct{ Data events.Checkout }
+		if err := json.Unmarshal(evt.Payload, &e); err != nil {
+			t.Fatal(err)
+		}
+		if e.Data.Status != events.StatusExpired || e.Data.ID == later.ID {
+			t.Fatalf("checkout.expired of %s with status %s", e.Data.ID, e.Data.Status)
+		}
+	}
 }

@@ -66,36 +66,30 @@ func (w *ExpireCheckoutsWorker) Work(ctx context.Context, _ *river.Job[ExpireChe
 	}
 }
 
-// dueCheckout is an open checkout past its expiry_at.
-type dueCheckout struct {
-	id    string
-	scope Scope
-}
-
-// expireBatch expires up to expireBatch due checkouts in one transaction.
-// Rows are taken with skip locked: a checkout being paid right now is left
-// to the next sweep, which then finds it no longer open.
+// expireBatch expires up to expireBatch due checkouts, and publishes their
+// checkout.expired, in one transaction with one statement for the checkouts.
+// Rows are taken with skip locked: a checkout being paid right now is left to
+// the next sweep, which then finds it no longer open.
 func (w *ExpireCheckoutsWorker) expireBatch(ctx context.Context) (int, error) {
-	var batch []dueCheckout
+	var pubs []Publication
 	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `select id, merchant_id, livemode from checkouts
-			where status = 'open' and expiry_at <= now() order by expiry_at limit $1 for update skip locked`, expireBatch)
+		rows, err := tx.Query(ctx, `update checkouts set status = $2 where id in (
+				select id from checkouts where status = $3 and expiry_at <= now() order by expiry_at limit $1 for update skip locked)
+			returning `+checkoutFields+`, merchant_id`, expireBatch, StatusExpired, StatusOpen)
 		if err != nil {
 			return err
 		}
-		var d dueCheckout
-		if _, err := pgx.ForEachRow(rows, []any{&d.id, &d.scope.MerchantID, &d.scope.Livemode}, func() error {
-			batch = append(batch, d)
-			return nil
-		}); err != nil {
+		pubs, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Publication, error) {
+			var merchantID string
+			c, err := scanCheckout(row, &merchantID)
+			return Publication{Scope: Scope{MerchantID: merchantID, Livemode: c.Livemode}, Type: CheckoutExpired, Object: c,
+				WebhookURL: deref(c.WebhookURL)}, err
+		})
+		if err != nil || len(pubs) == 0 {
 			return err
 		}
-		for _, d := range batch {
-			if _, err := w.service.ExpireCheckout(ctx, tx, d.scope, d.id); err != nil {
-				return err
-			}
-		}
-		return nil
+		_, err = w.service.publisher.PublishMany(ctx, tx, pubs)
+		return err
 	})
-	return len(batch), err
+	return len(pubs), err
 }

@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/hookline/hookline/delivery"
 	"github.com/hookline/hookline/migrations/dbtest"
 )
 
@@ -122,6 +125,21 @@ func TestServe(t *testing.T) {
 	}
 
 	m := boot(t, env)
+
+	// A process serving both roles has the API's pool and the workers', and
+	// every connection of each has the planner settings.
+	if m.pool == m.apiPool || m.apiPool.Config().MaxConns != poolSizes[RoleAPI] || m.pool.Config().MaxConns != poolSizes[RoleWorker] {
+		t.Errorf("pools of %d and %d connections, want %d for the API and %d for the workers",
+			m.apiPool.Config().MaxConns, m.pool.Config().MaxConns, poolSizes[RoleAPI], poolSizes[RoleWorker])
+	}
+	for _, pool := range []*pgxpool.Pool{m.apiPool, m.pool} {
+		for name, want := range delivery.PlannerSettings() {
+			var got string
+			if err := pool.QueryRow(ctx, "select current_setting($1)", name).Scan(&got); err != nil || got != want {
+				t.Errorf("%s = %q (%v), want %q", name, got, err, want)
+			}
+		}
+	}
 
 	// A checkout whose own webhook_url refuses connections, expired: the
 	// delivery of checkout.expired fails once and waits, scheduled, for its

@@ -106,27 +106,7 @@ func newPool(ctx context.Context, cfg config, size int32) (*pgxpool.Pool, error)
 	if !strings.Contains(cfg.DatabaseURL, "pool_max_conns") {
 		poolCfg.MaxConns = cmp.Or(cfg.DBMaxConns, size)
 	}
-	// The planner settings of hookline's connections, unless DATABASE_URL sets them.
-	//
-	// hookline's and River's hot statements are prepared once per connection and
-	// take arrays (a job's deliveries, a batch of jobs). Postgres plans such a
-	// statement afresh on every execution by default, because its generic plan's
-	// guess of an array's length looks costlier than a custom plan; planning then
-	// cost more than executing (0.28 ms against 0.09 ms for recording a job's
-	// attempts, measured on a warm connection), hence force_generic_plan: the
-	// backlog drain of make bench went from about 3,000 to 4,200 deliveries/s.
-	//
-	// A generic plan is kept until the statistics of its tables change, and a
-	// young table's change only every autovacuum round (a minute): plans made
-	// while deliveries, events and river_job were small scanned them whole, and
-	// kept doing so as they grew, each job costing more than the last (make
-	// bench's burst and steady start on an empty schema: 5.7 ms to record a job's
-	// attempts). hookline's and River's statements here are all meant to use an
-	// index, so enable_seqscan=off only keeps them there: burst 2,100 -> 3,300-3,600
-	// deliveries/s, and steady kept up with 1,000 checkouts/s. (A statement with
-	// no index to use still scans; the setting only prices a scan as a last
-	// resort.) TestHotStatementsUseIndexesOnAFreshSchema checks the hot plans.
-	for name, value := range map[string]string{"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off"} {
+	for name, value := range delivery.PlannerSettings() { // unless DATABASE_URL sets them
 		if _, set := poolCfg.ConnConfig.RuntimeParams[name]; !set {
 			poolCfg.ConnConfig.RuntimeParams[name] = value
 		}
