@@ -136,6 +136,45 @@ func TestRolledBackChangeLeavesNoEvent(t *testing.T) {
 	}
 }
 
+// The workers' connections commit asynchronously; a transaction that writes
+// an event must commit durably all the same, and leave the session as it was.
+func TestEventsCommitDurably(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	f := setup(t, nil)
+	conn, err := f.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	setting := func(db events.DB) string {
+		t.Helper()
+		var v string
+		if err := db.QueryRow(ctx, "select current_setting('synchronous_commit')").Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if _, err := conn.Exec(ctx, "set synchronous_commit = off"); err != nil {
+		t.Fatal(err)
+	}
+	if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := f.service.CreateCheckout(ctx, tx, f.scope, events.CheckoutParams{Amount: "100", InvoiceCurrency: "usd"}); err != nil {
+			return err
+		}
+		if v := setting(tx); v != "on" {
+			t.Errorf("synchronous_commit = %s in the transaction that wrote an event, want on", v)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if v := setting(conn); v != "off" {
+		t.Errorf("synchronous_commit = %s after the transaction, want the session's off", v)
+	}
+}
+
 type failingFanout struct{}
 
 func (failingFanout) FanOut(context.Context, pgx.Tx, []*events.Event) error {

@@ -120,6 +120,13 @@ func (p *Publisher) PublishMany(ctx context.Context, tx pgx.Tx, pubs []Publicati
 		ids, merchants, modes, types = append(ids, evt.ID), append(merchants, evt.MerchantID), append(modes, evt.Livemode), append(types, string(evt.Type))
 		payloads, created = append(payloads, payload), append(created, evt.CreatedAt)
 	}
+	// An event is a fact the merchant may hear of at once: its transaction
+	// commits durably even on a connection that commits its own bookkeeping
+	// asynchronously (the workers'), so that a Postgres crash cannot undo an
+	// event already delivered.
+	if _, err := tx.Exec(ctx, "set local synchronous_commit = on"); err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
 	_, err := tx.Exec(ctx, `insert into events (id, merchant_id, livemode, type, payload, created_at)
 		select * from unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::bytea[], $6::timestamptz[])`,
 		ids, merchants, modes, types, payloads, created)

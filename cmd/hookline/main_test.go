@@ -127,13 +127,16 @@ func TestServe(t *testing.T) {
 	m := boot(t, env)
 
 	// A process serving both roles has the API's pool and the workers', and
-	// every connection of each has the planner settings.
+	// every connection of each has the planner settings; only the workers'
+	// commits asynchronously.
 	if m.pool == m.apiPool || m.apiPool.Config().MaxConns != poolSizes[RoleAPI] || m.pool.Config().MaxConns != poolSizes[RoleWorker] {
 		t.Errorf("pools of %d and %d connections, want %d for the API and %d for the workers",
 			m.apiPool.Config().MaxConns, m.pool.Config().MaxConns, poolSizes[RoleAPI], poolSizes[RoleWorker])
 	}
-	for _, pool := range []*pgxpool.Pool{m.apiPool, m.pool} {
-		for name, want := range delivery.PlannerSettings() {
+	for pool, commit := range map[*pgxpool.Pool]string{m.apiPool: "on", m.pool: "off"} {
+		settings := delivery.PlannerSettings()
+		settings["synchronous_commit"] = commit // the workers' own writes commit asynchronously
+		for name, want := range settings {
 			var got string
 			if err := pool.QueryRow(ctx, "select current_setting($1)", name).Scan(&got); err != nil || got != want {
 				t.Errorf("%s = %q (%v), want %q", name, got, err, want)
