@@ -412,6 +412,7 @@ func (c *cluster) run(tool string, args ...string) {
 }
 
 func (c *cluster) start() { c.run("pg_ctl", "-D", c.data, "-w", "-l", c.data+"/log", "start") }
+
 // crash stops Postgres as a crash would: no checkpoint, and the WAL of
 // asynchronous commits (the workers') not yet on disk is lost.
 func (c *cluster) crash() { c.run("pg_ctl", "-D", c.data, "-m", "immediate", "-w", "stop") }
