@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"errors"
 	"io"
 	"net"
@@ -58,7 +59,7 @@ func asAPIError(err error) *Error {
 	case errors.As(err, &invalidErr):
 		return invalid(invalidErr.Param, invalidErr.Param+" "+invalidErr.Message)
 	case errors.As(err, &stateErr):
-		return &Error{Status: http.StatusConflict, Type: "invalid_request_error", Code: "state_conflict", Message: stateErr.Message}
+		return &Error{Status: http.StatusConflict, Type: "invalid_request_error", Code: cmp.Or(stateErr.Code, "state_conflict"), Message: stateErr.Message}
 	case errors.Is(err, events.ErrNotFound):
 		return &Error{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "resource_missing", Message: "No such object."}
 	case databaseUnavailable(err):

@@ -108,9 +108,21 @@ func (d *Dispatcher) Retry(ctx context.Context, tx pgx.Tx, scope events.Scope, i
 }
 
 // enqueueManual queues one immediate attempt of a delivery: the job of every
-// retry asked for by a merchant or an operator.
+// retry asked for by a merchant or an operator. The attempt is the delivery's
+// next one: if an automatic attempt is made first, the retry is that attempt.
+// A delivery whose endpoint was deleted is not sent again.
 func (d *Dispatcher) enqueueManual(ctx context.Context, tx pgx.Tx, id string) error {
-	if _, err := d.river.InsertTx(ctx, tx, DeliverArgs{DeliveryIDs: []string{id}, Manual: true}, deliverOpts(time.Time{})); err != nil {
+	var count int
+	var deleted bool
+	err := tx.QueryRow(ctx, `select d.attempt_count, coalesce(w.deleted_at is not null, false)
+		from deliveries d left join webhook_endpoints w on w.id = d.endpoint_id where d.id = $1`, id).Scan(&count, &deleted)
+	if err != nil {
+		return events.WrapNotFound(err, "find delivery")
+	}
+	if deleted {
+		return &events.StateError{Code: "endpoint_deleted", Message: fmt.Sprintf("the endpoint of delivery %s was deleted: it is not sent again", id)}
+	}
+	if _, err := d.river.InsertManyTx(ctx, tx, deliverJobs([]string{id}, []int{count}, true, time.Time{})); err != nil {
 		return fmt.Errorf("enqueue retry: %w", err)
 	}
 	return nil

@@ -76,6 +76,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	metrics := delivery.NewMetrics(registry, pool, logger)
 	workers := river.NewWorkers()
 	river.AddWorker(workers, delivery.NewRecoverWorker(pool, dispatcher))
+	river.AddWorker(workers, delivery.NewReleaseWorker(pool, logger))
 	river.AddWorker(workers, delivery.NewWorker(delivery.WorkerConfig{
 		Guard: workerGuard, InFlight: o.inFlight, Keyring: keyring, Logger: logger, Metrics: metrics, Pool: pool, Publisher: publisher, Schedule: schedule, Timeout: timeout,
 	}))
@@ -87,6 +88,8 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 			river.QueueDefault:     {MaxWorkers: 2},
 			delivery.QueueDelivery: {MaxWorkers: cmp.Or(o.workers, 20)},
 		},
+		PeriodicJobs: []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(delivery.ReleaseInterval),
+			func() (river.JobArgs, *river.InsertOpts) { return delivery.ReleaseArgs{}, nil }, nil)},
 		Workers: workers,
 	})
 	if err != nil {
@@ -729,50 +732,113 @@ func TestSlowReceiverCannotTakeThePool(t *testing.T) {
 	}
 }
 
-// TestOneJobPerEventSkipsWhatItRecorded: an event's deliveries share one
-// job. When that job runs again after its process died, the deliveries it
-// already recorded are not sent a second time; the others are.
-func TestOneJobPerEventSkipsWhatItRecorded(t *testing.T) {
+// insertJob enqueues a delivery job as the engine makes them: deliveries
+// with the attempt counts the job is for.
+func (e *env) insertJob(args delivery.DeliverArgs) int64 {
+	e.t.Helper()
+	inserter, err := river.NewClient(riverpgxv5.New(e.pool), &river.Config{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	res, err := inserter.Insert(context.Background(), args, &river.InsertOpts{Queue: delivery.QueueDelivery})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return res.Job.ID
+}
+
+// waitJob waits for a job to complete.
+func (e *env) waitJob(id int64) {
+	e.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for state := ""; state != "completed"; time.Sleep(20 * time.Millisecond) {
+		if err := e.pool.QueryRow(context.Background(), `select state from river_job where id = $1`, id).Scan(&state); err != nil {
+			e.t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("job %d is %s after 60s", id, state)
+		}
+	}
+}
+
+// TestAnAttemptIsMadeAndRecordedOnce: a job makes attempt n of a delivery
+// only while the delivery has n-1 recorded. A job whose process died after
+// recording, and whose next job already ran, sends nothing when River runs
+// it again; a stale automatic job of a delivery acknowledged meanwhile sends
+// nothing; a manual attempt of an acknowledged delivery is recorded, and the
+// delivery stays succeeded even when that attempt fails.
+func TestAnAttemptIsMadeAndRecordedOnce(t *testing.T) {
 	t.Parallel()
 
 	e := newEnv(t, fast, 5*time.Second)
-	recorded, other := newReceiver(t, nil), newReceiver(t, nil)
-	recordedEP := e.endpoint(recorded.srv.URL, []string{"checkout.created"})
-	e.endpoint(other.srv.URL, []string{"checkout.created"})
+	failing := newReceiver(t, func(_ int, w http.ResponseWriter) { w.WriteHeader(http.StatusInternalServerError) })
+	e.endpoint(failing.srv.URL, []string{"checkout.created"})
 	ctx := context.Background()
-	var jobID int64
+	var ids []string
+	// Two deliveries, set in the transaction that enqueues their job (for
+	// attempt 1 of each) as a crash and a race leave them.
 	e.tx(func(tx pgx.Tx) error {
-		if _, err := e.service.CreateCheckout(ctx, tx, e.scope, events.CheckoutParams{Amount: "100", InvoiceCurrency: "usd"}); err != nil {
+		for range 2 {
+			if _, err := e.service.CreateCheckout(ctx, tx, e.scope, events.CheckoutParams{Amount: "100", InvoiceCurrency: "usd"}); err != nil {
+				return err
+			}
+		}
+		rows, err := tx.Query(ctx, `select id from deliveries order by id`)
+		if err != nil {
 			return err
 		}
-		var jobs int
-		if err := tx.QueryRow(ctx, `select count(*), max(id) from river_job where kind = 'deliver'`).Scan(&jobs, &jobID); err != nil {
+		if ids, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
 			return err
 		}
-		if jobs != 1 {
-			t.Fatalf("%d delivery jobs for one event with two endpoints, want 1", jobs)
+		// The first: job 1 recorded attempt 1, job 2 recorded attempt 2, and
+		// job 1's process died before River completed it. The second: it was
+		// acknowledged by a manual retry while its automatic job waited.
+		_, err = tx.Exec(ctx, `update deliveries set attempt_count = 2 where id = $1`, ids[0])
+		if err != nil {
+			return err
 		}
-		// What a process that died after recording this attempt, before
-		// River completed the job, leaves behind.
-		_, err := tx.Exec(ctx, `update deliveries set attempted_by_job = $1 where endpoint_id = $2`, jobID, recordedEP.ID)
+		_, err = tx.Exec(ctx, `update deliveries set attempt_count = 1, status = 'succeeded' where id = $1`, ids[1])
 		return err
 	})
+	for _, d := range e.waitJobsOf(ids) {
+		e.waitJob(d)
+	}
+	if n := len(failing.requests()); n != 0 {
+		t.Fatalf("stale jobs sent %d requests, want 0", n)
+	}
+	// A manual attempt of the acknowledged delivery fails: it is recorded as
+	// attempt 2, and the delivery stays succeeded.
+	e.waitJob(e.insertJob(delivery.DeliverArgs{DeliveryIDs: ids[1:], Counts: []int{1}, Manual: true}))
+	var status string
+	var count, attempts int
+	if err := e.pool.QueryRow(ctx, `select status, attempt_count, (select count(*) from delivery_attempts where delivery_id = $1)
+		from deliveries where id = $1`, ids[1]).Scan(&status, &count, &attempts); err != nil {
+		t.Fatal(err)
+	}
+	if status != delivery.StatusSucceeded || count != 2 || attempts != 1 || len(failing.requests()) != 1 {
+		t.Fatalf("after a failed manual attempt: %s, count %d, %d attempt rows, %d requests; want succeeded, 2, 1, 1",
+			status, count, attempts, len(failing.requests()))
+	}
+	// The same job run again (its process died after recording) sends nothing.
+	e.waitJob(e.insertJob(delivery.DeliverArgs{DeliveryIDs: ids[1:], Counts: []int{1}, Manual: true}))
+	if n := len(failing.requests()); n != 1 {
+		t.Fatalf("a job whose attempt was recorded sent again: %d requests, want 1", n)
+	}
+}
 
-	deadline := time.Now().Add(60 * time.Second)
-	for state := ""; state != "completed"; time.Sleep(20 * time.Millisecond) {
-		if err := e.pool.QueryRow(ctx, `select state from river_job where id = $1`, jobID).Scan(&state); err != nil {
-			t.Fatal(err)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the job is %s after 60s", state)
-		}
+// waitJobsOf is the delivery jobs that hold any of ids.
+func (e *env) waitJobsOf(ids []string) []int64 {
+	e.t.Helper()
+	rows, err := e.pool.Query(context.Background(), `select id from river_job where kind = 'deliver'
+		and exists (select 1 from jsonb_array_elements_text(args->'delivery_ids') x where x = any($1))`, ids)
+	if err != nil {
+		e.t.Fatal(err)
 	}
-	if n := len(other.requests()); n != 1 {
-		t.Fatalf("the delivery not yet recorded was sent %d times, want 1", n)
+	jobs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil || len(jobs) == 0 {
+		e.t.Fatalf("jobs of %v: %v (%d found)", ids, err, len(jobs))
 	}
-	if n := len(recorded.requests()); n != 0 {
-		t.Fatalf("the delivery the job had recorded was sent %d times again, want 0", n)
-	}
+	return jobs
 }
 
 // Concurrent creates share transactions (events.CheckoutBatcher), and a

@@ -2,6 +2,8 @@ package delivery
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -15,38 +17,54 @@ import (
 // queue so that a backlog of deliveries never delays checkout expiry.
 const QueueDelivery = "delivery"
 
-// DeliverArgs is the River job of a batch of deliveries: one attempt of each.
-// The fan-out enqueues one job per event, holding every destination's
-// delivery; a job whose attempts fail enqueues the next attempt's job itself
-// (see Worker.record). River's own retries of the job are only for failures
-// to load or record, such as the database being away.
+// DeliverArgs is the River job of a batch of deliveries to one destination:
+// one attempt of each. The fan-out enqueues one job per destination of each
+// transaction's events (a checkout batch's events share it), the release job
+// one per batch of parked deliveries, and a job whose attempts fail enqueues
+// the next attempts itself (see Worker.record). River's own retries of the
+// job are only for failures to load or record, such as the database being
+// away.
 type DeliverArgs struct {
-	DeliveryIDs []string `json:"delivery_ids,omitempty"`
-	// Attempt is the number, in the retry schedule, of the automatic attempt
-	// this job makes of its deliveries: 1 for a new event's.
-	Attempt int `json:"attempt,omitempty"`
+	DeliveryIDs []string `json:"delivery_ids"`
+	// Counts is, for each delivery, the attempt_count it had when the job was
+	// made: the job makes attempt Counts[i]+1, and only if no other job made
+	// it first (the record is a compare-and-set on attempt_count). A job that
+	// runs again after its process died so skips what it had recorded.
+	Counts []int `json:"counts"`
 	// Manual marks an operator's or merchant's retry: exactly one attempt,
 	// whatever the delivery's status, outside the schedule.
 	Manual bool `json:"manual,omitempty"`
-	// DeliveryID is the single delivery of a job enqueued before jobs held
-	// batches; such a job counts its attempts with River's.
-	DeliveryID string `json:"delivery_id,omitempty"`
 }
 
-// ids is every delivery the job attempts.
-func (a DeliverArgs) ids() []string {
-	if a.DeliveryID != "" {
-		return []string{a.DeliveryID}
+// jobSize is the most deliveries one job carries. Its attempts run on a few
+// lanes (see limiter), so a job of a slow destination ends within a lane's
+// budget and parks what it did not send.
+const jobSize = 50
+
+// deliverJobs is the jobs of ids, one destination's deliveries whose attempt
+// counts are counts, due at at (the zero time: now).
+func deliverJobs(ids []string, counts []int, manual bool, at time.Time) []river.InsertManyParams {
+	var jobs []river.InsertManyParams
+	for i := 0; i < len(ids); i += jobSize {
+		j := min(i+jobSize, len(ids))
+		jobs = append(jobs, river.InsertManyParams{
+			Args:       DeliverArgs{DeliveryIDs: ids[i:j], Counts: counts[i:j], Manual: manual},
+			InsertOpts: &river.InsertOpts{Queue: QueueDelivery, ScheduledAt: at},
+		})
 	}
-	return a.DeliveryIDs
+	return jobs
 }
 
-// attemptNumber is the schedule's attempt number the job makes.
-func (a DeliverArgs) attemptNumber(job *river.Job[DeliverArgs]) int {
-	if a.DeliveryID != "" {
-		return job.Attempt
+// destinationKey names a delivery's destination, the unit of the in-flight
+// caps, of pausing and of parking: its endpoint, or for a checkout's own
+// webhook_url the URL's digest (deliveries_parked_idx computes the same in
+// SQL).
+func destinationKey(endpointID *string, url string) string {
+	if endpointID != nil && *endpointID != "" {
+		return *endpointID
 	}
-	return max(a.Attempt, 1)
+	sum := md5.Sum([]byte(url)) //nolint:gosec // a key, not a security measure
+	return "url:" + hex.EncodeToString(sum[:])
 }
 
 // Kind is the job's River kind.
@@ -64,8 +82,9 @@ func NewDispatcher(riverClient *river.Client[pgx.Tx]) *Dispatcher {
 	return &Dispatcher{river: riverClient}
 }
 
-// FanOut writes one delivery row for each destination of each event, and one
-// River job per event for them all, in the events' own transaction: every
+// FanOut writes one delivery row for each destination of each event, and
+// River jobs for them by destination (see deliverJobs), in the events' own
+// transaction: every
 // enabled endpoint of the event's merchant and mode subscribed to its type,
 // and the object's webhook_url for default-on types. The statements are the
 // same whatever the number of events.
@@ -100,22 +119,27 @@ func (d *Dispatcher) FanOut(ctx context.Context, tx pgx.Tx, evts []*events.Event
 	var ids, endpointIDs, urls, merchantIDs, eventIDs []string
 	var livemodes []bool
 	var created []time.Time
-	var jobs []river.InsertManyParams
+	// One destination's deliveries go in the same jobs, in event order.
+	byDestination := map[string][]string{}
+	var order []string
 	for i, evt := range evts {
 		if evt.WebhookURL != "" && defaults[i] {
 			byEvent[i] = append(byEvent[i], destination{"", evt.WebhookURL})
 		}
-		if len(byEvent[i]) == 0 {
-			continue
-		}
-		var job []string
 		for _, dst := range byEvent[i] {
 			id := events.NewID(events.PrefixDelivery)
-			job = append(job, id)
+			key := destinationKey(&dst.endpointID, dst.url)
+			if byDestination[key] == nil {
+				order = append(order, key)
+			}
+			byDestination[key] = append(byDestination[key], id)
 			ids, endpointIDs, urls = append(ids, id), append(endpointIDs, dst.endpointID), append(urls, dst.url)
 			merchantIDs, livemodes, eventIDs, created = append(merchantIDs, evt.MerchantID), append(livemodes, evt.Livemode), append(eventIDs, evt.ID), append(created, evt.CreatedAt)
 		}
-		jobs = append(jobs, river.InsertManyParams{Args: DeliverArgs{DeliveryIDs: job, Attempt: 1}, InsertOpts: deliverOpts(time.Time{})})
+	}
+	var jobs []river.InsertManyParams
+	for _, key := range order {
+		jobs = append(jobs, deliverJobs(byDestination[key], make([]int, len(byDestination[key])), false, time.Time{})...)
 	}
 	if len(jobs) == 0 {
 		return nil
@@ -133,11 +157,4 @@ func (d *Dispatcher) FanOut(ctx context.Context, tx pgx.Tx, evts []*events.Event
 		return fmt.Errorf("enqueue deliveries: %w", err)
 	}
 	return nil
-}
-
-// deliverOpts are a delivery job's insert options: the delivery queue, River's
-// default retries for failures to load or record, and the time it runs (the
-// zero time: now).
-func deliverOpts(at time.Time) *river.InsertOpts {
-	return &river.InsertOpts{Queue: QueueDelivery, ScheduledAt: at}
 }

@@ -1,112 +1,99 @@
 package delivery
 
 import (
-	"context"
-	"math/rand/v2"
 	"sync"
 	"time"
 )
 
-// Delays for a delivery that found its destination busy. A deferred delivery
-// spends no attempt: it goes back to the queue for later, so a slow or dead
-// endpoint's backlog waits without burning its retry schedule.
 const (
-	busySnooze    = time.Second
-	circuitSnooze = 15 * time.Second
-	// busyWait is how long an attempt waits for a slot of a healthy
-	// destination before it is deferred. A fast receiver frees a slot within
-	// milliseconds, and waiting is far cheaper than a round trip through the
-	// queue; a slow one keeps its slots, and the wait ends.
-	busyWait = 250 * time.Millisecond
-	// waitingRoom is how many attempts, per slot of the cap, may wait for
-	// one. A job holds one delivery per destination of its event, so a
-	// fast destination sees far more callers than slots; a slow one holds
-	// at most (1 + waitingRoom) × cap of the worker pool.
-	waitingRoom = 4
+	// jobsPerDestination is how many jobs of one destination a process works
+	// at once. Each sends on at most limit/jobsPerDestination lanes, so the
+	// destination never has more than limit attempts in flight, and never
+	// holds more than jobsPerDestination of the worker pool, waiting included.
+	jobsPerDestination = 4
+	// slowAfter is the attempt duration past which a destination counts as
+	// slow for slowFor: a saturated slow destination parks its deliveries
+	// rather than have its jobs come back through the queue.
+	slowAfter = time.Second
+	slowFor   = 30 * time.Second
 )
 
-// inflight caps the attempts one process has under way to each destination:
-// a slow receiver can hold at most limit of the worker pool's slots (and as
-// many waiting for them), never all of them, and a failing one (circuit
-// open) only one: a probe.
-type inflight struct {
-	limit int
-	mu    sync.Mutex
-	dests map[string]*destination
+// limiter caps what one process gives each destination and each merchant:
+// jobs under way per destination (and so attempts in flight), and jobs under
+// way per merchant, so that no destination and no merchant can take the whole
+// worker pool, whatever its backlog or its receivers' speed.
+type limiter struct {
+	jobs        int // jobs under way per destination
+	lanes       int // attempts in flight per job
+	perMerchant int
+	mu          sync.Mutex
+	dests       map[string]int // jobs under way
+	merchants   map[string]int
+	slow        map[string]time.Time // destination -> slow until
 }
 
-// destination is one key's slots: held and waiting attempts, and a channel
-// closed (then replaced) whenever a slot frees, to wake the waiters.
-type destination struct {
-	held, waiting int
-	freed         chan struct{}
+// newLimiter caps each destination at perDestination attempts in flight and
+// each merchant at perMerchant jobs under way.
+func newLimiter(perDestination, perMerchant int) *limiter {
+	jobs := max(1, min(jobsPerDestination, perDestination))
+	return &limiter{
+		jobs:        jobs,
+		lanes:       max(1, perDestination/jobs),
+		perMerchant: max(1, perMerchant),
+		dests:       map[string]int{},
+		merchants:   map[string]int{},
+		slow:        map[string]time.Time{},
+	}
 }
 
-func newInflight(limit int) *inflight {
-	return &inflight{limit: limit, dests: map[string]*destination{}}
-}
-
-// acquire takes a slot for key, waiting up to busyWait for one, or reports
-// how long to defer the attempt. failing says the destination has failed
-// every attempt lately: then one attempt at a time probes it, nothing waits,
-// and the circuit closes again with its first 2xx.
-func (f *inflight) acquire(ctx context.Context, key string, failing bool) (release func(), snooze time.Duration, ok bool) {
-	limit, wait := f.limit, busySnooze
-	if failing {
-		limit, wait = 1, circuitSnooze
+// enter admits a job of merchant to destination, or says it must wait; leave
+// ends its turn. It never blocks: a job that is not admitted goes back to the
+// queue or parks, and so holds no worker while it waits.
+func (l *limiter) enter(destination, merchant string) (leave func(), ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.dests[destination] >= l.jobs || l.merchants[merchant] >= l.perMerchant {
+		return nil, false
 	}
-	// Jitter, so the deferred backlog does not come back all at once.
-	snooze = wait + time.Duration(rand.Int64N(int64(wait))) //nolint:gosec // jitter
-	var deadline <-chan time.Time
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	d := f.dests[key]
-	if d == nil {
-		d = &destination{freed: make(chan struct{})}
-		f.dests[key] = d
-	}
-	for d.held >= limit {
-		if failing || d.waiting >= waitingRoom*limit || ctx.Err() != nil {
-			f.forget(key, d)
-			return nil, snooze, false
-		}
-		if deadline == nil {
-			timer := time.NewTimer(busyWait)
-			defer timer.Stop()
-			deadline = timer.C
-		}
-		d.waiting++
-		freed := d.freed
-		f.mu.Unlock()
-		timedOut := false
-		select {
-		case <-freed:
-		case <-deadline:
-			timedOut = true
-		case <-ctx.Done():
-		}
-		f.mu.Lock()
-		d.waiting--
-		if timedOut && d.held >= limit {
-			f.forget(key, d)
-			return nil, snooze, false
-		}
-	}
-	d.held++
+	l.dests[destination]++
+	l.merchants[merchant]++
 	return func() {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		d.held--
-		close(d.freed)
-		d.freed = make(chan struct{})
-		f.forget(key, d)
-	}, 0, true
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		decrement(l.dests, destination)
+		decrement(l.merchants, merchant)
+	}, true
 }
 
-// forget drops an idle destination, so the map holds only busy ones. The
-// caller holds f.mu.
-func (f *inflight) forget(key string, d *destination) {
-	if d.held == 0 && d.waiting == 0 {
-		delete(f.dests, key)
+// decrement lowers m[key], dropping it at zero so the maps hold only what is
+// under way.
+func decrement(m map[string]int, key string) {
+	if m[key] <= 1 {
+		delete(m, key)
+		return
 	}
+	m[key]--
+}
+
+// observe notes how long an attempt to destination took.
+func (l *limiter) observe(destination string, took time.Duration) {
+	if took < slowAfter {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	l.slow[destination] = now.Add(slowFor)
+	for key, until := range l.slow { // keep the map to the slow ones
+		if until.Before(now) {
+			delete(l.slow, key)
+		}
+	}
+}
+
+// isSlow says whether an attempt to destination took over slowAfter lately.
+func (l *limiter) isSlow(destination string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return time.Now().Before(l.slow[destination])
 }

@@ -1,83 +1,60 @@
 package delivery
 
 import (
-	"context"
 	"testing"
 	"time"
 )
 
-func TestInflight(t *testing.T) {
-	t.Parallel()
-
-	ctx := context.Background()
-	f := newInflight(2)
-	r1, _, ok1 := f.acquire(ctx, "we_a", false)
-	r2, _, ok2 := f.acquire(ctx, "we_a", false)
-	_, snooze, ok3 := f.acquire(ctx, "we_a", false)
-	if !ok1 || !ok2 || ok3 || snooze < busySnooze || snooze >= 2*busySnooze {
-		t.Fatalf("cap of 2: %v %v %v, snooze %s", ok1, ok2, ok3, snooze)
+func TestLimiterCapsDestinationsAndMerchants(t *testing.T) {
+	l := newLimiter(20, 6)
+	if l.lanes != 20/jobsPerDestination {
+		t.Fatalf("lanes = %d, want %d: a destination's jobs together may not exceed its cap", l.lanes, 20/jobsPerDestination)
 	}
-	if _, _, ok := f.acquire(ctx, "we_b", false); !ok {
-		t.Fatal("another destination is held by we_a's cap")
+	var leaves []func()
+	for i := range jobsPerDestination {
+		leave, ok := l.enter("we_slow", "acct_a")
+		if !ok {
+			t.Fatalf("job %d of a destination refused below the cap", i+1)
+		}
+		leaves = append(leaves, leave)
 	}
-	r1()
-	if _, _, ok := f.acquire(ctx, "we_a", false); !ok {
-		t.Fatal("a released slot is not free")
+	if _, ok := l.enter("we_slow", "acct_a"); ok {
+		t.Fatalf("a destination got more than %d jobs", jobsPerDestination)
 	}
-	r2()
-
-	// An open circuit lets one probe through, and snoozes the rest longer.
-	p, _, ok := f.acquire(ctx, "we_c", true)
-	_, snooze, again := f.acquire(ctx, "we_c", true)
-	if !ok || again || snooze < circuitSnooze {
-		t.Fatalf("open circuit: probe %v, second %v, snooze %s", ok, again, snooze)
+	// The merchant's other destinations share what is left of its share.
+	for i := jobsPerDestination; i < 6; i++ {
+		leave, ok := l.enter("we_other", "acct_a")
+		if !ok {
+			t.Fatalf("merchant refused at %d jobs, below its share of 6", i)
+		}
+		leaves = append(leaves, leave)
 	}
-	p()
-	if _, _, ok := f.acquire(ctx, "we_c", true); !ok {
-		t.Fatal("the probe's slot is not free after it ended")
+	if _, ok := l.enter("we_third", "acct_a"); ok {
+		t.Fatal("a merchant got more than its share of jobs")
+	}
+	// Another merchant is not held back by the first one's load.
+	leaveB, ok := l.enter("we_b", "acct_b")
+	if !ok {
+		t.Fatal("merchant b refused while merchant a was at its share")
+	}
+	leaveB()
+	leaves[0]()
+	if _, ok := l.enter("we_third", "acct_a"); !ok {
+		t.Fatal("a freed place was not given back")
+	}
+	for _, leave := range leaves[1:] {
+		leave()
+	}
+	if len(l.dests) != 1 || len(l.merchants) != 1 {
+		t.Fatalf("idle keys kept: %v %v", l.dests, l.merchants)
 	}
 }
 
-// A busy healthy destination makes an attempt wait for a slot rather than go
-// back to the queue; only waitingRoom per slot wait, the rest are deferred.
-func TestInflightWaitsForASlot(t *testing.T) {
-	t.Parallel()
-
-	ctx := context.Background()
-	f := newInflight(1)
-	held, _, _ := f.acquire(ctx, "we_a", false)
-	got := make(chan bool, waitingRoom)
-	for range waitingRoom {
-		go func() {
-			release, _, ok := f.acquire(ctx, "we_a", false)
-			if ok {
-				release()
-			}
-			got <- ok
-		}()
-	}
-	// Wait until the waiting room is full, then one more caller is deferred.
-	for {
-		f.mu.Lock()
-		waiting := f.dests["we_a"].waiting
-		f.mu.Unlock()
-		if waiting == waitingRoom {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
-	if _, snooze, ok := f.acquire(ctx, "we_a", false); ok || snooze < busySnooze {
-		t.Fatalf("with one holder and a full waiting room, another acquire got ok=%v snooze %s, want deferred", ok, snooze)
-	}
-	held()
-	for range waitingRoom {
-		if !<-got {
-			t.Fatal("a waiter did not get a slot: the holder released it, and each waiter releases its own")
-		}
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.dests) != 0 {
-		t.Fatalf("idle destinations kept: %v", f.dests)
+func TestLimiterNotesSlowDestinations(t *testing.T) {
+	l := newLimiter(20, 25)
+	l.observe("we_fast", 20*time.Millisecond)
+	l.observe("we_slow", 8*time.Second)
+	if l.isSlow("we_fast") || !l.isSlow("we_slow") {
+		t.Fatalf("slow: fast=%v slow=%v, want false, true", l.isSlow("we_fast"), l.isSlow("we_slow"))
 	}
 }

@@ -53,7 +53,7 @@ func TestHotStatementsUseIndexesOnAFreshSchema(t *testing.T) {
 			params    int
 			indexes   []string
 		}{
-			{"loadTargets", loadTargets, 3, []string{"deliveries_pkey", "events_pkey"}},
+			{"loadTargets", loadTargets, 2, []string{"deliveries_pkey", "events_pkey"}},
 			{"recordAttempts", recordAttempts, 11, []string{"deliveries_pkey"}},
 		} {
 			if _, err := conn.Exec(ctx, "prepare "+s.name+" as "+s.sql); err != nil {

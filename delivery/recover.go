@@ -22,9 +22,6 @@ const (
 	// recoverBatch is how many deliveries one recovery job retries, each in a
 	// short transaction of its own.
 	recoverBatch = 1000
-	// recoverJobBatch is how many of them one delivery job attempts: as many
-	// as the default in-flight cap lets run at once to one endpoint.
-	recoverJobBatch = 20
 )
 
 // Recovery is the answer to a recovery request: how many failed deliveries
@@ -111,21 +108,23 @@ func (w *RecoverWorker) Work(ctx context.Context, job *river.Job[RecoverArgs]) e
 		rows, err := tx.Query(ctx, `update deliveries set status = 'pending', next_attempt_at = now(), updated_at = now()
 			where id in (select id from deliveries where endpoint_id = $1 and status = 'failed'
 				and created_at >= $2 and created_at < $3 and id > $4 order by id limit $5 for update skip locked)
-			returning id`, a.EndpointID, a.Since, a.Until, a.After, recoverBatch)
+			returning id, attempt_count`, a.EndpointID, a.Since, a.Until, a.After, recoverBatch)
 		if err != nil {
 			return fmt.Errorf("reset failed deliveries: %w", err)
 		}
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
+		var ids []string
+		var counts []int
+		var id string
+		var count int
+		if _, err := pgx.ForEachRow(rows, []any{&id, &count}, func() error {
+			ids, counts = append(ids, id), append(counts, count)
+			return nil
+		}); err != nil {
 			return fmt.Errorf("reset failed deliveries: %w", err)
 		}
 		if len(ids) > 0 {
-			var jobs []river.InsertManyParams
-			for batch := range slices.Chunk(ids, recoverJobBatch) {
-				jobs = append(jobs, river.InsertManyParams{Args: DeliverArgs{DeliveryIDs: batch, Attempt: 1}, InsertOpts: deliverOpts(time.Time{})})
-			}
 			last := slices.Max(ids)
-			if _, err := w.dispatcher.river.InsertManyTx(ctx, tx, jobs); err != nil {
+			if _, err := w.dispatcher.river.InsertManyTx(ctx, tx, deliverJobs(ids, counts, false, time.Time{})); err != nil {
 				return fmt.Errorf("enqueue recovered deliveries: %w", err)
 			}
 			if len(ids) == recoverBatch {

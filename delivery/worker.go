@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -32,8 +33,9 @@ const (
 	// responseExcerpt is how much of a receiver's response body is kept.
 	responseExcerpt = 4 << 10
 	// circuitAfter is how long an endpoint must fail every attempt before
-	// only one attempt at a time probes it: a streak, not a single blip.
-	circuitAfter = 30 * time.Second
+	// only one attempt at a time probes it: a streak, not a single blip, and
+	// short enough that a dead endpoint's backlog is not sent whole first.
+	circuitAfter = 5 * time.Second
 	// failingWindow is how long an endpoint may fail every attempt before it
 	// is disabled (contract §4): as long as the retry schedule, about 3 days.
 	failingWindow = 72 * time.Hour
@@ -47,21 +49,24 @@ type WorkerConfig struct {
 	Guard *Guard
 	// InFlight caps one process's attempts under way to each destination
 	// (HOOKLINE_ENDPOINT_CONCURRENCY, default 20).
-	InFlight  int
-	Keyring   *events.Keyring
-	Logger    *slog.Logger
-	Metrics   *Metrics
-	Pool      *pgxpool.Pool
-	Publisher *events.Publisher
-	Schedule  Schedule
-	Timeout   time.Duration
+	InFlight int
+	// MerchantJobs caps one process's delivery jobs under way for each
+	// merchant (default 25, a quarter of the delivery queue's workers).
+	MerchantJobs int
+	Keyring      *events.Keyring
+	Logger       *slog.Logger
+	Metrics      *Metrics
+	Pool         *pgxpool.Pool
+	Publisher    *events.Publisher
+	Schedule     Schedule
+	Timeout      time.Duration
 }
 
 // Worker makes delivery attempts: it is the River worker of DeliverArgs.
 type Worker struct {
 	river.WorkerDefaults[DeliverArgs]
 	client    *http.Client
-	inflight  *inflight
+	limiter   *limiter
 	keyring   *events.Keyring
 	logger    *slog.Logger
 	metrics   *Metrics
@@ -75,7 +80,7 @@ type Worker struct {
 func NewWorker(cfg WorkerConfig) *Worker {
 	return &Worker{
 		client:    newHTTPClient(cfg.Guard),
-		inflight:  newInflight(cmp.Or(cfg.InFlight, 20)),
+		limiter:   newLimiter(cmp.Or(cfg.InFlight, 20), cmp.Or(cfg.MerchantJobs, 25)),
 		keyring:   cfg.Keyring,
 		logger:    cfg.Logger,
 		metrics:   cfg.Metrics,
@@ -108,9 +113,28 @@ func newHTTPClient(guard *Guard) *http.Client {
 	}
 }
 
-// Timeout leaves the attempts their whole HTTP timeout (they run side by
-// side) plus time to record them.
-func (w *Worker) Timeout(*river.Job[DeliverArgs]) time.Duration { return w.timeout + 5*time.Second }
+const (
+	// laneBudget is how long a job keeps starting attempts: past it, a lane
+	// finishes the attempt it has under way and the job parks the rest, so a
+	// slow destination's job ends within laneBudget plus one attempt.
+	laneBudget = 2 * time.Second
+	// recordTimeout bounds the recording of a job's attempts. A job that
+	// cannot record fails, and River runs it again: what it did not record
+	// was not counted, and is attempted again without spending an attempt.
+	recordTimeout = 10 * time.Second
+	// snoozeFor is how long a job of a destination saturated by fast
+	// attempts waits before River hands it out again.
+	snoozeFor = 100 * time.Millisecond
+)
+
+// JobTimeout is how long a delivery job can run when each attempt may take
+// deliveryTimeout: River rescues a job still running past it.
+func JobTimeout(deliveryTimeout time.Duration) time.Duration {
+	return laneBudget + deliveryTimeout + recordTimeout
+}
+
+// Timeout is JobTimeout of the worker's delivery timeout.
+func (w *Worker) Timeout(*river.Job[DeliverArgs]) time.Duration { return JobTimeout(w.timeout) }
 
 // target is everything one attempt needs, read with the job's other targets
 // in one query.
@@ -118,8 +142,11 @@ type target struct {
 	deliveryID     string
 	status         string
 	attemptCount   int
-	recorded       bool // this job already recorded an attempt of it
+	expected       int // the attempt count the job was made for
+	parked         bool
 	url            string
+	destination    string // see destinationKey
+	paused         bool   // the destination's pause has not ended
 	eventID        string
 	eventCreated   time.Time
 	payload        []byte
@@ -131,30 +158,25 @@ type target struct {
 	failing        bool
 	deleted        bool
 	secrets        []string
-}
-
-// destination is the key of the target's in-flight cap: its endpoint, or for
-// a checkout's own webhook_url (no endpoint) the URL.
-func (t *target) destination() string {
-	if t.endpointID != nil {
-		return *t.endpointID
-	}
-	return t.url
+	// unusable says why the target cannot be sent (its secret does not
+	// open): its attempt fails with this error, alone.
+	unusable string
 }
 
 // loadTargets reads a job's deliveries with what sending them needs.
-const loadTargets = `select d.id, d.status, d.attempt_count, coalesce(d.attempted_by_job = $3, false),
-		coalesce(w.url, d.url), e.id, e.created_at, e.payload,
+const loadTargets = `select d.id, d.status, d.attempt_count, d.parked, coalesce(w.url, d.url),
+		coalesce(d.endpoint_id, 'url:' || md5(d.url)), coalesce(s.paused_until > now(), false), e.id, e.created_at, e.payload,
 		d.merchant_id, d.livemode, w.id, coalesce(w.type, 'webhook'), coalesce(w.display_name, m.name), w.status,
 		coalesce(w.failing_since < now() - $2::interval, false), w.deleted_at is not null, w.secret, w.previous_secret, w.previous_secret_expires_at, m.webhook_secret
 		from deliveries d
 		join events e on e.id = d.event_id
 		join merchants m on m.id = d.merchant_id
 		left join webhook_endpoints w on w.id = d.endpoint_id
+		left join delivery_destinations s on s.key = coalesce(d.endpoint_id, 'url:' || md5(d.url))
 		where d.id = any($1)`
 
-func (w *Worker) load(ctx context.Context, ids []string, jobID int64) ([]*target, error) {
-	rows, err := w.pool.Query(ctx, loadTargets, ids, circuitAfter, jobID)
+func (w *Worker) load(ctx context.Context, ids []string) ([]*target, error) {
+	rows, err := w.pool.Query(ctx, loadTargets, ids, circuitAfter)
 	if err != nil {
 		return nil, fmt.Errorf("load deliveries: %w", err)
 	}
@@ -163,12 +185,18 @@ func (w *Worker) load(ctx context.Context, ids []string, jobID int64) ([]*target
 		var accountSecret string
 		var endpointSecret, previous *string
 		var previousExpires *time.Time
-		if err := row.Scan(&t.deliveryID, &t.status, &t.attemptCount, &t.recorded, &t.url, &t.eventID, &t.eventCreated, &t.payload,
+		if err := row.Scan(&t.deliveryID, &t.status, &t.attemptCount, &t.parked, &t.url, &t.destination, &t.paused, &t.eventID, &t.eventCreated, &t.payload,
 			&t.scope.MerchantID, &t.scope.Livemode, &t.endpointID, &t.endpointType, &t.displayName, &t.endpointStatus, &t.failing, &t.deleted,
 			&endpointSecret, &previous, &previousExpires, &accountSecret); err != nil {
 			return nil, err
 		}
-		return t, w.openSecrets(t, endpointSecret, previous, previousExpires, accountSecret)
+		if err := w.openSecrets(t, endpointSecret, previous, previousExpires, accountSecret); err != nil {
+			// One target whose secret does not open (a key dropped from
+			// HOOKLINE_ENCRYPTION_KEY) fails alone, on its schedule.
+			t.unusable = "cannot open the signing secret: check HOOKLINE_ENCRYPTION_KEY"
+			w.logger.ErrorContext(ctx, "open signing secret", slog.String("delivery_id", t.deliveryID), slog.String("error", err.Error()))
+		}
+		return t, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load deliveries: %w", err)
@@ -216,20 +244,44 @@ func (o *outcome) acknowledged() bool {
 	return o.err == "" && o.statusCode >= 200 && o.statusCode < 300
 }
 
-// result is one target of the job with what became of it: sent (outcome
-// set), or deferred for snooze without an attempt.
+// result is one target of the job that was sent, with what the attempt
+// produced.
 type result struct {
 	*target
 	outcome *outcome
-	snooze  time.Duration
 	final   bool // the attempt settled the delivery: succeeded or failed
+}
+
+// batch is what a job did with its targets, for record: the attempts it made,
+// the deliveries it parked (and whether because the destination was
+// saturated), those it hands back to the queue unsent (the process is
+// stopping), and those it abandons (their endpoint is off).
+type batch struct {
+	mu        sync.Mutex
+	sent      []*result
+	parked    []*target
+	busy      []string // destinations found saturated
+	requeue   []*target
+	abandoned []*target
+}
+
+func (b *batch) park(ts []*target, busy bool) {
+	if len(ts) == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.parked = append(b.parked, ts...)
+	if busy {
+		b.busy = append(b.busy, ts[0].destination)
+	}
 }
 
 // observe counts recorded attempts, and endpoints disabled with them, in the
 // metrics: only once they are written.
-func (w *Worker) observe(results []*result, disabled []string) {
+func (w *Worker) observe(results []*result, recorded map[string]bool, disabled []string) {
 	for _, a := range results {
-		if a.outcome != nil {
+		if recorded[a.deliveryID] {
 			w.metrics.observe(a.outcome, a.final, a.attemptCount+1, a.eventCreated)
 		}
 	}
@@ -238,59 +290,136 @@ func (w *Worker) observe(results []*result, disabled []string) {
 	}
 }
 
-// Work makes one attempt of each of the job's deliveries, side by side, and
-// records them all together. A delivery this job already recorded (the job
-// is running again after its process died) is skipped, as is, for an
-// automatic job, one acknowledged meanwhile; one whose endpoint was disabled
-// or deleted is marked failed without an attempt.
+// Work makes one attempt of each of the job's deliveries that is still its
+// to make, and records them. A delivery whose attempt count moved on since
+// the job was made (another job made that attempt, or this one did before
+// its process died) is skipped, as is, for an automatic job, one that
+// settled meanwhile; one whose endpoint was disabled or deleted is failed
+// without an attempt. Each destination's deliveries go through the limiter:
+// a paused destination parks them, a failing one sends one probe and parks
+// the rest, a saturated one parks them (or, when its attempts are fast,
+// snoozes the job briefly).
 func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
-	targets, err := w.load(ctx, job.Args.ids(), job.ID)
+	expected := make(map[string]int, len(job.Args.DeliveryIDs))
+	for i, id := range job.Args.DeliveryIDs {
+		if i < len(job.Args.Counts) {
+			expected[id] = job.Args.Counts[i]
+		}
+	}
+	targets, err := w.load(ctx, job.Args.DeliveryIDs)
 	if err != nil {
 		return err
 	}
-	var send, abandoned []*target
+	b := &batch{}
+	byDestination := map[string][]*target{}
+	var order []string
 	for _, t := range targets {
+		t.expected = expected[t.deliveryID]
 		switch {
-		case t.recorded:
-		case job.Args.Manual:
-			send = append(send, t)
-		case t.status == StatusSucceeded:
-		case t.endpointID != nil && (t.deleted || *t.endpointStatus != EndpointEnabled):
-			abandoned = append(abandoned, t)
+		case t.attemptCount != t.expected || t.parked:
+		case !job.Args.Manual && t.status != StatusPending:
+		case t.endpointID != nil && (t.deleted || (!job.Args.Manual && *t.endpointStatus != EndpointEnabled)):
+			b.abandoned = append(b.abandoned, t)
 		default:
-			send = append(send, t)
+			if byDestination[t.destination] == nil {
+				order = append(order, t.destination)
+			}
+			byDestination[t.destination] = append(byDestination[t.destination], t)
 		}
 	}
-	results := make([]*result, len(send))
+	if len(order) == 1 && !job.Args.Manual && w.saturatedButFast(byDestination[order[0]]) {
+		return river.JobSnooze(snoozeFor + time.Duration(rand.Int64N(int64(snoozeFor)))) //nolint:gosec // jitter
+	}
 	var wg sync.WaitGroup
-	for i, t := range send {
-		a := &result{target: t}
-		results[i] = a
+	for _, key := range order {
+		wg.Go(func() { w.deliverTo(ctx, byDestination[key], job.Args.Manual, b) })
+	}
+	wg.Wait()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	return w.record(ctx, b)
+}
+
+// saturatedButFast says whether a job of one destination should go back to
+// the queue for a moment rather than park: its destination has no room for
+// another job in this process, but its attempts are quick, so room comes
+// within milliseconds and parking would only cost writes.
+func (w *Worker) saturatedButFast(ts []*target) bool {
+	t := ts[0]
+	if t.paused || t.failing || w.limiter.isSlow(t.destination) {
+		return false
+	}
+	leave, ok := w.limiter.enter(t.destination, t.scope.MerchantID)
+	if ok {
+		leave()
+	}
+	return !ok
+}
+
+// deliverTo makes the attempts of one destination's targets, at most the
+// limiter's lanes at a time, within laneBudget, and notes in b what became
+// of each.
+func (w *Worker) deliverTo(ctx context.Context, ts []*target, manual bool, b *batch) {
+	t := ts[0]
+	if !manual {
+		if t.paused {
+			b.park(ts, false)
+			return
+		}
+		leave, ok := w.limiter.enter(t.destination, t.scope.MerchantID)
+		if !ok {
+			b.park(ts, true)
+			return
+		}
+		defer leave()
+		if t.failing {
+			// The circuit is open: one probe; the rest wait for its answer.
+			b.park(ts[1:], false)
+			ts = ts[:1]
+		}
+	}
+	start := time.Now()
+	var next int
+	var mu sync.Mutex
+	take := func() *target {
+		mu.Lock()
+		defer mu.Unlock()
+		if next == len(ts) || (next > 0 && time.Since(start) > laneBudget) {
+			return nil
+		}
+		next++
+		return ts[next-1]
+	}
+	var wg sync.WaitGroup
+	for range min(len(ts), w.limiter.lanes) {
 		wg.Go(func() {
-			release, snooze, ok := w.inflight.acquire(ctx, t.destination(), t.failing)
-			if !ok {
-				a.snooze = snooze
-				return
+			for t := take(); t != nil; t = take() {
+				o := w.send(ctx, t)
+				w.limiter.observe(t.destination, o.duration)
+				b.mu.Lock()
+				if ctx.Err() != nil && o.err != "" {
+					// The worker is stopping mid-request: hand the delivery
+					// back without recording or spending an attempt.
+					b.requeue = append(b.requeue, t)
+				} else {
+					b.sent = append(b.sent, &result{target: t, outcome: o})
+				}
+				b.mu.Unlock()
 			}
-			defer release()
-			o := w.send(ctx, t)
-			if ctx.Err() != nil && o.err != "" {
-				// The worker is shutting down mid-request: put the delivery
-				// back without recording or spending an attempt; another
-				// process takes it up.
-				return
-			}
-			a.outcome = o
 		})
 	}
 	wg.Wait()
-	return w.record(context.WithoutCancel(ctx), job, results, abandoned)
+	b.park(ts[next:], true)
 }
 
 // send makes the HTTP request of one attempt.
 func (w *Worker) send(ctx context.Context, t *target) *outcome {
 	o := &outcome{started: time.Now()}
-	defer func() { o.duration = time.Since(o.started) }()
+	defer func() { o.duration, o.err = time.Since(o.started), cleanText(o.err) }()
+	if t.unusable != "" {
+		o.err = t.unusable
+		return o
+	}
 
 	ctx, cancel := context.WithTimeout(ctx, w.timeout)
 	defer cancel()
@@ -326,13 +455,20 @@ func (w *Worker) send(ctx context.Context, t *target) *outcome {
 	defer res.Body.Close()
 	o.statusCode, o.header = res.StatusCode, res.Header
 	excerpt, _ := io.ReadAll(io.LimitReader(res.Body, responseExcerpt))
-	o.body = strings.ToValidUTF8(strings.ReplaceAll(string(excerpt), "\x00", ""), "\uFFFD")
+	o.body = cleanText(string(excerpt))
 	// Drain a little more so the connection can be reused; never much.
 	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
 	if !o.acknowledged() {
 		o.err = fmt.Sprintf("HTTP %d", res.StatusCode)
 	}
 	return o
+}
+
+// cleanText is s as Postgres text can hold it: valid UTF-8, without NUL.
+// Receivers' bodies and error texts (an x509 error quotes a certificate's
+// names raw) may carry either.
+func cleanText(s string) string {
+	return strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", ""), "\uFFFD")
 }
 
 // body is what an attempt sends: the stored envelope for a webhook, a chat
@@ -369,73 +505,92 @@ func describe(err error, ctx context.Context) string {
 	return err.Error()
 }
 
-// recordAttempts writes a job's attempts: each delivery's new state, its
-// attempt row numbered from the delivery's count, and, for destinations that
-// acknowledged, the end of their endpoint's failure streak (taking an
-// endpoint's row lock only when there is a streak to end: every acknowledged
-// attempt taking it would serialize the workers).
+// recordAttempts writes a job's attempts: each delivery's new state and its
+// attempt row numbered from the delivery's count, only where the count is
+// still the one the job was made for (so each attempt number is recorded
+// once, whichever job makes it), and never moving a succeeded delivery back.
+// For destinations that acknowledged, it ends their endpoint's failure streak
+// and their probing (taking those rows' locks only when there is something to
+// end: every acknowledged attempt taking them would serialize the workers).
+// It answers the ids it recorded.
 const recordAttempts = `with i as (
-		select * from unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::text[], $6::timestamptz[],
-			$7::int[], $8::text[], $9::text[])
-			as i (id, status, status_code, next_attempt_at, url, started_at, duration_ms, error, response_body)
+		select * from unnest($1::text[], $2::int[], $3::text[], $4::int[], $5::timestamptz[], $6::text[], $7::timestamptz[],
+			$8::int[], $9::text[], $10::text[])
+			as i (id, expected, status, status_code, next_attempt_at, url, started_at, duration_ms, error, response_body)
 	), d as (
-		update deliveries d set attempt_count = d.attempt_count + 1, status = i.status, last_status_code = i.status_code,
-			next_attempt_at = i.next_attempt_at, url = i.url, attempted_by_job = $10, updated_at = now()
-		from i where d.id = i.id returning d.id, d.attempt_count
+		update deliveries d set attempt_count = d.attempt_count + 1,
+			status = case when d.status = 'succeeded' then d.status else i.status end,
+			next_attempt_at = case when d.status = 'succeeded' then null else i.next_attempt_at end,
+			last_status_code = i.status_code, url = i.url, updated_at = now()
+		from i where d.id = i.id and d.attempt_count = i.expected
+		returning d.id, d.attempt_count
 	), a as (
 		insert into delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error, response_body)
 		select d.id, d.attempt_count, i.started_at, i.duration_ms, i.status_code, i.error, i.response_body
 		from d join i on i.id = d.id
+	), e as (
+		update webhook_endpoints set failing_since = null where id = any($11) and failing_since is not null
+	), s as (
+		update delivery_destinations set probe_ms = 1000, paused_until = now()
+		where key = any($11) and probe_ms > 1000
 	)
-	update webhook_endpoints set failing_since = null where id = any($11) and failing_since is not null`
+	select id from d`
 
-// record writes the job's attempts and their consequences: in one statement
-// when every attempt was acknowledged, otherwise in one transaction with the
-// jobs of the next attempts (the schedule with jitter, or a later
-// Retry-After), the jobs of deferred deliveries, the failure of abandoned
-// ones, and the health of endpoints that failed (a failure streak,
-// disabling, webhook_endpoint.disabled). River completes the job when Work
-// returns nil; if the process dies before that, the job runs again and skips
-// what it recorded here.
-func (w *Worker) record(ctx context.Context, job *river.Job[DeliverArgs], results []*result, abandoned []*target) error {
+// parkDeliveries sets deliveries aside for their destination's release, where
+// the job still holds them (their count is the job's); busy notes the
+// destinations found saturated, which halves their next release.
+const parkDeliveries = `with p as (
+		update deliveries d set parked = true
+		from unnest($1::text[], $2::int[]) as p (id, expected)
+		where d.id = p.id and d.attempt_count = p.expected and d.status = 'pending' and not d.parked
+	)
+	insert into delivery_destinations (key, busy_at) select unnest($3::text[]), now()
+	on conflict (key) do update set busy_at = excluded.busy_at`
+
+// pauseDestination holds back a destination's deliveries until $2: it asked
+// for that with a 429 or 503 and Retry-After.
+const pauseDestination = `insert into delivery_destinations (key, paused_until) values ($1, $2)
+	on conflict (key) do update set paused_until = greatest(delivery_destinations.paused_until, excluded.paused_until)`
+
+// pauseProbed holds back destinations whose probe failed for their probe
+// interval, which doubles (up to maxProbeInterval) each time: while a
+// destination fails every attempt, its backlog costs one attempt per
+// interval.
+const pauseProbed = `insert into delivery_destinations as s (key, paused_until, probe_ms)
+	select unnest($1::text[]), now() + interval '1 second', 2000
+	on conflict (key) do update set paused_until = greatest(s.paused_until, now() + s.probe_ms * interval '1 millisecond'),
+		probe_ms = least(s.probe_ms * 2, $2)`
+
+// record writes what the job did: in one statement when every attempt was
+// acknowledged, otherwise in one transaction with the jobs of the next
+// attempts (the schedule with jitter, or a later Retry-After), the parked
+// deliveries, the failure of abandoned ones, the pauses receivers asked for,
+// and the health of endpoints that failed (a failure streak, disabling,
+// webhook_endpoint.disabled). River completes the job when it returns nil;
+// if the process dies before that, the job runs again and skips what was
+// recorded here (the counts moved on).
+func (w *Worker) record(ctx context.Context, b *batch) error {
 	now := time.Now()
-	number := job.Args.attemptNumber(job)
-	exhausted := number >= w.schedule.MaxAttempts()
-	// One jittered time for the job's failures: they failed together, and
-	// retry together in one job unless a receiver asked for later.
-	scheduled := w.schedule.Next(now, number, time.Time{})
-	var b recordBatch
-	retryAt := map[time.Time][]string{}
+	var rb recordBatch
+	var acknowledged []string
 	failing := map[string]events.Scope{}
 	disable := map[string]string{}
-	later := map[string]*deferral{}
-	for _, a := range results {
+	next := map[string]time.Time{}
+	pauses := map[string]time.Time{}
+	var probed []string // destinations whose circuit is open, probed in vain
+	for _, a := range b.sent {
 		o := a.outcome
-		if o == nil {
-			// Deferred (its destination busy, or the process stopping): the
-			// same attempt again later, in one job per destination.
-			d := later[a.destination()]
-			if d == nil {
-				d = &deferral{at: now.Add(a.snooze)}
-				later[a.destination()] = d
-			}
-			d.ids = append(d.ids, a.deliveryID)
-			continue
-		}
 		status := a.status
-		var next *time.Time
+		var at *time.Time
 		switch {
 		case o.acknowledged():
 			status = StatusSucceeded
-			if a.endpointID != nil {
-				b.acknowledged = append(b.acknowledged, *a.endpointID)
-			}
+			acknowledged = append(acknowledged, a.destination)
 		case o.statusCode == http.StatusGone && a.endpointID != nil:
 			status, disable[*a.endpointID] = StatusFailed, DisabledGone
-		case job.Args.Manual:
-			// One attempt only: an automatic chain still running keeps the
-			// delivery pending, and an acknowledged delivery stays acknowledged.
-		case exhausted:
+		case a.status != StatusPending:
+			// A manual attempt of a settled delivery: it stays settled.
+		case a.attemptCount+1 >= w.schedule.MaxAttempts():
 			status = StatusFailed
 		default:
 			status = StatusPending
@@ -443,57 +598,65 @@ func (w *Worker) record(ctx context.Context, job *river.Job[DeliverArgs], result
 			if a.endpointType == TypeDiscord {
 				notBefore = maxTime(notBefore, discordRetryAfter(o.statusCode, o.body, now))
 			}
-			at := maxTime(scheduled, notBefore)
-			next = &at
-			retryAt[at] = append(retryAt[at], a.deliveryID)
+			if notBefore.After(now) {
+				pauses[a.destination] = maxTime(pauses[a.destination], notBefore)
+			}
+			if a.failing {
+				probed = append(probed, a.destination)
+			}
+			t := maxTime(w.schedule.Next(now, a.attemptCount+1, time.Time{}), notBefore)
+			at = &t
+			next[a.deliveryID] = t
 		}
 		if !o.acknowledged() && a.endpointID != nil {
 			failing[*a.endpointID] = a.scope
 		}
-		b.add(a.target, status, next, o)
+		rb.add(a.target, status, at, o)
 		a.final = status != StatusPending
 	}
-	// The jobs of the next attempts, and of the deferred ones (the same
-	// attempt again).
-	var jobs []river.InsertManyParams
-	for at, ids := range retryAt {
-		jobs = append(jobs, retryJob(ids, number+1, false, at))
-	}
-	for _, d := range later {
-		jobs = append(jobs, retryJob(d.ids, number, job.Args.Manual, d.at))
-	}
-	args := b.args(job.ID)
-	if len(failing) == 0 && len(jobs) == 0 && len(abandoned) == 0 {
-		if len(b.ids) == 0 {
+	if len(failing) == 0 && len(next) == 0 && len(b.parked) == 0 && len(b.requeue) == 0 && len(b.abandoned) == 0 {
+		if len(rb.ids) == 0 {
 			return nil
 		}
 		// The common case: every attempt acknowledged, in one statement.
-		if _, err := w.pool.Exec(ctx, recordAttempts, args...); err != nil {
-			return fmt.Errorf("record attempts: %w", err)
+		recorded, err := w.recordAttempts(ctx, w.pool, rb.args(acknowledged))
+		if err != nil {
+			return err
 		}
-		w.observe(results, nil)
+		w.observe(b.sent, recorded, nil)
 		return nil
 	}
 	var disabled []string
+	var recorded map[string]bool
 	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
-		if len(b.ids) > 0 {
-			if _, err := tx.Exec(ctx, recordAttempts, args...); err != nil {
-				return fmt.Errorf("record attempts: %w", err)
+		var err error
+		if recorded, err = w.recordAttempts(ctx, tx, rb.args(acknowledged)); err != nil {
+			return err
+		}
+		if err := w.enqueueNext(ctx, tx, b, recorded, next); err != nil {
+			return err
+		}
+		if len(b.parked) > 0 {
+			ids, counts := idsAndCounts(b.parked, 0)
+			if _, err := tx.Exec(ctx, parkDeliveries, ids, counts, slices.Compact(slices.Sorted(slices.Values(b.busy)))); err != nil {
+				return fmt.Errorf("park deliveries: %w", err)
 			}
 		}
-		if len(abandoned) > 0 {
-			ids := make([]string, len(abandoned))
-			for i, t := range abandoned {
-				ids[i] = t.deliveryID
+		if len(probed) > 0 {
+			if _, err := tx.Exec(ctx, pauseProbed, slices.Compact(slices.Sorted(slices.Values(probed))), maxProbeInterval.Milliseconds()); err != nil {
+				return fmt.Errorf("pause failing destinations: %w", err)
 			}
+		}
+		for _, key := range slices.Sorted(maps.Keys(pauses)) { // one lock order for all workers
+			if _, err := tx.Exec(ctx, pauseDestination, key, pauses[key]); err != nil {
+				return fmt.Errorf("pause destination: %w", err)
+			}
+		}
+		if len(b.abandoned) > 0 {
+			ids, _ := idsAndCounts(b.abandoned, 0)
 			if _, err := tx.Exec(ctx, `update deliveries set status = 'failed', next_attempt_at = null, updated_at = now()
-				where id = any($1)`, ids); err != nil {
+				where id = any($1) and status = 'pending'`, ids); err != nil {
 				return fmt.Errorf("abandon deliveries: %w", err)
-			}
-		}
-		if len(jobs) > 0 {
-			if _, err := river.ClientFromContext[pgx.Tx](ctx).InsertManyTx(ctx, tx, jobs); err != nil {
-				return fmt.Errorf("enqueue next attempts: %w", err)
 			}
 		}
 		for _, endpointID := range slices.Sorted(maps.Keys(failing)) { // one lock order for all workers
@@ -516,35 +679,85 @@ func (w *Worker) record(ctx context.Context, job *river.Job[DeliverArgs], result
 	if err != nil {
 		return err
 	}
-	w.observe(results, disabled)
+	w.observe(b.sent, recorded, disabled)
 	return nil
 }
 
-// deferral is the deliveries of one destination put off until at.
-type deferral struct {
-	ids []string
-	at  time.Time
+// recordAttempts runs the statement of that name and answers the ids it
+// recorded.
+func (w *Worker) recordAttempts(ctx context.Context, db events.DB, args []any) (map[string]bool, error) {
+	rows, err := db.Query(ctx, recordAttempts, args...)
+	if err != nil {
+		return nil, fmt.Errorf("record attempts: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("record attempts: %w", err)
+	}
+	recorded := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		recorded[id] = true
+	}
+	return recorded, nil
 }
 
-// retryJob is the job of attempt number of deliveries, at at.
-func retryJob(ids []string, number int, manual bool, at time.Time) river.InsertManyParams {
-	return river.InsertManyParams{Args: DeliverArgs{DeliveryIDs: ids, Attempt: number, Manual: manual}, InsertOpts: deliverOpts(at)}
+// enqueueNext writes the jobs of the next attempts of the deliveries just
+// recorded as pending (at their own times; those due together share jobs),
+// and of those handed back unsent, in tx.
+func (w *Worker) enqueueNext(ctx context.Context, tx pgx.Tx, b *batch, recorded map[string]bool, next map[string]time.Time) error {
+	type group struct {
+		destination string
+		at          time.Time
+	}
+	groups := map[group][]*target{}
+	for _, a := range b.sent {
+		if at, ok := next[a.deliveryID]; ok && recorded[a.deliveryID] {
+			g := group{a.destination, at}
+			groups[g] = append(groups[g], a.target)
+		}
+	}
+	var jobs []river.InsertManyParams
+	for g, ts := range groups {
+		ids, counts := idsAndCounts(ts, 1)
+		jobs = append(jobs, deliverJobs(ids, counts, false, g.at)...)
+	}
+	for _, t := range b.requeue {
+		jobs = append(jobs, deliverJobs([]string{t.deliveryID}, []int{t.expected}, false, time.Now().Add(time.Second))...)
+	}
+	if len(jobs) == 0 {
+		return nil
+	}
+	if _, err := river.ClientFromContext[pgx.Tx](ctx).InsertManyTx(ctx, tx, jobs); err != nil {
+		return fmt.Errorf("enqueue next attempts: %w", err)
+	}
+	return nil
+}
+
+// idsAndCounts is ts's delivery ids, and their expected attempt counts plus
+// add.
+func idsAndCounts(ts []*target, add int) ([]string, []int) {
+	ids, counts := make([]string, len(ts)), make([]int, len(ts))
+	for i, t := range ts {
+		ids[i], counts[i] = t.deliveryID, t.expected+add
+	}
+	return ids, counts
 }
 
 // recordBatch is the columns of recordAttempts, one element per attempt.
 type recordBatch struct {
 	ids, statuses, urls, errs, bodies []string
+	expected                          []int32
 	codes                             []*int32
 	durations                         []int32
 	nexts                             []*time.Time
 	started                           []time.Time
 	errSet, bodySet                   []bool
-	acknowledged                      []string
 }
 
 func (b *recordBatch) add(t *target, status string, next *time.Time, o *outcome) {
 	b.ids, b.statuses, b.urls, b.nexts, b.started = append(b.ids, t.deliveryID), append(b.statuses, status),
 		append(b.urls, t.url), append(b.nexts, next), append(b.started, o.started)
+	b.expected = append(b.expected, int32(t.expected))
 	b.durations = append(b.durations, int32(o.duration.Milliseconds()))
 	b.errs, b.errSet = append(b.errs, o.err), append(b.errSet, o.err != "")
 	var code *int32
@@ -557,9 +770,9 @@ func (b *recordBatch) add(t *target, status string, next *time.Time, o *outcome)
 	b.bodies, b.bodySet = append(b.bodies, o.body), append(b.bodySet, o.statusCode != 0)
 }
 
-func (b *recordBatch) args(jobID int64) []any {
-	return []any{b.ids, b.statuses, b.codes, b.nexts, b.urls, b.started, b.durations,
-		nullable(b.errs, b.errSet), nullable(b.bodies, b.bodySet), jobID, b.acknowledged}
+func (b *recordBatch) args(acknowledged []string) []any {
+	return []any{b.ids, b.expected, b.statuses, b.codes, b.nexts, b.urls, b.started, b.durations,
+		nullable(b.errs, b.errSet), nullable(b.bodies, b.bodySet), acknowledged}
 }
 
 // nullable is values with those not set as SQL nulls.

@@ -9,6 +9,8 @@ var ErrNotFound = errors.New("not found")
 // StateError is returned when an object's current state does not allow the
 // requested change (expiring a completed checkout, succeeding a failed attempt).
 type StateError struct {
+	// Code is the error's code for clients; empty means state_conflict.
+	Code    string
 	Message string
 }
 

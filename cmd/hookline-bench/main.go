@@ -37,7 +37,8 @@ import (
 
 func main() {
 	bin := flag.String("hookline", "./hookline", "the hookline binary")
-	scenarios := flag.String("scenarios", "burst,steady,backlog", "which scenarios to run: burst, steady, backlog")
+	scenarios := flag.String("scenarios", "burst,steady,backlog,single", "which scenarios to run: burst, steady, backlog, single")
+	singleSize := flag.Int("single", 100_000, "pending deliveries in the single scenario's drain")
 	backlogSize := flag.Int("backlog", 1_000_000, "pending deliveries in the backlog scenario")
 	history := flag.Int("history", 5_000_000, "old attempts already in the database in the backlog scenario")
 	flag.Parse()
@@ -57,6 +58,12 @@ func main() {
 			r, err = steady(*bin, url)
 		case "backlog":
 			r, err = backlog(*bin, url, *backlogSize, *history)
+		case "single":
+			if r, err = singleDrain(*bin, url, *singleSize); err == nil {
+				r.print()
+				summary = append(summary, r.summary())
+				r, err = singleBurst(*bin, url)
+			}
 		default:
 			err = fmt.Errorf("unknown scenario %q", name)
 		}
@@ -396,13 +403,25 @@ const burstClients = 128
 // burst: 4,000 checkouts as fast as burstClients clients can create them, 5
 // endpoints subscribed to everything: 20,000 deliveries.
 func burst(bin, url string) (*result, error) {
-	s, err := newStack(bin, url, "bench_burst")
+	r, err := runBurst(bin, url, "bench_burst", 4000, 5, `["*"]`)
+	if err != nil {
+		return nil, err
+	}
+	r.name = fmt.Sprintf("burst (4,000 checkouts x 5 endpoints, %d clients)", burstClients)
+	r.target = ">= 5,000 deliveries/s, RSS < 300 MB"
+	r.met = float64(r.deliveries)/r.deliverySec >= 5000 && r.peakRSSKiB < 300*1024
+	return r, nil
+}
+
+// runBurst creates checkouts from burstClients clients at once, with
+// endpoints endpoints subscribed to events, and waits for every delivery.
+func runBurst(bin, url, schema string, checkouts, endpoints int, events string) (*result, error) {
+	s, err := newStack(bin, url, schema)
 	if err != nil {
 		return nil, err
 	}
 	defer s.close()
-	const checkouts, endpoints = 4000, 5
-	if err := s.endpoints(endpoints, `["*"]`); err != nil {
+	if err := s.endpoints(endpoints, events); err != nil {
 		return nil, err
 	}
 	start := time.Now()
@@ -413,7 +432,7 @@ func burst(bin, url string) (*result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for next.Add(1) <= checkouts {
+			for next.Add(1) <= int64(checkouts) {
 				if _, err := s.createCheckout(); err != nil {
 					errs <- err
 					return
@@ -427,14 +446,82 @@ func burst(bin, url string) (*result, error) {
 	if err := <-errs; err != nil {
 		return nil, err
 	}
-	if err := s.recv.wait(checkouts*endpoints, 10*time.Minute); err != nil {
+	if err := s.recv.wait(int64(checkouts*endpoints), 10*time.Minute); err != nil {
 		return nil, err
 	}
-	r := &result{name: fmt.Sprintf("burst (4,000 checkouts x 5 endpoints, %d clients)", burstClients), deliveries: checkouts * endpoints,
+	return &result{deliveries: checkouts * endpoints,
 		deliverySec: time.Unix(0, s.recv.lastSeen.Load()).Sub(start).Seconds(), creates: checkouts, createSec: created.Seconds(),
-		latencies: s.recv.lat, peakRSSKiB: s.peakRSS(), cpuSec: s.cpu(), tables: s.tables(), target: ">= 5,000 deliveries/s, RSS < 300 MB"}
-	r.met = float64(r.deliveries)/r.deliverySec >= 5000 && r.peakRSSKiB < 300*1024
+		latencies: s.recv.lat, peakRSSKiB: s.peakRSS(), cpuSec: s.cpu(), tables: s.tables()}, nil
+}
+
+// singleBurst: 20,000 checkouts from burstClients clients, one endpoint
+// subscribed to checkout.created: the common case of fan-out 1, end to end.
+func singleBurst(bin, url string) (*result, error) {
+	r, err := runBurst(bin, url, "bench_single_burst", 20000, 1, `["checkout.created"]`)
+	if err != nil {
+		return nil, err
+	}
+	r.name = fmt.Sprintf("single burst (20,000 checkouts x 1 endpoint, %d clients)", burstClients)
+	r.target = ">= 4,000 deliveries/s end to end, 201 -> receiver p99 < 1 s"
+	r.met = float64(r.deliveries)/r.deliverySec >= 4000 && r.percentile(.99) < time.Second
 	return r, nil
+}
+
+// singleDrain: pending deliveries at fan-out 1 (one endpoint), inserted as
+// the fan-out writes them, drained by hookline.
+func singleDrain(bin, url string, pending int) (*result, error) {
+	s, err := newStack(bin, url, "bench_single_drain")
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	if err := s.endpoints(1, `["*"]`); err != nil {
+		return nil, err
+	}
+	if err := s.seedOwed("dlv_00S", "evt_00S", pending, 1); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	if err := s.recv.wait(int64(pending), 10*time.Minute); err != nil {
+		return nil, err
+	}
+	r := &result{name: fmt.Sprintf("single drain (%d pending deliveries x 1 endpoint)", pending), deliveries: pending,
+		deliverySec: time.Unix(0, s.recv.lastSeen.Load()).Sub(start).Seconds(), peakRSSKiB: s.peakRSS(), cpuSec: s.cpu(),
+		tables: s.tables(), target: ">= 8,000 deliveries/s"}
+	r.met = float64(r.deliveries)/r.deliverySec >= 8000
+	return r, nil
+}
+
+// seedOwed commits pending deliveries of the stack's merchant to its
+// endpoints (fanOut of them, in id order), one event per fanOut deliveries,
+// with their jobs as the fan-out writes them, in one transaction.
+func (s *stack) seedOwed(deliveryPrefix, eventPrefix string, pending, fanOut int) error {
+	ctx := context.Background()
+	var merchant string
+	var endpointIDs []string
+	if err := s.pool.QueryRow(ctx, `select merchant_id, array_agg(id order by id) from webhook_endpoints
+		where merchant_id = (select id from merchants order by id limit 1) group by merchant_id`).Scan(&merchant, &endpointIDs); err != nil {
+		return err
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		for _, q := range []string{
+			`insert into events (id, merchant_id, livemode, type, payload, created_at)
+				select @event || lpad(g::text, 20, '0'), @merchant::text, false, 'checkout.created', convert_to(@payload::text, 'UTF8'), now()
+				from generate_series(0, @n::int - 1) g`,
+			`insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status, next_attempt_at, created_at, updated_at)
+				select @delivery || lpad((g * @fan::int + e)::text, 20, '0'), @merchant::text, false, @event || lpad(g::text, 20, '0'),
+					(@endpoints::text[])[e + 1], 'http://127.0.0.1/unused', 'pending', now(), now(), now()
+				from generate_series(0, @n::int - 1) g, generate_series(0, @fan::int - 1) e`,
+			seedJobs(deliveryPrefix, fanOut),
+		} {
+			args := pgx.NamedArgs{"merchant": merchant, "n": pending / fanOut, "fan": fanOut, "payload": seededPayload,
+				"endpoints": endpointIDs, "event": eventPrefix, "delivery": deliveryPrefix}
+			if _, err := tx.Exec(ctx, q, args); err != nil {
+				return fmt.Errorf("seed owed deliveries: %w", err)
+			}
+		}
+		return nil
+	})
 }
 
 // steady: 1,000 checkouts a second offered for 10 s to one endpoint.
@@ -494,8 +581,26 @@ const seededPayload = `{"id":"evt_seeded","object":"event","type":"checkout.crea
 	`"customer_details":{"country":null,"email":null,"name":null,"phone":null},"transaction_description":"bench",` +
 	`"reference_id":null,"metadata":{},"webhook_url":null}}`
 
+// seedJobs is the statement that writes the delivery jobs of @n seeded events
+// of fanOut deliveries each (ids prefix || lpad(event * fanOut + endpoint)),
+// as the fan-out writes them for transactions of seedBatch events: per
+// transaction, one job per endpoint holding its seedBatch deliveries.
+func seedJobs(prefix string, fanOut int) string {
+	return fmt.Sprintf(`insert into river_job (args, kind, max_attempts, queue, state, scheduled_at)
+		select jsonb_build_object('delivery_ids', array(select '%[1]s' || lpad((g * %[2]d + e)::text, 20, '0')
+				from generate_series(b * %[3]d, least(b * %[3]d + %[3]d, @n::int) - 1) g),
+			'counts', array(select 0 from generate_series(b * %[3]d, least(b * %[3]d + %[3]d, @n::int) - 1) g)),
+			'deliver', 25, 'delivery', 'available', now()
+		from generate_series(0, (@n::int - 1) / %[3]d) b, generate_series(0, %[2]d - 1) e`, prefix, fanOut, seedBatch)
+}
+
+// seedBatch is how many events a seeded transaction holds: about what the
+// API's shared transactions held in the steady scenario (10,000 checkouts
+// in 1,160 transactions).
+const seedBatch = 10
+
 // backlog: pending deliveries inserted directly, as the fan-out writes them
-// (one event, 5 deliveries to 5 endpoints and one delivery job), on a
+// (events of 5 deliveries to 5 endpoints, with their jobs: see seedJobs), on a
 // database that already holds history old attempts (20 days old: inside the
 // 30-day retention, so none is pruned while it runs); drained while a probe
 // creates 10 checkouts a second through the API.
@@ -562,10 +667,7 @@ func backlog(bin, url string, pending, history int) (*result, error) {
 			select 'dlv_00B' || lpad((g * 5 + e)::text, 20, '0'), @merchant::text, false, 'evt_00B' || lpad(g::text, 20, '0'),
 				(@endpoints::text[])[e + 1], 'http://127.0.0.1/unused', 'pending', now(), now(), now()
 			from generate_series(0, @n::int - 1) g, generate_series(0, 4) e`,
-		`insert into river_job (args, kind, max_attempts, queue, state, scheduled_at)
-			select jsonb_build_object('delivery_ids', array(select 'dlv_00B' || lpad((g * 5 + e)::text, 20, '0')
-				from generate_series(0, 4) e), 'attempt', 1), 'deliver', 25, 'delivery', 'available', now()
-			from generate_series(0, @n::int - 1) g`,
+		seedJobs("dlv_00B", 5),
 	} {
 		args := pgx.NamedArgs{"merchant": merchant, "n": events, "payload": seededPayload, "endpoints": endpointIDs}
 		if _, err := tx.Exec(ctx, q, args); err != nil {

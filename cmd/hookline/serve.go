@@ -176,6 +176,7 @@ func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 	river.AddWorker(workers, events.NewExpireCheckoutsWorker(m.pool, service))
 	river.AddWorker(workers, delivery.NewRecoverWorker(m.pool, dispatcher))
 	river.AddWorker(workers, delivery.NewPruneWorker(m.pool, cfg.Retention, m.logger))
+	river.AddWorker(workers, delivery.NewReleaseWorker(m.pool, m.logger))
 	river.AddWorker(workers, delivery.NewWorker(delivery.WorkerConfig{
 		Guard: guard, InFlight: cfg.EndpointInFlight, Keyring: keyring, Logger: m.logger, Metrics: metrics, Pool: m.pool, Publisher: publisher,
 		Schedule: cfg.RetrySchedule, Timeout: cfg.DeliveryTimeout,
@@ -188,11 +189,12 @@ func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 }
 
 // riverConfig is the working client's configuration. A job's timeout is its
-// attempt's plus time to record it; a job still "running" past that belongs to
-// a crashed process and is rescued, so a crash delays its deliveries by under
-// a minute (River's rescuer runs every 30s), not River's default hour.
+// attempts' plus time to record them (delivery.JobTimeout); a job still
+// "running" past that belongs to a crashed process and is rescued, so a crash
+// delays its deliveries by under a minute (River's rescuer runs every 30s),
+// not River's default hour.
 func riverConfig(cfg config, workers *river.Workers, logger *slog.Logger) *river.Config {
-	jobTimeout := cfg.DeliveryTimeout + 5*time.Second
+	jobTimeout := delivery.JobTimeout(cfg.DeliveryTimeout)
 	return &river.Config{
 		JobTimeout:           jobTimeout,
 		Logger:               logger,
@@ -209,6 +211,9 @@ func riverConfig(cfg config, workers *river.Workers, logger *slog.Logger) *river
 		PeriodicJobs: []*river.PeriodicJob{
 			river.NewPeriodicJob(river.PeriodicInterval(10*time.Minute),
 				func() (river.JobArgs, *river.InsertOpts) { return delivery.PruneArgs{}, nil },
+				&river.PeriodicJobOpts{RunOnStart: true}),
+			river.NewPeriodicJob(river.PeriodicInterval(delivery.ReleaseInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return delivery.ReleaseArgs{}, nil },
 				&river.PeriodicJobOpts{RunOnStart: true}),
 			river.NewPeriodicJob(river.PeriodicInterval(events.ExpirySweepInterval),
 				func() (river.JobArgs, *river.InsertOpts) { return events.ExpireCheckoutsArgs{}, nil },

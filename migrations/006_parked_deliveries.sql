@@ -1,0 +1,45 @@
+-- Deliveries that wait on their destination, not on a job (issues 13 and 20).
+--
+-- A delivery owed to a destination that is paused (failing, rate-limited) or
+-- saturated is parked: it holds no River job, and the periodic release job
+-- hands it a job again at the rate the destination accepts. A dead endpoint's
+-- backlog so costs one probe at a time, not a job run per delivery.
+
+-- Adding a column with a constant default rewrites nothing.
+alter table deliveries add column parked boolean not null default false;
+
+-- Parked deliveries by destination (the endpoint, or for a checkout's own
+-- webhook_url the URL's digest, as delivery.destinationKey computes it), in
+-- creation order. next_attempt_at stays out of every index, so that recording
+-- an attempt, which sets it, remains a heap-only (HOT) update.
+create index deliveries_parked_idx on deliveries ((coalesce(endpoint_id, 'url:' || md5(url))), id) where parked;
+
+-- The state of each destination that has ever been paused or saturated; a
+-- healthy destination has no row, and nothing on the hot path writes one.
+create table delivery_destinations (
+    key            text primary key,
+    -- Nothing is released to the destination before this time.
+    paused_until   timestamptz not null default now(),
+    -- While the destination fails every attempt, one probe is released every
+    -- probe_ms milliseconds, an interval that doubles with each probe.
+    probe_ms       integer not null default 1000,
+    -- How many parked deliveries one release hands out: doubled after a
+    -- release the destination took whole, halved after one it could not.
+    release_size   integer not null default 100,
+    -- The last time a job found the destination saturated and parked.
+    busy_at        timestamptz,
+    released_at    timestamptz
+);
+
+-- Jobs of the earlier shape (one event's deliveries, with the attempt number
+-- and attempted_by_job to skip what a crashed run had recorded) are not worked
+-- any more: their deliveries are parked, and the release job hands them new
+-- jobs. Stop the old processes before migrating.
+update deliveries d set parked = true
+    from river_job j
+    where j.kind = 'deliver' and j.finalized_at is null
+        and d.status = 'pending'
+        and d.id in (select jsonb_array_elements_text(coalesce(j.args -> 'delivery_ids', jsonb_build_array(j.args ->> 'delivery_id'))));
+delete from river_job where kind = 'deliver' and finalized_at is null;
+
+alter table deliveries drop column attempted_by_job;
