@@ -3,8 +3,12 @@ package delivery
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/hookline/hookline/events"
@@ -314,4 +318,91 @@ func renderSlack(displayName string, payload []byte) ([]byte, error) {
 // characters, so that text can neither mention nor link.
 func slackEscape(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+}
+
+// chatDisableReason is why a chat webhook's answer disables it: Discord and
+// Slack answer 404 for a deleted webhook and 401 or 403 for a revoked token,
+// and every later attempt would get the same answer.
+func chatDisableReason(endpointType string, status int) string {
+	if endpointType != TypeDiscord && endpointType != TypeSlack {
+		return ""
+	}
+	switch status {
+	case http.StatusNotFound:
+		return DisabledGone
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return DisabledUnauthorized
+	}
+	return ""
+}
+
+// pauseUntil is when a destination asked to hear from hookline again: a 429's
+// or 503's Retry-After, and for Discord a 429 body's retry_after or an
+// exhausted rate-limit bucket's X-RateLimit-Reset-After (sent with any
+// status). The zero time: it did not ask.
+func pauseUntil(t *target, o *outcome, now time.Time) time.Time {
+	at := retryAfter(o.statusCode, o.header, now)
+	if t.endpointType != TypeDiscord {
+		return at
+	}
+	at = maxTime(at, discordRetryAfter(o.statusCode, o.body, now))
+	if o.header.Get("X-RateLimit-Remaining") == "0" {
+		if secs, err := strconv.ParseFloat(o.header.Get("X-RateLimit-Reset-After"), 64); err == nil && secs > 0 {
+			at = maxTime(at, minTime(now.Add(time.Duration(secs*float64(time.Second))), now.Add(maxRetryAfter)))
+		}
+	}
+	return at
+}
+
+// Discord bans an IP address for a while after 10,000 invalid requests (401,
+// 403 or 429) in 10 minutes, which would cut every merchant's Discord
+// endpoints off at once. Each process keeps below discordInvalidLimit.
+const (
+	discordInvalidLimit  = 9000
+	discordInvalidWindow = 10 * time.Minute
+)
+
+// invalidBudget counts a process's invalid Discord requests per minute over
+// the last discordInvalidWindow.
+type invalidBudget struct {
+	mu      sync.Mutex
+	minutes [10]struct {
+		minute int64
+		n      int
+	}
+}
+
+// note counts an answer of status from Discord.
+func (b *invalidBudget) note(status int, now time.Time) {
+	if status != http.StatusUnauthorized && status != http.StatusForbidden && status != http.StatusTooManyRequests {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	minute := now.Unix() / 60
+	m := &b.minutes[minute%int64(len(b.minutes))]
+	if m.minute != minute {
+		m.minute, m.n = minute, 0
+	}
+	m.n++
+}
+
+// blockedUntil is when Discord sends may resume, or the zero time if they
+// may go now: once the window holds discordInvalidLimit invalid requests,
+// until its oldest minute leaves it.
+func (b *invalidBudget) blockedUntil(now time.Time) time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	minute := now.Unix() / 60
+	total, oldest := 0, minute
+	for _, m := range b.minutes {
+		if m.minute > minute-int64(len(b.minutes)) && m.n > 0 {
+			total += m.n
+			oldest = min(oldest, m.minute)
+		}
+	}
+	if total < discordInvalidLimit {
+		return time.Time{}
+	}
+	return time.Unix((oldest+int64(len(b.minutes)))*60, 0)
 }

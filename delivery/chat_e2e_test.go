@@ -93,3 +93,64 @@ func TestChatEndpoints(t *testing.T) {
 		t.Errorf("slack texts %v, want %v", got, want)
 	}
 }
+
+// TestChatRateLimitsPauseTheEndpoint: a Discord 429 whose rate-limit bucket
+// is exhausted pauses the whole endpoint until the bucket resets, not only
+// the delivery that got it; a chat webhook answering 404 (deleted) or 403
+// (token revoked) is disabled at once, with the reason, and the merchant's
+// other endpoints are told.
+func TestChatRateLimitsPauseTheEndpoint(t *testing.T) {
+	t.Parallel()
+
+	e := newEnvWith(t, envOptions{schedule: fast, timeout: 5 * time.Second, inFlight: 1})
+	discord := newReceiver(t, func(n int, w http.ResponseWriter) {
+		if n == 1 {
+			w.Header().Set("X-RateLimit-Remaining", "0")
+			w.Header().Set("X-RateLimit-Reset-After", "2")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	deleted := newReceiver(t, func(_ int, w http.ResponseWriter) { w.WriteHeader(http.StatusNotFound) })
+	revoked := newReceiver(t, func(_ int, w http.ResponseWriter) { w.WriteHeader(http.StatusForbidden) })
+	told := newReceiver(t, nil)
+	e.chatEndpoint("discord", discord.srv.URL+"/api/webhooks/1/token",
+		[]string{"checkout.created", "payment_attempt.created", "payment_attempt.succeeded", "checkout.paid"}, "Shop")
+	e.chatEndpoint("discord", deleted.srv.URL+"/api/webhooks/2/token", []string{"checkout.paid"}, "Shop")
+	e.chatEndpoint("slack", revoked.srv.URL+"/services/T/B/X", []string{"checkout.paid"}, "Shop")
+	e.endpoint(told.srv.URL, []string{"webhook_endpoint.disabled"})
+	e.pay(nil)
+	e.waitDeliveries()
+
+	reqs := discord.requests()
+	if len(reqs) != 5 { // four events, one of them twice
+		t.Fatalf("discord got %d requests, want 5", len(reqs))
+	}
+	for i, r := range reqs[1:] {
+		if gap := r.at.Sub(reqs[0].at); gap < 2*time.Second {
+			t.Errorf("request %d came %s after the 429 that paused the endpoint for 2s", i+2, gap)
+		}
+	}
+	rows, err := e.pool.Query(context.Background(), `select type, disabled_reason from webhook_endpoints where status = 'disabled' order by type`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var disabled []string
+	var typ, reason string
+	if _, err := pgx.ForEachRow(rows, []any{&typ, &reason}, func() error {
+		disabled = append(disabled, typ+" "+reason)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"discord gone", "slack unauthorized"}; len(disabled) != 2 || disabled[0] != want[0] || disabled[1] != want[1] {
+		t.Fatalf("disabled endpoints %v, want %v", disabled, want)
+	}
+	if n := len(deleted.requests()) + len(revoked.requests()); n != 2 {
+		t.Errorf("the deleted and revoked webhooks got %d requests, want one each", n)
+	}
+	if got := told.types(); len(got) != 2 || got[0] != "webhook_endpoint.disabled" {
+		t.Errorf("the merchant's webhook endpoint was told %v, want two webhook_endpoint.disabled", got)
+	}
+}

@@ -22,6 +22,9 @@ const (
 
 	DisabledGone    = "gone"
 	DisabledFailing = "failing"
+	// DisabledUnauthorized is a chat webhook whose token no longer works
+	// (401 or 403): every later attempt would be refused too.
+	DisabledUnauthorized = "unauthorized"
 
 	// AllEvents in enabled_events subscribes to every type, present and future.
 	AllEvents = "*"

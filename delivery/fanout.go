@@ -94,46 +94,55 @@ func (d *Dispatcher) FanOut(ctx context.Context, tx pgx.Tx, evts []*events.Event
 		entry, _ := events.Lookup(evt.Type)
 		merchants[i], modes[i], types[i], defaults[i] = evt.MerchantID, evt.Livemode, string(evt.Type), entry.DefaultEnabled
 	}
-	rows, err := tx.Query(ctx, `select e.n, w.id, w.url
+	rows, err := tx.Query(ctx, `select e.n, w.id, w.url, coalesce(s.paused_until > now(), false)
 		from unnest($1::text[], $2::bool[], $3::text[], $4::bool[]) with ordinality as e (merchant_id, livemode, type, default_on, n)
 		join webhook_endpoints w on w.merchant_id = e.merchant_id and w.livemode = e.livemode
 			and w.status = 'enabled' and w.deleted_at is null
 			and case when w.enabled_events is null then e.default_on else e.type = any(w.enabled_events) or '*' = any(w.enabled_events) end
+		left join delivery_destinations s on s.key = w.id
 		order by e.n, w.id`, merchants, modes, types, defaults)
 	if err != nil {
 		return fmt.Errorf("find subscribed endpoints: %w", err)
 	}
 	// One event's destinations, in the order the endpoints were created; an
 	// empty endpoint id becomes null: the checkout's own webhook_url.
-	type destination struct{ endpointID, url string }
+	// A paused endpoint's delivery is parked at once, behind its backlog:
+	// a job would only park it.
+	type destination struct {
+		endpointID, url string
+		paused          bool
+	}
 	byEvent := make([][]destination, len(evts))
 	var n int
 	var endpointID, url string
-	_, err = pgx.ForEachRow(rows, []any{&n, &endpointID, &url}, func() error {
-		byEvent[n-1] = append(byEvent[n-1], destination{endpointID, url})
+	var paused bool
+	_, err = pgx.ForEachRow(rows, []any{&n, &endpointID, &url, &paused}, func() error {
+		byEvent[n-1] = append(byEvent[n-1], destination{endpointID, url, paused})
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("find subscribed endpoints: %w", err)
 	}
 	var ids, endpointIDs, urls, merchantIDs, eventIDs []string
-	var livemodes []bool
+	var livemodes, parked []bool
 	var created []time.Time
 	// One destination's deliveries go in the same jobs, in event order.
 	byDestination := map[string][]string{}
 	var order []string
 	for i, evt := range evts {
 		if evt.WebhookURL != "" && defaults[i] {
-			byEvent[i] = append(byEvent[i], destination{"", evt.WebhookURL})
+			byEvent[i] = append(byEvent[i], destination{url: evt.WebhookURL})
 		}
 		for _, dst := range byEvent[i] {
 			id := events.NewID(events.PrefixDelivery)
-			key := destinationKey(&dst.endpointID, dst.url)
-			if byDestination[key] == nil {
-				order = append(order, key)
+			if !dst.paused {
+				key := destinationKey(&dst.endpointID, dst.url)
+				if byDestination[key] == nil {
+					order = append(order, key)
+				}
+				byDestination[key] = append(byDestination[key], id)
 			}
-			byDestination[key] = append(byDestination[key], id)
-			ids, endpointIDs, urls = append(ids, id), append(endpointIDs, dst.endpointID), append(urls, dst.url)
+			ids, endpointIDs, urls, parked = append(ids, id), append(endpointIDs, dst.endpointID), append(urls, dst.url), append(parked, dst.paused)
 			merchantIDs, livemodes, eventIDs, created = append(merchantIDs, evt.MerchantID), append(livemodes, evt.Livemode), append(eventIDs, evt.ID), append(created, evt.CreatedAt)
 		}
 	}
@@ -141,17 +150,20 @@ func (d *Dispatcher) FanOut(ctx context.Context, tx pgx.Tx, evts []*events.Event
 	for _, key := range order {
 		jobs = append(jobs, deliverJobs(byDestination[key], make([]int, len(byDestination[key])), false, time.Time{})...)
 	}
-	if len(jobs) == 0 {
+	if len(ids) == 0 {
 		return nil
 	}
 	_, err = tx.Exec(ctx, `insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status,
-		next_attempt_at, created_at, updated_at)
-		select d.id, d.merchant_id, d.livemode, d.event_id, nullif(d.endpoint_id, ''), d.url, 'pending', d.created_at, d.created_at, d.created_at
-		from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::text[], $7::timestamptz[])
-			as d (id, endpoint_id, url, merchant_id, livemode, event_id, created_at)`,
-		ids, endpointIDs, urls, merchantIDs, livemodes, eventIDs, created)
+		next_attempt_at, created_at, updated_at, parked)
+		select d.id, d.merchant_id, d.livemode, d.event_id, nullif(d.endpoint_id, ''), d.url, 'pending', d.created_at, d.created_at, d.created_at, d.parked
+		from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::text[], $7::timestamptz[], $8::bool[])
+			as d (id, endpoint_id, url, merchant_id, livemode, event_id, created_at, parked)`,
+		ids, endpointIDs, urls, merchantIDs, livemodes, eventIDs, created, parked)
 	if err != nil {
 		return fmt.Errorf("insert deliveries: %w", err)
+	}
+	if len(jobs) == 0 {
+		return nil
 	}
 	if _, err := d.river.InsertManyTx(ctx, tx, jobs); err != nil {
 		return fmt.Errorf("enqueue deliveries: %w", err)

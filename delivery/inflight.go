@@ -30,6 +30,7 @@ type limiter struct {
 	dests       map[string]int // jobs under way
 	merchants   map[string]int
 	slow        map[string]time.Time // destination -> slow until
+	paused      map[string]time.Time // destination -> paused until
 }
 
 // newLimiter caps each destination at perDestination attempts in flight and
@@ -43,6 +44,7 @@ func newLimiter(perDestination, perMerchant int) *limiter {
 		dests:       map[string]int{},
 		merchants:   map[string]int{},
 		slow:        map[string]time.Time{},
+		paused:      map[string]time.Time{},
 	}
 }
 
@@ -89,6 +91,27 @@ func (l *limiter) observe(destination string, took time.Duration) {
 			delete(l.slow, key)
 		}
 	}
+}
+
+// pause holds destination back until until in this process at once: the
+// database's pause reaches jobs loaded after it commits, this one those
+// already loaded.
+func (l *limiter) pause(destination string, until time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.paused[destination] = until
+}
+
+// isPaused says whether destination is paused in this process.
+func (l *limiter) isPaused(destination string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	until, ok := l.paused[destination]
+	if ok && !time.Now().Before(until) {
+		delete(l.paused, destination)
+		return false
+	}
+	return ok
 }
 
 // isSlow says whether an attempt to destination took over slowAfter lately.

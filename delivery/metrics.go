@@ -45,7 +45,7 @@ func NewMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, logger *slog.Logg
 		}),
 		disabled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hookline_endpoints_disabled_total",
-			Help: "Endpoints hookline disabled, by reason: gone (410) or failing (3 days of failures).",
+			Help: "Endpoints hookline disabled, by reason: gone (410, or a chat webhook's 404), unauthorized (a chat webhook's 401 or 403) or failing (3 days of failures).",
 		}, []string{"reason"}),
 	}
 	reg.MustRegister(m.attempts, m.latency, m.attemptsPerDelivery, m.disabled, &queueCollector{pool: pool, logger: logger})

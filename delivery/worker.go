@@ -66,6 +66,7 @@ type WorkerConfig struct {
 type Worker struct {
 	river.WorkerDefaults[DeliverArgs]
 	client    *http.Client
+	discord   *invalidBudget
 	limiter   *limiter
 	keyring   *events.Keyring
 	logger    *slog.Logger
@@ -80,6 +81,7 @@ type Worker struct {
 func NewWorker(cfg WorkerConfig) *Worker {
 	return &Worker{
 		client:    newHTTPClient(cfg.Guard),
+		discord:   &invalidBudget{},
 		limiter:   newLimiter(cmp.Or(cfg.InFlight, 20), cmp.Or(cfg.MerchantJobs, 25)),
 		keyring:   cfg.Keyring,
 		logger:    cfg.Logger,
@@ -260,7 +262,9 @@ type batch struct {
 	mu        sync.Mutex
 	sent      []*result
 	parked    []*target
-	busy      []string // destinations found saturated
+	busy      []string             // destinations found saturated
+	pauses    map[string]time.Time // destinations to pause, until when
+	leave     []func()             // the limiter places the job holds
 	requeue   []*target
 	abandoned []*target
 }
@@ -327,6 +331,7 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 			byDestination[t.destination] = append(byDestination[t.destination], t)
 		}
 	}
+	b.pauses = map[string]time.Time{}
 	if len(order) == 1 && !job.Args.Manual && w.saturatedButFast(byDestination[order[0]]) {
 		return river.JobSnooze(snoozeFor + time.Duration(rand.Int64N(int64(snoozeFor)))) //nolint:gosec // jitter
 	}
@@ -335,6 +340,11 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 		wg.Go(func() { w.deliverTo(ctx, byDestination[key], job.Args.Manual, b) })
 	}
 	wg.Wait()
+	defer func() {
+		for _, leave := range b.leave {
+			leave()
+		}
+	}()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
 	return w.record(ctx, b)
@@ -362,16 +372,31 @@ func (w *Worker) saturatedButFast(ts []*target) bool {
 func (w *Worker) deliverTo(ctx context.Context, ts []*target, manual bool, b *batch) {
 	t := ts[0]
 	if !manual {
-		if t.paused {
+		leave, ok := w.limiter.enter(t.destination, t.scope.MerchantID)
+		if !ok {
+			b.park(ts, !t.paused)
+			return
+		}
+		// The place is kept until the job has recorded, so that the next job
+		// of the destination sees what this one learned (a pause, a failure).
+		b.mu.Lock()
+		b.leave = append(b.leave, leave)
+		b.mu.Unlock()
+		if t.paused || w.limiter.isPaused(t.destination) {
 			b.park(ts, false)
 			return
 		}
-		leave, ok := w.limiter.enter(t.destination, t.scope.MerchantID)
-		if !ok {
-			b.park(ts, true)
-			return
+		if t.endpointType == TypeDiscord {
+			if until := w.discord.blockedUntil(time.Now()); !until.IsZero() {
+				w.logger.WarnContext(ctx, "pausing a discord endpoint: this process is close to discord's limit of invalid requests",
+					slog.String("endpoint_id", t.destination), slog.Time("until", until))
+				b.park(ts, false)
+				b.mu.Lock()
+				b.pauses[t.destination] = until
+				b.mu.Unlock()
+				return
+			}
 		}
-		defer leave()
 		if t.failing {
 			// The circuit is open: one probe; the rest wait for its answer.
 			b.park(ts[1:], false)
@@ -380,11 +405,12 @@ func (w *Worker) deliverTo(ctx context.Context, ts []*target, manual bool, b *ba
 	}
 	start := time.Now()
 	var next int
+	var paused bool // the destination asked to be left alone
 	var mu sync.Mutex
 	take := func() *target {
 		mu.Lock()
 		defer mu.Unlock()
-		if next == len(ts) || (next > 0 && time.Since(start) > laneBudget) {
+		if paused || next == len(ts) || (next > 0 && time.Since(start) > laneBudget) {
 			return nil
 		}
 		next++
@@ -396,6 +422,20 @@ func (w *Worker) deliverTo(ctx context.Context, ts []*target, manual bool, b *ba
 			for t := take(); t != nil; t = take() {
 				o := w.send(ctx, t)
 				w.limiter.observe(t.destination, o.duration)
+				if t.endpointType == TypeDiscord {
+					w.discord.note(o.statusCode, time.Now())
+				}
+				if t.failing && !o.acknowledged() {
+					// The probe failed: the destination's other jobs here
+					// park until the database's longer pause reaches them.
+					w.limiter.pause(t.destination, time.Now().Add(time.Second))
+				}
+				if until := pauseUntil(t, o, time.Now()); o.statusCode != 0 && until.After(time.Now()) {
+					w.limiter.pause(t.destination, until)
+					mu.Lock()
+					paused = true
+					mu.Unlock()
+				}
 				b.mu.Lock()
 				if ctx.Err() != nil && o.err != "" {
 					// The worker is stopping mid-request: hand the delivery
@@ -409,7 +449,7 @@ func (w *Worker) deliverTo(ctx context.Context, ts []*target, manual bool, b *ba
 		})
 	}
 	wg.Wait()
-	b.park(ts[next:], true)
+	b.park(ts[next:], !paused)
 }
 
 // send makes the HTTP request of one attempt.
@@ -576,31 +616,30 @@ func (w *Worker) record(ctx context.Context, b *batch) error {
 	failing := map[string]events.Scope{}
 	disable := map[string]string{}
 	next := map[string]time.Time{}
-	pauses := map[string]time.Time{}
+	pauses := b.pauses
 	var probed []string // destinations whose circuit is open, probed in vain
 	for _, a := range b.sent {
 		o := a.outcome
 		status := a.status
 		var at *time.Time
+		notBefore := pauseUntil(a.target, o, now)
+		if notBefore.After(now) {
+			pauses[a.destination] = maxTime(pauses[a.destination], notBefore)
+		}
 		switch {
 		case o.acknowledged():
 			status = StatusSucceeded
 			acknowledged = append(acknowledged, a.destination)
 		case o.statusCode == http.StatusGone && a.endpointID != nil:
 			status, disable[*a.endpointID] = StatusFailed, DisabledGone
+		case chatDisableReason(a.endpointType, o.statusCode) != "" && a.endpointID != nil:
+			status, disable[*a.endpointID] = StatusFailed, chatDisableReason(a.endpointType, o.statusCode)
 		case a.status != StatusPending:
 			// A manual attempt of a settled delivery: it stays settled.
 		case a.attemptCount+1 >= w.schedule.MaxAttempts():
 			status = StatusFailed
 		default:
 			status = StatusPending
-			notBefore := retryAfter(o.statusCode, o.header, now)
-			if a.endpointType == TypeDiscord {
-				notBefore = maxTime(notBefore, discordRetryAfter(o.statusCode, o.body, now))
-			}
-			if notBefore.After(now) {
-				pauses[a.destination] = maxTime(pauses[a.destination], notBefore)
-			}
 			if a.failing {
 				probed = append(probed, a.destination)
 			}
@@ -614,7 +653,7 @@ func (w *Worker) record(ctx context.Context, b *batch) error {
 		rb.add(a.target, status, at, o)
 		a.final = status != StatusPending
 	}
-	if len(failing) == 0 && len(next) == 0 && len(b.parked) == 0 && len(b.requeue) == 0 && len(b.abandoned) == 0 {
+	if len(failing) == 0 && len(next) == 0 && len(pauses) == 0 && len(b.parked) == 0 && len(b.requeue) == 0 && len(b.abandoned) == 0 {
 		if len(rb.ids) == 0 {
 			return nil
 		}

@@ -43,3 +43,9 @@ update deliveries d set parked = true
 delete from river_job where kind = 'deliver' and finalized_at is null;
 
 alter table deliveries drop column attempted_by_job;
+
+-- A chat webhook answering 401 or 403 (its token revoked) is disabled like
+-- one answering 404 or 410 (deleted).
+alter table webhook_endpoints drop constraint webhook_endpoints_disabled_reason_check;
+alter table webhook_endpoints add constraint webhook_endpoints_disabled_reason_check
+    check (disabled_reason in ('gone', 'failing', 'unauthorized'));

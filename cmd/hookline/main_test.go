@@ -183,7 +183,7 @@ func TestServe(t *testing.T) {
 		}
 		scrape, _ = io.ReadAll(res.Body)
 		res.Body.Close()
-		if bytes.Contains(scrape, []byte(wants[1])) || time.Now().After(deadline) {
+		if (bytes.Contains(scrape, []byte(wants[1])) && bytes.Contains(scrape, []byte(wants[2]))) || time.Now().After(deadline) {
 			break
 		}
 	}
