@@ -34,6 +34,11 @@ type DeliverArgs struct {
 	// Manual marks an operator's or merchant's retry: exactly one attempt,
 	// whatever the delivery's status, outside the schedule.
 	Manual bool `json:"manual,omitempty"`
+	// Probe marks the release of one delivery to a destination that fails
+	// every attempt: it is sent although the destination is paused (the
+	// release paused it so that no other probe follows before this one's
+	// interval).
+	Probe bool `json:"probe,omitempty"`
 }
 
 // jobSize is the most deliveries one job carries. Its attempts run on a few

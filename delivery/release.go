@@ -160,7 +160,13 @@ func (w *ReleaseWorker) release(ctx context.Context, key string) (int, error) {
 		if n == 0 {
 			return nil
 		}
-		_, err = river.ClientFromContext[pgx.Tx](ctx).InsertManyTx(ctx, tx, deliverJobs(ids, counts, false, time.Time{}))
+		jobs := deliverJobs(ids, counts, false, time.Time{})
+		if failing {
+			args := jobs[0].Args.(DeliverArgs)
+			args.Probe = true
+			jobs[0].Args = args
+		}
+		_, err = river.ClientFromContext[pgx.Tx](ctx).InsertManyTx(ctx, tx, jobs)
 		return err
 	})
 	return n, err

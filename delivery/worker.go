@@ -337,7 +337,7 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 	}
 	var wg sync.WaitGroup
 	for _, key := range order {
-		wg.Go(func() { w.deliverTo(ctx, byDestination[key], job.Args.Manual, b) })
+		wg.Go(func() { w.deliverTo(ctx, byDestination[key], job.Args, b) })
 	}
 	wg.Wait()
 	defer func() {
@@ -369,9 +369,9 @@ func (w *Worker) saturatedButFast(ts []*target) bool {
 // deliverTo makes the attempts of one destination's targets, at most the
 // limiter's lanes at a time, within laneBudget, and notes in b what became
 // of each.
-func (w *Worker) deliverTo(ctx context.Context, ts []*target, manual bool, b *batch) {
+func (w *Worker) deliverTo(ctx context.Context, ts []*target, args DeliverArgs, b *batch) {
 	t := ts[0]
-	if !manual {
+	if !args.Manual {
 		leave, ok := w.limiter.enter(t.destination, t.scope.MerchantID)
 		if !ok {
 			b.park(ts, !t.paused)
@@ -382,7 +382,7 @@ func (w *Worker) deliverTo(ctx context.Context, ts []*target, manual bool, b *ba
 		b.mu.Lock()
 		b.leave = append(b.leave, leave)
 		b.mu.Unlock()
-		if t.paused || w.limiter.isPaused(t.destination) {
+		if !args.Probe && (t.paused || w.limiter.isPaused(t.destination)) {
 			b.park(ts, false)
 			return
 		}
@@ -593,13 +593,13 @@ const pauseDestination = `insert into delivery_destinations (key, paused_until) 
 	on conflict (key) do update set paused_until = greatest(delivery_destinations.paused_until, excluded.paused_until)`
 
 // pauseProbed holds back destinations whose probe failed for their probe
-// interval, which doubles (up to maxProbeInterval) each time: while a
-// destination fails every attempt, its backlog costs one attempt per
-// interval.
+// interval, which doubles (up to maxProbeInterval) once per interval, however
+// many attempts failed in it: while a destination fails every attempt, its
+// backlog costs one attempt per interval.
 const pauseProbed = `insert into delivery_destinations as s (key, paused_until, probe_ms)
 	select unnest($1::text[]), now() + interval '1 second', 2000
 	on conflict (key) do update set paused_until = greatest(s.paused_until, now() + s.probe_ms * interval '1 millisecond'),
-		probe_ms = least(s.probe_ms * 2, $2)`
+		probe_ms = case when s.paused_until <= now() then least(s.probe_ms * 2, $2) else s.probe_ms end`
 
 // record writes what the job did: in one statement when every attempt was
 // acknowledged, otherwise in one transaction with the jobs of the next
