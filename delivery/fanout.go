@@ -41,9 +41,9 @@ type DeliverArgs struct {
 	Probe bool `json:"probe,omitempty"`
 }
 
-// jobSize is the most deliveries one job carries. Its attempts run on a few
-// lanes (see limiter), so a job of a slow destination ends within a lane's
-// budget and parks what it did not send.
+// jobSize is the most deliveries one job carries. It makes their attempts one
+// after another (see limiter), so a job of a slow destination ends within
+// its send budget and parks what it did not send.
 const jobSize = 50
 
 // deliverJobs is the jobs of ids, one destination's deliveries whose attempt

@@ -6,55 +6,54 @@ import (
 )
 
 const (
-	// jobsPerDestination is how many jobs of one destination a process works
-	// at once. Each sends on at most limit/jobsPerDestination lanes, so the
-	// destination never has more than limit attempts in flight, and never
-	// holds more than jobsPerDestination of the worker pool, waiting included.
-	jobsPerDestination = 4
 	// slowAfter is the attempt duration past which a destination counts as
-	// slow for slowFor: a saturated slow destination parks its deliveries
-	// rather than have its jobs come back through the queue.
-	slowAfter = time.Second
-	slowFor   = 30 * time.Second
+	// troubled for troubledFor, as does one after failuresToTrouble failed
+	// attempts in a row: a saturated troubled destination parks its
+	// deliveries rather than have its jobs come back through the queue, and
+	// one failing in a row is probed as if its circuit were open, without
+	// waiting for the database's failure streak to reach circuitAfter.
+	slowAfter         = time.Second
+	troubledFor       = 30 * time.Second
+	failuresToTrouble = 10
 )
 
 // limiter caps what one process gives each destination and each merchant:
-// jobs under way per destination (and so attempts in flight), and jobs under
-// way per merchant, so that no destination and no merchant can take the whole
-// worker pool, whatever its backlog or its receivers' speed.
+// jobs under way per destination, and so attempts in flight (a job makes its
+// attempts one after another), and jobs under way per merchant, so that no
+// destination and no merchant can take the whole worker pool, whatever its
+// backlog or its receivers' speed. A job that is not admitted never waits
+// holding a worker: it goes back to the queue or parks.
 type limiter struct {
-	jobs        int // jobs under way per destination
-	lanes       int // attempts in flight per job
-	perMerchant int
-	mu          sync.Mutex
-	dests       map[string]int // jobs under way
-	merchants   map[string]int
-	slow        map[string]time.Time // destination -> slow until
-	paused      map[string]time.Time // destination -> paused until
+	perDestination int
+	perMerchant    int
+	mu             sync.Mutex
+	dests          map[string]int // jobs under way
+	merchants      map[string]int
+	troubled       map[string]time.Time // destination -> troubled until
+	failures       map[string]int       // destination -> failed attempts in a row
+	paused         map[string]time.Time // destination -> paused until
 }
 
 // newLimiter caps each destination at perDestination attempts in flight and
 // each merchant at perMerchant jobs under way.
 func newLimiter(perDestination, perMerchant int) *limiter {
-	jobs := max(1, min(jobsPerDestination, perDestination))
 	return &limiter{
-		jobs:        jobs,
-		lanes:       max(1, perDestination/jobs),
-		perMerchant: max(1, perMerchant),
-		dests:       map[string]int{},
-		merchants:   map[string]int{},
-		slow:        map[string]time.Time{},
-		paused:      map[string]time.Time{},
+		perDestination: max(1, perDestination),
+		perMerchant:    max(1, perMerchant),
+		dests:          map[string]int{},
+		merchants:      map[string]int{},
+		troubled:       map[string]time.Time{},
+		failures:       map[string]int{},
+		paused:         map[string]time.Time{},
 	}
 }
 
 // enter admits a job of merchant to destination, or says it must wait; leave
-// ends its turn. It never blocks: a job that is not admitted goes back to the
-// queue or parks, and so holds no worker while it waits.
+// ends its turn.
 func (l *limiter) enter(destination, merchant string) (leave func(), ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.dests[destination] >= l.jobs || l.merchants[merchant] >= l.perMerchant {
+	if l.dests[destination] >= l.perDestination || l.merchants[merchant] >= l.perMerchant {
 		return nil, false
 	}
 	l.dests[destination]++
@@ -77,20 +76,39 @@ func decrement(m map[string]int, key string) {
 	m[key]--
 }
 
-// observe notes how long an attempt to destination took.
-func (l *limiter) observe(destination string, took time.Duration) {
-	if took < slowAfter {
-		return
-	}
+// observe notes how an attempt to destination went.
+func (l *limiter) observe(destination string, took time.Duration, acknowledged bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()
-	l.slow[destination] = now.Add(slowFor)
-	for key, until := range l.slow { // keep the map to the slow ones
+	if acknowledged {
+		delete(l.failures, destination)
+	} else {
+		l.failures[destination]++
+	}
+	if took >= slowAfter || l.failures[destination] >= failuresToTrouble {
+		l.troubled[destination] = now.Add(troubledFor)
+	}
+	for key, until := range l.troubled { // keep the map to the troubled ones
 		if until.Before(now) {
-			delete(l.slow, key)
+			delete(l.troubled, key)
 		}
 	}
+}
+
+// isTroubled says whether destination was slow or kept failing lately.
+func (l *limiter) isTroubled(destination string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return time.Now().Before(l.troubled[destination])
+}
+
+// isFailing says whether destination failed its last failuresToTrouble
+// attempts or more.
+func (l *limiter) isFailing(destination string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.failures[destination] >= failuresToTrouble
 }
 
 // pause holds destination back until until in this process at once: the
@@ -112,11 +130,4 @@ func (l *limiter) isPaused(destination string) bool {
 		return false
 	}
 	return ok
-}
-
-// isSlow says whether an attempt to destination took over slowAfter lately.
-func (l *limiter) isSlow(destination string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return time.Now().Before(l.slow[destination])
 }

@@ -6,12 +6,10 @@ import (
 )
 
 func TestLimiterCapsDestinationsAndMerchants(t *testing.T) {
-	l := newLimiter(20, 6)
-	if l.lanes != 20/jobsPerDestination {
-		t.Fatalf("lanes = %d, want %d: a destination's jobs together may not exceed its cap", l.lanes, 20/jobsPerDestination)
-	}
+	const perDestination = 4
+	l := newLimiter(perDestination, 6)
 	var leaves []func()
-	for i := range jobsPerDestination {
+	for i := range perDestination {
 		leave, ok := l.enter("we_slow", "acct_a")
 		if !ok {
 			t.Fatalf("job %d of a destination refused below the cap", i+1)
@@ -19,10 +17,10 @@ func TestLimiterCapsDestinationsAndMerchants(t *testing.T) {
 		leaves = append(leaves, leave)
 	}
 	if _, ok := l.enter("we_slow", "acct_a"); ok {
-		t.Fatalf("a destination got more than %d jobs", jobsPerDestination)
+		t.Fatalf("a destination got more than %d jobs", perDestination)
 	}
 	// The merchant's other destinations share what is left of its share.
-	for i := jobsPerDestination; i < 6; i++ {
+	for i := perDestination; i < 6; i++ {
 		leave, ok := l.enter("we_other", "acct_a")
 		if !ok {
 			t.Fatalf("merchant refused at %d jobs, below its share of 6", i)
@@ -50,11 +48,24 @@ func TestLimiterCapsDestinationsAndMerchants(t *testing.T) {
 	}
 }
 
-func TestLimiterNotesSlowDestinations(t *testing.T) {
+func TestLimiterNotesTroubledDestinations(t *testing.T) {
 	l := newLimiter(20, 25)
-	l.observe("we_fast", 20*time.Millisecond)
-	l.observe("we_slow", 8*time.Second)
-	if l.isSlow("we_fast") || !l.isSlow("we_slow") {
-		t.Fatalf("slow: fast=%v slow=%v, want false, true", l.isSlow("we_fast"), l.isSlow("we_slow"))
+	l.observe("we_fast", 20*time.Millisecond, true)
+	l.observe("we_slow", 8*time.Second, true)
+	if l.isTroubled("we_fast") || !l.isTroubled("we_slow") {
+		t.Fatalf("troubled: fast=%v slow=%v, want false, true", l.isTroubled("we_fast"), l.isTroubled("we_slow"))
+	}
+	for i := range failuresToTrouble {
+		if l.isFailing("we_dead") {
+			t.Fatalf("failing after %d failed attempts, before %d", i, failuresToTrouble)
+		}
+		l.observe("we_dead", time.Millisecond, false)
+	}
+	if !l.isFailing("we_dead") || !l.isTroubled("we_dead") {
+		t.Fatal("a destination failing every attempt is not seen failing")
+	}
+	l.observe("we_dead", time.Millisecond, true)
+	if l.isFailing("we_dead") {
+		t.Fatal("an acknowledged attempt did not end the failure streak")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -116,23 +117,26 @@ func newHTTPClient(guard *Guard) *http.Client {
 }
 
 const (
-	// laneBudget is how long a job keeps starting attempts: past it, a lane
-	// finishes the attempt it has under way and the job parks the rest, so a
-	// slow destination's job ends within laneBudget plus one attempt.
-	laneBudget = 2 * time.Second
+	// sendBudget is how long a job keeps starting attempts: past it, the job
+	// parks the rest, so a slow destination's job ends within sendBudget plus
+	// one attempt.
+	sendBudget = 2 * time.Second
 	// recordTimeout bounds the recording of a job's attempts. A job that
 	// cannot record fails, and River runs it again: what it did not record
 	// was not counted, and is attempted again without spending an attempt.
 	recordTimeout = 10 * time.Second
 	// snoozeFor is how long a job of a destination saturated by fast
-	// attempts waits before River hands it out again.
-	snoozeFor = 100 * time.Millisecond
+	// attempts first waits before River hands it out again; each snooze
+	// doubles it, and after maxSnoozes the job parks its deliveries instead:
+	// a destination that stays saturated takes its backlog out of the queue.
+	snoozeFor  = 50 * time.Millisecond
+	maxSnoozes = 6
 )
 
 // JobTimeout is how long a delivery job can run when each attempt may take
 // deliveryTimeout: River rescues a job still running past it.
 func JobTimeout(deliveryTimeout time.Duration) time.Duration {
-	return laneBudget + deliveryTimeout + recordTimeout
+	return sendBudget + deliveryTimeout + recordTimeout
 }
 
 // Timeout is JobTimeout of the worker's delivery timeout.
@@ -333,7 +337,10 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 	}
 	b.pauses = map[string]time.Time{}
 	if len(order) == 1 && !job.Args.Manual && w.saturatedButFast(byDestination[order[0]]) {
-		return river.JobSnooze(snoozeFor + time.Duration(rand.Int64N(int64(snoozeFor)))) //nolint:gosec // jitter
+		if snoozes := snoozeCount(job.Metadata); snoozes < maxSnoozes {
+			d := min(snoozeFor<<snoozes, time.Second)
+			return river.JobSnooze(d + time.Duration(rand.Int64N(int64(d)))) //nolint:gosec // jitter
+		}
 	}
 	var wg sync.WaitGroup
 	for _, key := range order {
@@ -350,13 +357,22 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 	return w.record(ctx, b)
 }
 
+// snoozeCount is how many times River snoozed a job, from its metadata.
+func snoozeCount(metadata []byte) int {
+	var m struct {
+		Snoozes int `json:"snoozes"`
+	}
+	_ = json.Unmarshal(metadata, &m)
+	return m.Snoozes
+}
+
 // saturatedButFast says whether a job of one destination should go back to
 // the queue for a moment rather than park: its destination has no room for
 // another job in this process, but its attempts are quick, so room comes
 // within milliseconds and parking would only cost writes.
 func (w *Worker) saturatedButFast(ts []*target) bool {
 	t := ts[0]
-	if t.paused || t.failing || w.limiter.isSlow(t.destination) {
+	if t.paused || t.failing || w.limiter.isTroubled(t.destination) {
 		return false
 	}
 	leave, ok := w.limiter.enter(t.destination, t.scope.MerchantID)
@@ -366,9 +382,9 @@ func (w *Worker) saturatedButFast(ts []*target) bool {
 	return !ok
 }
 
-// deliverTo makes the attempts of one destination's targets, at most the
-// limiter's lanes at a time, within laneBudget, and notes in b what became
-// of each.
+// deliverTo makes the attempts of one destination's targets, one after
+// another, starting none after sendBudget, and notes in b what became of
+// each.
 func (w *Worker) deliverTo(ctx context.Context, ts []*target, args DeliverArgs, b *batch) {
 	t := ts[0]
 	if !args.Manual {
@@ -397,6 +413,9 @@ func (w *Worker) deliverTo(ctx context.Context, ts []*target, args DeliverArgs, 
 				return
 			}
 		}
+		if w.limiter.isFailing(t.destination) {
+			t.failing = true // as if the database's streak were long enough
+		}
 		if t.failing {
 			// The circuit is open: one probe; the rest wait for its answer.
 			b.park(ts[1:], false)
@@ -404,52 +423,40 @@ func (w *Worker) deliverTo(ctx context.Context, ts []*target, args DeliverArgs, 
 		}
 	}
 	start := time.Now()
-	var next int
-	var paused bool // the destination asked to be left alone
-	var mu sync.Mutex
-	take := func() *target {
-		mu.Lock()
-		defer mu.Unlock()
-		if paused || next == len(ts) || (next > 0 && time.Since(start) > laneBudget) {
-			return nil
+	sent, paused := 0, false // paused: the destination asked to be left alone
+	for _, t := range ts {
+		if sent > 0 && (paused || time.Since(start) > sendBudget) {
+			break
 		}
-		next++
-		return ts[next-1]
+		o := w.send(ctx, t)
+		sent++
+		w.limiter.observe(t.destination, o.duration, o.acknowledged())
+		if t.endpointType == TypeDiscord {
+			w.discord.note(o.statusCode, time.Now())
+		}
+		if t.failing && !o.acknowledged() {
+			// The probe failed: the destination's other jobs here park
+			// until the database's longer pause reaches them.
+			w.limiter.pause(t.destination, time.Now().Add(time.Second))
+		}
+		if until := pauseUntil(t, o, time.Now()); o.statusCode != 0 && until.After(time.Now()) {
+			w.limiter.pause(t.destination, until)
+			paused = true
+		}
+		b.mu.Lock()
+		if ctx.Err() != nil && o.err != "" {
+			// The worker is stopping mid-request: hand the delivery back
+			// without recording or spending an attempt.
+			b.requeue = append(b.requeue, t)
+		} else {
+			b.sent = append(b.sent, &result{target: t, outcome: o})
+		}
+		b.mu.Unlock()
+		if ctx.Err() != nil {
+			break
+		}
 	}
-	var wg sync.WaitGroup
-	for range min(len(ts), w.limiter.lanes) {
-		wg.Go(func() {
-			for t := take(); t != nil; t = take() {
-				o := w.send(ctx, t)
-				w.limiter.observe(t.destination, o.duration)
-				if t.endpointType == TypeDiscord {
-					w.discord.note(o.statusCode, time.Now())
-				}
-				if t.failing && !o.acknowledged() {
-					// The probe failed: the destination's other jobs here
-					// park until the database's longer pause reaches them.
-					w.limiter.pause(t.destination, time.Now().Add(time.Second))
-				}
-				if until := pauseUntil(t, o, time.Now()); o.statusCode != 0 && until.After(time.Now()) {
-					w.limiter.pause(t.destination, until)
-					mu.Lock()
-					paused = true
-					mu.Unlock()
-				}
-				b.mu.Lock()
-				if ctx.Err() != nil && o.err != "" {
-					// The worker is stopping mid-request: hand the delivery
-					// back without recording or spending an attempt.
-					b.requeue = append(b.requeue, t)
-				} else {
-					b.sent = append(b.sent, &result{target: t, outcome: o})
-				}
-				b.mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	b.park(ts[next:], !paused)
+	b.park(ts[sent:], !paused)
 }
 
 // send makes the HTTP request of one attempt.
