@@ -187,6 +187,22 @@ func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 	return nil
 }
 
+// completedJobRetention is how long River keeps a completed job before its
+// cleaner (on the elected leader, every 30 s) deletes it. hookline never reads
+// a completed job: a delivery's outcome lives in deliveries and
+// delivery_attempts. Nor does River: the periodic jobs are scheduled in the
+// leader's memory, not from past runs, and their uniqueness
+// (events.OneAtATime) leaves completed jobs out, so neither a long nor a short
+// retention moves the next sweep or prune. (River's default unique states do
+// include completed: a periodic job using them would wait out this retention
+// before its next run.) River's default, 24 h, kept every job of a day in
+// river_job (86 M rows at 1,000 events/s), whose indexes every fetch and
+// insert walks and autovacuum must keep up with. Five minutes keeps the jobs
+// that just ran for whoever looks (River UI, a fault test checking which
+// process worked which job) longer than a test or bench scenario lasts; less
+// would gain little, as the cleaner only runs every 30 s.
+const completedJobRetention = 5 * time.Minute
+
 // riverConfig is the working client's configuration. A job's timeout is its
 // attempt's plus time to record it; a job still "running" past that belongs to
 // a crashed process and is rescued, so a crash delays its deliveries by under
@@ -194,9 +210,10 @@ func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 func riverConfig(cfg config, workers *river.Workers, logger *slog.Logger) *river.Config {
 	jobTimeout := cfg.DeliveryTimeout + 5*time.Second
 	return &river.Config{
-		JobTimeout:           jobTimeout,
-		Logger:               logger,
-		RescueStuckJobsAfter: jobTimeout + 5*time.Second,
+		CompletedJobRetentionPeriod: completedJobRetention,
+		JobTimeout:                  jobTimeout,
+		Logger:                      logger,
+		RescueStuckJobsAfter:        jobTimeout + 5*time.Second,
 		// On SIGTERM attempts get this long to finish; those still running
 		// are then cancelled and released without spending an attempt, inside
 		// the 30s a process has to exit.
