@@ -1,0 +1,128 @@
+package delivery
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hookline/hookline/migrations/dbtest"
+)
+
+// A scrape must cost the same whatever river_job holds: with more available
+// jobs than queueDepthCap, hookline_queue_jobs says the cap (exact below it),
+// and the statement reads at most the cap of river_job's index entries per
+// series, on the connection settings hookline's pools have.
+func TestQueueDepthIsBoundedWhateverTheBacklog(t *testing.T) {
+	t.Parallel()
+
+	pool := dbtest.NewPool(t)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `insert into river_queue (name, created_at, updated_at)
+		values ('delivery', now(), now()), ('default', now(), now())`); err != nil {
+		t.Fatal(err)
+	}
+	const scheduled = 3
+	if _, err := pool.Exec(ctx, `insert into river_job (args, kind, max_attempts, queue, state, scheduled_at)
+		select '{}', 'deliver', 25, 'delivery', 'available', now() from generate_series(1, $1) g`, queueDepthCap+500); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `insert into river_job (args, kind, max_attempts, queue, state, scheduled_at)
+		select '{}', 'deliver', 25, 'delivery', 'scheduled', now() + interval '1 hour' from generate_series(1, $1) g;
+		`, scheduled); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, "analyze river_job"); err != nil {
+		t.Fatal(err)
+	}
+
+	registry := prometheus.NewRegistry()
+	NewMetrics(registry, pool, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	families, err := registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "hookline_queue_jobs" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			got[labels["queue"]+"/"+labels["state"]] = m.GetGauge().GetValue()
+		}
+	}
+	if len(got) != 2*len(queueStates) {
+		t.Errorf("%d series, want one per queue and state (%d): %v", len(got), 2*len(queueStates), got)
+	}
+	for series, want := range map[string]float64{"delivery/available": queueDepthCap, "delivery/scheduled": scheduled,
+		"delivery/retryable": 0, "default/available": 0} {
+		if got[series] != want {
+			t.Errorf("hookline_queue_jobs %s = %v, want %v", series, got[series], want)
+		}
+	}
+
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	for name, value := range PlannerSettings() {
+		if _, err := conn.Exec(ctx, "select set_config($1, $2, false)", name, value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := conn.Exec(ctx, "prepare queueDepth as "+queueDepthSQL); err != nil {
+		t.Fatal(err)
+	}
+	var plan []struct{ Plan planNode }
+	if err := conn.QueryRow(ctx, fmt.Sprintf("explain (analyze, format json) execute queueDepth('{%s}', %d)",
+		strings.Join(queueStates, ","), queueDepthCap)).Scan(&plan); err != nil {
+		t.Fatal(err)
+	}
+	var read float64
+	var indexes []string
+	plan[0].Plan.walk(func(n *planNode) {
+		if n.Relation == "river_job" {
+			read += n.ActualRows * n.ActualLoops
+			indexes = append(indexes, n.NodeType+" using "+n.Index)
+		}
+	})
+	if want := float64(queueDepthCap + scheduled); read > want {
+		t.Errorf("the statement read %v rows of river_job, want at most %v (the cap plus the small series)", read, want)
+	}
+	for _, index := range indexes {
+		if index != "Index Only Scan using river_job_prioritized_fetching_index" && index != "Index Scan using river_job_prioritized_fetching_index" {
+			t.Errorf("river_job read by %s, want River's fetch index", index)
+		}
+	}
+	if len(indexes) == 0 {
+		b, _ := json.Marshal(plan)
+		t.Errorf("no read of river_job in the plan: %s", b)
+	}
+}
+
+// planNode is a node of EXPLAIN (FORMAT JSON).
+type planNode struct {
+	NodeType    string     `json:"Node Type"`
+	Relation    string     `json:"Relation Name"`
+	Index       string     `json:"Index Name"`
+	ActualRows  float64    `json:"Actual Rows"`
+	ActualLoops float64    `json:"Actual Loops"`
+	Plans       []planNode `json:"Plans"`
+}
+
+func (n *planNode) walk(f func(*planNode)) {
+	f(n)
+	for i := range n.Plans {
+		n.Plans[i].walk(f)
+	}
+}
