@@ -31,6 +31,7 @@ type config struct {
 	EndpointInFlight int
 	Env              string
 	LogLevel         slog.Level
+	MetricsAddr      string
 	OperatorToken    string
 	RateBurst        int
 	Retention        time.Duration
@@ -67,6 +68,15 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
 		return cfg, fmt.Errorf("HOOKLINE_ADDR %q is not host:port: %w", cfg.Addr, err)
+	}
+	if cfg.MetricsAddr = getenv("HOOKLINE_METRICS_ADDR"); cfg.MetricsAddr != "" {
+		_, port, err := net.SplitHostPort(cfg.MetricsAddr)
+		if err != nil {
+			return cfg, fmt.Errorf("HOOKLINE_METRICS_ADDR %q is not host:port: %w", cfg.MetricsAddr, err)
+		}
+		if cfg.MetricsAddr == cfg.Addr && port != "0" {
+			return cfg, fmt.Errorf("HOOKLINE_METRICS_ADDR %q must differ from HOOKLINE_ADDR: it takes /metrics off the API's listener", cfg.MetricsAddr)
+		}
 	}
 	if cfg.Env != "development" && cfg.Env != "production" {
 		return cfg, fmt.Errorf("HOOKLINE_ENV must be development or production, not %q", cfg.Env)
