@@ -27,7 +27,7 @@ func TestLoadConfig(t *testing.T) {
 	}{
 		{"defaults", map[string]string{"DATABASE_URL": "postgres://x"}, "", func(c config) bool {
 			return c.Addr == "127.0.0.1:8080" && c.Env == "development" && c.DeliveryTimeout == 15*time.Second &&
-				len(c.RetrySchedule) == 12 && c.RetrySchedule[0] == 5*time.Second && c.RateLimit == 100 && c.RateBurst == 200
+				len(c.RetrySchedule) == 12 && c.RetrySchedule[0] == 5*time.Second && c.RateLimit == 100 && c.RateBurst == 200 && c.MaxEndpoints == 50
 		}},
 		{"no database", map[string]string{}, "DATABASE_URL", nil},
 		{"bad address", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ADDR": "8080"}, "HOOKLINE_ADDR", nil},
@@ -48,6 +48,10 @@ func TestLoadConfig(t *testing.T) {
 		{"retention shorter than the retries", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RETENTION": "24h"}, "HOOKLINE_RETENTION", nil},
 		{"bad rate", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RATE_LIMIT": "fast"}, "HOOKLINE_RATE_LIMIT", nil},
 		{"bad burst", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RATE_BURST": "0"}, "HOOKLINE_RATE_BURST", nil},
+		{"bad endpoint limit", map[string]string{"DATABASE_URL": "x", "HOOKLINE_MAX_ENDPOINTS": "0"}, "HOOKLINE_MAX_ENDPOINTS", nil},
+		{"endpoint limit", map[string]string{"DATABASE_URL": "x", "HOOKLINE_MAX_ENDPOINTS": "5"}, "", func(c config) bool {
+			return c.MaxEndpoints == 5
+		}},
 		{"bad endpoint concurrency", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ENDPOINT_CONCURRENCY": "many"}, "HOOKLINE_ENDPOINT_CONCURRENCY", nil},
 		{"one connection is too few", map[string]string{"DATABASE_URL": "x", "HOOKLINE_DB_MAX_CONNS": "1"}, "HOOKLINE_DB_MAX_CONNS", nil},
 		{"pool and concurrency", map[string]string{"DATABASE_URL": "x", "HOOKLINE_DB_MAX_CONNS": "64", "HOOKLINE_ENDPOINT_CONCURRENCY": "5"}, "", func(c config) bool {
