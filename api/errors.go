@@ -53,11 +53,14 @@ func asAPIError(err error) *Error {
 	var apiErr *Error
 	var stateErr *events.StateError
 	var invalidErr *events.InvalidError
+	var limitErr *events.LimitError
 	switch {
 	case errors.As(err, &apiErr):
 		return apiErr
 	case errors.As(err, &invalidErr):
 		return invalid(invalidErr.Param, invalidErr.Param+" "+invalidErr.Message)
+	case errors.As(err, &limitErr):
+		return &Error{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "limit_reached", Message: limitErr.Message, Param: limitErr.Limit}
 	case errors.As(err, &stateErr):
 		return &Error{Status: http.StatusConflict, Type: "invalid_request_error", Code: cmp.Or(stateErr.Code, "state_conflict"), Message: stateErr.Message}
 	case errors.Is(err, events.ErrNotFound):

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"io"
@@ -40,11 +41,13 @@ func newHarness(t *testing.T) *harness {
 }
 
 // harnessOptions vary the API under test: the operator token ("" turns the
-// operator API off), a rate limit (zero: none), a logger (nil: discard).
+// operator API off), a rate limit (zero: none), a logger (nil: discard), the
+// endpoints allowed per merchant and mode (zero: 50, hookline's default).
 type harnessOptions struct {
-	token  string
-	limit  api.RateLimit
-	logger *slog.Logger
+	token        string
+	limit        api.RateLimit
+	logger       *slog.Logger
+	maxEndpoints int
 }
 
 func newHarnessWith(t *testing.T, o harnessOptions) *harness {
@@ -61,7 +64,7 @@ func newHarnessWith(t *testing.T, o harnessOptions) *harness {
 	dispatcher := delivery.NewDispatcher(inserter)
 	service := events.NewService(events.NewPublisher(dispatcher))
 	srv := httptest.NewServer(api.New(api.Config{
-		Checkouts: events.NewCheckoutBatcher(service, pool), Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard, keyring), Guard: guard, Keyring: keyring,
+		Checkouts: events.NewCheckoutBatcher(service, pool), Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard, keyring, cmp.Or(o.maxEndpoints, 50)), Guard: guard, Keyring: keyring,
 		Logger: o.logger, Metrics: prometheus.NewRegistry(), OperatorToken: o.token, Pool: pool,
 		RateLimit: o.limit, Service: service,
 	}))

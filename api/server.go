@@ -33,6 +33,7 @@ type Server struct {
 	limiters      *limiters
 	logger        *slog.Logger
 	metrics       *requestMetrics
+	metricsRoute  bool
 	mux           *http.ServeMux
 	operatorToken string
 	pool          *pgxpool.Pool
@@ -51,6 +52,10 @@ type Config struct {
 	Logger     *slog.Logger
 	// Metrics is the registry /metrics serves; the API adds its own to it.
 	Metrics *prometheus.Registry
+	// MetricsElsewhere leaves /metrics out of the routes (a 404): the process
+	// serves it on its own listener (HOOKLINE_METRICS_ADDR), which operators
+	// can keep off the network merchants reach.
+	MetricsElsewhere bool
 	// OperatorToken enables the operator API; empty leaves it off.
 	OperatorToken string
 	Pool          *pgxpool.Pool
@@ -75,6 +80,7 @@ func newServer(cfg Config) *Server {
 		limiters:      newLimiters(cfg.RateLimit),
 		logger:        cfg.Logger,
 		metrics:       newRequestMetrics(cfg.Metrics),
+		metricsRoute:  !cfg.MetricsElsewhere,
 		mux:           http.NewServeMux(),
 		operatorToken: cfg.OperatorToken,
 		pool:          cfg.Pool,
@@ -85,7 +91,8 @@ func newServer(cfg Config) *Server {
 }
 
 // NewHealth returns a handler of the operational routes only (/healthz,
-// /readyz, /metrics): what a delivery-only node serves.
+// /readyz, and /metrics unless MetricsElsewhere): what a delivery-only node
+// serves.
 func NewHealth(cfg Config) *Server {
 	s := newServer(cfg)
 	s.healthRoutes()
@@ -95,7 +102,15 @@ func NewHealth(cfg Config) *Server {
 func (s *Server) healthRoutes() {
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	if s.metricsRoute {
+		s.mux.Handle("GET /metrics", Metrics(s.registry))
+	}
+}
+
+// Metrics is the handler of GET /metrics: reg in Prometheus's text format.
+// The API serves it among its routes, or the process on a listener of its own.
+func Metrics(reg *prometheus.Registry) http.Handler {
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }
 
 // routes is the route table: one line per endpoint of contract §2.

@@ -102,7 +102,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	m := dbtest.Merchant(t, pool, "New project")
 	return &env{
 		t: t, pool: pool, merchant: m, scope: events.Scope{MerchantID: m.ID},
-		service: events.NewService(publisher), endpoints: delivery.NewEndpoints(guard, keyring), dispatcher: dispatcher,
+		service: events.NewService(publisher), endpoints: delivery.NewEndpoints(guard, keyring, 50), dispatcher: dispatcher,
 		registry: registry,
 	}
 }

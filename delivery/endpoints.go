@@ -68,14 +68,59 @@ type EndpointUpdate struct {
 
 // Endpoints manages webhook endpoints.
 type Endpoints struct {
-	guard   *Guard
-	keyring *events.Keyring
+	guard        *Guard
+	keyring      *events.Keyring
+	maxEndpoints int
 }
 
-// NewEndpoints returns the endpoint manager, checking URLs with guard and
-// sealing secrets with keyring.
-func NewEndpoints(guard *Guard, keyring *events.Keyring) *Endpoints {
-	return &Endpoints{guard: guard, keyring: keyring}
+// NewEndpoints returns the endpoint manager, checking URLs with guard,
+// sealing secrets with keyring, and allowing each merchant maxEndpoints
+// endpoints per mode (HOOKLINE_MAX_ENDPOINTS): every endpoint an event
+// subscribes to costs that event a request and a signature, so the limit
+// bounds one event's fan-out.
+func NewEndpoints(guard *Guard, keyring *events.Keyring, maxEndpoints int) *Endpoints {
+	return &Endpoints{guard: guard, keyring: keyring, maxEndpoints: maxEndpoints}
+}
+
+// limitMaxEndpoints is the name (an error's param) of the limit on endpoints
+// per merchant and mode.
+const limitMaxEndpoints = "max_endpoints"
+
+// lockScopeEndpoints takes, until tx ends, a lock of the scope's endpoints
+// (its merchant and mode): two creates at the limit would otherwise each
+// count the endpoints before the other's insert commits, and both insert.
+// It is an advisory lock on a hash of the scope rather than `for update` of
+// the merchant's row, which would make checkouts' inserts (their foreign key
+// takes a key-share lock of that row) and key re-encryption wait behind
+// endpoint creates, and would join both modes. A hash shared by chance with
+// another scope only makes the two wait for each other.
+const lockScopeEndpoints = `select pg_advisory_xact_lock(hashtextextended('webhook_endpoints/' || $1 || '/' || $2::boolean::text, 0))`
+
+// countScopeEndpoints counts the scope's endpoints that are not deleted
+// (disabled ones count: they can be enabled again), up to $3, over
+// webhook_endpoints_merchant_idx.
+const countScopeEndpoints = `select count(*) from (select from webhook_endpoints
+	where merchant_id = $1 and livemode = $2 and deleted_at is null limit $3) scope_endpoints`
+
+// checkLimit locks the scope's endpoints for tx and refuses one more when it
+// already has the most allowed.
+func (m *Endpoints) checkLimit(ctx context.Context, tx pgx.Tx, scope events.Scope) error {
+	if _, err := tx.Exec(ctx, lockScopeEndpoints, scope.MerchantID, scope.Livemode); err != nil {
+		return fmt.Errorf("lock endpoints: %w", err)
+	}
+	var n int
+	if err := tx.QueryRow(ctx, countScopeEndpoints, scope.MerchantID, scope.Livemode, m.maxEndpoints).Scan(&n); err != nil {
+		return fmt.Errorf("count endpoints: %w", err)
+	}
+	if n < m.maxEndpoints {
+		return nil
+	}
+	mode := "test"
+	if scope.Livemode {
+		mode = "live"
+	}
+	return &events.LimitError{Limit: limitMaxEndpoints, Message: fmt.Sprintf(
+		"This account has reached its limit of %d webhook endpoints in %s mode (max_endpoints). Delete one to create another.", m.maxEndpoints, mode)}
 }
 
 const endpointColumns = `select id, livemode, type, url, enabled_events, status, disabled_reason, description,
@@ -114,7 +159,10 @@ func checkEnabledEvents(list []string) ([]string, error) {
 	return out, nil
 }
 
-// Create registers an endpoint with a new signing secret.
+// Create registers an endpoint with a new signing secret, unless the scope
+// already has the most endpoints allowed (a LimitError). The limit's lock is
+// taken after the URL's checks (which may resolve it), so that it is held
+// only for the transaction's few statements.
 func (m *Endpoints) Create(ctx context.Context, tx pgx.Tx, scope events.Scope, p EndpointParams) (*Endpoint, error) {
 	if p.Type == "" {
 		p.Type = TypeWebhook
@@ -134,6 +182,9 @@ func (m *Endpoints) Create(ctx context.Context, tx pgx.Tx, scope events.Scope, p
 			return nil, fmt.Errorf("read merchant name: %w", err)
 		}
 		p.DisplayName = &name
+	}
+	if err := m.checkLimit(ctx, tx, scope); err != nil {
+		return nil, err
 	}
 	id, secret := events.NewID(events.PrefixEndpoint), events.NewWebhookSecret()
 	_, err = tx.Exec(ctx, `insert into webhook_endpoints (id, merchant_id, livemode, type, url, enabled_events, status,

@@ -24,3 +24,13 @@ type InvalidError struct {
 }
 
 func (e *InvalidError) Error() string { return e.Param + ": " + e.Message }
+
+// LimitError is returned when a change would pass one of the contract's limits
+// (§9), and is refused whole: nothing is written. Limit names the limit, so
+// that a client can tell which one it met.
+type LimitError struct {
+	Limit   string
+	Message string
+}
+
+func (e *LimitError) Error() string { return e.Limit + ": " + e.Message }

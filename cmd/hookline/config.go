@@ -31,6 +31,8 @@ type config struct {
 	EndpointInFlight int
 	Env              string
 	LogLevel         slog.Level
+	MaxEndpoints     int
+	MetricsAddr      string
 	OperatorToken    string
 	RateBurst        int
 	Retention        time.Duration
@@ -56,6 +58,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		EndpointInFlight: 20,
 		EncryptionKey:    getenv("HOOKLINE_ENCRYPTION_KEY"),
 		Env:              cmp.Or(getenv("HOOKLINE_ENV"), "development"),
+		MaxEndpoints:     50,
 		OperatorToken:    getenv("HOOKLINE_OPERATOR_TOKEN"),
 		RateBurst:        200,
 		Retention:        30 * 24 * time.Hour,
@@ -67,6 +70,15 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
 		return cfg, fmt.Errorf("HOOKLINE_ADDR %q is not host:port: %w", cfg.Addr, err)
+	}
+	if cfg.MetricsAddr = getenv("HOOKLINE_METRICS_ADDR"); cfg.MetricsAddr != "" {
+		_, port, err := net.SplitHostPort(cfg.MetricsAddr)
+		if err != nil {
+			return cfg, fmt.Errorf("HOOKLINE_METRICS_ADDR %q is not host:port: %w", cfg.MetricsAddr, err)
+		}
+		if cfg.MetricsAddr == cfg.Addr && port != "0" {
+			return cfg, fmt.Errorf("HOOKLINE_METRICS_ADDR %q must differ from HOOKLINE_ADDR: it takes /metrics off the API's listener", cfg.MetricsAddr)
+		}
 	}
 	if cfg.Env != "development" && cfg.Env != "production" {
 		return cfg, fmt.Errorf("HOOKLINE_ENV must be development or production, not %q", cfg.Env)
@@ -121,6 +133,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 			return cfg, fmt.Errorf("HOOKLINE_RETENTION must be a Go duration of at least 96h (longer than the retry schedule), such as 720h, not %q", v)
 		}
 		cfg.Retention = d
+	}
+	if err := intVar(getenv, "HOOKLINE_MAX_ENDPOINTS", "endpoints", 1, 10_000, &cfg.MaxEndpoints); err != nil {
+		return cfg, err
 	}
 	if err := intVar(getenv, "HOOKLINE_ENDPOINT_CONCURRENCY", "attempts", 1, 1000, &cfg.EndpointInFlight); err != nil {
 		return cfg, err

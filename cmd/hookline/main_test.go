@@ -27,11 +27,17 @@ func TestLoadConfig(t *testing.T) {
 	}{
 		{"defaults", map[string]string{"DATABASE_URL": "postgres://x"}, "", func(c config) bool {
 			return c.Addr == "127.0.0.1:8080" && c.Env == "development" && c.DeliveryTimeout == 15*time.Second &&
-				len(c.RetrySchedule) == 12 && c.RetrySchedule[0] == 5*time.Second && c.RateLimit == 100 && c.RateBurst == 200
+				len(c.RetrySchedule) == 12 && c.RetrySchedule[0] == 5*time.Second && c.RateLimit == 100 && c.RateBurst == 200 && c.MaxEndpoints == 50
 		}},
 		{"no database", map[string]string{}, "DATABASE_URL", nil},
 		{"bad address", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ADDR": "8080"}, "HOOKLINE_ADDR", nil},
 		{"bad env", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ENV": "prod"}, "HOOKLINE_ENV", nil},
+		{"bad metrics address", map[string]string{"DATABASE_URL": "x", "HOOKLINE_METRICS_ADDR": "9090"}, "HOOKLINE_METRICS_ADDR", nil},
+		{"metrics on the API's address", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ADDR": "0.0.0.0:8080",
+			"HOOKLINE_METRICS_ADDR": "0.0.0.0:8080"}, "HOOKLINE_METRICS_ADDR", nil},
+		{"metrics address", map[string]string{"DATABASE_URL": "x", "HOOKLINE_METRICS_ADDR": "127.0.0.1:9090"}, "", func(c config) bool {
+			return c.MetricsAddr == "127.0.0.1:9090"
+		}},
 		{"bad timeout", map[string]string{"DATABASE_URL": "x", "HOOKLINE_DELIVERY_TIMEOUT": "soon"}, "HOOKLINE_DELIVERY_TIMEOUT", nil},
 		{"bad schedule", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RETRY_SCHEDULE": "1s,later"}, "HOOKLINE_RETRY_SCHEDULE", nil},
 		{"bad log level", map[string]string{"DATABASE_URL": "x", "HOOKLINE_LOG_LEVEL": "loud"}, "HOOKLINE_LOG_LEVEL", nil},
@@ -42,6 +48,10 @@ func TestLoadConfig(t *testing.T) {
 		{"retention shorter than the retries", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RETENTION": "24h"}, "HOOKLINE_RETENTION", nil},
 		{"bad rate", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RATE_LIMIT": "fast"}, "HOOKLINE_RATE_LIMIT", nil},
 		{"bad burst", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RATE_BURST": "0"}, "HOOKLINE_RATE_BURST", nil},
+		{"bad endpoint limit", map[string]string{"DATABASE_URL": "x", "HOOKLINE_MAX_ENDPOINTS": "0"}, "HOOKLINE_MAX_ENDPOINTS", nil},
+		{"endpoint limit", map[string]string{"DATABASE_URL": "x", "HOOKLINE_MAX_ENDPOINTS": "5"}, "", func(c config) bool {
+			return c.MaxEndpoints == 5
+		}},
 		{"bad endpoint concurrency", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ENDPOINT_CONCURRENCY": "many"}, "HOOKLINE_ENDPOINT_CONCURRENCY", nil},
 		{"one connection is too few", map[string]string{"DATABASE_URL": "x", "HOOKLINE_DB_MAX_CONNS": "1"}, "HOOKLINE_DB_MAX_CONNS", nil},
 		{"pool and concurrency", map[string]string{"DATABASE_URL": "x", "HOOKLINE_DB_MAX_CONNS": "64", "HOOKLINE_ENDPOINT_CONCURRENCY": "5"}, "", func(c config) bool {
@@ -191,5 +201,44 @@ func TestServe(t *testing.T) {
 		if !bytes.Contains(scrape, []byte(want)) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+}
+
+// TestServeMetricsAddr boots hookline with HOOKLINE_METRICS_ADDR: /metrics
+// answers there and not on the API's listener, which serves everything else;
+// boot's clean-up checks that Run shuts both down and returns nil.
+func TestServeMetricsAddr(t *testing.T) {
+	t.Parallel()
+
+	_, url := migratedPool(t)
+	m := boot(t, map[string]string{"DATABASE_URL": url, "HOOKLINE_METRICS_ADDR": "127.0.0.1:0"})
+	if m.MetricsAddr() == m.Addr() {
+		t.Fatalf("/metrics is on the API's listener %s", m.Addr())
+	}
+	get := func(addr, path string) (int, []byte) {
+		t.Helper()
+		res, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, b
+	}
+	if status, _ := get(m.Addr(), "/healthz"); status != http.StatusOK {
+		t.Errorf("GET /healthz on the API's listener: %d, want 200", status)
+	}
+	status, body := get(m.MetricsAddr(), "/metrics")
+	for _, want := range []string{"go_goroutines", "hookline_delivery_latency_seconds_count 0",
+		`hookline_api_requests_total{route="GET /healthz",status="200"} 1`} {
+		if status != http.StatusOK || !bytes.Contains(body, []byte(want)) {
+			t.Errorf("GET %s/metrics: %d, lacking %s", m.MetricsAddr(), status, want)
+		}
+	}
+	if status, body := get(m.Addr(), "/metrics"); status != http.StatusNotFound || !bytes.Contains(body, []byte("route_missing")) {
+		t.Errorf("GET /metrics on the API's listener: %d %s, want 404 route_missing", status, body)
+	}
+	if status, _ := get(m.MetricsAddr(), "/v1/account"); status != http.StatusNotFound {
+		t.Errorf("GET /v1/account on the metrics listener: %d, want 404", status)
 	}
 }

@@ -79,7 +79,7 @@ func seedDelivery(t *testing.T, pool *pgxpool.Pool, url string, schedule deliver
 	}
 	service := events.NewService(events.NewPublisher(delivery.NewDispatcher(inserter)))
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		ep, err := delivery.NewEndpoints(delivery.NewGuard(false), dbtest.Keyring(t)).Create(ctx, tx, scope,
+		ep, err := delivery.NewEndpoints(delivery.NewGuard(false), dbtest.Keyring(t), 50).Create(ctx, tx, scope,
 			delivery.EndpointParams{URL: url, EnabledEvents: []string{"checkout.created"}})
 		if err != nil {
 			return err

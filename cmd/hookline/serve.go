@@ -53,11 +53,15 @@ var poolSizes = map[string]int32{RoleAPI: 20, RoleWorker: 12}
 type Main struct {
 	http     *http.Server
 	listener net.Listener
-	logger   *slog.Logger
-	pool     *pgxpool.Pool // the workers', or on an API node the API's
-	apiPool  *pgxpool.Pool // the API's, or on a worker node pool (for /readyz)
-	role     string
-	workers  *river.Client[pgx.Tx] // nil on an API node
+	// metricsHTTP serves /metrics on metricsListener when HOOKLINE_METRICS_ADDR
+	// is set; both are nil otherwise, and http serves it.
+	metricsHTTP     *http.Server
+	metricsListener net.Listener
+	logger          *slog.Logger
+	pool            *pgxpool.Pool // the workers', or on an API node the API's
+	apiPool         *pgxpool.Pool // the API's, or on a worker node pool (for /readyz)
+	role            string
+	workers         *river.Client[pgx.Tx] // nil on an API node
 }
 
 // New connects to the database and wires the process. It listens at once so
@@ -104,6 +108,12 @@ func New(ctx context.Context, cfg config, role string, keyring *events.Keyring, 
 		m.Close()
 		return nil, fmt.Errorf("listen on HOOKLINE_ADDR %s: %w", cfg.Addr, err)
 	}
+	if m.metricsHTTP != nil {
+		if m.metricsListener, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			m.Close()
+			return nil, fmt.Errorf("listen on HOOKLINE_METRICS_ADDR %s: %w", cfg.MetricsAddr, err)
+		}
+	}
 	return m, nil
 }
 
@@ -149,8 +159,8 @@ func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := delivery.NewMetrics(registry, m.pool, m.logger)
 	apiConfig := api.Config{
-		Checkouts: events.NewCheckoutBatcher(service, m.apiPool), Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard, keyring), Guard: guard, Keyring: keyring,
-		Logger: m.logger, Metrics: registry, OperatorToken: cfg.OperatorToken, Pool: m.apiPool,
+		Checkouts: events.NewCheckoutBatcher(service, m.apiPool), Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard, keyring, cfg.MaxEndpoints), Guard: guard, Keyring: keyring,
+		Logger: m.logger, Metrics: registry, MetricsElsewhere: cfg.MetricsAddr != "", OperatorToken: cfg.OperatorToken, Pool: m.apiPool,
 		RateLimit: api.RateLimit{Rate: cfg.RateLimit, Burst: cfg.RateBurst}, Service: service,
 	}
 	var handler http.Handler
@@ -159,14 +169,11 @@ func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 	} else {
 		handler = api.New(apiConfig)
 	}
-	m.http = &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(m.logger.Handler(), slog.LevelWarn),
+	m.http = m.newHTTPServer(handler)
+	if cfg.MetricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", api.Metrics(registry))
+		m.metricsHTTP = m.newHTTPServer(mux)
 	}
 	if m.role == RoleAPI {
 		return nil
@@ -188,6 +195,36 @@ func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 	return nil
 }
 
+// newHTTPServer returns a server of handler with hookline's timeouts and
+// limits, logging its errors at warn.
+func (m *Main) newHTTPServer(handler http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(m.logger.Handler(), slog.LevelWarn),
+	}
+}
+
+// completedJobRetention is how long River keeps a completed job before its
+// cleaner (on the elected leader, every 30 s) deletes it. hookline never reads
+// a completed job: a delivery's outcome lives in deliveries and
+// delivery_attempts. Nor does River: the periodic jobs are scheduled in the
+// leader's memory, not from past runs, and their uniqueness
+// (events.OneAtATime) leaves completed jobs out, so neither a long nor a short
+// retention moves the next sweep or prune. (River's default unique states do
+// include completed: a periodic job using them would wait out this retention
+// before its next run.) River's default, 24 h, kept every job of a day in
+// river_job (86 M rows at 1,000 events/s), whose indexes every fetch and
+// insert walks and autovacuum must keep up with. Five minutes keeps the jobs
+// that just ran for whoever looks (River UI, a fault test checking which
+// process worked which job) longer than a test or bench scenario lasts; less
+// would gain little, as the cleaner only runs every 30 s.
+const completedJobRetention = 5 * time.Minute
+
 // riverConfig is the working client's configuration. A job's timeout is its
 // attempts' plus time to record them (delivery.JobTimeout); a job still
 // "running" past that belongs to a crashed process and is rescued, so a crash
@@ -196,9 +233,10 @@ func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 func riverConfig(cfg config, workers *river.Workers, logger *slog.Logger) *river.Config {
 	jobTimeout := delivery.JobTimeout(cfg.DeliveryTimeout)
 	return &river.Config{
-		JobTimeout:           jobTimeout,
-		Logger:               logger,
-		RescueStuckJobsAfter: jobTimeout + 5*time.Second,
+		CompletedJobRetentionPeriod: completedJobRetention,
+		JobTimeout:                  jobTimeout,
+		Logger:                      logger,
+		RescueStuckJobsAfter:        jobTimeout + 5*time.Second,
 		// On SIGTERM attempts get this long to finish; those still running
 		// are then cancelled and released without spending an attempt, inside
 		// the 30s a process has to exit.
@@ -226,8 +264,18 @@ func riverConfig(cfg config, workers *river.Workers, logger *slog.Logger) *river
 // Addr is the address the API listens on.
 func (m *Main) Addr() string { return m.listener.Addr().String() }
 
-// Run serves the API and works jobs until ctx is done, then drains: the API
-// stops taking requests, in-flight ones finish, and River lets running jobs
+// MetricsAddr is the address /metrics is served on: HOOKLINE_METRICS_ADDR's
+// listener when it is set, else the API's.
+func (m *Main) MetricsAddr() string {
+	if m.metricsListener != nil {
+		return m.metricsListener.Addr().String()
+	}
+	return m.Addr()
+}
+
+// Run serves the API (and /metrics on its own listener when
+// HOOKLINE_METRICS_ADDR is set) and works jobs until ctx is done, then drains:
+// both listeners stop taking requests, in-flight ones finish, and River lets running jobs
 // complete (a job still running at the deadline is rescued by another
 // process later, never lost).
 func (m *Main) Run(ctx context.Context) error {
@@ -239,10 +287,14 @@ func (m *Main) Run(ctx context.Context) error {
 			return fmt.Errorf("start river: %w", err)
 		}
 	}
-	m.logger.InfoContext(ctx, "hookline serving", slog.String("addr", m.Addr()), slog.String("role", m.role))
+	m.logger.InfoContext(ctx, "hookline serving", slog.String("addr", m.Addr()), slog.String("metrics_addr", m.MetricsAddr()),
+		slog.String("role", m.role))
 
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- m.http.Serve(m.listener) }()
+	if m.metricsHTTP != nil {
+		go func() { serveErr <- m.metricsHTTP.Serve(m.metricsListener) }()
+	}
 
 	var err error
 	select {
@@ -257,6 +309,11 @@ func (m *Main) Run(ctx context.Context) error {
 	if shutdownErr := m.http.Shutdown(drainCtx); shutdownErr != nil && !errors.Is(shutdownErr, http.ErrServerClosed) {
 		err = errors.Join(err, fmt.Errorf("shut down http: %w", shutdownErr))
 	}
+	if m.metricsHTTP != nil {
+		if shutdownErr := m.metricsHTTP.Shutdown(drainCtx); shutdownErr != nil && !errors.Is(shutdownErr, http.ErrServerClosed) {
+			err = errors.Join(err, fmt.Errorf("shut down metrics http: %w", shutdownErr))
+		}
+	}
 	if m.workers != nil {
 		if stopErr := m.workers.Stop(drainCtx); stopErr != nil {
 			err = errors.Join(err, fmt.Errorf("stop river: %w", stopErr))
@@ -266,10 +323,13 @@ func (m *Main) Run(ctx context.Context) error {
 	return err
 }
 
-// Close releases the listener and the pool.
+// Close releases the listeners and the pools.
 func (m *Main) Close() {
 	if m.listener != nil {
 		m.listener.Close()
+	}
+	if m.metricsListener != nil {
+		m.metricsListener.Close()
 	}
 	if m.apiPool != nil && m.apiPool != m.pool {
 		m.apiPool.Close()
