@@ -1,24 +1,37 @@
 // Package delivery takes events to their destinations: webhook endpoints and
 // their subscriptions, the fan-out, the River worker that makes the attempts,
-// Standard Webhooks signing, the retry schedule, and the outbound HTTP client
-// behind its address guard.
+// the parking and release of what a destination cannot take yet, Standard
+// Webhooks signing, the retry schedule, and the outbound HTTP client behind
+// its address guard.
 //
 // The flow: events.Publisher writes an event and calls [Dispatcher.FanOut] in
 // the same transaction, which inserts one deliveries row per subscribed
-// destination and one River job per event for them all (the same statements
-// for one event or a batch of them). The [Worker] loads everything
-// the job's attempts need in one query, and makes them side by side: each
-// takes a slot of its destination's in-flight cap (waiting briefly, or else
-// deferred to a later job without spending an attempt), POSTs the event's
-// stored payload (the same bytes every attempt; a rendered chat message for
-// Discord and Slack) with fresh webhook-timestamp and webhook-signature
-// headers. Then it records every attempt and each delivery's new status: in
-// one statement when all were acknowledged, otherwise in one transaction with
-// the job of the next attempt (the schedule with jitter, or a later
-// Retry-After), until the schedule is spent and the delivery is failed, and
-// with the endpoints' health. River completes the job when Work returns; a
-// job that runs again after a crash skips the deliveries it had recorded
-// (deliveries.attempted_by_job). Every attempt is kept in delivery_attempts,
-// because River prunes finished jobs; recovery (RecoverWorker) and retention
-// (PruneWorker) are River jobs too.
+// destination and River jobs by destination: one job carries up to jobSize
+// deliveries of one destination across the transaction's events (a batch of
+// checkouts shares its transaction), each with the attempt count it was made
+// for. The [Worker] loads everything its attempts need in one query, and
+// makes them one after another within a send budget, POSTing the event's
+// stored payload (a rendered chat message for Discord and Slack) with fresh
+// webhook-timestamp and webhook-signature headers. Then it records every
+// attempt where the delivery's count is still the job's (a compare-and-set:
+// each attempt number is recorded once, whichever job makes it, and a
+// succeeded delivery never goes back), in one statement when all were
+// acknowledged, otherwise in one transaction with the jobs of the next
+// attempts (the schedule with jitter, or a later Retry-After), until the
+// schedule is spent and the delivery is failed, and with the endpoints'
+// health.
+//
+// Isolation: a process's limiter admits at most HOOKLINE_ENDPOINT_CONCURRENCY
+// jobs of one destination (so as many attempts in flight) and a share of the
+// workers per merchant. A job it does not admit snoozes briefly if its
+// destination is healthy and fast, and otherwise parks its deliveries: they
+// stay rows (deliveries.parked), with no job, and cost the queue nothing. So
+// do the deliveries of a destination that is paused (it answered 429 or 503
+// with Retry-After, or its probes fail), which the fan-out parks at once. The
+// periodic [ReleaseWorker] hands parked deliveries new jobs, destination by
+// destination: one probe per probe interval (doubling up to five minutes) to
+// a destination that fails every attempt, and to the others a batch that
+// doubles while the destination keeps up and halves when it was found
+// saturated. Recovery (RecoverWorker) and retention (PruneWorker) are River
+// jobs too.
 package delivery
