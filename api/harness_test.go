@@ -40,11 +40,13 @@ func newHarness(t *testing.T) *harness {
 }
 
 // harnessOptions vary the API under test: the operator token ("" turns the
-// operator API off), a rate limit (zero: none), a logger (nil: discard).
+// operator API off), a rate limit (zero: none), a logger (nil: discard), a
+// guard (nil: development's).
 type harnessOptions struct {
 	token  string
 	limit  api.RateLimit
 	logger *slog.Logger
+	guard  *delivery.Guard
 }
 
 func newHarnessWith(t *testing.T, o harnessOptions) *harness {
@@ -54,7 +56,10 @@ func newHarnessWith(t *testing.T, o harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	guard, keyring := delivery.NewGuard(false), dbtest.Keyring(t)
+	guard, keyring := o.guard, dbtest.Keyring(t)
+	if guard == nil {
+		guard = delivery.NewGuard(false)
+	}
 	if o.logger == nil {
 		o.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
