@@ -47,6 +47,25 @@ type Attempt struct {
 const deliveryColumns = `select id, livemode, event_id, endpoint_id, url, status, attempt_count, last_status_code,
 	next_attempt_at, created_at from deliveries`
 
+// deliveriesByStatus is the deliveries table read as three id ranges, one per
+// status, that a page merges by id (a Merge Append of three index scans, each
+// stopping at the page's limit): how the lists without a status filter read
+// the (…, status, id) indexes, which also serve the status filter.
+const deliveriesByStatus = `select id, livemode, event_id, endpoint_id, url, status, attempt_count, last_status_code,
+	next_attempt_at, created_at from (
+		select * from deliveries where status = 'pending'
+		union all select * from deliveries where status = 'succeeded'
+		union all select * from deliveries where status = 'failed') deliveries`
+
+// Filters by endpoint or event first check that the endpoint or event is the
+// scope's: a one-time check, after which the index range holds the scope's
+// rows only, so another merchant's id costs one lookup, not that id's
+// history.
+const (
+	ownEndpoint = ` and exists (select 1 from webhook_endpoints w where w.id = $5 and w.merchant_id = $3 and w.livemode = $4)`
+	ownEvent    = ` and exists (select 1 from events e where e.id = $5 and e.merchant_id = $3 and e.livemode = $4)`
+)
+
 // scanDelivery reads deliveryColumns' columns, in their order, then into
 // extra any columns a query selects after them.
 func scanDelivery(row pgx.Row, extra ...any) (*Delivery, error) {
@@ -86,12 +105,41 @@ type DeliveryFilter struct {
 	Status     string
 }
 
-// ListDeliveries returns a page of the scope's deliveries, newest first.
+// ListDeliveries returns a page of the scope's deliveries, newest first. Each
+// combination of filters is one fixed statement whose merchant (or endpoint or
+// event), filter and cursor are index conditions, so that a page costs the
+// same at any depth: an event has a few deliveries, read by
+// deliveries_event_idx, and the other filters read the (…, status, id)
+// indexes.
 func ListDeliveries(ctx context.Context, db events.DB, scope events.Scope, f DeliveryFilter, page events.Page) (*events.List[*Delivery], error) {
-	return events.ListPage(ctx, db, page, deliveryColumns+` where merchant_id = $3 and livemode = $4
-		and ($5 = '' or event_id = $5) and ($6 = '' or endpoint_id = $6) and ($7 = '' or status = $7)`,
-		func(rows pgx.Rows) (*Delivery, error) { return scanDelivery(rows) },
-		scope.MerchantID, scope.Livemode, f.EventID, f.EndpointID, f.Status)
+	query, args := deliveryListQuery(f)
+	return events.ListPage(ctx, db, page, query, func(rows pgx.Rows) (*Delivery, error) { return scanDelivery(rows) },
+		append([]any{scope.MerchantID, scope.Livemode}, args...)...)
+}
+
+// deliveryListQuery returns the statement of a filter combination and its
+// filters' arguments, $5 on.
+func deliveryListQuery(f DeliveryFilter) (string, []any) {
+	const scoped = ` where merchant_id = $3 and livemode = $4`
+	switch {
+	case f.EventID != "" && f.EndpointID != "" && f.Status != "":
+		return deliveryColumns + scoped + ` and event_id = $5 and endpoint_id = $6 and status = $7` + ownEvent,
+			[]any{f.EventID, f.EndpointID, f.Status}
+	case f.EventID != "" && f.EndpointID != "":
+		return deliveryColumns + scoped + ` and event_id = $5 and endpoint_id = $6` + ownEvent, []any{f.EventID, f.EndpointID}
+	case f.EventID != "" && f.Status != "":
+		return deliveryColumns + scoped + ` and event_id = $5 and status = $6` + ownEvent, []any{f.EventID, f.Status}
+	case f.EventID != "":
+		return deliveryColumns + scoped + ` and event_id = $5` + ownEvent, []any{f.EventID}
+	case f.EndpointID != "" && f.Status != "":
+		return deliveryColumns + scoped + ` and endpoint_id = $5 and status = $6` + ownEndpoint, []any{f.EndpointID, f.Status}
+	case f.EndpointID != "":
+		return deliveriesByStatus + scoped + ` and endpoint_id = $5` + ownEndpoint, []any{f.EndpointID}
+	case f.Status != "":
+		return deliveryColumns + scoped + ` and status = $5`, []any{f.Status}
+	default:
+		return deliveriesByStatus + scoped, nil
+	}
 }
 
 // Retry schedules one immediate attempt of a delivery, whatever its status.

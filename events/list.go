@@ -24,21 +24,30 @@ type List[T any] struct {
 	HasMore bool
 }
 
-// The two ends of a list query. Callers write their select with $1 (the
+// The three ways a list query ends. Callers write their select with $1 (the
 // cursor) and $2 (the limit) reserved and their own filters from $3 on. Ids are
 // ULIDs, so id order is creation order: a page is an id range, which the
-// (merchant, mode, id) indexes serve without an offset.
+// (merchant, mode, …, id) indexes serve without an offset. Each page shape is
+// its own statement, so that under a generic plan (plan_cache_mode is
+// force_generic_plan) the cursor is an index condition: `($1 = ” or id < $1)`
+// would be a filter on every row of the merchant's history. On the first page
+// $1 is null, a one-time check that keeps the parameter typed.
 const (
-	olderPage = " and ($1 = '' or id < $1) order by id desc limit $2"
+	firstPage = " and $1::text is null order by id desc limit $2"
+	olderPage = " and id < $1 order by id desc limit $2"
 	newerPage = " and id > $1 order by id asc limit $2"
 )
 
-// ListPage runs query, completed by olderPage or newerPage, for one page: the
-// one pagination of every list, for this package and for delivery.
+// ListPage runs query, completed by firstPage, olderPage or newerPage, for one
+// page: the one pagination of every list, for this package and for delivery.
 func ListPage[T any](ctx context.Context, db DB, page Page, query string, scan func(pgx.Rows) (T, error), args ...any) (*List[T], error) {
-	cursor, suffix := page.StartingAfter, olderPage
-	if page.EndingBefore != "" {
+	var cursor any
+	suffix := firstPage
+	switch {
+	case page.EndingBefore != "":
 		cursor, suffix = page.EndingBefore, newerPage
+	case page.StartingAfter != "":
+		cursor, suffix = page.StartingAfter, olderPage
 	}
 	rows, err := db.Query(ctx, query+suffix, append([]any{cursor, page.Limit + 1}, args...)...)
 	if err != nil {
