@@ -47,23 +47,22 @@ type Attempt struct {
 const deliveryColumns = `select id, livemode, event_id, endpoint_id, url, status, attempt_count, last_status_code,
 	next_attempt_at, created_at from deliveries`
 
-// deliveriesByStatus is the deliveries table read as three id ranges, one per
-// status, that a page merges by id (a Merge Append of three index scans, each
-// stopping at the page's limit): how the lists without a status filter read
-// the (…, status, id) indexes, which also serve the status filter.
-const deliveriesByStatus = `select id, livemode, event_id, endpoint_id, url, status, attempt_count, last_status_code,
-	next_attempt_at, created_at from (
-		select * from deliveries where status = 'pending'
-		union all select * from deliveries where status = 'succeeded'
-		union all select * from deliveries where status = 'failed') deliveries`
+// byStatus opens a merged list (events.ListMergedPage) of the deliveries in
+// each status, which the (…, status, id) indexes serve: the lists without a
+// status filter read those indexes as three ranges merged by id, so that they
+// need no index of their own.
+const byStatus = `select id, livemode, event_id, endpoint_id, url, status, attempt_count, last_status_code,
+	next_attempt_at, created_at from unnest('{pending,succeeded,failed}'::text[]) as s (each_status)
+	cross join lateral (` + deliveryColumns
 
-// Filters by endpoint or event first check that the endpoint or event is the
-// scope's: a one-time check, after which the index range holds the scope's
-// rows only, so another merchant's id costs one lookup, not that id's
-// history.
+// Filters by endpoint or event check first that the endpoint or event is
+// the scope's: a one-time check, after which the index range (endpoint_id or
+// event_id, then id) holds the scope's rows only, since a delivery has its
+// endpoint's and its event's merchant and mode. Another merchant's id costs one
+// lookup, not that id's history.
 const (
-	ownEndpoint = ` and exists (select 1 from webhook_endpoints w where w.id = $5 and w.merchant_id = $3 and w.livemode = $4)`
-	ownEvent    = ` and exists (select 1 from events e where e.id = $5 and e.merchant_id = $3 and e.livemode = $4)`
+	ownEndpoint = ` and exists (select 1 from webhook_endpoints w where w.id = $3 and w.merchant_id = $4 and w.livemode = $5)`
+	ownEvent    = ` and exists (select 1 from events e where e.id = $3 and e.merchant_id = $4 and e.livemode = $5)`
 )
 
 // scanDelivery reads deliveryColumns' columns, in their order, then into
@@ -112,33 +111,31 @@ type DeliveryFilter struct {
 // deliveries_event_idx, and the other filters read the (…, status, id)
 // indexes.
 func ListDeliveries(ctx context.Context, db events.DB, scope events.Scope, f DeliveryFilter, page events.Page) (*events.List[*Delivery], error) {
-	query, args := deliveryListQuery(f)
-	return events.ListPage(ctx, db, page, query, func(rows pgx.Rows) (*Delivery, error) { return scanDelivery(rows) },
-		append([]any{scope.MerchantID, scope.Livemode}, args...)...)
-}
-
-// deliveryListQuery returns the statement of a filter combination and its
-// filters' arguments, $5 on.
-func deliveryListQuery(f DeliveryFilter) (string, []any) {
+	scan := func(rows pgx.Rows) (*Delivery, error) { return scanDelivery(rows) }
 	const scoped = ` where merchant_id = $3 and livemode = $4`
 	switch {
 	case f.EventID != "" && f.EndpointID != "" && f.Status != "":
-		return deliveryColumns + scoped + ` and event_id = $5 and endpoint_id = $6 and status = $7` + ownEvent,
-			[]any{f.EventID, f.EndpointID, f.Status}
+		return events.ListPage(ctx, db, page, deliveryColumns+` where event_id = $3 and endpoint_id = $6 and status = $7`+ownEvent,
+			scan, f.EventID, scope.MerchantID, scope.Livemode, f.EndpointID, f.Status)
 	case f.EventID != "" && f.EndpointID != "":
-		return deliveryColumns + scoped + ` and event_id = $5 and endpoint_id = $6` + ownEvent, []any{f.EventID, f.EndpointID}
+		return events.ListPage(ctx, db, page, deliveryColumns+` where event_id = $3 and endpoint_id = $6`+ownEvent,
+			scan, f.EventID, scope.MerchantID, scope.Livemode, f.EndpointID)
 	case f.EventID != "" && f.Status != "":
-		return deliveryColumns + scoped + ` and event_id = $5 and status = $6` + ownEvent, []any{f.EventID, f.Status}
+		return events.ListPage(ctx, db, page, deliveryColumns+` where event_id = $3 and status = $6`+ownEvent,
+			scan, f.EventID, scope.MerchantID, scope.Livemode, f.Status)
 	case f.EventID != "":
-		return deliveryColumns + scoped + ` and event_id = $5` + ownEvent, []any{f.EventID}
+		return events.ListPage(ctx, db, page, deliveryColumns+` where event_id = $3`+ownEvent,
+			scan, f.EventID, scope.MerchantID, scope.Livemode)
 	case f.EndpointID != "" && f.Status != "":
-		return deliveryColumns + scoped + ` and endpoint_id = $5 and status = $6` + ownEndpoint, []any{f.EndpointID, f.Status}
+		return events.ListPage(ctx, db, page, deliveryColumns+` where endpoint_id = $3 and status = $6`+ownEndpoint,
+			scan, f.EndpointID, scope.MerchantID, scope.Livemode, f.Status)
 	case f.EndpointID != "":
-		return deliveriesByStatus + scoped + ` and endpoint_id = $5` + ownEndpoint, []any{f.EndpointID}
+		return events.ListMergedPage(ctx, db, page, byStatus+` where endpoint_id = $3 and status = s.each_status`+ownEndpoint,
+			scan, f.EndpointID, scope.MerchantID, scope.Livemode)
 	case f.Status != "":
-		return deliveryColumns + scoped + ` and status = $5`, []any{f.Status}
+		return events.ListPage(ctx, db, page, deliveryColumns+scoped+` and status = $5`, scan, scope.MerchantID, scope.Livemode, f.Status)
 	default:
-		return deliveriesByStatus + scoped, nil
+		return events.ListMergedPage(ctx, db, page, byStatus+scoped+` and status = s.each_status`, scan, scope.MerchantID, scope.Livemode)
 	}
 }
 
