@@ -231,3 +231,49 @@ func TestListDeliveriesPagesAtScale(t *testing.T) {
 		}
 	}
 }
+
+// errorRecorder is a test whose Errorf is recorded instead of failing it.
+type errorRecorder struct {
+	*testing.T
+	errors []string
+}
+
+func (r *errorRecorder) Errorf(format string, args ...any) {
+	r.errors = append(r.errors, fmt.Sprintf(format, args...))
+}
+
+// TestCheckPlansRefusesHistoryScans shows that dbtest.CheckPlans fails the
+// shapes this package replaced: an optional filter and an optional cursor
+// written as `($n = ” or …)`, which a generic plan reads as row filters, and
+// a UNION ALL of status ranges planned as a sort of all of them.
+func TestCheckPlansRefusesHistoryScans(t *testing.T) {
+	pool := dbtest.Seeded(t)
+	deep := []any{dbtest.SeedID("dlv", 1000), 11, dbtest.SeedMerchant, false}
+	for _, tt := range []struct {
+		name string
+		args []any
+		sql  string
+	}{
+		{"optional filter and cursor", append(deep, StatusFailed), `select id from deliveries where merchant_id = $3 and livemode = $4
+			and ($5 = '' or status = $5) and ($1 = '' or id < $1) order by id desc limit $2`},
+		{"union of status ranges", deep, `select id from (select * from deliveries where status = 'pending'
+			union all select * from deliveries where status = 'succeeded'
+			union all select * from deliveries where status = 'failed') d
+			where merchant_id = $3 and livemode = $4 and id < $1 order by id desc limit $2`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &errorRecorder{T: t}
+			dbtest.CheckPlans(rec, pool, PlannerSettings(), func(ctx context.Context, db events.DB) error {
+				rows, err := db.Query(ctx, tt.sql, tt.args...)
+				if err != nil {
+					return err
+				}
+				rows.Close()
+				return rows.Err()
+			}, dbtest.Want{Conds: []string{`\(id < \$1\)`}})
+			if len(rec.errors) == 0 {
+				t.Error("CheckPlans passed a plan that reads the merchant's history")
+			}
+		})
+	}
+}
