@@ -17,12 +17,13 @@ import (
 // merchant owns 80 % of it and SeedMerchants-1 others share the rest, so that
 // a plan that reads another merchant's rows, or a whole history, shows.
 const (
-	SeedMerchants        = 1001
-	SeedEndpointsEach    = 5
-	SeedEvents           = 200_000
-	SeedDeliveriesPerEvt = 5
-	SeedDeliveries       = SeedEvents * SeedDeliveriesPerEvt
-	SeedCheckouts        = 100_000
+	SeedMerchants = 1001
+	// SeedEndpoints: five per merchant, and one delivery of each event to
+	// each endpoint of its merchant.
+	SeedEndpoints  = SeedMerchants * 5
+	SeedEvents     = 200_000
+	SeedDeliveries = SeedEvents * 5
+	SeedCheckouts  = 100_000
 )
 
 // The seeded objects tests name.
@@ -182,7 +183,7 @@ func Seeded(tb testing.TB) *pgxpool.Pool {
 	if _, err := pool.Exec(ctx, "create table seed_done (version int not null)"); err != nil {
 		tb.Fatalf("mark seed: %v", err)
 	}
-	tb.Logf("seeded %s in %v: %d events, %d deliveries, %d checkouts, %d merchants",
-		schema, time.Since(start).Round(time.Millisecond), SeedEvents, SeedDeliveries, SeedCheckouts, SeedMerchants)
+	tb.Logf("seeded %s in %v: %d events, %d deliveries, %d checkouts, %d endpoints, %d merchants", schema,
+		time.Since(start).Round(time.Millisecond), SeedEvents, SeedDeliveries, SeedCheckouts, SeedEndpoints, SeedMerchants)
 	return pool
 }
