@@ -228,6 +228,50 @@ func TestListCheckoutsPages(t *testing.T) {
 	}
 }
 
+// TestListEventTypesPages pages through the catalog, whose cursors are event
+// types, like every list.
+func TestListEventTypesPages(t *testing.T) {
+	t.Parallel()
+
+	h := newHarness(t)
+	tests := []struct {
+		name     string
+		query    string
+		want     []string
+		wantMore bool
+	}{
+		{"first page", "limit=2", []string{"checkout.created", "checkout.paid"}, true},
+		{"after a cursor", "limit=2&starting_after=checkout.paid", []string{"checkout.failed", "checkout.expired"}, true},
+		{"last page", "starting_after=payment_attempt.failed", []string{"webhook_endpoint.disabled"}, false},
+		{"before a cursor", "limit=2&ending_before=checkout.expired", []string{"checkout.paid", "checkout.failed"}, true},
+		{"first page before a cursor", "limit=5&ending_before=checkout.paid", []string{"checkout.created"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+
+			data, more := h.do("GET", "/v1/event_types?"+tt.query, h.a.TestAPIKey, nil).must(t, http.StatusOK).list(t)
+			var got []string
+			for _, d := range data {
+				var et struct{ Type string }
+				if err := json.Unmarshal(d, &et); err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, et.Type)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) || more != tt.wantMore {
+				t.Errorf("got %v has_more %v, want %v has_more %v", got, more, tt.want, tt.wantMore)
+			}
+		})
+	}
+	for _, param := range []string{"starting_after", "ending_before"} {
+		r := h.do("GET", "/v1/event_types?"+param+"=checkout.nope", h.a.TestAPIKey, nil).must(t, http.StatusBadRequest)
+		if r.errorParam(t) != param {
+			t.Errorf("unknown %s: error names %q", param, r.errorParam(t))
+		}
+	}
+}
+
 func TestExpireCheckout(t *testing.T) {
 	t.Parallel()
 

@@ -33,14 +33,18 @@ type phoneRequest struct {
 	Number      string `json:"number" validate:"required,min=4,max=15,numeric"`
 }
 
-// createCheckout creates a checkout in the request's transaction: a request
-// with an Idempotency-Key, whose record commits with it.
-func (s *Server) createCheckout(ctx context.Context, c *call, tx pgx.Tx) (any, error) {
+// createCheckout checks a checkout request (its webhook_url's DNS included)
+// before the transaction, then creates the checkout in the request's
+// transaction: a request with an Idempotency-Key, whose record commits with
+// it.
+func (s *Server) createCheckout(ctx context.Context, c *call) (txFunc, error) {
 	p, err := s.checkoutParams(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	return s.service.CreateCheckout(ctx, tx, c.scope, p)
+	return func(ctx context.Context, tx pgx.Tx) (any, error) {
+		return s.service.CreateCheckout(ctx, tx, c.scope, p)
+	}, nil
 }
 
 // createCheckoutBatched creates a checkout in a transaction shared with other
@@ -53,7 +57,8 @@ func (s *Server) createCheckoutBatched(ctx context.Context, c *call) (any, error
 	return s.checkouts.Create(ctx, c.scope, p)
 }
 
-// checkoutParams decodes and checks a checkout request.
+// checkoutParams decodes and checks a checkout request, resolving its
+// webhook_url's host in production: callers run it before any transaction.
 func (s *Server) checkoutParams(ctx context.Context, c *call) (events.CheckoutParams, error) {
 	var req checkoutRequest
 	if err := s.decode(c.body, &req); err != nil {

@@ -29,14 +29,21 @@ type rotateRequest struct {
 	GracePeriodSeconds *int64 `json:"grace_period_seconds"`
 }
 
-func (s *Server) createEndpoint(ctx context.Context, c *call, tx pgx.Tx) (any, error) {
+// createEndpoint checks the endpoint, DNS included, before the transaction.
+func (s *Server) createEndpoint(ctx context.Context, c *call) (txFunc, error) {
 	var req endpointRequest
 	if err := s.decode(c.body, &req); err != nil {
 		return nil, err
 	}
-	return s.endpoints.Create(ctx, tx, c.scope, delivery.EndpointParams{
+	checked, err := s.endpoints.Check(ctx, delivery.EndpointParams{
 		Type: req.Type, URL: req.URL, EnabledEvents: req.EnabledEvents, Description: req.Description, DisplayName: req.DisplayName,
 	})
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context, tx pgx.Tx) (any, error) {
+		return s.endpoints.Create(ctx, tx, c.scope, checked)
+	}, nil
 }
 
 func (s *Server) getEndpoint(ctx context.Context, c *call) (any, error) {
@@ -55,7 +62,9 @@ func (s *Server) listEndpoints(ctx context.Context, c *call) (any, error) {
 	return newList(c.r, list), nil
 }
 
-func (s *Server) updateEndpoint(ctx context.Context, c *call, tx pgx.Tx) (any, error) {
+// updateEndpoint checks the update, a new URL's DNS included, before the
+// transaction.
+func (s *Server) updateEndpoint(ctx context.Context, c *call) (txFunc, error) {
 	var req endpointUpdateRequest
 	if err := s.decode(c.body, &req); err != nil {
 		return nil, err
@@ -63,9 +72,15 @@ func (s *Server) updateEndpoint(ctx context.Context, c *call, tx pgx.Tx) (any, e
 	if req.EnabledEvents != nil && len(req.EnabledEvents) == 0 {
 		return nil, invalid("enabled_events", "enabled_events must list at least one event type, or \"*\"")
 	}
-	return withNotFound(s.endpoints.Update(ctx, tx, c.scope, c.id(), delivery.EndpointUpdate{
+	checked, err := s.endpoints.CheckUpdate(ctx, delivery.EndpointUpdate{
 		URL: req.URL, EnabledEvents: req.EnabledEvents, Description: req.Description, DisplayName: req.DisplayName, Status: req.Status,
-	}))("webhook_endpoint", c.id())
+	})
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context, tx pgx.Tx) (any, error) {
+		return withNotFound(s.endpoints.Update(ctx, tx, c.scope, c.id(), checked))("webhook_endpoint", c.id())
+	}, nil
 }
 
 type deletedBody struct {

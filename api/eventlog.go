@@ -45,11 +45,16 @@ type eventTypeBody struct {
 }
 
 func (s *Server) listEventTypes(_ context.Context, c *call) (any, error) {
-	if _, err := pageParams(c.r); err != nil {
+	page, err := pageParams(c.r)
+	if err != nil {
 		return nil, err
 	}
-	list := &events.List[eventTypeBody]{}
-	for _, e := range events.Catalog {
+	entries, err := events.CatalogPage(page)
+	if err != nil {
+		return nil, err
+	}
+	list := &events.List[eventTypeBody]{HasMore: entries.HasMore}
+	for _, e := range entries.Data {
 		sch, _ := schema.Event(string(e.Type))
 		list.Data = append(list.Data, eventTypeBody{Object: "event_type", Type: string(e.Type),
 			Description: e.Description, DefaultEnabled: e.DefaultEnabled, Schema: sch})

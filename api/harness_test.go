@@ -42,12 +42,14 @@ func newHarness(t *testing.T) *harness {
 
 // harnessOptions vary the API under test: the operator token ("" turns the
 // operator API off), a rate limit (zero: none), a logger (nil: discard), the
-// endpoints allowed per merchant and mode (zero: 50, hookline's default).
+// endpoints allowed per merchant and mode (zero: 50, hookline's default), a
+// guard (nil: development's).
 type harnessOptions struct {
 	token        string
 	limit        api.RateLimit
 	logger       *slog.Logger
 	maxEndpoints int
+	guard        *delivery.Guard
 }
 
 func newHarnessWith(t *testing.T, o harnessOptions) *harness {
@@ -57,7 +59,10 @@ func newHarnessWith(t *testing.T, o harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	guard, keyring := delivery.NewGuard(false), dbtest.Keyring(t)
+	guard, keyring := o.guard, dbtest.Keyring(t)
+	if guard == nil {
+		guard = delivery.NewGuard(false)
+	}
 	if o.logger == nil {
 		o.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}

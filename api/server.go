@@ -133,10 +133,10 @@ func (s *Server) routes() {
 	s.write("POST /v1/payment_attempts/{id}/succeed", http.StatusOK, s.transitionAttempt(events.AttemptSucceeded))
 	s.write("POST /v1/payment_attempts/{id}/fail", http.StatusOK, s.failAttempt)
 
-	s.write("POST /v1/webhook_endpoints", http.StatusCreated, s.createEndpoint)
+	s.writePrepared("POST /v1/webhook_endpoints", http.StatusCreated, s.createEndpoint)
 	s.read("GET /v1/webhook_endpoints", s.listEndpoints)
 	s.read("GET /v1/webhook_endpoints/{id}", s.getEndpoint)
-	s.write("PATCH /v1/webhook_endpoints/{id}", http.StatusOK, s.updateEndpoint)
+	s.writePrepared("PATCH /v1/webhook_endpoints/{id}", http.StatusOK, s.updateEndpoint)
 	s.write("DELETE /v1/webhook_endpoints/{id}", http.StatusOK, s.deleteEndpoint)
 	s.write("POST /v1/webhook_endpoints/{id}/rotate_secret", http.StatusOK, s.rotateSecret)
 
@@ -245,24 +245,48 @@ func (s *Server) readAs(auth authFunc, pattern string, h func(ctx context.Contex
 	})
 }
 
+// txFunc is the part of a write that runs in the request's transaction.
+type txFunc func(ctx context.Context, tx pgx.Tx) (any, error)
+
+// prepareFunc is the part of a write that runs before any transaction:
+// decoding, and the checks that wait on the network (a URL's DNS lookup, up
+// to 5 s against a merchant's DNS server). It returns the work to do in the
+// transaction. While it runs, the request holds no pool connection, no
+// transaction and no Idempotency-Key row: a slow resolver delays only its own
+// request.
+type prepareFunc func(ctx context.Context, c *call) (txFunc, error)
+
+// inTx is the prepareFunc of a handler that has nothing to do before its
+// transaction.
+func inTx(h func(ctx context.Context, c *call, tx pgx.Tx) (any, error)) prepareFunc {
+	return func(_ context.Context, c *call) (txFunc, error) {
+		return func(ctx context.Context, tx pgx.Tx) (any, error) { return h(ctx, c, tx) }, nil
+	}
+}
+
+// writePrepared registers a merchant's write that checks its request (and
+// resolves DNS) with prepare before writeAs's transaction.
+func (s *Server) writePrepared(pattern string, status int, prepare prepareFunc) {
+	s.mux.HandleFunc(pattern, s.writeHandler(s.authenticate, status, prepare, nil))
+}
+
 // writeAs registers a handler that writes. It runs in one transaction with
 // the merchant's idempotency record: either the change, its events, its jobs
 // and the stored response all commit, or nothing does. (Operator requests
 // have no merchant, and no idempotency keys.)
 func (s *Server) writeAs(auth authFunc, pattern string, status int, h func(ctx context.Context, c *call, tx pgx.Tx) (any, error)) {
-	s.mux.HandleFunc(pattern, s.writeHandler(auth, status, h, nil))
+	s.mux.HandleFunc(pattern, s.writeHandler(auth, status, inTx(h), nil))
 }
 
 // writeBatched registers a merchant's write whose requests without an
 // Idempotency-Key go to batched, which shares transactions between requests;
-// those with one go to h, in writeAs's transaction with the key's record.
-func (s *Server) writeBatched(pattern string, status int, h func(ctx context.Context, c *call, tx pgx.Tx) (any, error),
-	batched func(ctx context.Context, c *call) (any, error)) {
-	s.mux.HandleFunc(pattern, s.writeHandler(s.authenticate, status, h, batched))
+// those with one go to prepare, then to its txFunc in writeAs's transaction
+// with the key's record.
+func (s *Server) writeBatched(pattern string, status int, prepare prepareFunc, batched func(ctx context.Context, c *call) (any, error)) {
+	s.mux.HandleFunc(pattern, s.writeHandler(s.authenticate, status, prepare, batched))
 }
 
-func (s *Server) writeHandler(auth authFunc, status int, h func(ctx context.Context, c *call, tx pgx.Tx) (any, error),
-	batched func(ctx context.Context, c *call) (any, error)) http.HandlerFunc {
+func (s *Server) writeHandler(auth authFunc, status int, prepare prepareFunc, batched func(ctx context.Context, c *call) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		scope, err := s.admit(w, r, auth)
 		if err != nil {
@@ -284,6 +308,11 @@ func (s *Server) writeHandler(auth authFunc, status int, h func(ctx context.Cont
 			writeJSON(w, status, obj)
 			return
 		}
+		h, err := prepare(r.Context(), c)
+		if err != nil {
+			s.renderError(w, r, err)
+			return
+		}
 		var replay *storedResponse
 		var out []byte
 		err = pgx.BeginFunc(r.Context(), s.pool, func(tx pgx.Tx) error {
@@ -298,7 +327,7 @@ func (s *Server) writeHandler(auth authFunc, status int, h func(ctx context.Cont
 					return err
 				}
 			}
-			obj, err := h(r.Context(), c, tx)
+			obj, err := h(r.Context(), tx)
 			if err != nil {
 				return err
 			}

@@ -14,10 +14,14 @@ import (
 
 func (e *env) chatEndpoint(typ, url string, enabled []string, displayName string) {
 	e.t.Helper()
+	checked, err := e.endpoints.Check(context.Background(), delivery.EndpointParams{
+		Type: typ, URL: url, EnabledEvents: enabled, DisplayName: &displayName,
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
 	e.tx(func(tx pgx.Tx) error {
-		_, err := e.endpoints.Create(context.Background(), tx, e.scope, delivery.EndpointParams{
-			Type: typ, URL: url, EnabledEvents: enabled, DisplayName: &displayName,
-		})
+		_, err := e.endpoints.Create(context.Background(), tx, e.scope, checked)
 		return err
 	})
 }

@@ -47,6 +47,24 @@ type Attempt struct {
 const deliveryColumns = `select id, livemode, event_id, endpoint_id, url, status, attempt_count, last_status_code,
 	next_attempt_at, created_at from deliveries`
 
+// byStatus opens a merged list (events.ListMergedPage) of the deliveries in
+// each status, which the (…, status, id) indexes serve: the lists without a
+// status filter read those indexes as three ranges merged by id, so that they
+// need no index of their own.
+const byStatus = `select id, livemode, event_id, endpoint_id, url, status, attempt_count, last_status_code,
+	next_attempt_at, created_at from unnest('{pending,succeeded,failed}'::text[]) as s (each_status)
+	cross join lateral (` + deliveryColumns
+
+// Filters by endpoint or event check first that the endpoint or event is
+// the scope's: a one-time check, after which the index range (endpoint_id or
+// event_id, then id) holds the scope's rows only, since a delivery has its
+// endpoint's and its event's merchant and mode. Another merchant's id costs one
+// lookup, not that id's history.
+const (
+	ownEndpoint = ` and exists (select 1 from webhook_endpoints w where w.id = $3 and w.merchant_id = $4 and w.livemode = $5)`
+	ownEvent    = ` and exists (select 1 from events e where e.id = $3 and e.merchant_id = $4 and e.livemode = $5)`
+)
+
 // scanDelivery reads deliveryColumns' columns, in their order, then into
 // extra any columns a query selects after them.
 func scanDelivery(row pgx.Row, extra ...any) (*Delivery, error) {
@@ -86,12 +104,39 @@ type DeliveryFilter struct {
 	Status     string
 }
 
-// ListDeliveries returns a page of the scope's deliveries, newest first.
+// ListDeliveries returns a page of the scope's deliveries, newest first. Each
+// combination of filters is one fixed statement whose merchant (or endpoint or
+// event), filter and cursor are index conditions, so that a page costs the
+// same at any depth: an event has a few deliveries, read by
+// deliveries_event_idx, and the other filters read the (…, status, id)
+// indexes.
 func ListDeliveries(ctx context.Context, db events.DB, scope events.Scope, f DeliveryFilter, page events.Page) (*events.List[*Delivery], error) {
-	return events.ListPage(ctx, db, page, deliveryColumns+` where merchant_id = $3 and livemode = $4
-		and ($5 = '' or event_id = $5) and ($6 = '' or endpoint_id = $6) and ($7 = '' or status = $7)`,
-		func(rows pgx.Rows) (*Delivery, error) { return scanDelivery(rows) },
-		scope.MerchantID, scope.Livemode, f.EventID, f.EndpointID, f.Status)
+	scan := func(rows pgx.Rows) (*Delivery, error) { return scanDelivery(rows) }
+	const scoped = ` where merchant_id = $3 and livemode = $4`
+	switch {
+	case f.EventID != "" && f.EndpointID != "" && f.Status != "":
+		return events.ListPage(ctx, db, page, deliveryColumns+` where event_id = $3 and endpoint_id = $6 and status = $7`+ownEvent,
+			scan, f.EventID, scope.MerchantID, scope.Livemode, f.EndpointID, f.Status)
+	case f.EventID != "" && f.EndpointID != "":
+		return events.ListPage(ctx, db, page, deliveryColumns+` where event_id = $3 and endpoint_id = $6`+ownEvent,
+			scan, f.EventID, scope.MerchantID, scope.Livemode, f.EndpointID)
+	case f.EventID != "" && f.Status != "":
+		return events.ListPage(ctx, db, page, deliveryColumns+` where event_id = $3 and status = $6`+ownEvent,
+			scan, f.EventID, scope.MerchantID, scope.Livemode, f.Status)
+	case f.EventID != "":
+		return events.ListPage(ctx, db, page, deliveryColumns+` where event_id = $3`+ownEvent,
+			scan, f.EventID, scope.MerchantID, scope.Livemode)
+	case f.EndpointID != "" && f.Status != "":
+		return events.ListPage(ctx, db, page, deliveryColumns+` where endpoint_id = $3 and status = $6`+ownEndpoint,
+			scan, f.EndpointID, scope.MerchantID, scope.Livemode, f.Status)
+	case f.EndpointID != "":
+		return events.ListMergedPage(ctx, db, page, byStatus+` where endpoint_id = $3 and status = s.each_status`+ownEndpoint,
+			scan, f.EndpointID, scope.MerchantID, scope.Livemode)
+	case f.Status != "":
+		return events.ListPage(ctx, db, page, deliveryColumns+scoped+` and status = $5`, scan, scope.MerchantID, scope.Livemode, f.Status)
+	default:
+		return events.ListMergedPage(ctx, db, page, byStatus+scoped+` and status = s.each_status`, scan, scope.MerchantID, scope.Livemode)
+	}
 }
 
 // Retry schedules one immediate attempt of a delivery, whatever its status.

@@ -117,9 +117,13 @@ func (e *env) tx(f func(tx pgx.Tx) error) {
 
 func (e *env) endpoint(url string, enabled []string) *delivery.Endpoint {
 	e.t.Helper()
+	checked, err := e.endpoints.Check(context.Background(), delivery.EndpointParams{URL: url, EnabledEvents: enabled})
+	if err != nil {
+		e.t.Fatal(err)
+	}
 	var ep *delivery.Endpoint
 	e.tx(func(tx pgx.Tx) (err error) {
-		ep, err = e.endpoints.Create(context.Background(), tx, e.scope, delivery.EndpointParams{URL: url, EnabledEvents: enabled})
+		ep, err = e.endpoints.Create(context.Background(), tx, e.scope, checked)
 		return err
 	})
 	return ep
@@ -851,8 +855,12 @@ func TestBatchedCheckoutsShareTransactions(t *testing.T) {
 	otherScope := events.Scope{MerchantID: other.ID}
 	mine, theirs := newReceiver(t, nil), newReceiver(t, nil)
 	e.endpoint(mine.srv.URL, []string{"*"})
+	checked, err := e.endpoints.Check(ctx, delivery.EndpointParams{URL: theirs.srv.URL, EnabledEvents: []string{"checkout.created"}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.tx(func(tx pgx.Tx) error {
-		_, err := e.endpoints.Create(ctx, tx, otherScope, delivery.EndpointParams{URL: theirs.srv.URL, EnabledEvents: []string{"checkout.created"}})
+		_, err := e.endpoints.Create(ctx, tx, otherScope, checked)
 		return err
 	})
 	batcher := events.NewCheckoutBatcher(e.service, e.pool)

@@ -159,23 +159,38 @@ func checkEnabledEvents(list []string) ([]string, error) {
 	return out, nil
 }
 
-// Create registers an endpoint with a new signing secret, unless the scope
-// already has the most endpoints allowed (a LimitError). The limit's lock is
-// taken after the URL's checks (which may resolve it), so that it is held
-// only for the transaction's few statements.
-func (m *Endpoints) Create(ctx context.Context, tx pgx.Tx, scope events.Scope, p EndpointParams) (*Endpoint, error) {
+// CheckedEndpoint is a new endpoint's parameters once Check has passed them.
+// Only Check makes one, so no endpoint is created with a URL the guard has not
+// seen.
+type CheckedEndpoint struct {
+	p EndpointParams
+}
+
+// Check validates a new endpoint's parameters, resolving its URL's host in
+// production. It takes no transaction: call it before opening one, so that a
+// slow DNS server holds no connection and no lock.
+func (m *Endpoints) Check(ctx context.Context, p EndpointParams) (*CheckedEndpoint, error) {
 	if p.Type == "" {
 		p.Type = TypeWebhook
 	}
 	if err := m.checkURL(ctx, p.Type, p.URL); err != nil {
 		return nil, err
 	}
-	var err error
 	if p.EnabledEvents != nil {
+		var err error
 		if p.EnabledEvents, err = checkEnabledEvents(p.EnabledEvents); err != nil {
 			return nil, err
 		}
 	}
+	return &CheckedEndpoint{p: p}, nil
+}
+
+// Create registers a checked endpoint with a new signing secret, unless the
+// scope already has the most endpoints allowed (a LimitError). The limit's
+// lock is taken after the merchant's name is read, in the transaction's last
+// few statements.
+func (m *Endpoints) Create(ctx context.Context, tx pgx.Tx, scope events.Scope, c *CheckedEndpoint) (*Endpoint, error) {
+	p := c.p
 	if p.DisplayName == nil {
 		var name string
 		if err := tx.QueryRow(ctx, `select name from merchants where id = $1`, scope.MerchantID).Scan(&name); err != nil {
@@ -187,7 +202,7 @@ func (m *Endpoints) Create(ctx context.Context, tx pgx.Tx, scope events.Scope, p
 		return nil, err
 	}
 	id, secret := events.NewID(events.PrefixEndpoint), events.NewWebhookSecret()
-	_, err = tx.Exec(ctx, `insert into webhook_endpoints (id, merchant_id, livemode, type, url, enabled_events, status,
+	_, err := tx.Exec(ctx, `insert into webhook_endpoints (id, merchant_id, livemode, type, url, enabled_events, status,
 		description, display_name, secret, created_at) values ($1, $2, $3, $4, $5, $6, 'enabled', $7, $8, $9, now())`,
 		id, scope.MerchantID, scope.Livemode, p.Type, p.URL, p.EnabledEvents, p.Description, p.DisplayName, m.keyring.Seal(id, secret))
 	if err != nil {
@@ -213,8 +228,7 @@ var chatHosts = map[string]struct {
 }
 
 // checkURL validates an endpoint's type and URL: the guard's rules for
-// every type, and in production a Discord or Slack webhook URL for chat
-// endpoints (in development any URL, for local test receivers).
+// every type (in production, a DNS lookup), then checkChatURL's.
 func (m *Endpoints) checkURL(ctx context.Context, typ, raw string) error {
 	if typ != TypeWebhook && typ != TypeDiscord && typ != TypeSlack {
 		return &events.InvalidError{Param: "type", Message: "must be webhook, discord or slack"}
@@ -222,12 +236,20 @@ func (m *Endpoints) checkURL(ctx context.Context, typ, raw string) error {
 	if err := m.guard.CheckURL(ctx, raw, "url"); err != nil {
 		return err
 	}
+	return m.checkChatURL(typ, raw)
+}
+
+// checkChatURL requires, in production, a Discord or Slack webhook URL for
+// chat endpoints (in development any URL, for local test receivers). It
+// resolves nothing, so an update can apply it in its transaction, once it has
+// read the endpoint's type.
+func (m *Endpoints) checkChatURL(typ, raw string) error {
 	chat, ok := chatHosts[typ]
 	if !ok || !m.guard.Production {
 		return nil
 	}
-	u, _ := url.Parse(raw) // CheckURL parsed it
-	if !slices.Contains(chat.hosts, strings.ToLower(u.Hostname())) || !strings.HasPrefix(u.Path, chat.path) {
+	u, err := url.Parse(raw)
+	if err != nil || !slices.Contains(chat.hosts, strings.ToLower(u.Hostname())) || !strings.HasPrefix(u.Path, chat.path) {
 		return &events.InvalidError{Param: "url", Message: fmt.Sprintf("must be a %s webhook URL (https://%s%s…)", typ, chat.hosts[0], chat.path)}
 	}
 	return nil
@@ -249,26 +271,44 @@ func List(ctx context.Context, db events.DB, scope events.Scope, page events.Pag
 		func(rows pgx.Rows) (*Endpoint, error) { return scanEndpoint(rows) }, scope.MerchantID, scope.Livemode)
 }
 
-// Update changes an endpoint. Enabling a disabled endpoint clears why it was
-// disabled and its failure streak; deliveries it missed meanwhile are
-// recovered on request, not automatically.
-func (m *Endpoints) Update(ctx context.Context, tx pgx.Tx, scope events.Scope, id string, u EndpointUpdate) (*Endpoint, error) {
-	current, err := Get(ctx, tx, scope, id)
-	if err != nil {
-		return nil, err
-	}
+// CheckedUpdate is an endpoint update once CheckUpdate has passed it.
+type CheckedUpdate struct {
+	u EndpointUpdate
+}
+
+// CheckUpdate validates an update, resolving a new URL's host in production.
+// Like Check, it takes no transaction and must run before one is opened.
+func (m *Endpoints) CheckUpdate(ctx context.Context, u EndpointUpdate) (*CheckedUpdate, error) {
 	if u.URL != nil {
-		if err := m.checkURL(ctx, current.Type, *u.URL); err != nil {
+		if err := m.guard.CheckURL(ctx, *u.URL, "url"); err != nil {
 			return nil, err
 		}
 	}
 	if u.EnabledEvents != nil {
+		var err error
 		if u.EnabledEvents, err = checkEnabledEvents(u.EnabledEvents); err != nil {
 			return nil, err
 		}
 	}
 	if u.Status != nil && *u.Status != EndpointEnabled && *u.Status != EndpointDisabled {
 		return nil, &events.InvalidError{Param: "status", Message: "must be enabled or disabled"}
+	}
+	return &CheckedUpdate{u: u}, nil
+}
+
+// Update changes an endpoint. Enabling a disabled endpoint clears why it was
+// disabled and its failure streak; deliveries it missed meanwhile are
+// recovered on request, not automatically.
+func (m *Endpoints) Update(ctx context.Context, tx pgx.Tx, scope events.Scope, id string, c *CheckedUpdate) (*Endpoint, error) {
+	u := c.u
+	current, err := Get(ctx, tx, scope, id)
+	if err != nil {
+		return nil, err
+	}
+	if u.URL != nil {
+		if err := m.checkChatURL(current.Type, *u.URL); err != nil {
+			return nil, err
+		}
 	}
 	_, err = tx.Exec(ctx, `update webhook_endpoints set
 		url = coalesce($2, url),

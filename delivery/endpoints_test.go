@@ -17,7 +17,7 @@ import (
 // points inside, as a rebinding attacker's would.
 func fakeDNS(production bool) *Guard {
 	g := NewGuard(production)
-	g.lookup = func(_ context.Context, host string) ([]netip.Addr, error) {
+	g.Lookup = func(_ context.Context, host string) ([]netip.Addr, error) {
 		switch host {
 		case "discord.com", "discordapp.com", "ptb.discord.com", "canary.discord.com", "hooks.slack.com", "example.com",
 			"discord.com.evil.example", "slack.example.com":

@@ -24,7 +24,7 @@ func FuzzCheckURL(f *testing.F) {
 		f.Add(seed)
 	}
 	g := NewGuard(true)
-	g.lookup = func(context.Context, string) ([]netip.Addr, error) { return nil, errors.New("no such host") }
+	g.Lookup = func(context.Context, string) ([]netip.Addr, error) { return nil, errors.New("no such host") }
 	f.Fuzz(func(t *testing.T, raw string) {
 		err := g.CheckURL(context.Background(), raw, "url")
 		var invalid *events.InvalidError

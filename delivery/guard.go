@@ -24,20 +24,22 @@ type Guard struct {
 	// Allow opens ranges the guard would refuse (HOOKLINE_ALLOW_PRIVATE_CIDRS):
 	// a payment platform's own services on a private network.
 	Allow []netip.Prefix
-	// lookup resolves a host name; tests replace the system resolver, which
-	// a sandbox without DNS cannot use.
-	lookup func(ctx context.Context, host string) ([]netip.Addr, error)
+	// Lookup resolves a host name (NewGuard: the system resolver). Tests
+	// replace it: a sandbox without DNS cannot resolve, and the API's tests
+	// check that no request resolves while it holds a connection or a lock.
+	Lookup func(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
 // NewGuard returns the guard for an environment, with the ranges allow opens.
 func NewGuard(production bool, allow ...netip.Prefix) *Guard {
-	return &Guard{Production: production, Allow: allow, lookup: func(ctx context.Context, host string) ([]netip.Addr, error) {
+	return &Guard{Production: production, Allow: allow, Lookup: func(ctx context.Context, host string) ([]netip.Addr, error) {
 		return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 	}}
 }
 
 // CheckURL validates a destination URL at registration; param names the
-// field in the error.
+// field in the error. In production it resolves the URL's host, which may
+// take seconds: call it before taking a transaction, a connection or a lock.
 func (g *Guard) CheckURL(ctx context.Context, raw, param string) error {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Hostname() == "" {
@@ -69,7 +71,7 @@ func (g *Guard) CheckURL(ctx context.Context, raw, param string) error {
 	}
 	lookupCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	addrs, err := g.lookup(lookupCtx, host)
+	addrs, err := g.Lookup(lookupCtx, host)
 	if err != nil || len(addrs) == 0 {
 		return &events.InvalidError{Param: param, Message: "has a host that does not resolve"}
 	}

@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -27,19 +28,25 @@ type FailingEndpoint struct {
 	LastAttemptAt  *time.Time `json:"last_attempt_at"`
 }
 
+// CountCap bounds the failed and pending counts of the failing-endpoints
+// view: each count reads at most this many index entries, so the view costs
+// the same whatever an endpoint's backlog. A count at the cap means "at least
+// that many"; a recovery's dry run gives the exact figure.
+const CountCap = 1000
+
+// lastErrorWindow is how many of an endpoint's newest pending and newest
+// failed deliveries the view reads for the endpoint's last error.
+const lastErrorWindow = 10
+
 // FailingEndpoints lists the endpoints that are failing or that hookline
 // disabled, most recently failing first, with their last attempt's error.
+// It reads only the rows it shows: the endpoints through
+// webhook_endpoints_trouble_idx, their counts up to CountCap, and their last
+// error among their lastErrorWindow newest pending and failed deliveries
+// (deliveries_endpoint_status_idx), rather than every delivery the
+// endpoint ever had.
 func FailingEndpoints(ctx context.Context, db events.DB, limit int) ([]FailingEndpoint, error) {
-	rows, err := db.Query(ctx, `select w.id, w.merchant_id, w.livemode, w.url, w.status, w.disabled_reason, w.failing_since,
-		(select count(*) from deliveries d where d.endpoint_id = w.id and d.status = 'failed'),
-		(select count(*) from deliveries d where d.endpoint_id = w.id and d.status = 'pending'),
-		last.error, last.status_code, last.started_at
-		from webhook_endpoints w
-		left join lateral (select a.error, a.status_code, a.started_at from deliveries d
-			join delivery_attempts a on a.delivery_id = d.id
-			where d.endpoint_id = w.id order by d.updated_at desc, a.attempt desc limit 1) last on true
-		where w.deleted_at is null and (w.failing_since is not null or w.disabled_reason is not null)
-		order by coalesce(w.failing_since, w.created_at) desc limit $1`, limit)
+	rows, err := db.Query(ctx, failingEndpoints, limit, CountCap, lastErrorWindow)
 	if err != nil {
 		return nil, fmt.Errorf("list failing endpoints: %w", err)
 	}
@@ -51,6 +58,33 @@ func FailingEndpoints(ctx context.Context, db events.DB, limit int) ([]FailingEn
 	})
 }
 
+const failingEndpoints = `select w.id, w.merchant_id, w.livemode, w.url, w.status, w.disabled_reason, w.failing_since,
+	(select count(*) from (select 1 from deliveries d where d.endpoint_id = w.id and d.status = 'failed' limit $2) c),
+	(select count(*) from (select 1 from deliveries d where d.endpoint_id = w.id and d.status = 'pending' limit $2) c),
+	last.error, last.status_code, last.started_at
+	from webhook_endpoints w
+	left join lateral (select a.error, a.status_code, a.started_at
+		from ((select d.id from deliveries d where d.endpoint_id = w.id and d.status = 'pending' order by d.id desc limit $3)
+			union all (select d.id from deliveries d where d.endpoint_id = w.id and d.status = 'failed' order by d.id desc limit $3)) d
+		cross join lateral (select a.error, a.status_code, a.started_at from delivery_attempts a
+			where a.delivery_id = d.id order by a.attempt desc limit 1) a
+		order by a.started_at desc limit 1) last on true
+	where w.deleted_at is null and (w.failing_since is not null or w.disabled_reason is not null)
+	order by coalesce(w.failing_since, w.created_at) desc limit $1`
+
+// Failed renders the failed count for people: "1000+" at CountCap.
+func (f FailingEndpoint) Failed() string { return capped(f.FailedCount) }
+
+// Pending renders the pending count for people: "1000+" at CountCap.
+func (f FailingEndpoint) Pending() string { return capped(f.PendingCount) }
+
+func capped(n int) string {
+	if n >= CountCap {
+		return strconv.Itoa(CountCap) + "+"
+	}
+	return strconv.Itoa(n)
+}
+
 // OperatorDelivery is a delivery as operators see it, across merchants.
 type OperatorDelivery struct {
 	Delivery
@@ -59,12 +93,25 @@ type OperatorDelivery struct {
 }
 
 // RecentDeliveries lists the newest deliveries of any merchant in a status
-// ("" for any), with their event's type.
+// ("" for any), with their event's type. Newest means created last: id order,
+// which an index serves (updated_at changes on every attempt, and an index on
+// it would cost every attempt's update its HOT path). Pending and failed
+// deliveries are read from deliveries_unsettled_idx, succeeded ones (nearly
+// all) and any status from the primary key backwards.
 func RecentDeliveries(ctx context.Context, db events.DB, status string, limit int) ([]OperatorDelivery, error) {
-	rows, err := db.Query(ctx, `select d.id, d.livemode, d.event_id, d.endpoint_id, d.url, d.status, d.attempt_count,
+	const query = `select d.id, d.livemode, d.event_id, d.endpoint_id, d.url, d.status, d.attempt_count,
 		d.last_status_code, d.next_attempt_at, d.created_at, d.merchant_id, e.type
-		from deliveries d join events e on e.id = d.event_id
-		where ($1 = '' or d.status = $1) order by d.updated_at desc, d.id desc limit $2`, status, limit)
+		from deliveries d join events e on e.id = d.event_id`
+	var rows pgx.Rows
+	var err error
+	switch status {
+	case "":
+		rows, err = db.Query(ctx, query+` order by d.id desc limit $1`, limit)
+	case StatusSucceeded:
+		rows, err = db.Query(ctx, query+` where d.status = 'succeeded' order by d.id desc limit $1`, limit)
+	default:
+		rows, err = db.Query(ctx, query+` where d.status = $2 and d.status <> 'succeeded' order by d.id desc limit $1`, limit, status)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list deliveries: %w", err)
 	}

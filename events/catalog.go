@@ -1,5 +1,7 @@
 package events
 
+import "slices"
+
 // EventType names a kind of event, as in the seeds: object.happening.
 type EventType string
 
@@ -59,4 +61,36 @@ func DefaultEnabledTypes() []EventType {
 		}
 	}
 	return types
+}
+
+// CatalogPage returns a page of the catalog, in the catalog's order, whose
+// cursors are event types: the same limit, starting_after and ending_before as
+// every list. A cursor that is not a type of the catalog is an InvalidError.
+func CatalogPage(page Page) (*List[CatalogEntry], error) {
+	from, to := 0, len(Catalog)
+	if cursor, param := page.StartingAfter, "starting_after"; cursor != "" || page.EndingBefore != "" {
+		if cursor == "" {
+			cursor, param = page.EndingBefore, "ending_before"
+		}
+		i := slices.IndexFunc(Catalog, func(e CatalogEntry) bool { return string(e.Type) == cursor })
+		if i < 0 {
+			return nil, &InvalidError{Param: param, Message: "is not an event type of GET /v1/event_types"}
+		}
+		if param == "starting_after" {
+			from = i + 1
+		} else {
+			to = i
+		}
+	}
+	list := &List[CatalogEntry]{}
+	if page.EndingBefore != "" {
+		// The page just before the cursor, still in catalog order.
+		from = max(0, to-page.Limit)
+		list.HasMore = from > 0
+	} else {
+		to = min(to, from+page.Limit)
+		list.HasMore = to < len(Catalog)
+	}
+	list.Data = slices.Clone(Catalog[from:to])
+	return list, nil
 }

@@ -24,23 +24,52 @@ type List[T any] struct {
 	HasMore bool
 }
 
-// The two ends of a list query. Callers write their select with $1 (the
+// The three ways a list query ends. Callers write their select with $1 (the
 // cursor) and $2 (the limit) reserved and their own filters from $3 on. Ids are
 // ULIDs, so id order is creation order: a page is an id range, which the
-// (merchant, mode, id) indexes serve without an offset.
-const (
-	olderPage = " and ($1 = '' or id < $1) order by id desc limit $2"
-	newerPage = " and id > $1 order by id asc limit $2"
+// (merchant, mode, …, id) indexes serve without an offset. Each page shape is
+// its own statement, so that under a generic plan (plan_cache_mode is
+// force_generic_plan) the cursor is an index condition: `($1 = ” or id < $1)`
+// would be a filter on every row of the merchant's history. On the first page
+// $1 is null, a one-time check that keeps the parameter typed.
+//
+// inner ends the select of the rows; outer orders and limits again the rows
+// of a merged list (ListMergedPage).
+type pageEnd struct{ inner, outer string }
+
+var (
+	firstPage = pageEnd{" and $1::text is null order by id desc limit $2", " order by id desc limit $2"}
+	olderPage = pageEnd{" and id < $1 order by id desc limit $2", " order by id desc limit $2"}
+	newerPage = pageEnd{" and id > $1 order by id asc limit $2", " order by id asc limit $2"}
 )
 
-// ListPage runs query, completed by olderPage or newerPage, for one page: the
-// one pagination of every list, for this package and for delivery.
+// ListPage runs query, completed by the page's end, for one page: the one
+// pagination of every list, for this package and for delivery.
 func ListPage[T any](ctx context.Context, db DB, page Page, query string, scan func(pgx.Rows) (T, error), args ...any) (*List[T], error) {
-	cursor, suffix := page.StartingAfter, olderPage
-	if page.EndingBefore != "" {
-		cursor, suffix = page.EndingBefore, newerPage
+	return listPage(ctx, db, page, func(end pageEnd) string { return query + end.inner }, scan, args...)
+}
+
+// ListMergedPage runs a list that merges several index ranges, for one page.
+// query selects the list's columns from a set of ranges (unnest) cross
+// joined with a lateral subquery that reads each, and stops after that
+// subquery's where clause: ListMergedPage ends the subquery with the page's
+// cursor, order and limit, then orders the merged rows and keeps the page.
+// Each range reads at most a page, whatever the history: a plan the planner
+// cannot turn into a sort of every range, as it may a UNION ALL.
+func ListMergedPage[T any](ctx context.Context, db DB, page Page, query string, scan func(pgx.Rows) (T, error), args ...any) (*List[T], error) {
+	return listPage(ctx, db, page, func(end pageEnd) string { return query + end.inner + ") merged" + end.outer }, scan, args...)
+}
+
+func listPage[T any](ctx context.Context, db DB, page Page, query func(pageEnd) string, scan func(pgx.Rows) (T, error), args ...any) (*List[T], error) {
+	var cursor any
+	end := firstPage
+	switch {
+	case page.EndingBefore != "":
+		cursor, end = page.EndingBefore, newerPage
+	case page.StartingAfter != "":
+		cursor, end = page.StartingAfter, olderPage
 	}
-	rows, err := db.Query(ctx, query+suffix, append([]any{cursor, page.Limit + 1}, args...)...)
+	rows, err := db.Query(ctx, query(end), append([]any{cursor, page.Limit + 1}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("list: %w", err)
 	}
@@ -52,7 +81,7 @@ func ListPage[T any](ctx context.Context, db DB, page Page, query string, scan f
 	if len(items) > page.Limit {
 		list.Data, list.HasMore = items[:page.Limit], true
 	}
-	if suffix == newerPage {
+	if end == newerPage {
 		slices.Reverse(list.Data)
 	}
 	return list, nil

@@ -184,7 +184,9 @@ func TestServe(t *testing.T) {
 		`hookline_delivery_latency_seconds_count 0`, // registered; nothing delivered yet
 		`go_goroutines`,
 	}
-	// Bounded wait for the first attempt, not a speed assertion.
+	// Bounded wait for the first attempt, not a speed assertion. The worker
+	// counts an attempt after committing its record (and the next attempt's
+	// job), so the wait is for both.
 	var scrape []byte
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		res, err := http.Get("http://" + m.Addr() + "/metrics")

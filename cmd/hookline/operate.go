@@ -175,8 +175,8 @@ func endpointsCommand(ctx context.Context, cfg config, args []string, stdout io.
 				if e.FailingSince != nil {
 					since = e.FailingSince.UTC().Format(time.RFC3339)
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", e.ID, e.MerchantID, e.Status, orDash(e.DisabledReason),
-					since, e.FailedCount, e.PendingCount, orDash(e.LastError))
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.MerchantID, e.Status, orDash(e.DisabledReason),
+					since, e.Failed(), e.Pending(), orDash(e.LastError))
 			}
 			return w.Flush()
 		case "enable":

@@ -78,9 +78,13 @@ func seedDelivery(t *testing.T, pool *pgxpool.Pool, url string, schedule deliver
 		t.Fatal(err)
 	}
 	service := events.NewService(events.NewPublisher(delivery.NewDispatcher(inserter)))
+	endpoints := delivery.NewEndpoints(delivery.NewGuard(false), dbtest.Keyring(t), 50)
+	checked, err := endpoints.Check(ctx, delivery.EndpointParams{URL: url, EnabledEvents: []string{"checkout.created"}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		ep, err := delivery.NewEndpoints(delivery.NewGuard(false), dbtest.Keyring(t), 50).Create(ctx, tx, scope,
-			delivery.EndpointParams{URL: url, EnabledEvents: []string{"checkout.created"}})
+		ep, err := endpoints.Create(ctx, tx, scope, checked)
 		if err != nil {
 			return err
 		}

@@ -1,4 +1,6 @@
-// Package dbtest gives each test its own freshly migrated Postgres schema.
+// Package dbtest gives each test its own freshly migrated Postgres schema,
+// and plan tests a seeded, production-sized history (Seeded) with the check
+// of a statement's generic plan (CheckPlans).
 //
 // hookline's tests run against a real Postgres (TEST_DATABASE_URL, which
 // `make test` starts and sets). A schema per test, rather than a rolled-back
