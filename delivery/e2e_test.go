@@ -4,11 +4,13 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -948,5 +950,72 @@ func TestBatchedCheckoutsShareTransactions(t *testing.T) {
 		if got := r.types(); len(got) != perMerchant {
 			t.Errorf("a receiver got %d deliveries, want %d: %v", len(got), perMerchant, got)
 		}
+	}
+}
+
+// TestOneBadTargetFailsAlone: of five endpoints of an event, one has a secret
+// that no longer opens (a key dropped from HOOKLINE_ENCRYPTION_KEY). Its
+// delivery fails alone, with the reason recorded and its next attempt
+// scheduled; the other four are sent once each and never again. A retry of a
+// delivery whose endpoint was deleted is refused.
+func TestOneBadTargetFailsAlone(t *testing.T) {
+	t.Parallel()
+
+	e := newEnv(t, delivery.Schedule{time.Hour}, 5*time.Second)
+	var good []*receiver
+	for range 4 {
+		r := newReceiver(t, nil)
+		e.endpoint(r.srv.URL, []string{"checkout.created"})
+		good = append(good, r)
+	}
+	bad := newReceiver(t, nil)
+	badEP := e.endpoint(bad.srv.URL, []string{"checkout.created"})
+	ctx := context.Background()
+	e.tx(func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `update webhook_endpoints set secret = 'v1:unknown-key:AAAA' where id = $1`, badEP.ID)
+		return err
+	})
+	e.pay(nil)
+	var badDelivery *delivery.Delivery
+	for deadline := time.Now().Add(30 * time.Second); badDelivery == nil; time.Sleep(20 * time.Millisecond) {
+		list, err := delivery.ListDeliveries(ctx, e.pool, e.scope, delivery.DeliveryFilter{EndpointID: badEP.ID}, events.Page{Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list.Data) == 1 && list.Data[0].AttemptCount == 1 {
+			badDelivery = list.Data[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the bad target's attempt was never recorded")
+		}
+	}
+	got, err := delivery.GetDelivery(ctx, e.pool, &e.scope, badDelivery.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	attempts := *got.Attempts
+	if got.Status != delivery.StatusPending || got.NextAttemptAt == nil || len(attempts) != 1 || attempts[0].Error == nil ||
+		!strings.Contains(*attempts[0].Error, "signing secret") || len(bad.requests()) != 0 {
+		t.Fatalf("bad target: %s, next %v, attempts %+v, %d requests; want pending, scheduled, one attempt naming the secret, none sent",
+			got.Status, got.NextAttemptAt, attempts, len(bad.requests()))
+	}
+	time.Sleep(500 * time.Millisecond) // time for any wrongful resend to show
+	for i, r := range good {
+		if n := len(r.requests()); n != 1 {
+			t.Errorf("healthy endpoint %d got %d requests, want 1", i, n)
+		}
+	}
+
+	e.tx(func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `update webhook_endpoints set deleted_at = now() where id = $1`, badEP.ID)
+		return err
+	})
+	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		_, err := e.dispatcher.Retry(ctx, tx, e.scope, badDelivery.ID)
+		return err
+	})
+	var stateErr *events.StateError
+	if !errors.As(err, &stateErr) || stateErr.Code != "endpoint_deleted" {
+		t.Fatalf("retry of a deleted endpoint's delivery: %v, want a StateError endpoint_deleted", err)
 	}
 }
