@@ -49,9 +49,14 @@ const jobSize = 50
 // deliverJobs is the jobs of ids, one destination's deliveries whose attempt
 // counts are counts, due at at (the zero time: now).
 func deliverJobs(ids []string, counts []int, manual bool, at time.Time) []river.InsertManyParams {
+	return jobsOf(ids, counts, manual, at, jobSize)
+}
+
+// jobsOf is deliverJobs with jobs of size deliveries.
+func jobsOf(ids []string, counts []int, manual bool, at time.Time, size int) []river.InsertManyParams {
 	var jobs []river.InsertManyParams
-	for i := 0; i < len(ids); i += jobSize {
-		j := min(i+jobSize, len(ids))
+	for i := 0; i < len(ids); i += size {
+		j := min(i+size, len(ids))
 		jobs = append(jobs, river.InsertManyParams{
 			Args:       DeliverArgs{DeliveryIDs: ids[i:j], Counts: counts[i:j], Manual: manual},
 			InsertOpts: &river.InsertOpts{Queue: QueueDelivery, ScheduledAt: at},

@@ -46,11 +46,17 @@ type ReleaseWorker struct {
 	river.WorkerDefaults[ReleaseArgs]
 	logger *slog.Logger
 	pool   *pgxpool.Pool
+	// perDestination is the jobs of one destination a process works at once
+	// (HOOKLINE_ENDPOINT_CONCURRENCY): a release is split into as many jobs,
+	// so that a slow destination, whose jobs each make few attempts within
+	// their send budget, still has that many attempts in flight.
+	perDestination int
 }
 
-// NewReleaseWorker returns the worker of the release job.
-func NewReleaseWorker(pool *pgxpool.Pool, logger *slog.Logger) *ReleaseWorker {
-	return &ReleaseWorker{logger: logger, pool: pool}
+// NewReleaseWorker returns the worker of the release job; perDestination is
+// HOOKLINE_ENDPOINT_CONCURRENCY.
+func NewReleaseWorker(pool *pgxpool.Pool, logger *slog.Logger, perDestination int) *ReleaseWorker {
+	return &ReleaseWorker{logger: logger, pool: pool, perDestination: max(1, perDestination)}
 }
 
 // parkedDestinations is the destinations that have parked deliveries and
@@ -160,7 +166,7 @@ func (w *ReleaseWorker) release(ctx context.Context, key string) (int, error) {
 		if n == 0 {
 			return nil
 		}
-		jobs := deliverJobs(ids, counts, false, time.Time{})
+		jobs := jobsOf(ids, counts, false, time.Time{}, min(jobSize, (n+w.perDestination-1)/w.perDestination))
 		if failing {
 			args := jobs[0].Args.(DeliverArgs)
 			args.Probe = true

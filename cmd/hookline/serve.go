@@ -183,7 +183,7 @@ func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 	river.AddWorker(workers, events.NewExpireCheckoutsWorker(m.pool, service))
 	river.AddWorker(workers, delivery.NewRecoverWorker(m.pool, dispatcher))
 	river.AddWorker(workers, delivery.NewPruneWorker(m.pool, cfg.Retention, m.logger))
-	river.AddWorker(workers, delivery.NewReleaseWorker(m.pool, m.logger))
+	river.AddWorker(workers, delivery.NewReleaseWorker(m.pool, m.logger, cfg.EndpointInFlight))
 	river.AddWorker(workers, delivery.NewWorker(delivery.WorkerConfig{
 		Guard: guard, InFlight: cfg.EndpointInFlight, Keyring: keyring, Logger: m.logger, Metrics: metrics, Pool: m.pool, Publisher: publisher,
 		Schedule: cfg.RetrySchedule, Timeout: cfg.DeliveryTimeout,
