@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -17,53 +18,136 @@ const (
 	failuresToTrouble = 10
 )
 
-// limiter caps what one process gives each destination and each merchant:
-// jobs under way per destination, and so attempts in flight (a job makes its
-// attempts one after another), and jobs under way per merchant, so that no
-// destination and no merchant can take the whole worker pool, whatever its
-// backlog or its receivers' speed. A job that is not admitted never waits
-// holding a worker: it goes back to the queue or parks.
+// lanesPerJob is how many attempts one job makes side by side.
+const lanesPerJob = 5
+
+// busyWait is how long a job may wait for a place at a healthy destination
+// before it parks its deliveries: a fast destination frees places every few
+// milliseconds, and waiting costs nothing where parking costs writes.
+const busyWait = time.Second
+
+// limiter caps what one process gives each destination and each merchant.
+// A destination gets at most perDestination workers, waiting ones included:
+// jobs running (each with lanes attempts side by side, so at most
+// perDestination attempts in flight) and jobs waiting for a running place.
+// A merchant gets at most perMerchant workers while the others need theirs:
+// past its share only while more than a share of the workers stays free, so
+// that one merchant alone may use the pool and two or more are held to their
+// shares. A job that gets no place
+// parks its deliveries (Worker.drain then works them), so no destination and
+// no merchant can take the whole worker pool, whatever its backlog or its
+// receivers' speed.
 type limiter struct {
+	lanes          int // attempts side by side in one job
+	running        int // jobs running per destination
 	perDestination int
 	perMerchant    int
+	workers        int // the delivery queue's workers
 	mu             sync.Mutex
-	dests          map[string]int // jobs under way
+	total          int // jobs running or waiting
+	dests          map[string]*destinationPlaces
 	merchants      map[string]int
 	troubled       map[string]time.Time // destination -> troubled until
 	failures       map[string]int       // destination -> failed attempts in a row
 	paused         map[string]time.Time // destination -> paused until
+	parked         map[string]bool      // destinations this process parked deliveries of for lack of room
+}
+
+// destinationPlaces is one destination's jobs running and waiting, and a
+// channel closed (then replaced) whenever a running place frees.
+type destinationPlaces struct {
+	running, waiting int
+	freed            chan struct{}
 }
 
 // newLimiter caps each destination at perDestination attempts in flight and
-// each merchant at perMerchant jobs under way.
-func newLimiter(perDestination, perMerchant int) *limiter {
+// workers, and each merchant at perMerchant of the workers when contended.
+func newLimiter(perDestination, perMerchant, workers int) *limiter {
+	perDestination = max(1, perDestination)
+	lanes := min(lanesPerJob, perDestination)
 	return &limiter{
-		perDestination: max(1, perDestination),
+		lanes:          lanes,
+		running:        perDestination / lanes,
+		perDestination: perDestination,
 		perMerchant:    max(1, perMerchant),
-		dests:          map[string]int{},
+		workers:        workers,
+		dests:          map[string]*destinationPlaces{},
 		merchants:      map[string]int{},
 		troubled:       map[string]time.Time{},
 		failures:       map[string]int{},
 		paused:         map[string]time.Time{},
+		parked:         map[string]bool{},
 	}
 }
 
-// enter admits a job of merchant to destination, or says it must wait; leave
-// ends its turn.
-func (l *limiter) enter(destination, merchant string) (leave func(), ok bool) {
+// enter gives a job of merchant a running place at destination, waiting up
+// to busyWait for one when wait is set and the destination's waiting room
+// (its workers beyond those running) has room; leave ends its turn.
+func (l *limiter) enter(ctx context.Context, destination, merchant string, wait bool) (leave func(), ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.dests[destination] >= l.perDestination || l.merchants[merchant] >= l.perMerchant {
+	d := l.dests[destination]
+	if d == nil {
+		d = &destinationPlaces{freed: make(chan struct{})}
+		l.dests[destination] = d
+	}
+	if l.merchants[merchant] >= l.perMerchant && l.total >= l.workers-l.perMerchant {
+		l.forget(destination, d)
 		return nil, false
 	}
-	l.dests[destination]++
-	l.merchants[merchant]++
+	l.merchants[merchant]++ // waiting holds a worker too
+	l.total++
+	var deadline <-chan time.Time
+	for d.running >= l.running {
+		if !wait || d.running+d.waiting >= l.perDestination || ctx.Err() != nil {
+			decrement(l.merchants, merchant)
+			l.total--
+			l.forget(destination, d)
+			return nil, false
+		}
+		if deadline == nil {
+			timer := time.NewTimer(busyWait)
+			defer timer.Stop()
+			deadline = timer.C
+		}
+		d.waiting++
+		freed := d.freed
+		l.mu.Unlock()
+		timedOut := false
+		select {
+		case <-freed:
+		case <-deadline:
+			timedOut = true
+		case <-ctx.Done():
+		}
+		l.mu.Lock()
+		d.waiting--
+		if (timedOut || ctx.Err() != nil) && d.running >= l.running {
+			decrement(l.merchants, merchant)
+			l.total--
+			l.forget(destination, d)
+			return nil, false
+		}
+	}
+	d.running++
 	return func() {
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		decrement(l.dests, destination)
+		d.running--
+		close(d.freed)
+		d.freed = make(chan struct{})
 		decrement(l.merchants, merchant)
+		l.total--
+		l.forget(destination, d)
 	}, true
+}
+
+// forget drops an idle destination, so the map holds only busy ones. The
+// caller holds l.mu.
+func (l *limiter) forget(destination string, d *destinationPlaces) {
+	if d.running == 0 && d.waiting == 0 {
+		delete(l.dests, destination)
+	}
 }
 
 // decrement lowers m[key], dropping it at zero so the maps hold only what is
@@ -130,4 +214,37 @@ func (l *limiter) isPaused(destination string) bool {
 		return false
 	}
 	return ok
+}
+
+// parkedHere notes that this process parked deliveries of destination for
+// lack of room: its admitted jobs then work them (Worker.drain).
+func (l *limiter) parkedHere(destination string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.parked[destination] = true
+}
+
+// hasParked says whether this process parked deliveries of destination that
+// its jobs have not drained yet.
+func (l *limiter) hasParked(destination string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.parked[destination]
+}
+
+// drained notes that destination's parked deliveries are all taken.
+func (l *limiter) drained(destination string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.parked, destination)
+}
+
+// hasWaiting says whether jobs wait for a place at destination: a job
+// working parked deliveries then ends its turn, since the waiting ones hold
+// workers.
+func (l *limiter) hasWaiting(destination string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	d := l.dests[destination]
+	return d != nil && d.waiting > 0
 }

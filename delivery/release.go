@@ -78,10 +78,11 @@ const parkedDestinations = `with recursive k (key) as (
 	order by s.released_at nulls first limit $1`
 
 // releaseParked hands out up to $2 parked deliveries of destination $1,
-// oldest first.
+// oldest first, but for those a job has claimed (their lease,
+// next_attempt_at, has not run out).
 const releaseParked = `update deliveries set parked = false
 	where id in (select id from deliveries
-		where parked and coalesce(endpoint_id, 'url:' || md5(url)) = $1
+		where parked and coalesce(endpoint_id, 'url:' || md5(url)) = $1 and status = 'pending' and next_attempt_at <= now()
 		order by coalesce(endpoint_id, 'url:' || md5(url)), id
 		limit $2 for update skip locked)
 	returning id, attempt_count`

@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -52,15 +50,17 @@ type WorkerConfig struct {
 	// (HOOKLINE_ENDPOINT_CONCURRENCY, default 20).
 	InFlight int
 	// MerchantJobs caps one process's delivery jobs under way for each
-	// merchant (default 25, a quarter of the delivery queue's workers).
+	// merchant while others need workers (default a quarter of Workers).
 	MerchantJobs int
-	Keyring      *events.Keyring
-	Logger       *slog.Logger
-	Metrics      *Metrics
-	Pool         *pgxpool.Pool
-	Publisher    *events.Publisher
-	Schedule     Schedule
-	Timeout      time.Duration
+	// Workers is the delivery queue's MaxWorkers (default 100).
+	Workers   int
+	Keyring   *events.Keyring
+	Logger    *slog.Logger
+	Metrics   *Metrics
+	Pool      *pgxpool.Pool
+	Publisher *events.Publisher
+	Schedule  Schedule
+	Timeout   time.Duration
 }
 
 // Worker makes delivery attempts: it is the River worker of DeliverArgs.
@@ -83,7 +83,7 @@ func NewWorker(cfg WorkerConfig) *Worker {
 	return &Worker{
 		client:    newHTTPClient(cfg.Guard),
 		discord:   &invalidBudget{},
-		limiter:   newLimiter(cmp.Or(cfg.InFlight, 20), cmp.Or(cfg.MerchantJobs, 25)),
+		limiter:   newLimiter(cmp.Or(cfg.InFlight, 20), cmp.Or(cfg.MerchantJobs, cmp.Or(cfg.Workers, 100)/4), cmp.Or(cfg.Workers, 100)),
 		keyring:   cfg.Keyring,
 		logger:    cfg.Logger,
 		metrics:   cfg.Metrics,
@@ -125,12 +125,6 @@ const (
 	// cannot record fails, and River runs it again: what it did not record
 	// was not counted, and is attempted again without spending an attempt.
 	recordTimeout = 10 * time.Second
-	// snoozeFor is how long a job of a destination saturated by fast
-	// attempts first waits before River hands it out again; each snooze
-	// doubles it, and after maxSnoozes the job parks its deliveries instead:
-	// a destination that stays saturated takes its backlog out of the queue.
-	snoozeFor  = 50 * time.Millisecond
-	maxSnoozes = 6
 )
 
 // JobTimeout is how long a delivery job can run when each attempt may take
@@ -269,8 +263,14 @@ type batch struct {
 	busy      []string             // destinations found saturated
 	pauses    map[string]time.Time // destinations to pause, until when
 	leave     []func()             // the limiter places the job holds
+	admitted  []string             // destinations the limiter admitted the job to
+	manual    bool                 // the job is a manual retry
 	requeue   []*target
 	abandoned []*target
+}
+
+func newBatch(manual bool) *batch {
+	return &batch{manual: manual, pauses: map[string]time.Time{}}
 }
 
 func (b *batch) park(ts []*target, busy bool) {
@@ -304,10 +304,14 @@ func (w *Worker) observe(results []*result, recorded map[string]bool, disabled [
 // its process died) is skipped, as is, for an automatic job, one that
 // settled meanwhile; one whose endpoint was disabled or deleted is failed
 // without an attempt. Each destination's deliveries go through the limiter:
-// a paused destination parks them, a failing one sends one probe and parks
-// the rest, a saturated one parks them (or, when its attempts are fast,
-// snoozes the job briefly).
+// a saturated destination parks them, a paused one parks them, a failing one
+// gets one probe and parks the rest. A job admitted to a destination whose
+// deliveries this process parked for lack of room then works those, batch
+// after batch, until its send budget is spent: the parked deliveries are the
+// destination's own queue, and its admitted jobs drain it at the rate it
+// answers.
 func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
+	start := time.Now()
 	expected := make(map[string]int, len(job.Args.DeliveryIDs))
 	for i, id := range job.Args.DeliveryIDs {
 		if i < len(job.Args.Counts) {
@@ -318,13 +322,13 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 	if err != nil {
 		return err
 	}
-	b := &batch{}
+	b := newBatch(job.Args.Manual)
 	byDestination := map[string][]*target{}
 	var order []string
 	for _, t := range targets {
 		t.expected = expected[t.deliveryID]
 		switch {
-		case t.attemptCount != t.expected || t.parked:
+		case t.attemptCount != t.expected || (t.parked && !job.Args.Manual):
 		case !job.Args.Manual && t.status != StatusPending:
 		case t.endpointID != nil && (t.deleted || (!job.Args.Manual && *t.endpointStatus != EndpointEnabled)):
 			b.abandoned = append(b.abandoned, t)
@@ -335,16 +339,9 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 			byDestination[t.destination] = append(byDestination[t.destination], t)
 		}
 	}
-	b.pauses = map[string]time.Time{}
-	if len(order) == 1 && !job.Args.Manual && w.saturatedButFast(byDestination[order[0]]) {
-		if snoozes := snoozeCount(job.Metadata); snoozes < maxSnoozes {
-			d := min(snoozeFor<<snoozes, time.Second)
-			return river.JobSnooze(d + time.Duration(rand.Int64N(int64(d)))) //nolint:gosec // jitter
-		}
-	}
 	var wg sync.WaitGroup
 	for _, key := range order {
-		wg.Go(func() { w.deliverTo(ctx, byDestination[key], job.Args, b) })
+		wg.Go(func() { w.deliverTo(ctx, start, byDestination[key], job.Args, b) })
 	}
 	wg.Wait()
 	defer func() {
@@ -352,43 +349,89 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 			leave()
 		}
 	}()
+	if err := w.recordWithin(ctx, b); err != nil {
+		return err
+	}
+	if len(b.admitted) != 1 || job.Args.Manual {
+		return nil
+	}
+	return w.drain(ctx, start, b.admitted[0])
+}
+
+// recordWithin records b within recordTimeout, even when the job's context
+// is done: what was sent must be recorded.
+func (w *Worker) recordWithin(ctx context.Context, b *batch) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
 	return w.record(ctx, b)
 }
 
-// snoozeCount is how many times River snoozed a job, from its metadata.
-func snoozeCount(metadata []byte) int {
-	var m struct {
-		Snoozes int `json:"snoozes"`
+// claimParked takes the next parked deliveries of a destination that are
+// due, for this job: they stay parked, with a lease (next_attempt_at) that
+// keeps other jobs and the release off them until the job's timeout. If the
+// process dies, the lease runs out and they are taken again; recording an
+// attempt unparks its delivery.
+const claimParked = `update deliveries set next_attempt_at = now() + $3::interval
+	where id in (select id from deliveries
+		where parked and coalesce(endpoint_id, 'url:' || md5(url)) = $1 and status = 'pending' and next_attempt_at <= now()
+		order by coalesce(endpoint_id, 'url:' || md5(url)), id
+		limit $2 for update skip locked)
+	returning id`
+
+// drain works the deliveries this process parked for destination, batch
+// after batch, while the job's send budget lasts, the destination is not
+// paused and no other job waits for the place, which the job keeps
+// throughout.
+func (w *Worker) drain(ctx context.Context, start time.Time, destination string) error {
+	for time.Since(start) < sendBudget && ctx.Err() == nil && w.limiter.hasParked(destination) &&
+		!w.limiter.isPaused(destination) && !w.limiter.hasWaiting(destination) {
+		rows, err := w.pool.Query(ctx, claimParked, destination, jobSize, JobTimeout(w.timeout))
+		if err != nil {
+			return fmt.Errorf("claim parked deliveries: %w", err)
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("claim parked deliveries: %w", err)
+		}
+		if len(ids) < jobSize {
+			w.limiter.drained(destination)
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		targets, err := w.load(ctx, ids)
+		if err != nil {
+			return err
+		}
+		b := newBatch(false)
+		var ts []*target
+		for _, t := range targets {
+			t.expected = t.attemptCount
+			if t.endpointID != nil && (t.deleted || *t.endpointStatus != EndpointEnabled) {
+				b.abandoned = append(b.abandoned, t)
+			} else {
+				ts = append(ts, t)
+			}
+		}
+		if len(ts) > 0 {
+			w.sendAdmitted(ctx, start, ts, DeliverArgs{}, b)
+		}
+		if err := w.recordWithin(ctx, b); err != nil {
+			return err
+		}
 	}
-	_ = json.Unmarshal(metadata, &m)
-	return m.Snoozes
+	return nil
 }
 
-// saturatedButFast says whether a job of one destination should go back to
-// the queue for a moment rather than park: its destination has no room for
-// another job in this process, but its attempts are quick, so room comes
-// within milliseconds and parking would only cost writes.
-func (w *Worker) saturatedButFast(ts []*target) bool {
-	t := ts[0]
-	if t.paused || t.failing || w.limiter.isTroubled(t.destination) {
-		return false
-	}
-	leave, ok := w.limiter.enter(t.destination, t.scope.MerchantID)
-	if ok {
-		leave()
-	}
-	return !ok
-}
-
-// deliverTo makes the attempts of one destination's targets, one after
-// another, starting none after sendBudget, and notes in b what became of
-// each.
-func (w *Worker) deliverTo(ctx context.Context, ts []*target, args DeliverArgs, b *batch) {
+// deliverTo admits a job's targets of one destination to the limiter, or
+// parks them, and makes their attempts (see sendAdmitted).
+func (w *Worker) deliverTo(ctx context.Context, start time.Time, ts []*target, args DeliverArgs, b *batch) {
 	t := ts[0]
 	if !args.Manual {
-		leave, ok := w.limiter.enter(t.destination, t.scope.MerchantID)
+		// A healthy destination's job may wait briefly for a place; a
+		// troubled one's parks at once.
+		wait := !t.paused && !t.failing && !w.limiter.isTroubled(t.destination)
+		leave, ok := w.limiter.enter(ctx, t.destination, t.scope.MerchantID, wait)
 		if !ok {
 			b.park(ts, !t.paused)
 			return
@@ -397,7 +440,19 @@ func (w *Worker) deliverTo(ctx context.Context, ts []*target, args DeliverArgs, 
 		// of the destination sees what this one learned (a pause, a failure).
 		b.mu.Lock()
 		b.leave = append(b.leave, leave)
+		b.admitted = append(b.admitted, t.destination)
 		b.mu.Unlock()
+	}
+	w.sendAdmitted(ctx, start, ts, args, b)
+}
+
+// sendAdmitted makes the attempts of one destination's admitted targets, the
+// limiter's lanes at a time, starting none after sendBudget, unless the
+// destination is paused (they park), or failing (one probe; the rest park),
+// and notes in b what became of each.
+func (w *Worker) sendAdmitted(ctx context.Context, start time.Time, ts []*target, args DeliverArgs, b *batch) {
+	t := ts[0]
+	if !args.Manual {
 		if !args.Probe && (t.paused || w.limiter.isPaused(t.destination)) {
 			b.park(ts, false)
 			return
@@ -422,41 +477,51 @@ func (w *Worker) deliverTo(ctx context.Context, ts []*target, args DeliverArgs, 
 			ts = ts[:1]
 		}
 	}
-	start := time.Now()
-	sent, paused := 0, false // paused: the destination asked to be left alone
-	for _, t := range ts {
-		if sent > 0 && (paused || time.Since(start) > sendBudget) {
-			break
+	var mu sync.Mutex
+	next, paused := 0, false // paused: the destination asked to be left alone
+	take := func() *target {
+		mu.Lock()
+		defer mu.Unlock()
+		if next == len(ts) || (next > 0 && (paused || ctx.Err() != nil || time.Since(start) > sendBudget)) {
+			return nil
 		}
-		o := w.send(ctx, t)
-		sent++
-		w.limiter.observe(t.destination, o.duration, o.acknowledged())
-		if t.endpointType == TypeDiscord {
-			w.discord.note(o.statusCode, time.Now())
-		}
-		if t.failing && !o.acknowledged() {
-			// The probe failed: the destination's other jobs here park
-			// until the database's longer pause reaches them.
-			w.limiter.pause(t.destination, time.Now().Add(time.Second))
-		}
-		if until := pauseUntil(t, o, time.Now()); o.statusCode != 0 && until.After(time.Now()) {
-			w.limiter.pause(t.destination, until)
-			paused = true
-		}
-		b.mu.Lock()
-		if ctx.Err() != nil && o.err != "" {
-			// The worker is stopping mid-request: hand the delivery back
-			// without recording or spending an attempt.
-			b.requeue = append(b.requeue, t)
-		} else {
-			b.sent = append(b.sent, &result{target: t, outcome: o})
-		}
-		b.mu.Unlock()
-		if ctx.Err() != nil {
-			break
-		}
+		next++
+		return ts[next-1]
 	}
-	b.park(ts[sent:], !paused)
+	var wg sync.WaitGroup
+	for range min(len(ts), w.limiter.lanes) {
+		wg.Go(func() {
+			for t := take(); t != nil; t = take() {
+				o := w.send(ctx, t)
+				w.limiter.observe(t.destination, o.duration, o.acknowledged())
+				if t.endpointType == TypeDiscord {
+					w.discord.note(o.statusCode, time.Now())
+				}
+				if t.failing && !o.acknowledged() {
+					// The probe failed: the destination's other jobs here
+					// park until the database's longer pause reaches them.
+					w.limiter.pause(t.destination, time.Now().Add(time.Second))
+				}
+				if until := pauseUntil(t, o, time.Now()); o.statusCode != 0 && until.After(time.Now()) {
+					w.limiter.pause(t.destination, until)
+					mu.Lock()
+					paused = true
+					mu.Unlock()
+				}
+				b.mu.Lock()
+				if ctx.Err() != nil && o.err != "" {
+					// The worker is stopping mid-request: hand the delivery
+					// back without recording or spending an attempt.
+					b.requeue = append(b.requeue, t)
+				} else {
+					b.sent = append(b.sent, &result{target: t, outcome: o})
+				}
+				b.mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	b.park(ts[next:], !paused)
 }
 
 // send makes the HTTP request of one attempt.
@@ -568,7 +633,7 @@ const recordAttempts = `with i as (
 		update deliveries d set attempt_count = d.attempt_count + 1,
 			status = case when d.status = 'succeeded' then d.status else i.status end,
 			next_attempt_at = case when d.status = 'succeeded' then null else i.next_attempt_at end,
-			last_status_code = i.status_code, url = i.url, updated_at = now()
+			last_status_code = i.status_code, url = i.url, parked = false, updated_at = now()
 		from i where d.id = i.id and d.attempt_count = i.expected
 		returning d.id, d.attempt_count
 	), a as (
@@ -584,12 +649,13 @@ const recordAttempts = `with i as (
 	select id from d`
 
 // parkDeliveries sets deliveries aside for their destination's release, where
-// the job still holds them (their count is the job's); busy notes the
-// destinations found saturated, which halves their next release.
+// the job still holds them (their count is the job's), due now (a claimed
+// delivery's lease ends); busy notes the destinations found saturated, which
+// halves their next release.
 const parkDeliveries = `with p as (
-		update deliveries d set parked = true
+		update deliveries d set parked = true, next_attempt_at = least(d.next_attempt_at, now())
 		from unnest($1::text[], $2::int[]) as p (id, expected)
-		where d.id = p.id and d.attempt_count = p.expected and d.status = 'pending' and not d.parked
+		where d.id = p.id and d.attempt_count = p.expected and d.status = 'pending'
 	)
 	insert into delivery_destinations (key, busy_at) select unnest($3::text[]), now()
 	on conflict (key) do update set busy_at = excluded.busy_at`
@@ -700,7 +766,7 @@ func (w *Worker) record(ctx context.Context, b *batch) error {
 		}
 		if len(b.abandoned) > 0 {
 			ids, _ := idsAndCounts(b.abandoned, 0)
-			if _, err := tx.Exec(ctx, `update deliveries set status = 'failed', next_attempt_at = null, updated_at = now()
+			if _, err := tx.Exec(ctx, `update deliveries set status = 'failed', next_attempt_at = null, parked = false, updated_at = now()
 				where id = any($1) and status = 'pending'`, ids); err != nil {
 				return fmt.Errorf("abandon deliveries: %w", err)
 			}
@@ -724,6 +790,9 @@ func (w *Worker) record(ctx context.Context, b *batch) error {
 	})
 	if err != nil {
 		return err
+	}
+	for _, destination := range b.busy {
+		w.limiter.parkedHere(destination)
 	}
 	w.observe(b.sent, recorded, disabled)
 	return nil
@@ -768,7 +837,7 @@ func (w *Worker) enqueueNext(ctx context.Context, tx pgx.Tx, b *batch, recorded 
 		jobs = append(jobs, deliverJobs(ids, counts, false, g.at)...)
 	}
 	for _, t := range b.requeue {
-		jobs = append(jobs, deliverJobs([]string{t.deliveryID}, []int{t.expected}, false, time.Now().Add(time.Second))...)
+		jobs = append(jobs, deliverJobs([]string{t.deliveryID}, []int{t.expected}, b.manual, time.Now().Add(time.Second))...)
 	}
 	if len(jobs) == 0 {
 		return nil

@@ -24,6 +24,10 @@ import (
 	"github.com/hookline/hookline/events"
 )
 
+// deliveryWorkers is the delivery queue's workers: each makes one job's
+// attempts, a few side by side.
+const deliveryWorkers = 100
+
 // shutdownTimeout bounds the drain on SIGTERM: in-flight requests and
 // deliveries get this long to finish.
 const shutdownTimeout = 30 * time.Second
@@ -185,7 +189,7 @@ func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 	river.AddWorker(workers, delivery.NewPruneWorker(m.pool, cfg.Retention, m.logger))
 	river.AddWorker(workers, delivery.NewReleaseWorker(m.pool, m.logger, cfg.EndpointInFlight))
 	river.AddWorker(workers, delivery.NewWorker(delivery.WorkerConfig{
-		Guard: guard, InFlight: cfg.EndpointInFlight, Keyring: keyring, Logger: m.logger, Metrics: metrics, Pool: m.pool, Publisher: publisher,
+		Guard: guard, InFlight: cfg.EndpointInFlight, Workers: deliveryWorkers, Keyring: keyring, Logger: m.logger, Metrics: metrics, Pool: m.pool, Publisher: publisher,
 		Schedule: cfg.RetrySchedule, Timeout: cfg.DeliveryTimeout,
 	}))
 	m.workers, err = river.NewClient(driver, riverConfig(cfg, workers, m.logger))
@@ -244,7 +248,7 @@ func riverConfig(cfg config, workers *river.Workers, logger *slog.Logger) *river
 		Queues: map[string]river.QueueConfig{
 			river.QueueDefault: {MaxWorkers: 10},
 			// Deliveries are short and many: fetch as soon as slots free up.
-			delivery.QueueDelivery: {FetchCooldown: 10 * time.Millisecond, FetchPollInterval: 250 * time.Millisecond, MaxWorkers: 100},
+			delivery.QueueDelivery: {FetchCooldown: 10 * time.Millisecond, FetchPollInterval: 250 * time.Millisecond, MaxWorkers: deliveryWorkers},
 		},
 		PeriodicJobs: []*river.PeriodicJob{
 			river.NewPeriodicJob(river.PeriodicInterval(10*time.Minute),
