@@ -18,33 +18,28 @@ const (
 	failuresToTrouble = 10
 )
 
-// lanesPerJob is how many attempts one job makes side by side.
+// lanesPerJob is how many attempts one job makes side by side, within its
+// destination's in-flight cap.
 const lanesPerJob = 5
 
-// busyWait is how long a job may wait for a place at a healthy destination
-// before it parks its deliveries: a fast destination frees places every few
-// milliseconds, and waiting costs nothing where parking costs writes.
-const busyWait = time.Second
-
 // limiter caps what one process gives each destination and each merchant.
-// A destination gets at most perDestination workers, waiting ones included:
-// jobs running (each with lanes attempts side by side, so at most
-// perDestination attempts in flight) and jobs waiting for a running place.
-// A merchant gets at most perMerchant workers while the others need theirs:
-// past its share only while more than a share of the workers stays free, so
-// that one merchant alone may use the pool and two or more are held to their
-// shares. A job that gets no place
-// parks its deliveries (Worker.drain then works them), so no destination and
-// no merchant can take the whole worker pool, whatever its backlog or its
-// receivers' speed.
+// A destination gets at most perDestination jobs under way, and so workers,
+// and at most perDestination attempts in flight across them (a job's lanes
+// wait for a slot inside the job). A merchant gets at most perMerchant
+// workers while the others need theirs: past its share only while more than
+// a share of the workers stays free, so that one merchant alone may use the
+// pool and two or more are held to their shares. A job that gets no place
+// never waits holding a worker: it parks its deliveries, which the
+// destination's admitted jobs then work (see Worker.drain). So no
+// destination and no merchant can take the whole worker pool, whatever its
+// backlog or its receivers' speed.
 type limiter struct {
-	lanes          int // attempts side by side in one job
-	running        int // jobs running per destination
+	lanes          int
 	perDestination int
 	perMerchant    int
 	workers        int // the delivery queue's workers
 	mu             sync.Mutex
-	total          int // jobs running or waiting
+	total          int // jobs under way
 	dests          map[string]*destinationPlaces
 	merchants      map[string]int
 	troubled       map[string]time.Time // destination -> troubled until
@@ -53,21 +48,19 @@ type limiter struct {
 	parked         map[string]bool      // destinations this process parked deliveries of for lack of room
 }
 
-// destinationPlaces is one destination's jobs running and waiting, and a
-// channel closed (then replaced) whenever a running place frees.
+// destinationPlaces is one destination's jobs under way and attempts in
+// flight, and a channel closed (then replaced) whenever a slot frees.
 type destinationPlaces struct {
-	running, waiting int
-	freed            chan struct{}
+	jobs, sending int
+	freed         chan struct{}
 }
 
-// newLimiter caps each destination at perDestination attempts in flight and
-// workers, and each merchant at perMerchant of the workers when contended.
+// newLimiter caps each destination at perDestination jobs and attempts in
+// flight, and each merchant at perMerchant of the workers when contended.
 func newLimiter(perDestination, perMerchant, workers int) *limiter {
 	perDestination = max(1, perDestination)
-	lanes := min(lanesPerJob, perDestination)
 	return &limiter{
-		lanes:          lanes,
-		running:        perDestination / lanes,
+		lanes:          min(lanesPerJob, perDestination),
 		perDestination: perDestination,
 		perMerchant:    max(1, perMerchant),
 		workers:        workers,
@@ -80,10 +73,9 @@ func newLimiter(perDestination, perMerchant, workers int) *limiter {
 	}
 }
 
-// enter gives a job of merchant a running place at destination, waiting up
-// to busyWait for one when wait is set and the destination's waiting room
-// (its workers beyond those running) has room; leave ends its turn.
-func (l *limiter) enter(ctx context.Context, destination, merchant string, wait bool) (leave func(), ok bool) {
+// enter admits a job of merchant to destination, or refuses it at once;
+// leave ends its turn.
+func (l *limiter) enter(destination, merchant string) (leave func(), ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	d := l.dests[destination]
@@ -91,61 +83,55 @@ func (l *limiter) enter(ctx context.Context, destination, merchant string, wait 
 		d = &destinationPlaces{freed: make(chan struct{})}
 		l.dests[destination] = d
 	}
-	if l.merchants[merchant] >= l.perMerchant && l.total >= l.workers-l.perMerchant {
+	if d.jobs >= l.perDestination || (l.merchants[merchant] >= l.perMerchant && l.total >= l.workers-l.perMerchant) {
 		l.forget(destination, d)
 		return nil, false
 	}
-	l.merchants[merchant]++ // waiting holds a worker too
+	d.jobs++
+	l.merchants[merchant]++
 	l.total++
-	var deadline <-chan time.Time
-	for d.running >= l.running {
-		if !wait || d.running+d.waiting >= l.perDestination || ctx.Err() != nil {
-			decrement(l.merchants, merchant)
-			l.total--
-			l.forget(destination, d)
-			return nil, false
-		}
-		if deadline == nil {
-			timer := time.NewTimer(busyWait)
-			defer timer.Stop()
-			deadline = timer.C
-		}
-		d.waiting++
-		freed := d.freed
-		l.mu.Unlock()
-		timedOut := false
-		select {
-		case <-freed:
-		case <-deadline:
-			timedOut = true
-		case <-ctx.Done():
-		}
-		l.mu.Lock()
-		d.waiting--
-		if (timedOut || ctx.Err() != nil) && d.running >= l.running {
-			decrement(l.merchants, merchant)
-			l.total--
-			l.forget(destination, d)
-			return nil, false
-		}
-	}
-	d.running++
 	return func() {
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		d.running--
-		close(d.freed)
-		d.freed = make(chan struct{})
+		d.jobs--
 		decrement(l.merchants, merchant)
 		l.total--
 		l.forget(destination, d)
 	}, true
 }
 
+// send takes one of destination's in-flight slots for an admitted job,
+// waiting for one; release gives it back. It fails only when ctx is done.
+func (l *limiter) send(ctx context.Context, destination string) (release func(), ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	d := l.dests[destination] // the job's admission keeps it in the map
+	for d.sending >= l.perDestination {
+		freed := d.freed
+		l.mu.Unlock()
+		select {
+		case <-freed:
+		case <-ctx.Done():
+		}
+		l.mu.Lock()
+		if ctx.Err() != nil {
+			return nil, false
+		}
+	}
+	d.sending++
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		d.sending--
+		close(d.freed)
+		d.freed = make(chan struct{})
+	}, true
+}
+
 // forget drops an idle destination, so the map holds only busy ones. The
 // caller holds l.mu.
 func (l *limiter) forget(destination string, d *destinationPlaces) {
-	if d.running == 0 && d.waiting == 0 {
+	if d.jobs == 0 && d.sending == 0 {
 		delete(l.dests, destination)
 	}
 }
@@ -237,14 +223,4 @@ func (l *limiter) drained(destination string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.parked, destination)
-}
-
-// hasWaiting says whether jobs wait for a place at destination: a job
-// working parked deliveries then ends its turn, since the waiting ones hold
-// workers.
-func (l *limiter) hasWaiting(destination string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	d := l.dests[destination]
-	return d != nil && d.waiting > 0
 }

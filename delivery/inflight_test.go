@@ -8,41 +8,37 @@ import (
 )
 
 func TestLimiterCapsDestinationsAndMerchants(t *testing.T) {
-	l := newLimiter(20, 6, 12)
-	running := 20 / lanesPerJob // at most 20 attempts in flight
-	if l.running != running || l.lanes != lanesPerJob {
-		t.Fatalf("%d jobs of %d lanes, want %d of %d", l.running, l.lanes, running, lanesPerJob)
-	}
+	l := newLimiter(4, 6, 12)
 	var leaves []func()
-	for i := range running {
-		leave, ok := l.enter(context.Background(), "we_slow", "acct_a", false)
+	for i := range 4 {
+		leave, ok := l.enter("we_slow", "acct_a")
 		if !ok {
 			t.Fatalf("job %d of a destination refused below the cap", i+1)
 		}
 		leaves = append(leaves, leave)
 	}
-	if _, ok := l.enter(context.Background(), "we_slow", "acct_a", false); ok {
-		t.Fatalf("a destination got more than %d jobs", running)
+	if _, ok := l.enter("we_slow", "acct_a"); ok {
+		t.Fatal("a destination got more jobs than its cap")
 	}
 	// The merchant's other destinations share what is left of its share.
-	for i := running; i < 6; i++ {
-		leave, ok := l.enter(context.Background(), "we_other", "acct_a", false)
+	for i := 4; i < 6; i++ {
+		leave, ok := l.enter("we_other", "acct_a")
 		if !ok {
 			t.Fatalf("merchant refused at %d jobs, below its share of 6", i)
 		}
 		leaves = append(leaves, leave)
 	}
-	if _, ok := l.enter(context.Background(), "we_third", "acct_a", false); ok {
-		t.Fatal("a merchant got more than its share of jobs")
+	if _, ok := l.enter("we_third", "acct_a"); ok {
+		t.Fatal("a merchant past its share took the workers kept for others")
 	}
 	// Another merchant is not held back by the first one's load.
-	leaveB, ok := l.enter(context.Background(), "we_b", "acct_b", false)
+	leaveB, ok := l.enter("we_b", "acct_b")
 	if !ok {
 		t.Fatal("merchant b refused while merchant a was at its share")
 	}
 	leaveB()
 	leaves[0]()
-	if _, ok := l.enter(context.Background(), "we_third", "acct_a", false); !ok {
+	if _, ok := l.enter("we_third", "acct_a"); !ok {
 		t.Fatal("a freed place was not given back")
 	}
 	for _, leave := range leaves[1:] {
@@ -57,69 +53,56 @@ func TestLimiterCapsDestinationsAndMerchants(t *testing.T) {
 // another merchant needs the workers.
 func TestLimiterShareIsWorkConserving(t *testing.T) {
 	l := newLimiter(20, 2, 10)
-	ctx := context.Background()
 	for i := range 8 { // 8 of 10 workers: a share of 2 stays free for others
-		if _, ok := l.enter(ctx, fmt.Sprintf("we_%d", i), "acct_a", false); !ok {
+		if _, ok := l.enter(fmt.Sprintf("we_%d", i), "acct_a"); !ok {
 			t.Fatalf("a lone merchant refused at %d jobs with the pool free", i)
 		}
 	}
-	if _, ok := l.enter(ctx, "we_9", "acct_a", false); ok {
+	if _, ok := l.enter("we_9", "acct_a"); ok {
 		t.Fatal("a merchant past its share took the workers kept for others")
 	}
-	if _, ok := l.enter(ctx, "we_b", "acct_b", false); !ok {
+	if _, ok := l.enter("we_b", "acct_b"); !ok {
 		t.Fatal("another merchant was refused its share")
 	}
 }
 
-// A job may wait for a running place at a healthy destination; waiting holds
-// a worker, so the waiting room is what is left of the destination's cap.
-func TestLimiterWaitsWithinTheCap(t *testing.T) {
-	l := newLimiter(10, 100, 100) // 2 jobs of 5 lanes; 8 may wait
+// A destination's admitted jobs share its in-flight cap: a lane past it
+// waits inside its job for a slot, and gets the next one freed.
+func TestLimiterCapsAttemptsInFlight(t *testing.T) {
+	l := newLimiter(3, 100, 100)
 	ctx := context.Background()
-	var leaves []func()
-	for range 2 {
-		leave, ok := l.enter(ctx, "we_a", "acct_a", true)
+	leave, ok := l.enter("we_a", "acct_a")
+	if !ok {
+		t.Fatal("refused below the cap")
+	}
+	defer leave()
+	var releases []func()
+	for range 3 {
+		release, ok := l.send(ctx, "we_a")
 		if !ok {
-			t.Fatal("a running place refused below the cap")
+			t.Fatal("a slot refused below the cap")
 		}
-		leaves = append(leaves, leave)
+		releases = append(releases, release)
 	}
-	// The 8 of the waiting room wait; the 9th is refused at once.
-	admitted := make(chan func(), 8)
-	for range 8 {
-		go func() {
-			if leave, ok := l.enter(ctx, "we_a", "acct_a", true); ok {
-				admitted <- leave
-			} else {
-				admitted <- nil
-			}
-		}()
+	got := make(chan func())
+	go func() {
+		release, _ := l.send(ctx, "we_a")
+		got <- release
+	}()
+	select {
+	case <-got:
+		t.Fatal("a fourth attempt went in flight past the cap of 3")
+	case <-time.After(50 * time.Millisecond):
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		l.mu.Lock()
-		waiting := l.dests["we_a"].waiting
-		l.mu.Unlock()
-		if waiting == 8 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d waiting, want 8", waiting)
-		}
+	releases[0]()
+	releases[0] = <-got // the waiting lane got the freed slot: 3 in flight again
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, ok := l.send(cancelled, "we_a"); ok {
+		t.Fatal("a slot past the cap was given to a stopping job")
 	}
-	if _, ok := l.enter(ctx, "we_a", "acct_a", true); ok {
-		t.Fatal("a job beyond the waiting room was admitted: the destination would hold more than its cap of workers")
-	}
-	leaves[0]() // a place frees: one waiter takes it
-	if leave := <-admitted; leave == nil {
-		t.Fatal("the freed place went to no waiter")
-	} else {
-		leave()
-	}
-	leaves[1]()
-	for range 7 { // the others get places or time out, never hang
-		if leave := <-admitted; leave != nil {
-			leave()
-		}
+	for _, release := range releases {
+		release()
 	}
 }
 

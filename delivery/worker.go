@@ -47,7 +47,7 @@ const errTimedOut = "timed out"
 type WorkerConfig struct {
 	Guard *Guard
 	// InFlight caps one process's attempts under way to each destination
-	// (HOOKLINE_ENDPOINT_CONCURRENCY, default 20).
+	// (HOOKLINE_ENDPOINT_CONCURRENCY, default 50).
 	InFlight int
 	// MerchantJobs caps one process's delivery jobs under way for each
 	// merchant while others need workers (default a quarter of Workers).
@@ -83,7 +83,7 @@ func NewWorker(cfg WorkerConfig) *Worker {
 	return &Worker{
 		client:    newHTTPClient(cfg.Guard),
 		discord:   &invalidBudget{},
-		limiter:   newLimiter(cmp.Or(cfg.InFlight, 20), cmp.Or(cfg.MerchantJobs, cmp.Or(cfg.Workers, 100)/4), cmp.Or(cfg.Workers, 100)),
+		limiter:   newLimiter(cmp.Or(cfg.InFlight, 50), cmp.Or(cfg.MerchantJobs, cmp.Or(cfg.Workers, 100)/4), cmp.Or(cfg.Workers, 100)),
 		keyring:   cfg.Keyring,
 		logger:    cfg.Logger,
 		metrics:   cfg.Metrics,
@@ -379,12 +379,10 @@ const claimParked = `update deliveries set next_attempt_at = now() + $3::interva
 	returning id`
 
 // drain works the deliveries this process parked for destination, batch
-// after batch, while the job's send budget lasts, the destination is not
-// paused and no other job waits for the place, which the job keeps
-// throughout.
+// after batch, while the job's send budget lasts and the destination is not
+// paused. The job keeps its limiter place throughout.
 func (w *Worker) drain(ctx context.Context, start time.Time, destination string) error {
-	for time.Since(start) < sendBudget && ctx.Err() == nil && w.limiter.hasParked(destination) &&
-		!w.limiter.isPaused(destination) && !w.limiter.hasWaiting(destination) {
+	for time.Since(start) < sendBudget && ctx.Err() == nil && w.limiter.hasParked(destination) && !w.limiter.isPaused(destination) {
 		rows, err := w.pool.Query(ctx, claimParked, destination, jobSize, JobTimeout(w.timeout))
 		if err != nil {
 			return fmt.Errorf("claim parked deliveries: %w", err)
@@ -428,10 +426,7 @@ func (w *Worker) drain(ctx context.Context, start time.Time, destination string)
 func (w *Worker) deliverTo(ctx context.Context, start time.Time, ts []*target, args DeliverArgs, b *batch) {
 	t := ts[0]
 	if !args.Manual {
-		// A healthy destination's job may wait briefly for a place; a
-		// troubled one's parks at once.
-		wait := !t.paused && !t.failing && !w.limiter.isTroubled(t.destination)
-		leave, ok := w.limiter.enter(ctx, t.destination, t.scope.MerchantID, wait)
+		leave, ok := w.limiter.enter(t.destination, t.scope.MerchantID)
 		if !ok {
 			b.park(ts, !t.paused)
 			return
@@ -492,7 +487,18 @@ func (w *Worker) sendAdmitted(ctx context.Context, start time.Time, ts []*target
 	for range min(len(ts), w.limiter.lanes) {
 		wg.Go(func() {
 			for t := take(); t != nil; t = take() {
+				release := func() {}
+				if !args.Manual {
+					var ok bool
+					if release, ok = w.limiter.send(ctx, t.destination); !ok {
+						b.mu.Lock()
+						b.requeue = append(b.requeue, t) // stopping: hand it back unsent
+						b.mu.Unlock()
+						continue
+					}
+				}
 				o := w.send(ctx, t)
+				release()
 				w.limiter.observe(t.destination, o.duration, o.acknowledged())
 				if t.endpointType == TypeDiscord {
 					w.discord.note(o.statusCode, time.Now())

@@ -55,7 +55,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		DataDir:          cmp.Or(getenv("HOOKLINE_DATA_DIR"), ".hookline"),
 		DatabaseURL:      getenv("DATABASE_URL"),
 		DeliveryTimeout:  15 * time.Second,
-		EndpointInFlight: 20,
+		EndpointInFlight: 50,
 		EncryptionKey:    getenv("HOOKLINE_ENCRYPTION_KEY"),
 		Env:              cmp.Or(getenv("HOOKLINE_ENV"), "development"),
 		MaxEndpoints:     50,
