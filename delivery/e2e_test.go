@@ -127,19 +127,25 @@ func (e *env) endpoint(url string, enabled []string) *delivery.Endpoint {
 // payment_attempt.succeeded, checkout.paid.
 func (e *env) pay(webhookURL *string) {
 	e.t.Helper()
+	e.payIn(e.scope, webhookURL)
+}
+
+// payIn runs pay's payment in a scope (a mode of the merchant).
+func (e *env) payIn(scope events.Scope, webhookURL *string) {
+	e.t.Helper()
 	ctx := context.Background()
 	e.tx(func(tx pgx.Tx) error {
-		c, err := e.service.CreateCheckout(ctx, tx, e.scope, events.CheckoutParams{
+		c, err := e.service.CreateCheckout(ctx, tx, scope, events.CheckoutParams{
 			Amount: "860000000", InvoiceCurrency: "sol", WebhookURL: webhookURL,
 		})
 		if err != nil {
 			return err
 		}
-		a, err := e.service.CreateAttempt(ctx, tx, e.scope, c.ID, events.AttemptParams{})
+		a, err := e.service.CreateAttempt(ctx, tx, scope, c.ID, events.AttemptParams{})
 		if err != nil {
 			return err
 		}
-		_, err = e.service.TransitionAttempt(ctx, tx, e.scope, a.ID, events.AttemptSucceeded, nil)
+		_, err = e.service.TransitionAttempt(ctx, tx, scope, a.ID, events.AttemptSucceeded, nil)
 		return err
 	})
 }
@@ -302,7 +308,7 @@ func TestCheckoutWebhookURL(t *testing.T) {
 
 	e := newEnv(t, fast, 5*time.Second)
 	r := newReceiver(t, nil)
-	r.verifyWith(e.merchant.WebhookSecret) // the account's secret signs a checkout's own URL
+	r.verifyWith(e.merchant.TestWebhookSecret) // the account's secret of the mode signs a checkout's own URL
 	url := r.srv.URL + "/checkout-hook"
 	e.pay(&url)
 	deliveries := e.waitDeliveries()
@@ -317,6 +323,52 @@ func TestCheckoutWebhookURL(t *testing.T) {
 		}
 		b, _ := json.Marshal(d)
 		schematest.Object(t, "delivery", b)
+	}
+}
+
+// TestTestKeyCannotSignLiveDeliveries pays a checkout in each mode, each with
+// its own webhook_url: live deliveries verify with the account's live secret
+// and with nothing a test key can read (the account as a test key reads it,
+// a test endpoint's secret); test deliveries verify with the test secret
+// only.
+func TestTestKeyCannotSignLiveDeliveries(t *testing.T) {
+	t.Parallel()
+
+	e := newEnv(t, fast, 5*time.Second)
+	ctx := context.Background()
+	live := events.Scope{MerchantID: e.merchant.ID, Livemode: true}
+	liveReceiver, testReceiver := newReceiver(t, nil), newReceiver(t, nil)
+	liveReceiver.verifyWith(e.merchant.WebhookSecret)
+	testReceiver.verifyWith(e.merchant.TestWebhookSecret)
+	testAccount, err := events.GetMerchant(ctx, e.pool, dbtest.Keyring(t), e.scope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readable := []string{testAccount.WebhookSecret, e.endpoint(newReceiver(t, nil).srv.URL, nil).Secret}
+
+	liveURL, testURL := liveReceiver.srv.URL+"/live", testReceiver.srv.URL+"/test"
+	e.payIn(live, &liveURL)
+	e.pay(&testURL)
+	e.waitDeliveries()
+	if len(liveReceiver.requests()) == 0 || len(testReceiver.requests()) == 0 {
+		t.Fatalf("%d live and %d test requests, want some of each", len(liveReceiver.requests()), len(testReceiver.requests()))
+	}
+	for _, req := range liveReceiver.requests() {
+		for _, secret := range readable {
+			wh, err := standardwebhooks.NewWebhook(secret)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := wh.Verify(req.body, req.header); err == nil {
+				t.Fatal("a secret a test key can read verifies a live delivery")
+			}
+		}
+	}
+	liveSecret, _ := standardwebhooks.NewWebhook(e.merchant.WebhookSecret)
+	for _, req := range testReceiver.requests() {
+		if err := liveSecret.Verify(req.body, req.header); err == nil {
+			t.Fatal("the live secret signs a test delivery")
+		}
 	}
 }
 

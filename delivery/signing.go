@@ -12,6 +12,13 @@ import (
 
 const secretPrefix = "whsec_"
 
+// Signature schemes of an endpoint: Standard Webhooks v1 (HMAC-SHA256 with a
+// shared secret, the default) or v1a (Ed25519, verified with a public key).
+const (
+	SchemeHMAC    = "hmac"
+	SchemeEd25519 = "ed25519"
+)
+
 // Sign returns the Standard Webhooks signature of one delivery attempt:
 // "v1," + base64(HMAC-SHA256(key, id "." timestamp "." body)), where key is the
 // base64 decoding of the secret after "whsec_".
@@ -31,9 +38,10 @@ func Sign(secret, msgID string, timestamp time.Time, body []byte) (string, error
 }
 
 // signatureHeader signs with every secret in force (two during a rotation's
-// grace period) and joins the signatures with spaces, as Standard Webhooks
-// receivers expect: any one of them verifying is enough.
-func signatureHeader(secrets []string, msgID string, timestamp time.Time, body []byte) (string, error) {
+// grace period) in the endpoint's scheme and joins the signatures with
+// spaces, as Standard Webhooks receivers expect: any one of them verifying is
+// enough.
+func signatureHeader(scheme string, secrets []string, msgID string, timestamp time.Time, body []byte) (string, error) {
 	sigs := make([]string, 0, len(secrets))
 	for _, s := range secrets {
 		sig, err := Sign(s, msgID, timestamp, body)

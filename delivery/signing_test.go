@@ -59,7 +59,7 @@ func TestSignatureHeaderDuringRotation(t *testing.T) {
 	oldSecret, newSecret := "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_bm90IHRoZSBvbGQgc2VjcmV0IGF0IGFsbA=="
 	body := []byte(`{"id":"evt_1","object":"event"}`)
 	now := time.Now()
-	header, err := signatureHeader([]string{newSecret, oldSecret}, "evt_1", now, body)
+	header, err := signatureHeader(SchemeHMAC, []string{newSecret, oldSecret}, "evt_1", now, body)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -130,6 +130,7 @@ type target struct {
 	endpointStatus *string
 	failing        bool
 	deleted        bool
+	scheme         string // SchemeHMAC or SchemeEd25519
 	secrets        []string
 }
 
@@ -146,7 +147,8 @@ func (t *target) destination() string {
 const loadTargets = `select d.id, d.status, d.attempt_count, coalesce(d.attempted_by_job = $3, false),
 		coalesce(w.url, d.url), e.id, e.created_at, e.payload,
 		d.merchant_id, d.livemode, w.id, coalesce(w.type, 'webhook'), coalesce(w.display_name, m.name), w.status,
-		coalesce(w.failing_since < now() - $2::interval, false), w.deleted_at is not null, w.secret, w.previous_secret, w.previous_secret_expires_at, m.webhook_secret
+		coalesce(w.failing_since < now() - $2::interval, false), w.deleted_at is not null, coalesce(w.signature_scheme, 'hmac'), w.secret, w.previous_secret, w.previous_secret_expires_at,
+		case when d.livemode then m.webhook_secret else m.test_webhook_secret end
 		from deliveries d
 		join events e on e.id = d.event_id
 		join merchants m on m.id = d.merchant_id
@@ -160,15 +162,14 @@ func (w *Worker) load(ctx context.Context, ids []string, jobID int64) ([]*target
 	}
 	targets, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*target, error) {
 		t := &target{}
-		var accountSecret string
-		var endpointSecret, previous *string
+		var accountSecret, endpointSecret, previous *string
 		var previousExpires *time.Time
 		if err := row.Scan(&t.deliveryID, &t.status, &t.attemptCount, &t.recorded, &t.url, &t.eventID, &t.eventCreated, &t.payload,
 			&t.scope.MerchantID, &t.scope.Livemode, &t.endpointID, &t.endpointType, &t.displayName, &t.endpointStatus, &t.failing, &t.deleted,
-			&endpointSecret, &previous, &previousExpires, &accountSecret); err != nil {
+			&t.scheme, &endpointSecret, &previous, &previousExpires, &accountSecret); err != nil {
 			return nil, err
 		}
-		return t, w.openSecrets(t, endpointSecret, previous, previousExpires, accountSecret)
+		return t, w.openSecrets(ctx, t, endpointSecret, previous, previousExpires, accountSecret)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load deliveries: %w", err)
@@ -177,16 +178,17 @@ func (w *Worker) load(ctx context.Context, ids []string, jobID int64) ([]*target
 }
 
 // openSecrets decrypts the secrets an attempt signs with: the endpoint's (and
-// its previous one during a rotation's grace period), or the account's for a
-// checkout's own webhook_url.
-func (w *Worker) openSecrets(t *target, endpointSecret, previous *string, previousExpires *time.Time, accountSecret string) error {
+// its previous one during a rotation's grace period), or for a checkout's own
+// webhook_url the account's secret of the delivery's mode, never the other
+// mode's (a test key can read the test secret).
+func (w *Worker) openSecrets(ctx context.Context, t *target, endpointSecret, previous *string, previousExpires *time.Time, accountSecret *string) error {
 	var secret string
 	var err error
 	switch {
 	case endpointSecret != nil:
 		secret, err = w.keyring.Open(*t.endpointID, *endpointSecret)
 	default:
-		secret, err = w.keyring.Open(t.scope.MerchantID, accountSecret)
+		secret, err = events.OpenAccountSecret(ctx, w.pool, w.keyring, t.scope, accountSecret)
 	}
 	if err != nil {
 		return err
@@ -308,7 +310,7 @@ func (w *Worker) send(ctx context.Context, t *target) *outcome {
 	req.Header.Set("User-Agent", "hookline/"+Version)
 	if t.endpointType == TypeWebhook {
 		// Chat messages are not signed: Discord and Slack verify nothing.
-		sig, err := signatureHeader(t.secrets, t.eventID, o.started, body)
+		sig, err := signatureHeader(t.scheme, t.secrets, t.eventID, o.started, body)
 		if err != nil {
 			o.err = err.Error()
 			return o

@@ -102,21 +102,23 @@ func TestServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	var merchant struct {
-		ID, Name, TestAPIKey, LiveAPIKey, WebhookSecret string
+		ID, Name, TestAPIKey, LiveAPIKey, WebhookSecret, TestWebhookSecret string
 	}
 	dec := json.NewDecoder(&out)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&struct {
-		ID            *string `json:"id"`
-		Name          *string `json:"name"`
-		TestAPIKey    *string `json:"test_api_key"`
-		LiveAPIKey    *string `json:"live_api_key"`
-		WebhookSecret *string `json:"webhook_secret"`
-	}{&merchant.ID, &merchant.Name, &merchant.TestAPIKey, &merchant.LiveAPIKey, &merchant.WebhookSecret}); err != nil {
+		ID                *string `json:"id"`
+		Name              *string `json:"name"`
+		TestAPIKey        *string `json:"test_api_key"`
+		LiveAPIKey        *string `json:"live_api_key"`
+		WebhookSecret     *string `json:"webhook_secret"`
+		TestWebhookSecret *string `json:"test_webhook_secret"`
+	}{&merchant.ID, &merchant.Name, &merchant.TestAPIKey, &merchant.LiveAPIKey, &merchant.WebhookSecret, &merchant.TestWebhookSecret}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(merchant.ID, "acct_") || !strings.HasPrefix(merchant.TestAPIKey, "sk_test_") ||
-		!strings.HasPrefix(merchant.LiveAPIKey, "sk_live_") || !strings.HasPrefix(merchant.WebhookSecret, "whsec_") {
+		!strings.HasPrefix(merchant.LiveAPIKey, "sk_live_") || !strings.HasPrefix(merchant.WebhookSecret, "whsec_") ||
+		!strings.HasPrefix(merchant.TestWebhookSecret, "whsec_") || merchant.TestWebhookSecret == merchant.WebhookSecret {
 		t.Fatalf("merchant create printed %+v", merchant)
 	}
 	if err := run(ctx, []string{"merchant", "create", "--name", ""}, getenv, io.Discard, io.Discard); err == nil ||
