@@ -30,6 +30,10 @@ func TestLoadConfig(t *testing.T) {
 				len(c.RetrySchedule) == 12 && c.RetrySchedule[0] == 5*time.Second && c.RateLimit == 100 && c.RateBurst == 200
 		}},
 		{"no database", map[string]string{}, "DATABASE_URL", nil},
+		{"short operator token", map[string]string{"DATABASE_URL": "x", "HOOKLINE_OPERATOR_TOKEN": strings.Repeat("t", 31)}, "HOOKLINE_OPERATOR_TOKEN", nil},
+		{"operator token of 32 characters", map[string]string{"DATABASE_URL": "x", "HOOKLINE_OPERATOR_TOKEN": strings.Repeat("t", 32)}, "", func(c config) bool {
+			return len(c.OperatorToken) == 32
+		}},
 		{"bad address", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ADDR": "8080"}, "HOOKLINE_ADDR", nil},
 		{"bad env", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ENV": "prod"}, "HOOKLINE_ENV", nil},
 		{"bad timeout", map[string]string{"DATABASE_URL": "x", "HOOKLINE_DELIVERY_TIMEOUT": "soon"}, "HOOKLINE_DELIVERY_TIMEOUT", nil},
