@@ -3,12 +3,15 @@ package delivery_test
 import (
 	"cmp"
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -705,6 +708,76 @@ func TestFailingForThreeDaysDisablesTheEndpoint(t *testing.T) {
 // a name that resolved publicly at registration and now resolves to
 // 127.0.0.1 would be) and delivers with the production guard: no request may
 // reach it, and the attempt says why.
+// TestEd25519Endpoint delivers to an endpoint created with the ed25519
+// scheme: creation and rotation show public keys only, and every delivery's
+// v1a signatures verify with crypto/ed25519 as a receiver following the
+// Standard Webhooks text would (both keys during the rotation's grace).
+func TestEd25519Endpoint(t *testing.T) {
+	t.Parallel()
+
+	e := newEnv(t, fast, 5*time.Second)
+	r := newReceiver(t, nil)
+	var ep, rotated *delivery.Endpoint
+	e.tx(func(tx pgx.Tx) (err error) {
+		ep, err = e.endpoints.Create(context.Background(), tx, e.scope, delivery.EndpointParams{
+			URL: r.srv.URL, EnabledEvents: []string{"checkout.created"}, SignatureScheme: delivery.SchemeEd25519,
+		})
+		return err
+	})
+	if ep.Secret != "" || ep.SignatureScheme != delivery.SchemeEd25519 {
+		t.Fatalf("created %+v: want the ed25519 scheme and no secret", ep)
+	}
+	first := publicKey(t, ep.PublicKey)
+	e.pay(nil)
+	e.waitDeliveries()
+
+	e.tx(func(tx pgx.Tx) (err error) {
+		rotated, err = e.endpoints.RotateSecret(context.Background(), tx, e.scope, ep.ID, time.Hour)
+		return err
+	})
+	if rotated.Secret != "" || rotated.PublicKey == ep.PublicKey {
+		t.Fatalf("rotated %+v: want a new public key and no secret", rotated)
+	}
+	second := publicKey(t, rotated.PublicKey)
+	e.pay(nil)
+	e.waitDeliveries()
+
+	reqs := r.requests()
+	if len(reqs) != 2 {
+		t.Fatalf("%d requests, want 2", len(reqs))
+	}
+	for i, want := range [][]ed25519.PublicKey{{first}, {first, second}} {
+		h := reqs[i].header
+		content := []byte(h.Get("webhook-id") + "." + h.Get("webhook-timestamp") + "." + string(reqs[i].body))
+		sigs := strings.Split(h.Get("webhook-signature"), " ")
+		if len(sigs) != len(want) {
+			t.Fatalf("request %d has signatures %q, want %d", i+1, sigs, len(want))
+		}
+		for _, key := range want {
+			verified := false
+			for _, sig := range sigs {
+				b64, ok := strings.CutPrefix(sig, "v1a,")
+				raw, err := base64.StdEncoding.DecodeString(b64)
+				verified = verified || (ok && err == nil && ed25519.Verify(key, content, raw))
+			}
+			if !verified {
+				t.Errorf("request %d: no signature verifies with a public key in force", i+1)
+			}
+		}
+	}
+}
+
+// publicKey decodes a whpk_ public key.
+func publicKey(t *testing.T, s string) ed25519.PublicKey {
+	t.Helper()
+	b64, ok := strings.CutPrefix(s, "whpk_")
+	raw, err := base64.StdEncoding.DecodeString(b64)
+	if !ok || err != nil || len(raw) != ed25519.PublicKeySize {
+		t.Fatalf("public key %q is not whpk_ and the base64 of 32 bytes", s)
+	}
+	return raw
+}
+
 func TestProductionNeverDialsPrivateAddresses(t *testing.T) {
 	t.Parallel()
 
