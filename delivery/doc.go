@@ -12,7 +12,9 @@
 // deferred to a later job without spending an attempt), POSTs the event's
 // stored payload (the same bytes every attempt; a rendered chat message for
 // Discord and Slack) with fresh webhook-timestamp and webhook-signature
-// headers. Then it records every attempt and each delivery's new status: in
+// headers (signing.go: v1 HMAC or v1a Ed25519, by the endpoint's scheme, or
+// for a checkout's own webhook_url the account secret of the delivery's
+// mode). Then it records every attempt and each delivery's new status: in
 // one statement when all were acknowledged, otherwise in one transaction with
 // the job of the next attempt (the schedule with jitter, or a later
 // Retry-After), until the schedule is spent and the delivery is failed, and

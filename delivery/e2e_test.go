@@ -375,6 +375,45 @@ func TestTestKeyCannotSignLiveDeliveries(t *testing.T) {
 	}
 }
 
+// TestTestDeliveriesOfAnEarlierMerchant starts from a merchant as migration
+// 006 leaves one created before it (no test secret yet): its test-mode
+// checkout deliveries are signed with a test secret made on first use, the
+// one a test key then reads, and never with the live secret.
+func TestTestDeliveriesOfAnEarlierMerchant(t *testing.T) {
+	t.Parallel()
+
+	e := newEnv(t, fast, 5*time.Second)
+	ctx := context.Background()
+	if _, err := e.pool.Exec(ctx, `update merchants set test_webhook_secret = null where id = $1`, e.merchant.ID); err != nil {
+		t.Fatal(err)
+	}
+	r := newReceiver(t, nil)
+	url := r.srv.URL + "/checkout-hook"
+	e.pay(&url)
+	e.waitDeliveries()
+	account, err := events.GetMerchant(ctx, e.pool, dbtest.Keyring(t), e.scope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if account.WebhookSecret == e.merchant.WebhookSecret {
+		t.Fatal("the test secret made on first use is the live secret")
+	}
+	reqs := r.requests()
+	if len(reqs) == 0 {
+		t.Fatal("no delivery")
+	}
+	made, _ := standardwebhooks.NewWebhook(account.WebhookSecret)
+	live, _ := standardwebhooks.NewWebhook(e.merchant.WebhookSecret)
+	for _, req := range reqs {
+		if err := made.Verify(req.body, req.header); err != nil {
+			t.Errorf("a test delivery does not verify with the test secret a test key reads: %v", err)
+		}
+		if err := live.Verify(req.body, req.header); err == nil {
+			t.Error("the live secret verifies a test delivery")
+		}
+	}
+}
+
 func TestRetriesUntilAcknowledged(t *testing.T) {
 	t.Parallel()
 

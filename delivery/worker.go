@@ -160,42 +160,57 @@ func (w *Worker) load(ctx context.Context, ids []string, jobID int64) ([]*target
 	if err != nil {
 		return nil, fmt.Errorf("load deliveries: %w", err)
 	}
+	// The secrets are opened once the rows are read: opening may write (a test
+	// secret made on first use), which must not wait for a second connection
+	// while this one is held.
+	var stored []sealedSecrets
 	targets, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*target, error) {
 		t := &target{}
-		var accountSecret, endpointSecret, previous *string
-		var previousExpires *time.Time
+		var s sealedSecrets
 		if err := row.Scan(&t.deliveryID, &t.status, &t.attemptCount, &t.recorded, &t.url, &t.eventID, &t.eventCreated, &t.payload,
 			&t.scope.MerchantID, &t.scope.Livemode, &t.endpointID, &t.endpointType, &t.displayName, &t.endpointStatus, &t.failing, &t.deleted,
-			&t.scheme, &endpointSecret, &previous, &previousExpires, &accountSecret); err != nil {
+			&t.scheme, &s.endpoint, &s.previous, &s.previousExpires, &s.account); err != nil {
 			return nil, err
 		}
-		return t, w.openSecrets(ctx, t, endpointSecret, previous, previousExpires, accountSecret)
+		stored = append(stored, s)
+		return t, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load deliveries: %w", err)
 	}
+	for i, t := range targets {
+		if err := w.openSecrets(ctx, t, stored[i]); err != nil {
+			return nil, fmt.Errorf("load deliveries: %w", err)
+		}
+	}
 	return targets, nil
+}
+
+// sealedSecrets is a target's secrets as stored.
+type sealedSecrets struct {
+	endpoint, previous, account *string
+	previousExpires             *time.Time
 }
 
 // openSecrets decrypts the secrets an attempt signs with: the endpoint's (and
 // its previous one during a rotation's grace period), or for a checkout's own
 // webhook_url the account's secret of the delivery's mode, never the other
 // mode's (a test key can read the test secret).
-func (w *Worker) openSecrets(ctx context.Context, t *target, endpointSecret, previous *string, previousExpires *time.Time, accountSecret *string) error {
+func (w *Worker) openSecrets(ctx context.Context, t *target, s sealedSecrets) error {
 	var secret string
 	var err error
 	switch {
-	case endpointSecret != nil:
-		secret, err = w.keyring.Open(*t.endpointID, *endpointSecret)
+	case s.endpoint != nil:
+		secret, err = w.keyring.Open(*t.endpointID, *s.endpoint)
 	default:
-		secret, err = events.OpenAccountSecret(ctx, w.pool, w.keyring, t.scope, accountSecret)
+		secret, err = events.OpenAccountSecret(ctx, w.pool, w.keyring, t.scope, s.account)
 	}
 	if err != nil {
 		return err
 	}
 	t.secrets = []string{secret}
-	if previous != nil && previousExpires != nil && previousExpires.After(time.Now()) {
-		old, err := w.keyring.Open(*t.endpointID, *previous)
+	if s.previous != nil && s.previousExpires != nil && s.previousExpires.After(time.Now()) {
+		old, err := w.keyring.Open(*t.endpointID, *s.previous)
 		if err != nil {
 			return err
 		}
