@@ -448,6 +448,16 @@ func TestAccount(t *testing.T) {
 	if res.field(t, "id") != h.a.ID || res.field(t, "webhook_secret") != h.a.WebhookSecret {
 		t.Fatalf("account %s is not merchant %s", res.body, h.a.ID)
 	}
+	// A test key reads the test secret only: test keys go to contractors and
+	// CI, and must never obtain what signs live deliveries.
+	res = h.do("GET", "/v1/account", h.a.TestAPIKey, nil).must(t, http.StatusOK)
+	schematest.Object(t, "account", res.body)
+	if got := res.field(t, "webhook_secret"); got != h.a.TestWebhookSecret || got == h.a.WebhookSecret {
+		t.Fatal("a test key read a secret other than the account's test secret")
+	}
+	if strings.Contains(string(res.body), h.a.WebhookSecret) {
+		t.Fatal("a test key's account shows the live secret")
+	}
 }
 
 func TestIdempotencyKey(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,9 +21,12 @@ import (
 
 // The operator dashboard: server-rendered pages over the same queries as the
 // operator API, behind the operator token. Logging in sets an HttpOnly,
-// SameSite=Strict, Secure cookie holding a value derived from the token (never
-// the token itself); every form carries a CSRF token derived the same way, and
-// every action redirects back (post/redirect/get).
+// SameSite=Strict, Secure cookie holding the login's time signed with a key
+// derived from the token (never the token itself), which the server refuses
+// sessionLength after login whatever the browser keeps; every form carries a
+// CSRF token derived from the token, and every action redirects back
+// (post/redirect/get). Wrong tokens count towards the failure limit of the
+// client's address, like wrong API keys.
 
 //go:embed dashboard.html
 var dashboardFiles embed.FS
@@ -32,6 +36,9 @@ var dashboardTemplates = template.Must(template.New("").Funcs(template.FuncMap{
 }).ParseFS(dashboardFiles, "dashboard.html"))
 
 const sessionCookie = "hookline_operator"
+
+// sessionLength is how long a dashboard login lasts.
+const sessionLength = 12 * time.Hour
 
 // derive returns a value bound to the operator token, for a purpose: what the
 // session cookie and the CSRF fields hold. Changing the token voids both.
@@ -51,16 +58,55 @@ func (s *Server) dashboardRoutes() {
 	s.mux.HandleFunc("POST /dashboard/endpoints/{id}/recover", s.dashboardAction(s.dashboardRecover))
 }
 
-// signedIn reports whether a request carries the session cookie or the
+// session is the session cookie's value for a login at issued: the Unix time
+// and its HMAC under a key derived from the operator token, so that the
+// server can tell its age and changing the token voids every session.
+func (s *Server) session(issued time.Time) string {
+	at := strconv.FormatInt(issued.Unix(), 10)
+	return at + "." + s.sessionMAC(at)
+}
+
+func (s *Server) sessionMAC(at string) string {
+	mac := hmac.New(sha256.New, []byte(s.derive("session")))
+	mac.Write([]byte(at))
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// validSession reports whether a session cookie's value is one this server
+// issued less than sessionLength ago.
+func (s *Server) validSession(value string, now time.Time) bool {
+	at, mac, ok := strings.Cut(value, ".")
+	if !ok || !hmac.Equal([]byte(mac), []byte(s.sessionMAC(at))) {
+		return false
+	}
+	issued, err := strconv.ParseInt(at, 10, 64)
+	if err != nil {
+		return false
+	}
+	age := now.Sub(time.Unix(issued, 0))
+	return age >= -time.Minute && age < sessionLength // a minute for clocks of several API nodes
+}
+
+// signedIn reports whether a request carries a live session cookie or the
 // operator token as a bearer token.
 func (s *Server) signedIn(r *http.Request) bool {
 	if s.operatorToken == "" {
 		return false
 	}
-	if c, err := r.Cookie(sessionCookie); err == nil && hmac.Equal([]byte(c.Value), []byte(s.derive("session"))) {
+	if c, err := r.Cookie(sessionCookie); err == nil && s.validSession(c.Value, time.Now()) {
 		return true
 	}
 	if _, err := s.authenticateOperator(r); err == nil {
+		return true
+	}
+	return false
+}
+
+// throttled answers 429 to a client address over the failure limit, before
+// its token is compared, and reports whether it did.
+func (s *Server) throttled(w http.ResponseWriter, r *http.Request) bool {
+	if wait := s.failures.blocked(clientAddr(r), time.Now()); wait > 0 {
+		s.renderError(w, r, tooManyFailures(w, wait))
 		return true
 	}
 	return false
@@ -101,7 +147,13 @@ func (s *Server) dashboard(h func(w http.ResponseWriter, r *http.Request) (strin
 			s.renderError(w, r, errOperatorOff)
 			return
 		}
+		if s.throttled(w, r) {
+			return
+		}
 		if !s.signedIn(r) {
+			if r.Header.Get("Authorization") != "" {
+				s.failures.fail(clientAddr(r), time.Now()) // a wrong bearer token
+			}
 			s.render(w, r, http.StatusUnauthorized, "login-content", &page{Title: "log in"})
 			return
 		}
@@ -141,14 +193,18 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, r, errOperatorOff)
 		return
 	}
+	if s.throttled(w, r) {
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if !s.operatorTokenMatches(r.PostFormValue("token")) {
+		s.failures.fail(clientAddr(r), time.Now())
 		s.render(w, r, http.StatusUnauthorized, "login-content", &page{Title: "log in", Flash: "That is not the operator token."})
 		return
 	}
 	http.SetCookie(w, &http.Cookie{
-		Name: sessionCookie, Value: s.derive("session"), Path: "/dashboard",
-		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode, MaxAge: 12 * 3600,
+		Name: sessionCookie, Value: s.session(time.Now()), Path: "/dashboard",
+		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode, MaxAge: int(sessionLength / time.Second),
 	})
 	http.Redirect(w, r, "/dashboard", http.StatusSeeOther)
 }
@@ -159,6 +215,9 @@ func (s *Server) dashboardAction(h func(r *http.Request) (to, msg string, err er
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.operatorToken == "" {
 			s.renderError(w, r, errOperatorOff)
+			return
+		}
+		if s.throttled(w, r) {
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
@@ -181,8 +240,8 @@ func (s *Server) dashboardAction(h func(r *http.Request) (to, msg string, err er
 	}
 }
 
-// logout expires the session cookie. The cookie's value is derived from the
-// token, so it is the token's rotation, not logout, that voids stolen copies.
+// logout expires the session cookie. A stolen copy still works until its
+// 12 h are over or the token changes: sessions are not stored server-side.
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/dashboard",
 		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})

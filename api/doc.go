@@ -10,4 +10,9 @@
 // response commit together or not at all. POST /v1/checkouts without an
 // Idempotency-Key shares its transaction with concurrent ones instead
 // (events.CheckoutBatcher), with the same all-or-nothing commit.
+//
+// Authentication (API keys, the operator token, dashboard logins) is refused
+// with 429 for a client address past 20 failures a minute before any
+// credential is looked up (authlimit.go), then each key has a token bucket
+// (ratelimit.go).
 package api

@@ -15,6 +15,9 @@ type endpointRequest struct {
 	EnabledEvents []string `json:"enabled_events" validate:"omitempty,max=50"`
 	Description   *string  `json:"description" validate:"omitempty,max=500"`
 	DisplayName   *string  `json:"display_name" validate:"omitempty,max=80"`
+	// SignatureScheme is checked by delivery.Endpoints.Create, which also
+	// refuses it on chat endpoints.
+	SignatureScheme string `json:"signature_scheme" validate:"max=20"`
 }
 
 type endpointUpdateRequest struct {
@@ -37,6 +40,7 @@ func (s *Server) createEndpoint(ctx context.Context, c *call) (txFunc, error) {
 	}
 	checked, err := s.endpoints.Check(ctx, delivery.EndpointParams{
 		Type: req.Type, URL: req.URL, EnabledEvents: req.EnabledEvents, Description: req.Description, DisplayName: req.DisplayName,
+		SignatureScheme: req.SignatureScheme,
 	})
 	if err != nil {
 		return nil, err

@@ -181,3 +181,43 @@ func TestDeliveriesAPI(t *testing.T) {
 	}
 	h.do("POST", "/v1/deliveries/dlv_01ARZ3NDEKTSV4RRFFQ69G5FAV/retry", h.a.TestAPIKey, nil).must(t, http.StatusNotFound)
 }
+
+// TestEd25519EndpointsOverTheAPI creates and rotates an ed25519 endpoint
+// (public keys only, never a secret), and checks the 400s of the option.
+func TestEd25519EndpointsOverTheAPI(t *testing.T) {
+	t.Parallel()
+
+	h := newHarness(t)
+	res := h.do("POST", "/v1/webhook_endpoints", h.a.TestAPIKey,
+		map[string]any{"url": "http://127.0.0.1:9/hooks", "signature_scheme": "ed25519"}).must(t, http.StatusCreated)
+	decodeEndpoint(t, res)
+	id, key := res.field(t, "id"), res.field(t, "public_key")
+	if !strings.HasPrefix(key, "whpk_") || res.field(t, "secret") != "" || res.field(t, "signature_scheme") != "ed25519" {
+		t.Fatalf("created %s: want signature_scheme ed25519, a whpk_ public_key and no secret", res.body)
+	}
+	got := h.do("GET", "/v1/webhook_endpoints/"+id, h.a.TestAPIKey, nil).must(t, http.StatusOK)
+	decodeEndpoint(t, got)
+	if got.field(t, "signature_scheme") != "ed25519" || got.field(t, "public_key") != "" {
+		t.Fatalf("retrieved %s: want the scheme, and the key shown only on create and rotation", got.body)
+	}
+	rotated := h.do("POST", "/v1/webhook_endpoints/"+id+"/rotate_secret", h.a.TestAPIKey, nil).must(t, http.StatusOK)
+	decodeEndpoint(t, rotated)
+	if k := rotated.field(t, "public_key"); !strings.HasPrefix(k, "whpk_") || k == key || rotated.field(t, "secret") != "" {
+		t.Fatalf("rotated %s: want a new public_key and no secret", rotated.body)
+	}
+	hmac := h.do("POST", "/v1/webhook_endpoints", h.a.TestAPIKey, map[string]any{"url": "http://127.0.0.1:9/hooks"}).must(t, http.StatusCreated)
+	if hmac.field(t, "signature_scheme") != "hmac" || !strings.HasPrefix(hmac.field(t, "secret"), "whsec_") {
+		t.Fatalf("default endpoint %s: want hmac with a secret", hmac.body)
+	}
+
+	for _, body := range []map[string]any{
+		{"url": "http://127.0.0.1:9/hooks", "signature_scheme": "rsa"},
+		{"url": "http://127.0.0.1:9/chat", "type": "discord", "signature_scheme": "ed25519"},
+		{"url": "http://127.0.0.1:9/chat", "type": "slack", "signature_scheme": "hmac"},
+	} {
+		res := h.do("POST", "/v1/webhook_endpoints", h.a.TestAPIKey, body).must(t, http.StatusBadRequest)
+		if p := res.errorParam(t); p != "signature_scheme" {
+			t.Errorf("%v: error names %q, want signature_scheme", body, p)
+		}
+	}
+}

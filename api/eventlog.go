@@ -63,5 +63,5 @@ func (s *Server) listEventTypes(_ context.Context, c *call) (any, error) {
 }
 
 func (s *Server) getAccount(ctx context.Context, c *call) (any, error) {
-	return events.GetMerchant(ctx, s.pool, s.keyring, c.scope.MerchantID)
+	return events.GetMerchant(ctx, s.pool, s.keyring, c.scope)
 }

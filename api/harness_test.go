@@ -33,7 +33,7 @@ type harness struct {
 }
 
 // operatorToken is the operator API's token in tests.
-const operatorToken = "op-token-for-tests"
+const operatorToken = "operator-token-for-the-api-tests"
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()

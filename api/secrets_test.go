@@ -31,12 +31,12 @@ func TestNoSecretAtRestOrInLogs(t *testing.T) {
 		"Idempotency-Key", "rotate-1").must(t, http.StatusOK))
 	account := h.do("GET", "/v1/account", h.a.TestAPIKey, nil).must(t, http.StatusOK)
 	h.do("GET", "/v1/account", "sk_test_wrongwrongwrong", nil).must(t, http.StatusUnauthorized)
-	if account.field(t, "webhook_secret") != h.a.WebhookSecret {
+	if account.field(t, "webhook_secret") != h.a.TestWebhookSecret {
 		t.Fatal("the account's secret does not open to what creation returned")
 	}
 
 	secrets := map[string]string{
-		"endpoint secret": ep.Secret, "rotated secret": rotated.Secret, "account secret": h.a.WebhookSecret,
+		"endpoint secret": ep.Secret, "rotated secret": rotated.Secret, "account secret": h.a.WebhookSecret, "test account secret": h.a.TestWebhookSecret,
 		"test key": h.a.TestAPIKey, "live key": h.a.LiveAPIKey, "wrong key": "sk_test_wrongwrongwrong",
 	}
 	rows, err := h.pool.Query(context.Background(), `select table_name from information_schema.tables

@@ -28,6 +28,7 @@ type Server struct {
 	checkouts     *events.CheckoutBatcher
 	dispatcher    *delivery.Dispatcher
 	endpoints     *delivery.Endpoints
+	failures      *authFailures
 	guard         *delivery.Guard
 	keyring       *events.Keyring
 	limiters      *limiters
@@ -75,6 +76,7 @@ func newServer(cfg Config) *Server {
 		checkouts:     cfg.Checkouts,
 		dispatcher:    cfg.Dispatcher,
 		endpoints:     cfg.Endpoints,
+		failures:      newAuthFailures(),
 		guard:         cfg.Guard,
 		keyring:       cfg.Keyring,
 		limiters:      newLimiters(cfg.RateLimit),
@@ -356,14 +358,23 @@ func (s *Server) writeHandler(auth authFunc, status int, prepare prepareFunc, ba
 const maxURLLength = 2048
 
 // admit authenticates a request and takes a token from its key's bucket.
-// Operator requests are not limited: there is one operator, and it must be
-// able to act while merchants are being throttled.
+// A client address over the limit of failed authentications is refused
+// first, before its credential costs a lookup; a failure counts against it.
+// Operator requests are not limited otherwise: there is one operator, and it
+// must be able to act while merchants are being throttled.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, auth authFunc) (events.Scope, error) {
 	if len(r.URL.RequestURI()) > maxURLLength {
 		return events.Scope{}, &Error{Status: http.StatusRequestURITooLong, Type: "invalid_request_error", Code: "url_too_long",
 			Message: "The request URL is longer than 2048 characters."}
 	}
+	client := clientAddr(r)
+	if wait := s.failures.blocked(client, time.Now()); wait > 0 {
+		return events.Scope{}, tooManyFailures(w, wait)
+	}
 	scope, err := auth(r)
+	if e, ok := errors.AsType[*Error](err); ok && e.Status == http.StatusUnauthorized && e.Code != codeAPIKeyMissing {
+		s.failures.fail(client, time.Now())
+	}
 	if err != nil || scope.MerchantID == "" {
 		return scope, err
 	}
@@ -374,6 +385,10 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, auth authFunc) (e
 	return scope, nil
 }
 
+// codeAPIKeyMissing is the 401 of a request without credentials: not a
+// failed guess, so it does not count towards the failure limit.
+const codeAPIKeyMissing = "api_key_missing"
+
 // authenticate resolves the request's API key, sent as a bearer token (or, for
 // curl's -u, as the basic-auth user name), to its merchant and mode.
 func (s *Server) authenticate(r *http.Request) (events.Scope, error) {
@@ -382,7 +397,7 @@ func (s *Server) authenticate(r *http.Request) (events.Scope, error) {
 		key, _, ok = r.BasicAuth()
 	}
 	if !ok || key == "" {
-		return events.Scope{}, &Error{Status: http.StatusUnauthorized, Type: "authentication_error", Code: "api_key_missing",
+		return events.Scope{}, &Error{Status: http.StatusUnauthorized, Type: "authentication_error", Code: codeAPIKeyMissing,
 			Message: "You did not provide an API key. Send it as Authorization: Bearer sk_test_..."}
 	}
 	scope, err := events.Authenticate(r.Context(), s.pool, key)

@@ -12,7 +12,9 @@
 // for. The [Worker] loads everything its attempts need in one query, and
 // makes them one after another within a send budget, POSTing the event's
 // stored payload (a rendered chat message for Discord and Slack) with fresh
-// webhook-timestamp and webhook-signature headers. Then it records every
+// webhook-timestamp and webhook-signature headers (signing.go: v1 HMAC or
+// v1a Ed25519, by the endpoint's scheme, or for a checkout's own webhook_url
+// the account secret of the delivery's mode). Then it records every
 // attempt where the delivery's count is still the job's (a compare-and-set:
 // each attempt number is recorded once, whichever job makes it, and a
 // succeeded delivery never goes back), in one statement when all were

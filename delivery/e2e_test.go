@@ -3,6 +3,8 @@ package delivery_test
 import (
 	"cmp"
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -136,19 +138,25 @@ func (e *env) endpoint(url string, enabled []string) *delivery.Endpoint {
 // payment_attempt.succeeded, checkout.paid.
 func (e *env) pay(webhookURL *string) {
 	e.t.Helper()
+	e.payIn(e.scope, webhookURL)
+}
+
+// payIn runs pay's payment in a scope (a mode of the merchant).
+func (e *env) payIn(scope events.Scope, webhookURL *string) {
+	e.t.Helper()
 	ctx := context.Background()
 	e.tx(func(tx pgx.Tx) error {
-		c, err := e.service.CreateCheckout(ctx, tx, e.scope, events.CheckoutParams{
+		c, err := e.service.CreateCheckout(ctx, tx, scope, events.CheckoutParams{
 			Amount: "860000000", InvoiceCurrency: "sol", WebhookURL: webhookURL,
 		})
 		if err != nil {
 			return err
 		}
-		a, err := e.service.CreateAttempt(ctx, tx, e.scope, c.ID, events.AttemptParams{})
+		a, err := e.service.CreateAttempt(ctx, tx, scope, c.ID, events.AttemptParams{})
 		if err != nil {
 			return err
 		}
-		_, err = e.service.TransitionAttempt(ctx, tx, e.scope, a.ID, events.AttemptSucceeded, nil)
+		_, err = e.service.TransitionAttempt(ctx, tx, scope, a.ID, events.AttemptSucceeded, nil)
 		return err
 	})
 }
@@ -311,7 +319,7 @@ func TestCheckoutWebhookURL(t *testing.T) {
 
 	e := newEnv(t, fast, 5*time.Second)
 	r := newReceiver(t, nil)
-	r.verifyWith(e.merchant.WebhookSecret) // the account's secret signs a checkout's own URL
+	r.verifyWith(e.merchant.TestWebhookSecret) // the account's secret of the mode signs a checkout's own URL
 	url := r.srv.URL + "/checkout-hook"
 	e.pay(&url)
 	deliveries := e.waitDeliveries()
@@ -326,6 +334,91 @@ func TestCheckoutWebhookURL(t *testing.T) {
 		}
 		b, _ := json.Marshal(d)
 		schematest.Object(t, "delivery", b)
+	}
+}
+
+// TestTestKeyCannotSignLiveDeliveries pays a checkout in each mode, each with
+// its own webhook_url: live deliveries verify with the account's live secret
+// and with nothing a test key can read (the account as a test key reads it,
+// a test endpoint's secret); test deliveries verify with the test secret
+// only.
+func TestTestKeyCannotSignLiveDeliveries(t *testing.T) {
+	t.Parallel()
+
+	e := newEnv(t, fast, 5*time.Second)
+	ctx := context.Background()
+	live := events.Scope{MerchantID: e.merchant.ID, Livemode: true}
+	liveReceiver, testReceiver := newReceiver(t, nil), newReceiver(t, nil)
+	liveReceiver.verifyWith(e.merchant.WebhookSecret)
+	testReceiver.verifyWith(e.merchant.TestWebhookSecret)
+	testAccount, err := events.GetMerchant(ctx, e.pool, dbtest.Keyring(t), e.scope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readable := []string{testAccount.WebhookSecret, e.endpoint(newReceiver(t, nil).srv.URL, nil).Secret}
+
+	liveURL, testURL := liveReceiver.srv.URL+"/live", testReceiver.srv.URL+"/test"
+	e.payIn(live, &liveURL)
+	e.pay(&testURL)
+	e.waitDeliveries()
+	if len(liveReceiver.requests()) == 0 || len(testReceiver.requests()) == 0 {
+		t.Fatalf("%d live and %d test requests, want some of each", len(liveReceiver.requests()), len(testReceiver.requests()))
+	}
+	for _, req := range liveReceiver.requests() {
+		for _, secret := range readable {
+			wh, err := standardwebhooks.NewWebhook(secret)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := wh.Verify(req.body, req.header); err == nil {
+				t.Fatal("a secret a test key can read verifies a live delivery")
+			}
+		}
+	}
+	liveSecret, _ := standardwebhooks.NewWebhook(e.merchant.WebhookSecret)
+	for _, req := range testReceiver.requests() {
+		if err := liveSecret.Verify(req.body, req.header); err == nil {
+			t.Fatal("the live secret signs a test delivery")
+		}
+	}
+}
+
+// TestTestDeliveriesOfAnEarlierMerchant starts from a merchant as migration
+// 006 leaves one created before it (no test secret yet): its test-mode
+// checkout deliveries are signed with a test secret made on first use, the
+// one a test key then reads, and never with the live secret.
+func TestTestDeliveriesOfAnEarlierMerchant(t *testing.T) {
+	t.Parallel()
+
+	e := newEnv(t, fast, 5*time.Second)
+	ctx := context.Background()
+	if _, err := e.pool.Exec(ctx, `update merchants set test_webhook_secret = null where id = $1`, e.merchant.ID); err != nil {
+		t.Fatal(err)
+	}
+	r := newReceiver(t, nil)
+	url := r.srv.URL + "/checkout-hook"
+	e.pay(&url)
+	e.waitDeliveries()
+	account, err := events.GetMerchant(ctx, e.pool, dbtest.Keyring(t), e.scope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if account.WebhookSecret == e.merchant.WebhookSecret {
+		t.Fatal("the test secret made on first use is the live secret")
+	}
+	reqs := r.requests()
+	if len(reqs) == 0 {
+		t.Fatal("no delivery")
+	}
+	made, _ := standardwebhooks.NewWebhook(account.WebhookSecret)
+	live, _ := standardwebhooks.NewWebhook(e.merchant.WebhookSecret)
+	for _, req := range reqs {
+		if err := made.Verify(req.body, req.header); err != nil {
+			t.Errorf("a test delivery does not verify with the test secret a test key reads: %v", err)
+		}
+		if err := live.Verify(req.body, req.header); err == nil {
+			t.Error("the live secret verifies a test delivery")
+		}
 	}
 }
 
@@ -656,6 +749,80 @@ func TestFailingForThreeDaysDisablesTheEndpoint(t *testing.T) {
 	if since != nil {
 		t.Fatalf("an acknowledged delivery left failing_since at %v", since)
 	}
+}
+
+// TestEd25519Endpoint delivers to an endpoint created with the ed25519
+// scheme: creation and rotation show public keys only, and every delivery's
+// v1a signatures verify with crypto/ed25519 as a receiver following the
+// Standard Webhooks text would (both keys during the rotation's grace).
+func TestEd25519Endpoint(t *testing.T) {
+	t.Parallel()
+
+	e := newEnv(t, fast, 5*time.Second)
+	r := newReceiver(t, nil)
+	var ep, rotated *delivery.Endpoint
+	checked, err := e.endpoints.Check(context.Background(), delivery.EndpointParams{
+		URL: r.srv.URL, EnabledEvents: []string{"checkout.created"}, SignatureScheme: delivery.SchemeEd25519,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.tx(func(tx pgx.Tx) (err error) {
+		ep, err = e.endpoints.Create(context.Background(), tx, e.scope, checked)
+		return err
+	})
+	if ep.Secret != "" || ep.SignatureScheme != delivery.SchemeEd25519 {
+		t.Fatalf("created %+v: want the ed25519 scheme and no secret", ep)
+	}
+	first := publicKey(t, ep.PublicKey)
+	e.pay(nil)
+	e.waitDeliveries()
+
+	e.tx(func(tx pgx.Tx) (err error) {
+		rotated, err = e.endpoints.RotateSecret(context.Background(), tx, e.scope, ep.ID, time.Hour)
+		return err
+	})
+	if rotated.Secret != "" || rotated.PublicKey == ep.PublicKey {
+		t.Fatalf("rotated %+v: want a new public key and no secret", rotated)
+	}
+	second := publicKey(t, rotated.PublicKey)
+	e.pay(nil)
+	e.waitDeliveries()
+
+	reqs := r.requests()
+	if len(reqs) != 2 {
+		t.Fatalf("%d requests, want 2", len(reqs))
+	}
+	for i, want := range [][]ed25519.PublicKey{{first}, {first, second}} {
+		h := reqs[i].header
+		content := []byte(h.Get("webhook-id") + "." + h.Get("webhook-timestamp") + "." + string(reqs[i].body))
+		sigs := strings.Split(h.Get("webhook-signature"), " ")
+		if len(sigs) != len(want) {
+			t.Fatalf("request %d has signatures %q, want %d", i+1, sigs, len(want))
+		}
+		for _, key := range want {
+			verified := false
+			for _, sig := range sigs {
+				b64, ok := strings.CutPrefix(sig, "v1a,")
+				raw, err := base64.StdEncoding.DecodeString(b64)
+				verified = verified || (ok && err == nil && ed25519.Verify(key, content, raw))
+			}
+			if !verified {
+				t.Errorf("request %d: no signature verifies with a public key in force", i+1)
+			}
+		}
+	}
+}
+
+// publicKey decodes a whpk_ public key.
+func publicKey(t *testing.T, s string) ed25519.PublicKey {
+	t.Helper()
+	b64, ok := strings.CutPrefix(s, "whpk_")
+	raw, err := base64.StdEncoding.DecodeString(b64)
+	if !ok || err != nil || len(raw) != ed25519.PublicKeySize {
+		t.Fatalf("public key %q is not whpk_ and the base64 of 32 bytes", s)
+	}
+	return raw
 }
 
 // TestProductionNeverDialsPrivateAddresses registers a loopback receiver (as

@@ -30,21 +30,24 @@ const (
 	AllEvents = "*"
 )
 
-// Endpoint is a merchant's webhook endpoint in its wire form. Secret is set
-// only on the responses that create or rotate it.
+// Endpoint is a merchant's webhook endpoint in its wire form. Secret (HMAC)
+// or PublicKey (Ed25519) is set only on the responses that create or rotate
+// it; an Ed25519 private key is never shown.
 type Endpoint struct {
-	ID             string   `json:"id"`
-	Object         string   `json:"object"`
-	Livemode       bool     `json:"livemode"`
-	Type           string   `json:"type"`
-	URL            string   `json:"url"`
-	EnabledEvents  []string `json:"enabled_events"`
-	Status         string   `json:"status"`
-	DisabledReason *string  `json:"disabled_reason"`
-	Description    *string  `json:"description"`
-	DisplayName    *string  `json:"display_name"`
-	CreatedAt      int64    `json:"created_at"`
-	Secret         string   `json:"secret,omitempty"`
+	ID              string   `json:"id"`
+	Object          string   `json:"object"`
+	Livemode        bool     `json:"livemode"`
+	Type            string   `json:"type"`
+	URL             string   `json:"url"`
+	EnabledEvents   []string `json:"enabled_events"`
+	Status          string   `json:"status"`
+	DisabledReason  *string  `json:"disabled_reason"`
+	Description     *string  `json:"description"`
+	DisplayName     *string  `json:"display_name"`
+	CreatedAt       int64    `json:"created_at"`
+	SignatureScheme string   `json:"signature_scheme"`
+	Secret          string   `json:"secret,omitempty"`
+	PublicKey       string   `json:"public_key,omitempty"`
 }
 
 // EndpointParams are a new endpoint's fields. A nil EnabledEvents subscribes
@@ -55,6 +58,9 @@ type EndpointParams struct {
 	EnabledEvents []string
 	Description   *string
 	DisplayName   *string
+	// SignatureScheme is SchemeHMAC (the default) or SchemeEd25519; chat
+	// endpoints are not signed, and take neither.
+	SignatureScheme string
 }
 
 // EndpointUpdate is a partial update: nil fields stay as they are.
@@ -124,13 +130,13 @@ func (m *Endpoints) checkLimit(ctx context.Context, tx pgx.Tx, scope events.Scop
 }
 
 const endpointColumns = `select id, livemode, type, url, enabled_events, status, disabled_reason, description,
-	display_name, created_at from webhook_endpoints`
+	display_name, created_at, signature_scheme from webhook_endpoints`
 
 func scanEndpoint(row pgx.Row) (*Endpoint, error) {
 	e := &Endpoint{Object: "webhook_endpoint"}
 	var created time.Time
 	err := row.Scan(&e.ID, &e.Livemode, &e.Type, &e.URL, &e.EnabledEvents, &e.Status, &e.DisabledReason,
-		&e.Description, &e.DisplayName, &created)
+		&e.Description, &e.DisplayName, &created, &e.SignatureScheme)
 	e.CreatedAt = created.Unix()
 	if e.EnabledEvents == nil {
 		for _, t := range events.DefaultEnabledTypes() {
@@ -176,6 +182,14 @@ func (m *Endpoints) Check(ctx context.Context, p EndpointParams) (*CheckedEndpoi
 	if err := m.checkURL(ctx, p.Type, p.URL); err != nil {
 		return nil, err
 	}
+	switch {
+	case p.Type != TypeWebhook && p.SignatureScheme != "":
+		return nil, &events.InvalidError{Param: "signature_scheme", Message: "applies to webhook endpoints only: chat messages are not signed"}
+	case p.SignatureScheme == "":
+		p.SignatureScheme = SchemeHMAC
+	case p.SignatureScheme != SchemeHMAC && p.SignatureScheme != SchemeEd25519:
+		return nil, &events.InvalidError{Param: "signature_scheme", Message: "must be hmac or ed25519"}
+	}
 	if p.EnabledEvents != nil {
 		var err error
 		if p.EnabledEvents, err = checkEnabledEvents(p.EnabledEvents); err != nil {
@@ -201,10 +215,13 @@ func (m *Endpoints) Create(ctx context.Context, tx pgx.Tx, scope events.Scope, c
 	if err := m.checkLimit(ctx, tx, scope); err != nil {
 		return nil, err
 	}
-	id, secret := events.NewID(events.PrefixEndpoint), events.NewWebhookSecret()
+	id := events.NewID(events.PrefixEndpoint)
+	stored, secret, publicKey := newSigningKey(p.SignatureScheme)
 	_, err := tx.Exec(ctx, `insert into webhook_endpoints (id, merchant_id, livemode, type, url, enabled_events, status,
-		description, display_name, secret, created_at) values ($1, $2, $3, $4, $5, $6, 'enabled', $7, $8, $9, now())`,
-		id, scope.MerchantID, scope.Livemode, p.Type, p.URL, p.EnabledEvents, p.Description, p.DisplayName, m.keyring.Seal(id, secret))
+		description, display_name, secret, signature_scheme, created_at)
+		values ($1, $2, $3, $4, $5, $6, 'enabled', $7, $8, $9, $10, now())`,
+		id, scope.MerchantID, scope.Livemode, p.Type, p.URL, p.EnabledEvents, p.Description, p.DisplayName,
+		m.keyring.Seal(id, stored), p.SignatureScheme)
 	if err != nil {
 		return nil, fmt.Errorf("insert endpoint: %w", err)
 	}
@@ -212,7 +229,7 @@ func (m *Endpoints) Create(ctx context.Context, tx pgx.Tx, scope events.Scope, c
 	if err != nil {
 		return nil, err
 	}
-	e.Secret = secret
+	e.Secret, e.PublicKey = secret, publicKey
 	return e, nil
 }
 
@@ -346,29 +363,30 @@ const (
 	MaxGracePeriod     = 7 * 24 * time.Hour
 )
 
-// RotateSecret gives an endpoint a new secret. Until the grace period ends,
-// every delivery carries a signature with the old secret and one with the new,
-// so the receiver can switch without dropping a delivery.
+// RotateSecret gives an endpoint a new secret, or a new key pair for
+// Ed25519. Until the grace period ends, every delivery carries a signature
+// with the old one and one with the new, so the receiver can switch without
+// dropping a delivery.
 func (m *Endpoints) RotateSecret(ctx context.Context, tx pgx.Tx, scope events.Scope, id string, grace time.Duration) (*Endpoint, error) {
 	if grace < 0 || grace > MaxGracePeriod {
 		return nil, &events.InvalidError{Param: "grace_period_seconds", Message: "must be from 0 to 604800 (7 days)"}
 	}
-	secret := events.NewWebhookSecret()
+	e, err := Get(ctx, tx, scope, id)
+	if err != nil {
+		return nil, err
+	}
+	stored, secret, publicKey := newSigningKey(e.SignatureScheme)
 	tag, err := tx.Exec(ctx, `update webhook_endpoints set previous_secret = secret,
 		previous_secret_expires_at = now() + $4::interval, secret = $5
 		where id = $1 and merchant_id = $2 and livemode = $3 and deleted_at is null`,
-		id, scope.MerchantID, scope.Livemode, grace, m.keyring.Seal(id, secret))
+		id, scope.MerchantID, scope.Livemode, grace, m.keyring.Seal(id, stored))
 	if err != nil {
 		return nil, fmt.Errorf("rotate secret: %w", err)
 	}
 	if tag.RowsAffected() == 0 {
 		return nil, events.ErrNotFound
 	}
-	e, err := Get(ctx, tx, scope, id)
-	if err != nil {
-		return nil, err
-	}
-	e.Secret = secret
+	e.Secret, e.PublicKey = secret, publicKey
 	return e, nil
 }
 

@@ -129,36 +129,89 @@ func (g *Guard) allowed(addr netip.Addr) bool {
 	return false
 }
 
-// nonPublic lists the ranges no production delivery may reach, besides what
-// netip's predicates cover: CGNAT, benchmarking, documentation, reserved,
-// NAT64 and the IPv6 discard and documentation ranges.
-var nonPublic = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),
-	netip.MustParsePrefix("100.64.0.0/10"),
-	netip.MustParsePrefix("192.0.0.0/24"),
-	netip.MustParsePrefix("192.0.2.0/24"),
-	netip.MustParsePrefix("198.18.0.0/15"),
-	netip.MustParsePrefix("198.51.100.0/24"),
-	netip.MustParsePrefix("203.0.113.0/24"),
-	netip.MustParsePrefix("240.0.0.0/4"),
-	netip.MustParsePrefix("64:ff9b::/96"),
-	netip.MustParsePrefix("64:ff9b:1::/48"),
-	netip.MustParsePrefix("100::/64"),
-	netip.MustParsePrefix("2001:db8::/32"),
+// The guard's tables follow the IANA IPv4 and IPv6 Special-Purpose Address
+// Registries: a block the registry marks not globally reachable is refused,
+// unless a more specific block inside it is globally reachable (the anycast
+// and AS112 services). Blocks whose column is N/A are refused too (the
+// deprecated 6to4 relay anycast and ORCHID), except 6to4 and Teredo, which
+// are judged by the IPv4 addresses they carry.
+var (
+	// refused4 is every IPv4 block that is not globally reachable, with
+	// multicast, which is never a unicast destination.
+	refused4 = prefixes("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+		"192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24",
+		"203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4")
+	reachable4 = prefixes("192.0.0.9/32", "192.0.0.10/32")
+
+	// global6 is the only IPv6 space IANA allocates for global unicast;
+	// everything outside it (ULA, link-local, site-local, multicast, the
+	// discard and dummy prefixes, SRv6 SIDs, unallocated space) is refused,
+	// but for the forms that carry an IPv4 address.
+	global6    = netip.MustParsePrefix("2000::/3")
+	refused6   = prefixes("2001::/23", "2001:db8::/32", "3fff::/20")
+	reachable6 = prefixes("2001:1::1/128", "2001:1::2/128", "2001:1::3/128", "2001:3::/32", "2001:4:112::/48",
+		"2001:20::/28", "2001:30::/28")
+
+	// Forms whose last 32 bits are an IPv4 address: IPv4-mapped (the
+	// dialler connects to that IPv4 address), IPv4-compatible (deprecated),
+	// SIIT and well-known NAT64 (a translator forwards to it).
+	lastIs4 = prefixes("::ffff:0:0/96", "::/96", "::ffff:0:0:0/96", "64:ff9b::/96")
+	// Local-use NAT64 (RFC 8215) may place the IPv4 address anywhere, and is
+	// not globally reachable: refused whatever it carries.
+	localNAT64 = netip.MustParsePrefix("64:ff9b:1::/48")
+	sixToFour  = netip.MustParsePrefix("2002::/16")
+	teredo     = netip.MustParsePrefix("2001::/32")
+)
+
+func prefixes(s ...string) []netip.Prefix {
+	out := make([]netip.Prefix, len(s))
+	for i, p := range s {
+		out[i] = netip.MustParsePrefix(p)
+	}
+	return out
 }
 
-// publicAddr reports whether an address is a public unicast one. IPv4-mapped
-// IPv6 addresses are judged as the IPv4 address they carry.
-func publicAddr(a netip.Addr) bool {
-	a = a.Unmap()
-	if !a.IsValid() || a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() ||
-		a.IsInterfaceLocalMulticast() || a.IsMulticast() || a.IsUnspecified() || !a.IsGlobalUnicast() {
-		return false
-	}
-	for _, p := range nonPublic {
+func containsAny(list []netip.Prefix, a netip.Addr) bool {
+	for _, p := range list {
 		if p.Contains(a) {
-			return false
+			return true
 		}
 	}
-	return true
+	return false
+}
+
+// publicAddr reports whether an address is globally reachable by the IANA
+// special-purpose registries, judging the IPv6 forms that carry an IPv4
+// address by that address: a translator, tunnel or the dialler itself would
+// deliver to it. Teredo carries two (RFC 4380): the server's, and the
+// client's, inverted; both must be public, since a relay reaches the client
+// through the server's network and the client's NAT. A zone names a link, so
+// a zoned address is never public.
+func publicAddr(a netip.Addr) bool {
+	switch {
+	case !a.IsValid() || a.Zone() != "":
+		return false
+	case a.Is4():
+		return public4(a)
+	case localNAT64.Contains(a):
+		return false
+	}
+	b := a.As16()
+	switch {
+	case containsAny(lastIs4, a):
+		return public4(netip.AddrFrom4([4]byte(b[12:])))
+	case sixToFour.Contains(a):
+		return public4(netip.AddrFrom4([4]byte(b[2:6])))
+	case teredo.Contains(a):
+		client := [4]byte{^b[12], ^b[13], ^b[14], ^b[15]}
+		return public4(netip.AddrFrom4([4]byte(b[4:8]))) && public4(netip.AddrFrom4(client))
+	case !global6.Contains(a):
+		return false
+	}
+	return containsAny(reachable6, a) || !containsAny(refused6, a)
+}
+
+// public4 reports whether an IPv4 address is globally reachable.
+func public4(a netip.Addr) bool {
+	return containsAny(reachable4, a) || !containsAny(refused4, a)
 }

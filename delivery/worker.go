@@ -157,6 +157,7 @@ type target struct {
 	endpointStatus *string
 	failing        bool
 	deleted        bool
+	scheme         string // SchemeHMAC or SchemeEd25519
 	secrets        []string
 	// unusable says why the target cannot be sent (its secret does not
 	// open): its attempt fails with this error, alone.
@@ -167,7 +168,8 @@ type target struct {
 const loadTargets = `select d.id, d.status, d.attempt_count, d.parked, coalesce(w.url, d.url),
 		coalesce(d.endpoint_id, 'url:' || md5(d.url)), coalesce(s.paused_until > now(), false), e.id, e.created_at, e.payload,
 		d.merchant_id, d.livemode, w.id, coalesce(w.type, 'webhook'), coalesce(w.display_name, m.name), w.status,
-		coalesce(w.failing_since < now() - $2::interval, false), w.deleted_at is not null, w.secret, w.previous_secret, w.previous_secret_expires_at, m.webhook_secret
+		coalesce(w.failing_since < now() - $2::interval, false), w.deleted_at is not null, coalesce(w.signature_scheme, 'hmac'), w.secret, w.previous_secret, w.previous_secret_expires_at,
+		case when d.livemode then m.webhook_secret else m.test_webhook_secret end
 		from deliveries d
 		join events e on e.id = d.event_id
 		join merchants m on m.id = d.merchant_id
@@ -180,48 +182,60 @@ func (w *Worker) load(ctx context.Context, ids []string) ([]*target, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load deliveries: %w", err)
 	}
+	// The secrets are opened once the rows are read: opening may write (a test
+	// secret made on first use), which must not wait for a second connection
+	// while this one is held.
+	var stored []sealedSecrets
 	targets, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*target, error) {
 		t := &target{}
-		var accountSecret string
-		var endpointSecret, previous *string
-		var previousExpires *time.Time
+		var s sealedSecrets
 		if err := row.Scan(&t.deliveryID, &t.status, &t.attemptCount, &t.parked, &t.url, &t.destination, &t.paused, &t.eventID, &t.eventCreated, &t.payload,
 			&t.scope.MerchantID, &t.scope.Livemode, &t.endpointID, &t.endpointType, &t.displayName, &t.endpointStatus, &t.failing, &t.deleted,
-			&endpointSecret, &previous, &previousExpires, &accountSecret); err != nil {
+			&t.scheme, &s.endpoint, &s.previous, &s.previousExpires, &s.account); err != nil {
 			return nil, err
 		}
-		if err := w.openSecrets(t, endpointSecret, previous, previousExpires, accountSecret); err != nil {
-			// One target whose secret does not open (a key dropped from
-			// HOOKLINE_ENCRYPTION_KEY) fails alone, on its schedule.
-			t.unusable = "cannot open the signing secret: check HOOKLINE_ENCRYPTION_KEY"
-			w.logger.ErrorContext(ctx, "open signing secret", slog.String("delivery_id", t.deliveryID), slog.String("error", err.Error()))
-		}
+		stored = append(stored, s)
 		return t, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load deliveries: %w", err)
 	}
+	for i, t := range targets {
+		if err := w.openSecrets(ctx, t, stored[i]); err != nil {
+			// One target whose secret does not open (a key dropped from
+			// HOOKLINE_ENCRYPTION_KEY) fails alone, on its schedule.
+			t.unusable = "cannot open the signing secret: check HOOKLINE_ENCRYPTION_KEY"
+			w.logger.ErrorContext(ctx, "open signing secret", slog.String("delivery_id", t.deliveryID), slog.String("error", err.Error()))
+		}
+	}
 	return targets, nil
 }
 
+// sealedSecrets is a target's secrets as stored.
+type sealedSecrets struct {
+	endpoint, previous, account *string
+	previousExpires             *time.Time
+}
+
 // openSecrets decrypts the secrets an attempt signs with: the endpoint's (and
-// its previous one during a rotation's grace period), or the account's for a
-// checkout's own webhook_url.
-func (w *Worker) openSecrets(t *target, endpointSecret, previous *string, previousExpires *time.Time, accountSecret string) error {
+// its previous one during a rotation's grace period), or for a checkout's own
+// webhook_url the account's secret of the delivery's mode, never the other
+// mode's (a test key can read the test secret).
+func (w *Worker) openSecrets(ctx context.Context, t *target, s sealedSecrets) error {
 	var secret string
 	var err error
 	switch {
-	case endpointSecret != nil:
-		secret, err = w.keyring.Open(*t.endpointID, *endpointSecret)
+	case s.endpoint != nil:
+		secret, err = w.keyring.Open(*t.endpointID, *s.endpoint)
 	default:
-		secret, err = w.keyring.Open(t.scope.MerchantID, accountSecret)
+		secret, err = events.OpenAccountSecret(ctx, w.pool, w.keyring, t.scope, s.account)
 	}
 	if err != nil {
 		return err
 	}
 	t.secrets = []string{secret}
-	if previous != nil && previousExpires != nil && previousExpires.After(time.Now()) {
-		old, err := w.keyring.Open(*t.endpointID, *previous)
+	if s.previous != nil && s.previousExpires != nil && s.previousExpires.After(time.Now()) {
+		old, err := w.keyring.Open(*t.endpointID, *s.previous)
 		if err != nil {
 			return err
 		}
@@ -555,7 +569,7 @@ func (w *Worker) send(ctx context.Context, t *target) *outcome {
 	req.Header.Set("User-Agent", "hookline/"+Version)
 	if t.endpointType == TypeWebhook {
 		// Chat messages are not signed: Discord and Slack verify nothing.
-		sig, err := signatureHeader(t.secrets, t.eventID, o.started, body)
+		sig, err := signatureHeader(t.scheme, t.secrets, t.eventID, o.started, body)
 		if err != nil {
 			o.err = err.Error()
 			return o

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -290,5 +292,46 @@ func TestCheckoutExpiresByItself(t *testing.T) {
 		if e.Data.Status != events.StatusExpired || e.Data.ID == later.ID {
 			t.Fatalf("checkout.expired of %s with status %s", e.Data.ID, e.Data.Status)
 		}
+	}
+}
+
+// TestTestWebhookSecretOfAnEarlierMerchant starts from a merchant as the
+// per-mode migration leaves one created before it (its secret is the live
+// one, the test one not yet made): the first reads make one test secret, the
+// same for every concurrent reader, and the live secret stays.
+func TestTestWebhookSecretOfAnEarlierMerchant(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	pool := dbtest.NewPool(t)
+	m := dbtest.Merchant(t, pool, "Earlier merchant")
+	if _, err := pool.Exec(ctx, `update merchants set test_webhook_secret = null where id = $1`, m.ID); err != nil {
+		t.Fatal(err)
+	}
+	test := events.Scope{MerchantID: m.ID}
+	got := make([]string, 8)
+	var wg sync.WaitGroup
+	for i := range got {
+		wg.Go(func() {
+			a, err := events.GetMerchant(ctx, pool, dbtest.Keyring(t), test)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			got[i] = a.WebhookSecret
+		})
+	}
+	wg.Wait()
+	for _, s := range got {
+		if s != got[0] || !strings.HasPrefix(s, "whsec_") || s == m.WebhookSecret {
+			t.Fatalf("test secrets read %q: want one whsec_ secret, not the live one", got)
+		}
+	}
+	live, err := events.GetMerchant(ctx, pool, dbtest.Keyring(t), events.Scope{MerchantID: m.ID, Livemode: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if live.WebhookSecret != m.WebhookSecret {
+		t.Fatal("the live secret changed")
 	}
 }

@@ -40,6 +40,10 @@ type config struct {
 	RetrySchedule    delivery.Schedule
 }
 
+// minOperatorTokenLength is the shortest operator token accepted: one that
+// cannot be guessed even at the failure limit's 20 tries a minute per address.
+const minOperatorTokenLength = 32
+
 // defaultRetrySchedule is the delays before each retry (contract §4): twelve
 // retries over about three days, like Stripe.
 var defaultRetrySchedule = delivery.Schedule{
@@ -67,6 +71,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if cfg.DatabaseURL == "" {
 		return cfg, fmt.Errorf("DATABASE_URL is required (a Postgres connection string; `make run` starts a local one)")
+	}
+	if cfg.OperatorToken != "" && len(cfg.OperatorToken) < minOperatorTokenLength {
+		return cfg, fmt.Errorf("HOOKLINE_OPERATOR_TOKEN must be at least %d characters (it guards the operator API and dashboard; generate one with `openssl rand -base64 32`), or unset to turn them off", minOperatorTokenLength)
 	}
 	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
 		return cfg, fmt.Errorf("HOOKLINE_ADDR %q is not host:port: %w", cfg.Addr, err)

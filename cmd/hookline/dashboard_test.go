@@ -41,7 +41,7 @@ func TestDashboardRetryInChromium(t *testing.T) {
 	// The process's schedule: one retry after 50ms, then failed.
 	seedDelivery(t, pool, receiver.URL, delivery.Schedule{50 * time.Millisecond})
 
-	const token = "operator-token-for-the-browser"
+	const token = "operator-token-for-the-browser-test"
 	m := boot(t, map[string]string{
 		"DATABASE_URL": url, "HOOKLINE_OPERATOR_TOKEN": token, "HOOKLINE_RETRY_SCHEDULE": "50ms",
 	})

@@ -30,6 +30,10 @@ func TestLoadConfig(t *testing.T) {
 				len(c.RetrySchedule) == 12 && c.RetrySchedule[0] == 5*time.Second && c.RateLimit == 100 && c.RateBurst == 200 && c.MaxEndpoints == 50
 		}},
 		{"no database", map[string]string{}, "DATABASE_URL", nil},
+		{"short operator token", map[string]string{"DATABASE_URL": "x", "HOOKLINE_OPERATOR_TOKEN": strings.Repeat("t", 31)}, "HOOKLINE_OPERATOR_TOKEN", nil},
+		{"operator token of 32 characters", map[string]string{"DATABASE_URL": "x", "HOOKLINE_OPERATOR_TOKEN": strings.Repeat("t", 32)}, "", func(c config) bool {
+			return len(c.OperatorToken) == 32
+		}},
 		{"bad address", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ADDR": "8080"}, "HOOKLINE_ADDR", nil},
 		{"bad env", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ENV": "prod"}, "HOOKLINE_ENV", nil},
 		{"bad metrics address", map[string]string{"DATABASE_URL": "x", "HOOKLINE_METRICS_ADDR": "9090"}, "HOOKLINE_METRICS_ADDR", nil},
@@ -112,21 +116,23 @@ func TestServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	var merchant struct {
-		ID, Name, TestAPIKey, LiveAPIKey, WebhookSecret string
+		ID, Name, TestAPIKey, LiveAPIKey, WebhookSecret, TestWebhookSecret string
 	}
 	dec := json.NewDecoder(&out)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&struct {
-		ID            *string `json:"id"`
-		Name          *string `json:"name"`
-		TestAPIKey    *string `json:"test_api_key"`
-		LiveAPIKey    *string `json:"live_api_key"`
-		WebhookSecret *string `json:"webhook_secret"`
-	}{&merchant.ID, &merchant.Name, &merchant.TestAPIKey, &merchant.LiveAPIKey, &merchant.WebhookSecret}); err != nil {
+		ID                *string `json:"id"`
+		Name              *string `json:"name"`
+		TestAPIKey        *string `json:"test_api_key"`
+		LiveAPIKey        *string `json:"live_api_key"`
+		WebhookSecret     *string `json:"webhook_secret"`
+		TestWebhookSecret *string `json:"test_webhook_secret"`
+	}{&merchant.ID, &merchant.Name, &merchant.TestAPIKey, &merchant.LiveAPIKey, &merchant.WebhookSecret, &merchant.TestWebhookSecret}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(merchant.ID, "acct_") || !strings.HasPrefix(merchant.TestAPIKey, "sk_test_") ||
-		!strings.HasPrefix(merchant.LiveAPIKey, "sk_live_") || !strings.HasPrefix(merchant.WebhookSecret, "whsec_") {
+		!strings.HasPrefix(merchant.LiveAPIKey, "sk_live_") || !strings.HasPrefix(merchant.WebhookSecret, "whsec_") ||
+		!strings.HasPrefix(merchant.TestWebhookSecret, "whsec_") || merchant.TestWebhookSecret == merchant.WebhookSecret {
 		t.Fatalf("merchant create printed %+v", merchant)
 	}
 	if err := run(ctx, []string{"merchant", "create", "--name", ""}, getenv, io.Discard, io.Discard); err == nil ||
