@@ -951,7 +951,7 @@ func TestAnAttemptIsMadeAndRecordedOnce(t *testing.T) {
 	// Two deliveries, set in the transaction that enqueues their job (for
 	// attempt 1 of each) as a crash and a race leave them.
 	e.tx(func(tx pgx.Tx) error {
-		for range 2 {
+		for range 3 {
 			if _, err := e.service.CreateCheckout(ctx, tx, e.scope, events.CheckoutParams{Amount: "100", InvoiceCurrency: "usd"}); err != nil {
 				return err
 			}
@@ -970,7 +970,12 @@ func TestAnAttemptIsMadeAndRecordedOnce(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `update deliveries set attempt_count = 1, status = 'succeeded' where id = $1`, ids[1])
+		if _, err = tx.Exec(ctx, `update deliveries set attempt_count = 1, status = 'succeeded' where id = $1`, ids[1]); err != nil {
+			return err
+		}
+		// The third settled without its count moving (an operator marked it):
+		// an automatic job never sends a delivery that is not pending.
+		_, err = tx.Exec(ctx, `update deliveries set status = 'succeeded' where id = $1`, ids[2])
 		return err
 	})
 	for _, d := range e.waitJobsOf(ids) {
@@ -981,7 +986,7 @@ func TestAnAttemptIsMadeAndRecordedOnce(t *testing.T) {
 	}
 	// A manual attempt of the acknowledged delivery fails: it is recorded as
 	// attempt 2, and the delivery stays succeeded.
-	e.waitJob(e.insertJob(delivery.DeliverArgs{DeliveryIDs: ids[1:], Counts: []int{1}, Manual: true}))
+	e.waitJob(e.insertJob(delivery.DeliverArgs{DeliveryIDs: ids[1:2], Counts: []int{1}, Manual: true}))
 	var status string
 	var count, attempts int
 	if err := e.pool.QueryRow(ctx, `select status, attempt_count, (select count(*) from delivery_attempts where delivery_id = $1)
@@ -993,7 +998,7 @@ func TestAnAttemptIsMadeAndRecordedOnce(t *testing.T) {
 			status, count, attempts, len(failing.requests()))
 	}
 	// The same job run again (its process died after recording) sends nothing.
-	e.waitJob(e.insertJob(delivery.DeliverArgs{DeliveryIDs: ids[1:], Counts: []int{1}, Manual: true}))
+	e.waitJob(e.insertJob(delivery.DeliverArgs{DeliveryIDs: ids[1:2], Counts: []int{1}, Manual: true}))
 	if n := len(failing.requests()); n != 1 {
 		t.Fatalf("a job whose attempt was recorded sent again: %d requests, want 1", n)
 	}
@@ -1184,5 +1189,42 @@ func TestOneBadTargetFailsAlone(t *testing.T) {
 	var stateErr *events.StateError
 	if !errors.As(err, &stateErr) || stateErr.Code != "endpoint_deleted" {
 		t.Fatalf("retry of a deleted endpoint's delivery: %v, want a StateError endpoint_deleted", err)
+	}
+}
+
+// TestRecoveryGivesAFreshSchedule: a delivery that spent its schedule and
+// failed gets, once recovered, the whole schedule again (its attempts go on
+// being numbered after the earlier ones).
+func TestRecoveryGivesAFreshSchedule(t *testing.T) {
+	t.Parallel()
+
+	e := newEnv(t, fast, 5*time.Second)
+	r := newReceiver(t, func(_ int, w http.ResponseWriter) { w.WriteHeader(http.StatusBadGateway) })
+	ep := e.endpoint(r.srv.URL, []string{"checkout.created"})
+	e.pay(nil)
+	d := e.waitDeliveries()[0]
+	if d.Status != delivery.StatusFailed || d.AttemptCount != fast.MaxAttempts() {
+		t.Fatalf("delivery %+v, want failed after %d attempts", d, fast.MaxAttempts())
+	}
+	ctx := context.Background()
+	e.tx(func(tx pgx.Tx) error {
+		_, err := e.dispatcher.Recover(ctx, tx, &e.scope, ep.ID, time.Now().Add(-time.Hour), time.Now().Add(time.Minute), false)
+		return err
+	})
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		got, err := delivery.GetDelivery(ctx, e.pool, &e.scope, d.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status == delivery.StatusFailed && got.AttemptCount > fast.MaxAttempts() {
+			if got.AttemptCount != 2*fast.MaxAttempts() {
+				t.Fatalf("recovered delivery failed after %d attempts in all, want %d: a fresh schedule of %d",
+					got.AttemptCount, 2*fast.MaxAttempts(), fast.MaxAttempts())
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("recovered delivery: %s after %d attempts", got.Status, got.AttemptCount)
+		}
 	}
 }

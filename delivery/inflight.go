@@ -26,9 +26,9 @@ const lanesPerJob = 5
 // A destination gets at most perDestination jobs under way, and so workers,
 // and at most perDestination attempts in flight across them (a job's lanes
 // wait for a slot inside the job). A merchant gets at most perMerchant
-// workers while the others need theirs: past its share only while more than
-// a share of the workers stays free, so that one merchant alone may use the
-// pool and two or more are held to their shares. A job that gets no place
+// workers while the others need theirs: past its share only while half the
+// workers are free, so that a merchant alone may use half the pool, and the
+// others always keep the other half. A job that gets no place
 // never waits holding a worker: it parks its deliveries, which the
 // destination's admitted jobs then work (see Worker.drain). So no
 // destination and no merchant can take the whole worker pool, whatever its
@@ -83,7 +83,7 @@ func (l *limiter) enter(destination, merchant string) (leave func(), ok bool) {
 		d = &destinationPlaces{freed: make(chan struct{})}
 		l.dests[destination] = d
 	}
-	if d.jobs >= l.perDestination || (l.merchants[merchant] >= l.perMerchant && l.total >= l.workers-l.perMerchant) {
+	if d.jobs >= l.perDestination || (l.merchants[merchant] >= l.perMerchant && l.total >= l.workers/2) {
 		l.forget(destination, d)
 		return nil, false
 	}
@@ -159,9 +159,15 @@ func (l *limiter) observe(destination string, took time.Duration, acknowledged b
 	if took >= slowAfter || l.failures[destination] >= failuresToTrouble {
 		l.troubled[destination] = now.Add(troubledFor)
 	}
-	for key, until := range l.troubled { // keep the map to the troubled ones
+	for key, until := range l.troubled { // keep the maps to the troubled ones
 		if until.Before(now) {
 			delete(l.troubled, key)
+			delete(l.failures, key)
+		}
+	}
+	for key, until := range l.paused {
+		if until.Before(now) {
+			delete(l.paused, key)
 		}
 	}
 }

@@ -105,7 +105,7 @@ func NewRecoverWorker(pool *pgxpool.Pool, dispatcher *Dispatcher) *RecoverWorker
 func (w *RecoverWorker) Work(ctx context.Context, job *river.Job[RecoverArgs]) error {
 	a := job.Args
 	return pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `update deliveries set status = 'pending', next_attempt_at = now(), updated_at = now()
+		rows, err := tx.Query(ctx, `update deliveries set status = 'pending', next_attempt_at = now(), schedule_base = attempt_count, updated_at = now()
 			where id in (select id from deliveries where endpoint_id = $1 and status = 'failed'
 				and created_at >= $2 and created_at < $3 and id > $4 order by id limit $5 for update skip locked)
 			returning id, attempt_count`, a.EndpointID, a.Since, a.Until, a.After, recoverBatch)

@@ -22,6 +22,9 @@ const (
 	// Bounds of a destination's release size, which doubles after each
 	// release it took whole and halves after one it could not.
 	minRelease, maxRelease = jobSize, 5000
+	// busyPause is how long a destination found saturated waits for its
+	// next release.
+	busyPause = 5 * time.Second
 	// releaseDestinations is the most destinations one release serves; the
 	// next release serves the others first (the least recently released).
 	releaseDestinations = 500
@@ -115,8 +118,8 @@ func (w *ReleaseWorker) Work(ctx context.Context, job *river.Job[ReleaseArgs]) e
 // release hands out the next parked deliveries of one destination, with
 // their jobs, and sets when it may have more: an endpoint failing every
 // attempt gets one probe and a pause that doubles each time; another
-// destination gets its release size, halved if it was found saturated since
-// its last release and doubled if not.
+// destination gets its release size, halved (and a pause of busyPause) if it
+// was found saturated since its last release, doubled if not.
 func (w *ReleaseWorker) release(ctx context.Context, key string) (int, error) {
 	var n int
 	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
@@ -134,10 +137,15 @@ func (w *ReleaseWorker) release(ctx context.Context, key string) (int, error) {
 		pause := time.Duration(0)
 		switch {
 		case failing:
-			// The probe's failure doubles the interval (pauseProbed).
+			// One probe, then a pause that doubles with each release until
+			// a probe is acknowledged (recordAttempts resets it).
 			size, pause = 1, time.Duration(probeMS)*time.Millisecond
+			probeMS = int(min(2*pause, maxProbeInterval).Milliseconds())
 		case busyAt != nil && (releasedAt == nil || busyAt.After(*releasedAt)):
-			size, probeMS = max(minRelease, size/2), 1000
+			// Saturated since the last release: half as many, and a pause,
+			// so that a slow destination is not handed a release every
+			// second only to park most of it again.
+			size, pause, probeMS = max(minRelease, size/2), busyPause, 1000
 		default:
 			size, probeMS = min(maxRelease, size*2), 1000
 		}

@@ -143,6 +143,7 @@ type target struct {
 	status         string
 	attemptCount   int
 	expected       int // the attempt count the job was made for
+	scheduleBase   int // the attempt count its retry schedule starts from (a recovery's)
 	parked         bool
 	url            string
 	destination    string // see destinationKey
@@ -165,7 +166,7 @@ type target struct {
 }
 
 // loadTargets reads a job's deliveries with what sending them needs.
-const loadTargets = `select d.id, d.status, d.attempt_count, d.parked, coalesce(w.url, d.url),
+const loadTargets = `select d.id, d.status, d.attempt_count, d.schedule_base, d.parked, coalesce(w.url, d.url),
 		coalesce(d.endpoint_id, 'url:' || md5(d.url)), coalesce(s.paused_until > now(), false), e.id, e.created_at, e.payload,
 		d.merchant_id, d.livemode, w.id, coalesce(w.type, 'webhook'), coalesce(w.display_name, m.name), w.status,
 		coalesce(w.failing_since < now() - $2::interval, false), w.deleted_at is not null, coalesce(w.signature_scheme, 'hmac'), w.secret, w.previous_secret, w.previous_secret_expires_at,
@@ -189,7 +190,7 @@ func (w *Worker) load(ctx context.Context, ids []string) ([]*target, error) {
 	targets, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*target, error) {
 		t := &target{}
 		var s sealedSecrets
-		if err := row.Scan(&t.deliveryID, &t.status, &t.attemptCount, &t.parked, &t.url, &t.destination, &t.paused, &t.eventID, &t.eventCreated, &t.payload,
+		if err := row.Scan(&t.deliveryID, &t.status, &t.attemptCount, &t.scheduleBase, &t.parked, &t.url, &t.destination, &t.paused, &t.eventID, &t.eventCreated, &t.payload,
 			&t.scope.MerchantID, &t.scope.Livemode, &t.endpointID, &t.endpointType, &t.displayName, &t.endpointStatus, &t.failing, &t.deleted,
 			&t.scheme, &s.endpoint, &s.previous, &s.previousExpires, &s.account); err != nil {
 			return nil, err
@@ -278,6 +279,7 @@ type batch struct {
 	pauses    map[string]time.Time // destinations to pause, until when
 	leave     []func()             // the limiter places the job holds
 	admitted  []string             // destinations the limiter admitted the job to
+	refused   bool                 // a manual retry found no place
 	manual    bool                 // the job is a manual retry
 	requeue   []*target
 	abandoned []*target
@@ -366,6 +368,9 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 	if err := w.recordWithin(ctx, b); err != nil {
 		return err
 	}
+	if b.refused {
+		return river.JobSnooze(time.Second)
+	}
 	if len(b.admitted) != 1 || job.Args.Manual {
 		return nil
 	}
@@ -390,19 +395,27 @@ const claimParked = `update deliveries set next_attempt_at = now() + $3::interva
 		where parked and coalesce(endpoint_id, 'url:' || md5(url)) = $1 and status = 'pending' and next_attempt_at <= now()
 		order by coalesce(endpoint_id, 'url:' || md5(url)), id
 		limit $2 for update skip locked)
-	returning id`
+	returning id, attempt_count`
 
 // drain works the deliveries this process parked for destination, batch
 // after batch, while the job's send budget lasts and the destination is not
 // paused. The job keeps its limiter place throughout.
 func (w *Worker) drain(ctx context.Context, start time.Time, destination string) error {
 	for time.Since(start) < sendBudget && ctx.Err() == nil && w.limiter.hasParked(destination) && !w.limiter.isPaused(destination) {
-		rows, err := w.pool.Query(ctx, claimParked, destination, jobSize, JobTimeout(w.timeout))
+		// The lease outlasts the job and its recording, and River's rescue.
+		rows, err := w.pool.Query(ctx, claimParked, destination, jobSize, JobTimeout(w.timeout)+recordTimeout+5*time.Second)
 		if err != nil {
 			return fmt.Errorf("claim parked deliveries: %w", err)
 		}
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
+		claimed := map[string]int{}
+		var ids []string
+		var id string
+		var count int
+		if _, err := pgx.ForEachRow(rows, []any{&id, &count}, func() error {
+			claimed[id] = count
+			ids = append(ids, id)
+			return nil
+		}); err != nil {
 			return fmt.Errorf("claim parked deliveries: %w", err)
 		}
 		if len(ids) < jobSize {
@@ -418,7 +431,10 @@ func (w *Worker) drain(ctx context.Context, start time.Time, destination string)
 		b := newBatch(false)
 		var ts []*target
 		for _, t := range targets {
-			t.expected = t.attemptCount
+			t.expected = claimed[t.deliveryID]
+			if t.attemptCount != t.expected || t.status != StatusPending || !t.parked {
+				continue // recorded meanwhile (a manual retry): no longer the claim's
+			}
 			if t.endpointID != nil && (t.deleted || *t.endpointStatus != EndpointEnabled) {
 				b.abandoned = append(b.abandoned, t)
 			} else {
@@ -439,19 +455,24 @@ func (w *Worker) drain(ctx context.Context, start time.Time, destination string)
 // parks them, and makes their attempts (see sendAdmitted).
 func (w *Worker) deliverTo(ctx context.Context, start time.Time, ts []*target, args DeliverArgs, b *batch) {
 	t := ts[0]
-	if !args.Manual {
-		leave, ok := w.limiter.enter(t.destination, t.scope.MerchantID)
-		if !ok {
-			b.park(ts, !t.paused)
+	leave, ok := w.limiter.enter(t.destination, t.scope.MerchantID)
+	if !ok {
+		if args.Manual {
+			// A manual retry takes its turn like any job: it comes back.
+			b.mu.Lock()
+			b.refused = true
+			b.mu.Unlock()
 			return
 		}
-		// The place is kept until the job has recorded, so that the next job
-		// of the destination sees what this one learned (a pause, a failure).
-		b.mu.Lock()
-		b.leave = append(b.leave, leave)
-		b.admitted = append(b.admitted, t.destination)
-		b.mu.Unlock()
+		b.park(ts, !t.paused)
+		return
 	}
+	// The place is kept until the job has recorded, so that the next job of
+	// the destination sees what this one learned (a pause, a failure).
+	b.mu.Lock()
+	b.leave = append(b.leave, leave)
+	b.admitted = append(b.admitted, t.destination)
+	b.mu.Unlock()
 	w.sendAdmitted(ctx, start, ts, args, b)
 }
 
@@ -501,15 +522,12 @@ func (w *Worker) sendAdmitted(ctx context.Context, start time.Time, ts []*target
 	for range min(len(ts), w.limiter.lanes) {
 		wg.Go(func() {
 			for t := take(); t != nil; t = take() {
-				release := func() {}
-				if !args.Manual {
-					var ok bool
-					if release, ok = w.limiter.send(ctx, t.destination); !ok {
-						b.mu.Lock()
-						b.requeue = append(b.requeue, t) // stopping: hand it back unsent
-						b.mu.Unlock()
-						continue
-					}
+				release, ok := w.limiter.send(ctx, t.destination)
+				if !ok {
+					b.mu.Lock()
+					b.requeue = append(b.requeue, t) // stopping: hand it back unsent
+					b.mu.Unlock()
+					continue
 				}
 				o := w.send(ctx, t)
 				release()
@@ -729,14 +747,14 @@ func (w *Worker) record(ctx context.Context, b *batch) error {
 			status, disable[*a.endpointID] = StatusFailed, chatDisableReason(a.endpointType, o.statusCode)
 		case a.status != StatusPending:
 			// A manual attempt of a settled delivery: it stays settled.
-		case a.attemptCount+1 >= w.schedule.MaxAttempts():
+		case a.attemptCount+1-a.scheduleBase >= w.schedule.MaxAttempts():
 			status = StatusFailed
 		default:
 			status = StatusPending
 			if a.failing {
 				probed = append(probed, a.destination)
 			}
-			t := maxTime(w.schedule.Next(now, a.attemptCount+1, time.Time{}), notBefore)
+			t := maxTime(w.schedule.Next(now, a.attemptCount+1-a.scheduleBase, time.Time{}), notBefore)
 			at = &t
 			next[a.deliveryID] = t
 		}

@@ -31,15 +31,18 @@ create table delivery_destinations (
     released_at    timestamptz
 );
 
+-- The attempt count a delivery's retry schedule starts from: a recovery gives
+-- a failed delivery a fresh schedule without renumbering its attempts.
+alter table deliveries add column schedule_base integer not null default 0;
+
 -- Jobs of the earlier shape (one event's deliveries, with the attempt number
 -- and attempted_by_job to skip what a crashed run had recorded) are not worked
 -- any more: their deliveries are parked, and the release job hands them new
 -- jobs. Stop the old processes before migrating.
-update deliveries d set parked = true
-    from river_job j
-    where j.kind = 'deliver' and j.finalized_at is null
-        and d.status = 'pending'
-        and d.id in (select jsonb_array_elements_text(coalesce(j.args -> 'delivery_ids', jsonb_build_array(j.args ->> 'delivery_id'))));
+update deliveries set parked = true, next_attempt_at = coalesce(next_attempt_at, now())
+    where status = 'pending' and id in (
+        select distinct jsonb_array_elements_text(coalesce(args -> 'delivery_ids', jsonb_build_array(args ->> 'delivery_id')))
+        from river_job where kind = 'deliver' and finalized_at is null);
 delete from river_job where kind = 'deliver' and finalized_at is null;
 
 alter table deliveries drop column attempted_by_job;
