@@ -24,13 +24,14 @@
 // health.
 //
 // Isolation: a process's limiter admits at most HOOKLINE_ENDPOINT_CONCURRENCY
-// jobs of one destination (so as many attempts in flight) and a share of the
-// workers per merchant. A job it does not admit snoozes briefly if its
-// destination is healthy and fast, and otherwise parks its deliveries: they
-// stay rows (deliveries.parked), with no job, and cost the queue nothing. So
-// do the deliveries of a destination that is paused (it answered 429 or 503
-// with Retry-After, or its probes fail), which the fan-out parks at once. The
-// periodic [ReleaseWorker] hands parked deliveries new jobs, destination by
+// jobs of one destination, sharing as many in-flight slots, and holds a
+// merchant to a share of the workers while the pool is contended. A job it
+// does not admit parks its deliveries: they stay rows (deliveries.parked),
+// with no job, and cost the queue nothing; the destination's admitted jobs
+// then work them (Worker.drain), claimed with a lease. So are the deliveries
+// of a destination that is paused (it answered 429 or 503 with Retry-After,
+// or its probes fail), which the fan-out parks at once. The periodic
+// [ReleaseWorker] hands parked deliveries new jobs, destination by
 // destination: one probe per probe interval (doubling up to five minutes) to
 // a destination that fails every attempt, and to the others a batch that
 // doubles while the destination keeps up and halves when it was found

@@ -23,9 +23,11 @@ const (
 const lanesPerJob = 5
 
 // limiter caps what one process gives each destination and each merchant.
-// A destination gets at most perDestination jobs under way, and so workers,
-// and at most perDestination attempts in flight across them (a job's lanes
-// wait for a slot inside the job). A merchant gets at most perMerchant
+// A destination gets at most perDestination jobs under way, and so workers
+// (a fifth as many while it is troubled: slow or failing, so that its jobs,
+// which hold their workers long, hold few), and at most perDestination
+// attempts in flight across them (a job's lanes wait for a slot inside the
+// job). A merchant gets at most perMerchant
 // workers while the others need theirs: past its share only while half the
 // workers are free, so that a merchant alone may use half the pool, and the
 // others always keep the other half. A job that gets no place
@@ -83,7 +85,13 @@ func (l *limiter) enter(destination, merchant string) (leave func(), ok bool) {
 		d = &destinationPlaces{freed: make(chan struct{})}
 		l.dests[destination] = d
 	}
-	if d.jobs >= l.perDestination || (l.merchants[merchant] >= l.perMerchant && l.total >= l.workers/2) {
+	jobs := l.perDestination
+	if time.Now().Before(l.troubled[destination]) {
+		// A slow or failing destination's jobs hold their workers long:
+		// it gets a fifth as many, whose lanes still fill its in-flight cap.
+		jobs = max(1, l.perDestination/l.lanes)
+	}
+	if d.jobs >= jobs || (l.merchants[merchant] >= l.perMerchant && l.total >= l.workers/2) {
 		l.forget(destination, d)
 		return nil, false
 	}

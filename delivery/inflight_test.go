@@ -113,6 +113,15 @@ func TestLimiterNotesTroubledDestinations(t *testing.T) {
 	if l.isTroubled("we_fast") || !l.isTroubled("we_slow") {
 		t.Fatalf("troubled: fast=%v slow=%v, want false, true", l.isTroubled("we_fast"), l.isTroubled("we_slow"))
 	}
+	// A troubled destination's jobs hold their workers long: it gets a fifth
+	// as many places as a healthy one.
+	for i := range 20 {
+		_, okFast := l.enter("we_fast", fmt.Sprintf("acct_%d", i))
+		_, okSlow := l.enter("we_slow", fmt.Sprintf("acct_%d", i))
+		if !okFast || okSlow != (i < 20/lanesPerJob) {
+			t.Fatalf("job %d: fast admitted %v, slow admitted %v; want true, %v", i+1, okFast, okSlow, i < 20/lanesPerJob)
+		}
+	}
 	for i := range failuresToTrouble {
 		if l.isFailing("we_dead") {
 			t.Fatalf("failing after %d failed attempts, before %d", i, failuresToTrouble)

@@ -23,7 +23,7 @@ const (
 	// release it took whole and halves after one it could not.
 	minRelease, maxRelease = jobSize, 5000
 	// busyPause is how long a destination found saturated waits for its
-	// next release.
+	// next release (its jobs, and their drains, go on meanwhile).
 	busyPause = 5 * time.Second
 	// releaseDestinations is the most destinations one release serves; the
 	// next release serves the others first (the least recently released).
@@ -62,8 +62,11 @@ func NewReleaseWorker(pool *pgxpool.Pool, logger *slog.Logger, perDestination in
 	return &ReleaseWorker{logger: logger, pool: pool, perDestination: max(1, perDestination)}
 }
 
-// parkedDestinations is the destinations that have parked deliveries and
-// whose pause has ended, least recently released first. The recursive part
+// parkedDestinations is the destinations that have parked deliveries, whose
+// pause has ended, and which, if found saturated since their last release,
+// were released over busyPause ago (so that a slow destination is not handed
+// a release every second only to park most of it again), least recently
+// released first. A busy destination is not paused: its own jobs still run. The recursive part
 // walks deliveries_parked_idx one destination at a time (a loose index scan),
 // so its cost follows the number of destinations with parked deliveries, not
 // the number of parked deliveries.
@@ -77,7 +80,8 @@ const parkedDestinations = `with recursive k (key) as (
 		from k where k.key is not null
 	)
 	select k.key from k left join delivery_destinations s on s.key = k.key
-	where k.key is not null and (s.key is null or s.paused_until <= now())
+	where k.key is not null and (s.key is null or (s.paused_until <= now()
+		and (s.busy_at is null or s.released_at is null or s.busy_at <= s.released_at or s.released_at <= now() - $2::interval)))
 	order by s.released_at nulls first limit $1`
 
 // releaseParked hands out up to $2 parked deliveries of destination $1,
@@ -93,7 +97,7 @@ const releaseParked = `update deliveries set parked = false
 // Work releases the parked deliveries of every destination that may have
 // more, each destination in a transaction of its own with its new jobs.
 func (w *ReleaseWorker) Work(ctx context.Context, job *river.Job[ReleaseArgs]) error {
-	rows, err := w.pool.Query(ctx, parkedDestinations, releaseDestinations)
+	rows, err := w.pool.Query(ctx, parkedDestinations, releaseDestinations, busyPause)
 	if err != nil {
 		return fmt.Errorf("find parked destinations: %w", err)
 	}
@@ -142,10 +146,9 @@ func (w *ReleaseWorker) release(ctx context.Context, key string) (int, error) {
 			size, pause = 1, time.Duration(probeMS)*time.Millisecond
 			probeMS = int(min(2*pause, maxProbeInterval).Milliseconds())
 		case busyAt != nil && (releasedAt == nil || busyAt.After(*releasedAt)):
-			// Saturated since the last release: half as many, and a pause,
-			// so that a slow destination is not handed a release every
-			// second only to park most of it again.
-			size, pause, probeMS = max(minRelease, size/2), busyPause, 1000
+			// Saturated since the last release: half as many (and the next
+			// release waits busyPause, see parkedDestinations).
+			size, probeMS = max(minRelease, size/2), 1000
 		default:
 			size, probeMS = min(maxRelease, size*2), 1000
 		}
