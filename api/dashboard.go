@@ -66,8 +66,11 @@ func (s *Server) session(issued time.Time) string {
 	return at + "." + s.sessionMAC(at)
 }
 
+// sessionMAC signs a session's issue time under its own derivation label:
+// the earlier cookie's value was derive("session") itself, so a key under
+// that label would be known to anyone holding an old cookie.
 func (s *Server) sessionMAC(at string) string {
-	mac := hmac.New(sha256.New, []byte(s.derive("session")))
+	mac := hmac.New(sha256.New, []byte(s.derive("session-key v2")))
 	mac.Write([]byte(at))
 	return hex.EncodeToString(mac.Sum(nil))
 }

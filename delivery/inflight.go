@@ -7,13 +7,16 @@ import (
 )
 
 const (
-	// slowAfter is the attempt duration past which a destination counts as
-	// troubled for troubledFor, as does one after failuresToTrouble failed
-	// attempts in a row: a saturated troubled destination parks its
+	// slowAfter is the attempt duration past which an attempt is slow; a
+	// destination counts as troubled for troubledFor after slowToTrouble
+	// slow attempts in a row (one slow answer on a busy machine is not a
+	// slow receiver), as does one after failuresToTrouble failed attempts in
+	// a row: a saturated troubled destination parks its
 	// deliveries rather than have its jobs come back through the queue, and
 	// one failing in a row is probed as if its circuit were open, without
 	// waiting for the database's failure streak to reach circuitAfter.
 	slowAfter         = time.Second
+	slowToTrouble     = 3
 	troubledFor       = 30 * time.Second
 	failuresToTrouble = 10
 )
@@ -28,9 +31,11 @@ const lanesPerJob = 5
 // which hold their workers long, hold few), and at most perDestination
 // attempts in flight across them (a job's lanes wait for a slot inside the
 // job). A merchant gets at most perMerchant
-// workers while the others need theirs: past its share only while half the
-// workers are free, so that a merchant alone may use half the pool, and the
-// others always keep the other half. A job that gets no place
+// workers while the others need theirs: past its share only while more than
+// a share of the workers stays free, so that a merchant alone may use the
+// pool but a share is always kept for the others (and a troubled
+// destination, whose jobs hold workers long, gets few places to begin with).
+// A job that gets no place
 // never waits holding a worker: it parks its deliveries, which the
 // destination's admitted jobs then work (see Worker.drain). So no
 // destination and no merchant can take the whole worker pool, whatever its
@@ -46,6 +51,7 @@ type limiter struct {
 	merchants      map[string]int
 	troubled       map[string]time.Time // destination -> troubled until
 	failures       map[string]int       // destination -> failed attempts in a row
+	slow           map[string]int       // destination -> slow attempts in a row
 	paused         map[string]time.Time // destination -> paused until
 	parked         map[string]bool      // destinations this process parked deliveries of for lack of room
 }
@@ -70,6 +76,7 @@ func newLimiter(perDestination, perMerchant, workers int) *limiter {
 		merchants:      map[string]int{},
 		troubled:       map[string]time.Time{},
 		failures:       map[string]int{},
+		slow:           map[string]int{},
 		paused:         map[string]time.Time{},
 		parked:         map[string]bool{},
 	}
@@ -91,7 +98,7 @@ func (l *limiter) enter(destination, merchant string) (leave func(), ok bool) {
 		// it gets a fifth as many, whose lanes still fill its in-flight cap.
 		jobs = max(1, l.perDestination/l.lanes)
 	}
-	if d.jobs >= jobs || (l.merchants[merchant] >= l.perMerchant && l.total >= l.workers/2) {
+	if d.jobs >= jobs || (l.merchants[merchant] >= l.perMerchant && l.total >= l.workers-l.perMerchant) {
 		l.forget(destination, d)
 		return nil, false
 	}
@@ -164,13 +171,19 @@ func (l *limiter) observe(destination string, took time.Duration, acknowledged b
 	} else {
 		l.failures[destination]++
 	}
-	if took >= slowAfter || l.failures[destination] >= failuresToTrouble {
+	if took >= slowAfter {
+		l.slow[destination]++
+	} else {
+		delete(l.slow, destination)
+	}
+	if l.slow[destination] >= slowToTrouble || l.failures[destination] >= failuresToTrouble {
 		l.troubled[destination] = now.Add(troubledFor)
 	}
 	for key, until := range l.troubled { // keep the maps to the troubled ones
 		if until.Before(now) {
 			delete(l.troubled, key)
 			delete(l.failures, key)
+			delete(l.slow, key)
 		}
 	}
 	for key, until := range l.paused {

@@ -8,7 +8,7 @@ import (
 )
 
 func TestLimiterCapsDestinationsAndMerchants(t *testing.T) {
-	l := newLimiter(4, 6, 12) // a merchant past 6 only while 6 of 12 are free
+	l := newLimiter(4, 6, 12) // a merchant past 6 only while more than 6 of 12 are free
 	var leaves []func()
 	for i := range 4 {
 		leave, ok := l.enter("we_slow", "acct_a")
@@ -53,12 +53,12 @@ func TestLimiterCapsDestinationsAndMerchants(t *testing.T) {
 // another merchant needs the workers.
 func TestLimiterShareIsWorkConserving(t *testing.T) {
 	l := newLimiter(20, 2, 10)
-	for i := range 5 { // half the pool stays free for others
+	for i := range 8 { // a share of 2 stays free for others
 		if _, ok := l.enter(fmt.Sprintf("we_%d", i), "acct_a"); !ok {
 			t.Fatalf("a lone merchant refused at %d jobs with the pool free", i)
 		}
 	}
-	if _, ok := l.enter("we_5", "acct_a"); ok {
+	if _, ok := l.enter("we_8", "acct_a"); ok {
 		t.Fatal("a merchant past its share took the workers kept for others")
 	}
 	if _, ok := l.enter("we_b", "acct_b"); !ok {
@@ -109,7 +109,13 @@ func TestLimiterCapsAttemptsInFlight(t *testing.T) {
 func TestLimiterNotesTroubledDestinations(t *testing.T) {
 	l := newLimiter(20, 25, 100)
 	l.observe("we_fast", 20*time.Millisecond, true)
-	l.observe("we_slow", 8*time.Second, true)
+	l.observe("we_once", 2*time.Second, true) // one slow answer is not a slow receiver
+	for range slowToTrouble {
+		l.observe("we_slow", 8*time.Second, true)
+	}
+	if l.isTroubled("we_once") {
+		t.Fatal("one slow answer made a destination troubled")
+	}
 	if l.isTroubled("we_fast") || !l.isTroubled("we_slow") {
 		t.Fatalf("troubled: fast=%v slow=%v, want false, true", l.isTroubled("we_fast"), l.isTroubled("we_slow"))
 	}

@@ -109,7 +109,7 @@ func AccountSecretOwner(merchantID string, livemode bool) string {
 
 // OpenAccountSecret opens the scope's account secret as stored (sealed), and
 // makes the test secret of a merchant created before modes had their own
-// (sealed is nil). Migration 006 cannot make it, since SQL cannot seal, so
+// (sealed is nil). Migration 008 cannot make it, since SQL cannot seal, so
 // it is made here on first use: one statement writes a new secret unless a
 // concurrent caller's is already there, and every caller gets whichever won.
 func OpenAccountSecret(ctx context.Context, db DB, keyring *Keyring, scope Scope, sealed *string) (string, error) {
