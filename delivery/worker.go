@@ -203,6 +203,11 @@ func (w *Worker) load(ctx context.Context, ids []string) ([]*target, error) {
 	}
 	for i, t := range targets {
 		if err := w.openSecrets(ctx, t, stored[i]); err != nil {
+			if stored[i].endpoint == nil && stored[i].account == nil && !t.scope.Livemode {
+				// Making the test secret failed: a database error, not a
+				// key; the job runs again.
+				return nil, fmt.Errorf("load deliveries: %w", err)
+			}
 			// One target whose secret does not open (a key dropped from
 			// HOOKLINE_ENCRYPTION_KEY) fails alone, on its schedule.
 			t.unusable = "cannot open the signing secret: check HOOKLINE_ENCRYPTION_KEY"
