@@ -180,3 +180,17 @@ func (d *Dispatcher) FanOut(ctx context.Context, tx pgx.Tx, evts []*events.Event
 	}
 	return nil
 }
+
+// scanIDsAndCounts reads rows of (delivery id, attempt_count), what a
+// statement that hands deliveries to new jobs returns.
+func scanIDsAndCounts(rows pgx.Rows) ([]string, []int, error) {
+	var ids []string
+	var counts []int
+	var id string
+	var count int
+	_, err := pgx.ForEachRow(rows, []any{&id, &count}, func() error {
+		ids, counts = append(ids, id), append(counts, count)
+		return nil
+	})
+	return ids, counts, err
+}

@@ -112,14 +112,8 @@ func (w *RecoverWorker) Work(ctx context.Context, job *river.Job[RecoverArgs]) e
 		if err != nil {
 			return fmt.Errorf("reset failed deliveries: %w", err)
 		}
-		var ids []string
-		var counts []int
-		var id string
-		var count int
-		if _, err := pgx.ForEachRow(rows, []any{&id, &count}, func() error {
-			ids, counts = append(ids, id), append(counts, count)
-			return nil
-		}); err != nil {
+		ids, counts, err := scanIDsAndCounts(rows)
+		if err != nil {
 			return fmt.Errorf("reset failed deliveries: %w", err)
 		}
 		if len(ids) > 0 {

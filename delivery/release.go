@@ -156,14 +156,8 @@ func (w *ReleaseWorker) release(ctx context.Context, key string) (int, error) {
 		if err != nil {
 			return err
 		}
-		var ids []string
-		var counts []int
-		var id string
-		var count int
-		if _, err := pgx.ForEachRow(rows, []any{&id, &count}, func() error {
-			ids, counts = append(ids, id), append(counts, count)
-			return nil
-		}); err != nil {
+		ids, counts, err := scanIDsAndCounts(rows)
+		if err != nil {
 			return err
 		}
 		if failing {
