@@ -154,7 +154,7 @@ func TestChatRateLimitsPauseTheEndpoint(t *testing.T) {
 	if n := len(deleted.requests()) + len(revoked.requests()); n != 2 {
 		t.Errorf("the deleted and revoked webhooks got %d requests, want one each", n)
 	}
-	if got := told.types(); len(got) != 2 || got[0] != "webhook_endpoint.disabled" {
+	if got := told.types(); len(got) != 2 || got[0] != "webhook_endpoint.disabled" || got[1] != "webhook_endpoint.disabled" {
 		t.Errorf("the merchant's webhook endpoint was told %v, want two webhook_endpoint.disabled", got)
 	}
 }

@@ -1128,7 +1128,7 @@ func TestBatchedCheckoutsShareTransactions(t *testing.T) {
 // TestOneBadTargetFailsAlone: of five endpoints of an event, one has a secret
 // that no longer opens (a key dropped from HOOKLINE_ENCRYPTION_KEY). Its
 // delivery fails alone, with the reason recorded and its next attempt
-// scheduled; the other four are sent once each and never again. A retry of a
+// scheduled; the other four are sent once each, by jobs that completed. A retry of a
 // delivery whose endpoint was deleted is refused.
 func TestOneBadTargetFailsAlone(t *testing.T) {
 	t.Parallel()
@@ -1171,7 +1171,21 @@ func TestOneBadTargetFailsAlone(t *testing.T) {
 		t.Fatalf("bad target: %s, next %v, attempts %+v, %d requests; want pending, scheduled, one attempt naming the secret, none sent",
 			got.Status, got.NextAttemptAt, attempts, len(bad.requests()))
 	}
-	time.Sleep(500 * time.Millisecond) // time for any wrongful resend to show
+	// Every job done (the bad target's next attempt scheduled an hour out):
+	// no job failed and went back to River, which would resend its targets.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var open int
+		if err := e.pool.QueryRow(ctx, `select count(*) from river_job where kind = 'deliver'
+			and state not in ('completed', 'scheduled')`).Scan(&open); err != nil {
+			t.Fatal(err)
+		}
+		if open == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d delivery jobs still open after 30s", open)
+		}
+	}
 	for i, r := range good {
 		if n := len(r.requests()); n != 1 {
 			t.Errorf("healthy endpoint %d got %d requests, want 1", i, n)

@@ -422,6 +422,35 @@ func (r *receiver) wait(n int64, limit time.Duration) error {
 	return nil
 }
 
+// offer creates rate checkouts a second for seconds with key, from clients
+// clients, and says when it started and how long the creates took; a create
+// that was not acknowledged is an error.
+func (s *stack) offer(key string, rate, seconds, clients int) (time.Time, time.Duration, error) {
+	tokens := make(chan struct{}, rate*seconds)
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			for range tokens {
+				if _, err := s.createCheckoutAs(key); err != nil {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	start := time.Now()
+	for i := range rate * seconds {
+		time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))))
+		tokens <- struct{}{}
+	}
+	close(tokens)
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		return start, 0, fmt.Errorf("%d checkouts were not acknowledged", n)
+	}
+	return start, time.Since(start), nil
+}
+
 // burstClients is how many clients create the burst's checkouts, each one
 // request at a time. A burst comes from many merchants at once; with 32, the
 // creates were paced by 32 round trips at a time (4,000 took 4.6 s of a 4.8 s
@@ -566,30 +595,9 @@ func steady(bin, url string) (*result, error) {
 	if err := s.endpoints(1, `["checkout.created"]`); err != nil {
 		return nil, err
 	}
-	tokens := make(chan struct{}, rate*seconds)
-	var failed atomic.Int64
-	var wg sync.WaitGroup
-	for range 64 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range tokens {
-				if _, err := s.createCheckout(); err != nil {
-					failed.Add(1)
-				}
-			}
-		}()
-	}
-	start := time.Now()
-	for i := range rate * seconds {
-		time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / rate)))
-		tokens <- struct{}{}
-	}
-	close(tokens)
-	wg.Wait()
-	created := time.Since(start)
-	if n := failed.Load(); n > 0 {
-		return nil, fmt.Errorf("%d checkouts were not acknowledged", n)
+	start, created, err := s.offer(s.key, rate, seconds, 64)
+	if err != nil {
+		return nil, err
 	}
 	if err := s.recv.wait(rate*seconds, 5*time.Minute); err != nil {
 		return nil, err
@@ -819,28 +827,9 @@ func noisy(bin, url string) (*result, error) {
 		return nil, err
 	}
 	const rate, seconds = 200, 60
-	tokens := make(chan struct{}, rate*seconds)
-	var failed atomic.Int64
-	var wg sync.WaitGroup
-	for range 32 {
-		wg.Go(func() {
-			for range tokens {
-				if _, err := s.createCheckoutAs(b.TestAPIKey); err != nil {
-					failed.Add(1)
-				}
-			}
-		})
-	}
-	start := time.Now()
-	for i := range rate * seconds {
-		time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / rate)))
-		tokens <- struct{}{}
-	}
-	close(tokens)
-	wg.Wait()
-	created := time.Since(start)
-	if n := failed.Load(); n > 0 {
-		return nil, fmt.Errorf("%d of B's checkouts were not acknowledged", n)
+	start, created, err := s.offer(b.TestAPIKey, rate, seconds, 32)
+	if err != nil {
+		return nil, err
 	}
 	for deadline := time.Now().Add(2 * time.Minute); s.recv.timed() < rate*seconds; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
