@@ -7,14 +7,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/riverqueue/river"
-
 	"github.com/hookline/hookline/delivery"
 )
 
-// TestPruneKeepsTheWindow ages part of a real delivery history past the
-// retention and prunes: the old events, deliveries and attempts go; recent
-// ones, and old deliveries still pending, stay.
+// TestPruneKeepsTheWindow prunes a real delivery history with a cutoff after
+// its first two payments: their events, deliveries and attempts go; the
+// third's, and an old delivery still pending, stay.
 func TestPruneKeepsTheWindow(t *testing.T) {
 	t.Parallel()
 
@@ -22,24 +20,23 @@ func TestPruneKeepsTheWindow(t *testing.T) {
 	e := newEnv(t, delivery.Schedule{}, 5*time.Second)
 	r := newReceiver(t, nil)
 	e.endpoint(r.srv.URL, []string{"*"})
-	for range 3 {
+	for range 2 {
 		e.pay(nil) // 4 events and 4 deliveries each
 	}
 	e.waitDeliveries()
-	// Age the first two payments' rows by 40 days; leave one old delivery pending.
-	if _, err := e.pool.Exec(ctx, `with old as (select id from events order by id limit 8)
-		update events set created_at = created_at - interval '40 days' where id in (select id from old)`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.pool.Exec(ctx, `update deliveries d set created_at = e.created_at from events e where e.id = d.event_id`); err != nil {
-		t.Fatal(err)
-	}
+	// What was minted before cutoff is past the retention; leave one old
+	// delivery pending.
+	time.Sleep(2 * time.Millisecond) // ids carry milliseconds: let the clock pass one
+	cutoff := time.Now()
+	time.Sleep(2 * time.Millisecond)
+	e.pay(nil)
+	e.waitDeliveries()
 	if _, err := e.pool.Exec(ctx, `update deliveries set status = 'pending' where id = (select min(id) from deliveries)`); err != nil {
 		t.Fatal(err)
 	}
 
 	w := delivery.NewPruneWorker(e.pool, 30*24*time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err := w.Work(ctx, &river.Job[delivery.PruneArgs]{}); err != nil {
+	if err := delivery.PruneBefore(w, ctx, cutoff); err != nil {
 		t.Fatal(err)
 	}
 	counts := map[string]int{}

@@ -277,3 +277,48 @@ func TestCheckPlansRefusesHistoryScans(t *testing.T) {
 		})
 	}
 }
+
+// TestBackgroundStatementPlansAtScale checks the generic plans of the
+// statements that work through the history in the background, on the seeded
+// history (dbtest.Seeded: about 5,000 destinations with parked deliveries,
+// 3,000 of them at the busy endpoint): the release's search for parked
+// destinations reads one row per such destination, not per parked delivery;
+// claiming and releasing a destination's parked deliveries, and pruning, read
+// the rows they take. The statements that write run in a transaction rolled
+// back at the end.
+func TestBackgroundStatementPlansAtScale(t *testing.T) {
+	pool := dbtest.Seeded(t)
+	busy := dbtest.SeedBusyEndpoint
+	destination := `\(COALESCE\(endpoint_id, \('url:'::text \|\| md5\(url\)\)\) = \$1\)`
+	for _, s := range []struct {
+		name string
+		sql  string
+		args []any
+		want dbtest.Want
+	}{
+		{"parked destinations", parkedDestinations, []any{releaseDestinations, busyPause},
+			dbtest.Want{MaxRead: 2 * dbtest.SeedEndpoints}},
+		{"claim parked deliveries", claimParked, []any{busy, jobSize, time.Minute}, dbtest.Want{Conds: []string{destination}}},
+		{"release parked deliveries", releaseParked, []any{busy, minRelease}, dbtest.Want{Conds: []string{destination}}},
+		{"prunable deliveries", prunableDeliveries, []any{dbtest.SeedID("dlv", dbtest.SeedDeliveries/2), pruneBatch},
+			dbtest.Want{Conds: []string{`\(id < \$1\)`}}},
+	} {
+		t.Run(s.name, func(t *testing.T) {
+			plans := dbtest.CheckPlans(t, pool, PlannerSettings(), func(ctx context.Context, db events.DB) error {
+				rows, err := db.Query(ctx, s.sql, s.args...)
+				if err != nil {
+					return err
+				}
+				n := 0
+				for rows.Next() {
+					n++
+				}
+				if rows.Err() == nil && n == 0 {
+					t.Errorf("%s returned nothing: the seed has nothing for it to find", s.name)
+				}
+				return rows.Err()
+			}, s.want)
+			logPlans(t, plans)
+		})
+	}
+}

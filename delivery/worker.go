@@ -791,6 +791,32 @@ func (w *Worker) record(ctx context.Context, b *batch) error {
 		if err := w.enqueueNext(ctx, tx, b, recorded, next); err != nil {
 			return err
 		}
+		if len(b.abandoned) > 0 {
+			ids, _ := idsAndCounts(b.abandoned, 0)
+			if _, err := tx.Exec(ctx, `update deliveries set status = 'failed', next_attempt_at = null, parked = false, updated_at = now()
+				where id = any($1) and status = 'pending'`, ids); err != nil {
+				return fmt.Errorf("abandon deliveries: %w", err)
+			}
+		}
+		// Endpoints before destinations: the order recordAttempts takes them
+		// in when an attempt was acknowledged, so two jobs of one destination
+		// never wait on each other's locks crosswise (a deadlock Postgres
+		// would break by failing one, whose attempts would then be resent).
+		for _, endpointID := range slices.Sorted(maps.Keys(failing)) { // one lock order for all workers
+			reason := disable[endpointID]
+			if reason == "" {
+				var err error
+				if reason, err = w.markFailing(ctx, tx, endpointID, now); err != nil {
+					return fmt.Errorf("update endpoint health: %w", err)
+				}
+			}
+			if reason != "" {
+				if err := w.disable(ctx, tx, failing[endpointID], endpointID, reason); err != nil {
+					return err
+				}
+				disabled = append(disabled, reason)
+			}
+		}
 		if len(b.parked) > 0 {
 			ids, counts := idsAndCounts(b.parked, 0)
 			if _, err := tx.Exec(ctx, parkDeliveries, ids, counts, slices.Compact(slices.Sorted(slices.Values(b.busy)))); err != nil {
@@ -805,28 +831,6 @@ func (w *Worker) record(ctx context.Context, b *batch) error {
 		for _, key := range slices.Sorted(maps.Keys(pauses)) { // one lock order for all workers
 			if _, err := tx.Exec(ctx, pauseDestination, key, pauses[key]); err != nil {
 				return fmt.Errorf("pause destination: %w", err)
-			}
-		}
-		if len(b.abandoned) > 0 {
-			ids, _ := idsAndCounts(b.abandoned, 0)
-			if _, err := tx.Exec(ctx, `update deliveries set status = 'failed', next_attempt_at = null, parked = false, updated_at = now()
-				where id = any($1) and status = 'pending'`, ids); err != nil {
-				return fmt.Errorf("abandon deliveries: %w", err)
-			}
-		}
-		for _, endpointID := range slices.Sorted(maps.Keys(failing)) { // one lock order for all workers
-			reason := disable[endpointID]
-			if reason == "" {
-				var err error
-				if reason, err = w.markFailing(ctx, tx, endpointID, now); err != nil {
-					return fmt.Errorf("update endpoint health: %w", err)
-				}
-			}
-			if reason != "" {
-				if err := w.disable(ctx, tx, failing[endpointID], endpointID, reason); err != nil {
-					return err
-				}
-				disabled = append(disabled, reason)
 			}
 		}
 		return nil

@@ -90,7 +90,8 @@ func (r *recorder) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.Trace
 
 func (r *recorder) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
-// CheckPlans runs fn against pool's database on a connection with settings
+// CheckPlans runs fn in a transaction it rolls back, against pool's database
+// on a connection with settings
 // (the session settings of hookline's pools, delivery.PlannerSettings), then
 // runs each statement fn ran again, with the same arguments, as a generic
 // plan (PREPARE, then EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE under
@@ -118,26 +119,34 @@ func CheckPlans(tb testing.TB, pool *pgxpool.Pool, settings map[string]string, f
 		tb.Fatalf("connect: %v", err)
 	}
 	defer conn.Close(ctx)
-	if err := fn(ctx, conn); err != nil {
+	// One transaction, rolled back: statements that write (a release, a
+	// pruning batch) run twice, and the seeded history stays as it was.
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		tb.Fatalf("begin: %v", err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	rec.stmts = nil // not the begin
+	if err := fn(ctx, tx); err != nil {
 		tb.Fatalf("run statements: %v", err)
 	}
 	run := rec.stmts
 	if len(run) == 0 {
 		tb.Fatal("the function ran no statement")
 	}
-	if _, err := conn.Exec(ctx, "set plan_cache_mode = force_generic_plan"); err != nil {
+	if _, err := tx.Exec(ctx, "set local plan_cache_mode = force_generic_plan"); err != nil {
 		tb.Fatal(err)
 	}
 	var plans []Plan
 	for i, st := range run {
 		name := fmt.Sprintf("plan_check_%d", i)
-		if _, err := conn.Exec(ctx, "prepare "+name+" as "+st.SQL); err != nil {
+		if _, err := tx.Exec(ctx, "prepare "+name+" as "+st.SQL); err != nil {
 			tb.Fatalf("prepare %s: %v", st.SQL, err)
 		}
 		// EXPLAIN takes no bind parameters: the arguments become literals of
 		// the prepared statement's parameter types.
 		var types []string
-		if err := conn.QueryRow(ctx, `select parameter_types::text[] from pg_prepared_statements where name = $1`, name).
+		if err := tx.QueryRow(ctx, `select parameter_types::text[] from pg_prepared_statements where name = $1`, name).
 			Scan(&types); err != nil {
 			tb.Fatalf("read parameter types: %v", err)
 		}
@@ -147,7 +156,7 @@ func CheckPlans(tb testing.TB, pool *pgxpool.Pool, settings map[string]string, f
 		literals := make([]string, len(st.Args))
 		for j, arg := range st.Args {
 			var lit string
-			if err := conn.QueryRow(ctx, "select quote_nullable($1::"+types[j]+")", arg).Scan(&lit); err != nil {
+			if err := tx.QueryRow(ctx, "select quote_nullable($1::"+types[j]+")", arg).Scan(&lit); err != nil {
 				tb.Fatalf("quote argument %d: %v", j+1, err)
 			}
 			literals[j] = lit + "::" + types[j]
@@ -157,7 +166,7 @@ func CheckPlans(tb testing.TB, pool *pgxpool.Pool, settings map[string]string, f
 			q += "(" + strings.Join(literals, ", ") + ")"
 		}
 		var out []byte
-		if err := conn.QueryRow(ctx, q).Scan(&out); err != nil {
+		if err := tx.QueryRow(ctx, q).Scan(&out); err != nil {
 			tb.Fatalf("explain %s: %v", st.SQL, err)
 		}
 		var explained []Plan

@@ -47,13 +47,16 @@ func SeedID(prefix string, n int) string {
 
 // seedVersion changes whenever seedSQL does, so that an older seed is not
 // reused.
-const seedVersion = 1
+const seedVersion = 2
 
 // seedSQL writes the history in one transaction, with generate_series. The
 // n-th event belongs to the large merchant unless n is a multiple of 5; each
 // event has one delivery per endpoint of its merchant; 1 delivery in 37
 // failed and 1 in 53 is pending; failed and pending deliveries have one
-// attempt each. One endpoint in a hundred is failing or disabled.
+// attempt each. Pending deliveries to each merchant's first endpoint, and
+// those of every third event, are parked (waiting for their destination's
+// release): about 5,000 destinations hold parked deliveries, the busy
+// endpoint 3,000. One endpoint in a hundred is failing or disabled.
 const seedSQL = `
 insert into merchants (id, name, webhook_secret)
 	select 'acct_seed' || lpad(m::text, 4, '0'), 'Seed merchant ' || m, 'whsec_seed' from generate_series(0, 1000) m;
@@ -78,11 +81,13 @@ insert into events (id, merchant_id, livemode, type, payload, created_at)
 	from generate_series(1, 200000) g;
 
 insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status, attempt_count, last_status_code,
-	created_at, updated_at)
+	created_at, updated_at, next_attempt_at, parked)
 	select 'dlv_' || lpad(((e.n - 1) * 5 + k)::text, 26, '0'), e.merchant_id, false, e.id,
 		'we_seed' || substr(e.merchant_id, 10) || '_' || k, 'https://example.com/',
 		case when ((e.n - 1) * 5 + k) % 37 = 0 then 'failed' when ((e.n - 1) * 5 + k) % 53 = 0 then 'pending' else 'succeeded' end,
-		1, 200, e.created_at, e.created_at
+		1, 200, e.created_at, e.created_at,
+		case when ((e.n - 1) * 5 + k) % 53 = 0 and ((e.n - 1) * 5 + k) % 37 <> 0 then e.created_at end,
+		((e.n - 1) * 5 + k) % 53 = 0 and ((e.n - 1) * 5 + k) % 37 <> 0 and (k = 1 or e.n % 3 = 0)
 	from (select id, merchant_id, created_at, substr(id, 5)::int as n from events) e, generate_series(1, 5) k
 	order by 1;
 
