@@ -94,6 +94,11 @@ const queueDepthSQL = `select q.name, s.state, (select count(*) from (select fro
 		where j.state = s.state::river_job_state and j.queue = q.name limit $2) bounded)
 	from river_queue q cross join unnest($1::text[]) s(state)`
 
+// parkedSQL counts the parked deliveries (those waiting for their
+// destination's release, see the README's "Isolation"), stopping at $1: a
+// walk of at most $1 entries of deliveries_parked_idx, which holds only them.
+const parkedSQL = `select count(*) from (select from deliveries where parked limit $1) bounded`
+
 // queueDepthSettings is run before queueDepthSQL, in its transaction, so
 // that the statement keeps its bounded cost whatever the connection's
 // settings (DATABASE_URL may set them). Each count stops at the cap only if
@@ -114,6 +119,11 @@ var queueDepth = prometheus.NewDesc("hookline_queue_jobs",
 		"and counted up to 10000: 10000 means at least that many.",
 	[]string{"queue", "state"}, nil)
 
+// parkedDeliveries describes hookline_parked_deliveries.
+var parkedDeliveries = prometheus.NewDesc("hookline_parked_deliveries",
+	"Deliveries parked until their destination (busy, failing, or paused by a 429) takes more, read at scrape time "+
+		"and counted up to 10000: 10000 means at least that many.", nil, nil)
+
 // queueCollector reads River's job counts when Prometheus scrapes, so the
 // figure is never stale and costs nothing between scrapes; queueDepthCap
 // bounds what a scrape costs.
@@ -122,7 +132,10 @@ type queueCollector struct {
 	logger *slog.Logger
 }
 
-func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- queueDepth }
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- queueDepth
+	ch <- parkedDeliveries
+}
 
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -145,7 +158,15 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			metrics = append(metrics, prometheus.MustNewConstMetric(queueDepth, prometheus.GaugeValue, float64(n), queue, state))
 		}
-		return rows.Err()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		var parked int64
+		if err := tx.QueryRow(ctx, parkedSQL, queueDepthCap).Scan(&parked); err != nil {
+			return err
+		}
+		metrics = append(metrics, prometheus.MustNewConstMetric(parkedDeliveries, prometheus.GaugeValue, float64(parked)))
+		return nil
 	})
 	if err != nil {
 		c.logger.WarnContext(ctx, "collect queue depth", slog.String("error", err.Error()))

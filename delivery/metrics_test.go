@@ -155,3 +155,46 @@ func (n *planNode) walk(f func(*planNode)) {
 		n.Plans[i].walk(f)
 	}
 }
+
+// hookline_parked_deliveries is exact below queueDepthCap and says the cap
+// above it, counting only parked deliveries.
+func TestParkedGaugeCountsParkedDeliveriesUpToTheCap(t *testing.T) {
+	t.Parallel()
+
+	pool := dbtest.NewPool(t)
+	ctx := context.Background()
+	registry := prometheus.NewRegistry()
+	NewMetrics(registry, pool, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	insert := func(prefix string, n int, parked bool) {
+		t.Helper()
+		if _, err := pool.Exec(ctx, `insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status,
+			next_attempt_at, created_at, updated_at, parked)
+			select 'dlv_' || $3 || g, 'acct_1', false, 'evt_1', 'we_1', 'https://example.com/', 'pending', now(), now(), now(), $2
+			from generate_series(1, $1) g`, n, parked, prefix); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gauge := func() float64 {
+		t.Helper()
+		families, err := registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range families {
+			if f.GetName() == "hookline_parked_deliveries" {
+				return f.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatal("no hookline_parked_deliveries")
+		return 0
+	}
+	insert("a", 7, true)
+	insert("b", 20, false)
+	if got := gauge(); got != 7 {
+		t.Errorf("hookline_parked_deliveries = %v, want 7", got)
+	}
+	insert("c", queueDepthCap, true)
+	if got := gauge(); got != queueDepthCap {
+		t.Errorf("hookline_parked_deliveries = %v, want the cap %v", got, queueDepthCap)
+	}
+}
