@@ -47,7 +47,7 @@ func SeedID(prefix string, n int) string {
 
 // seedVersion changes whenever seedSQL does, so that an older seed is not
 // reused.
-const seedVersion = 2
+const seedVersion = 3
 
 // seedSQL writes the history in one transaction, with generate_series. The
 // n-th event belongs to the large merchant unless n is a multiple of 5; each
@@ -56,7 +56,8 @@ const seedVersion = 2
 // attempt each. Pending deliveries to each merchant's first endpoint, and
 // those of every third event, are parked (waiting for their destination's
 // release): about 5,000 destinations hold parked deliveries, the busy
-// endpoint 3,000. One endpoint in a hundred is failing or disabled.
+// endpoint 3,000. One endpoint in a hundred is failing or disabled. The
+// last 1,000 checkouts are open, and the last 100 of those past their expiry.
 const seedSQL = `
 insert into merchants (id, name, webhook_secret)
 	select 'acct_seed' || lpad(m::text, 4, '0'), 'Seed merchant ' || m, 'whsec_seed' from generate_series(0, 1000) m;
@@ -100,7 +101,8 @@ insert into checkouts (id, merchant_id, livemode, payin, status, payment_status,
 		case when g % 5 = 0 then 'acct_seed' || lpad((1 + g / 5 % 1000)::text, 4, '0') else 'acct_seed0000' end,
 		false, 'pay_' || lpad(g::text, 26, '0'), case when g > 99000 then 'open' else 'completed' end,
 		case when g > 99000 then 'unpaid' else 'paid' end, 'usd', '6700', '{}', '{}',
-		now() + interval '1 day', now() - ((100000 - g) || ' seconds')::interval
+		case when g > 99900 then now() - (g || ' seconds')::interval else now() + interval '1 day' end,
+		now() - ((100000 - g) || ' seconds')::interval
 	from generate_series(1, 100000) g;
 `
 
