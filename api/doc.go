@@ -13,6 +13,7 @@
 //
 // Authentication (API keys, the operator token, dashboard logins) is refused
 // with 429 for a client address past 20 failures a minute before any
-// credential is looked up (authlimit.go), then each key has a token bucket
-// (ratelimit.go).
+// credential is looked up, and each authentication holds one of its address's
+// 20 places while it runs, so that concurrent guesses cannot pass the limit
+// (authlimit.go); then each key has a token bucket (ratelimit.go).
 package api
