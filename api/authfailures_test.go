@@ -151,24 +151,58 @@ func fail(t *testing.T, f *authFailures, addr netip.Addr) {
 	a.done(true)
 }
 
+// TestClientAddr chooses who a request's failures count against, with the
+// load balancer of 10.0.0.0/8 and fd00::/8 as trusted proxies or none: the
+// right-most X-Forwarded-For address that is not a trusted proxy, when the
+// peer is one; otherwise the peer.
 func TestClientAddr(t *testing.T) {
 	t.Parallel()
 
-	tests := []struct{ remote, forwarded, want string }{
-		{"203.0.113.7:51234", "", "203.0.113.7"},
-		{"[::ffff:203.0.113.7]:51234", "", "203.0.113.7"},
-		{"[2001:db8:1:2:aaaa:bbbb:cccc:dddd]:443", "", "2001:db8:1:2::"},
-		// A client's header never names who it is.
-		{"203.0.113.7:51234", "198.51.100.1", "203.0.113.7"},
+	proxies := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}
+	tests := []struct {
+		name      string
+		trusted   []netip.Prefix
+		remote    string
+		forwarded []string // one X-Forwarded-For line each
+		want      string   // "": the one entry of every unreadable address
+	}{
+		{"peer", nil, "203.0.113.7:51234", nil, "203.0.113.7"},
+		{"IPv4-mapped peer", nil, "[::ffff:203.0.113.7]:51234", nil, "203.0.113.7"},
+		{"IPv6 peer per /64", nil, "[2001:db8:1:2:aaaa:bbbb:cccc:dddd]:443", nil, "2001:db8:1:2::"},
+		{"unparsable peer", nil, "pipe", nil, ""},
+		{"no trusted proxies: the header names nobody", nil, "203.0.113.7:51234", []string{"198.51.100.1"}, "203.0.113.7"},
+		{"an untrusted peer's header names nobody", proxies, "203.0.113.7:51234", []string{"198.51.100.1"}, "203.0.113.7"},
+		{"a trusted peer without the header", proxies, "10.0.0.1:51234", nil, "10.0.0.1"},
+		{"the client the balancer appended", proxies, "10.0.0.1:51234", []string{"198.51.100.1"}, "198.51.100.1"},
+		{"spoofed entries in front", proxies, "10.0.0.1:51234", []string{"203.0.113.50, 192.0.2.1,198.51.100.1"}, "198.51.100.1"},
+		{"a spoofed proxy address in front", proxies, "10.0.0.1:51234", []string{"10.9.9.9, 198.51.100.1"}, "198.51.100.1"},
+		{"through two trusted proxies", proxies, "10.0.0.1:51234", []string{"203.0.113.50, 198.51.100.1, 10.0.0.2"}, "198.51.100.1"},
+		{"over several header lines", proxies, "10.0.0.1:51234", []string{"203.0.113.50", "198.51.100.1, 10.0.0.2"}, "198.51.100.1"},
+		{"the last line is the nearest", proxies, "10.0.0.1:51234", []string{"198.51.100.1", "203.0.113.50"}, "203.0.113.50"},
+		{"every entry a trusted proxy: the left-most", proxies, "10.0.0.1:51234", []string{"10.0.0.5, 10.0.0.2"}, "10.0.0.5"},
+		{"an entry with a port", proxies, "10.0.0.1:51234", []string{"198.51.100.1:4711"}, "198.51.100.1"},
+		{"an IPv4-mapped entry", proxies, "10.0.0.1:51234", []string{"::ffff:198.51.100.1"}, "198.51.100.1"},
+		{"an IPv6 client per /64", proxies, "10.0.0.1:51234", []string{"2001:db8:1:2:aaaa:bbbb:cccc:dddd"}, "2001:db8:1:2::"},
+		{"an IPv6 client with a port", proxies, "10.0.0.1:51234", []string{"[2001:db8:1:2::7]:443"}, "2001:db8:1:2::"},
+		{"an IPv6 proxy", proxies, "[fd00::1]:443", []string{"2001:db8:5:6::7, fd00::2"}, "2001:db8:5:6::"},
+		{"garbage in front is never read", proxies, "10.0.0.1:51234", []string{"not-an-address, 198.51.100.1"}, "198.51.100.1"},
+		{"garbage where the client should be", proxies, "10.0.0.1:51234", []string{"198.51.100.1, unknown"}, ""},
+		{"an empty entry where the client should be", proxies, "10.0.0.1:51234", []string{"198.51.100.1,"}, ""},
+		{"an empty header", proxies, "10.0.0.1:51234", []string{""}, ""},
+		{"a CIDR is not an address", proxies, "10.0.0.1:51234", []string{"198.51.100.0/24"}, ""},
 	}
 	for _, tt := range tests {
 		r := httptest.NewRequest("GET", "/v1/account", nil)
 		r.RemoteAddr = tt.remote
-		if tt.forwarded != "" {
-			r.Header.Set("X-Forwarded-For", tt.forwarded)
+		for _, f := range tt.forwarded {
+			r.Header.Add("X-Forwarded-For", f)
 		}
-		if got := clientAddr(r); got != netip.MustParseAddr(tt.want) {
-			t.Errorf("clientAddr(%s) = %s, want %s", tt.remote, got, tt.want)
+		var want netip.Addr
+		if tt.want != "" {
+			want = netip.MustParseAddr(tt.want)
+		}
+		if got := clientAddr(r, tt.trusted); got != want {
+			t.Errorf("%s: clientAddr(%s, %q) = %s, want %s", tt.name, tt.remote, tt.forwarded, got, want)
 		}
 	}
 }

@@ -3,10 +3,10 @@ package api
 import (
 	"context"
 	"math"
-	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -69,24 +69,66 @@ type authAttempt struct {
 	c    *clientAuth
 }
 
-// clientAddr is who a failure is counted against: the TCP peer, never a
-// header the client writes (X-Forwarded-For would let a guesser pick a new
-// address per request). IPv6 peers count per /64, the block one host or
-// site usually holds, so that rotating through it buys nothing.
-func clientAddr(r *http.Request) netip.Addr {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
+// clientAddr is who a failure is counted against. Without trusted proxies
+// it is the TCP peer, never a header the client writes (X-Forwarded-For would
+// let a guesser pick a new address per request).
+//
+// Behind a load balancer every peer is the balancer, whose failures would
+// throttle every client: when the peer is in trusted
+// (HOOKLINE_TRUSTED_PROXIES), the client is the right-most X-Forwarded-For
+// address that is not itself a trusted proxy. Each proxy appends the address
+// it got the request from, so read from the right the entries are written by
+// trusted proxies up to the first that is not one: the client, as the
+// outermost trusted proxy saw it. Whatever the client wrote lies to its left
+// and is never read. When every entry is a trusted proxy, the left-most is the
+// client (a request from inside). A malformed entry where the client's
+// address should be names nobody: every such request shares one entry, as
+// unparsable peers do, so garbage cannot buy a fresh address per request.
+//
+// IPv6 clients count per /64, the block one host or site usually holds, so
+// that rotating through it buys nothing.
+func clientAddr(r *http.Request, trusted []netip.Prefix) netip.Addr {
+	addr := parseAddr(r.RemoteAddr)
+	if isTrusted(addr, trusted) {
+		lines := r.Header.Values("X-Forwarded-For")
+	walk:
+		for i := len(lines) - 1; i >= 0; i-- {
+			entries := strings.Split(lines[i], ",")
+			for j := len(entries) - 1; j >= 0; j-- {
+				if addr = parseAddr(strings.TrimSpace(entries[j])); !isTrusted(addr, trusted) {
+					break walk
+				}
+			}
+		}
 	}
-	addr, err := netip.ParseAddr(host)
-	if err != nil {
-		return netip.Addr{} // every unparsable peer shares one entry
-	}
-	addr = addr.Unmap().WithZone("")
 	if addr.Is6() {
 		addr = netip.PrefixFrom(addr, 64).Masked().Addr()
 	}
 	return addr
+}
+
+// parseAddr reads an address with or without a port (a peer has one, an
+// X-Forwarded-For entry may), IPv4-mapped ones as IPv4, without zone; the
+// zero Addr when s is neither.
+func parseAddr(s string) netip.Addr {
+	addr, err := netip.ParseAddr(s)
+	if err != nil {
+		ap, err := netip.ParseAddrPort(s)
+		if err != nil {
+			return netip.Addr{}
+		}
+		addr = ap.Addr()
+	}
+	return addr.Unmap().WithZone("")
+}
+
+func isTrusted(addr netip.Addr, trusted []netip.Prefix) bool {
+	for _, p := range trusted {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
 }
 
 // begin takes a place for an authentication from addr, waiting while every

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,6 +30,7 @@ type Server struct {
 	dispatcher    *delivery.Dispatcher
 	endpoints     *delivery.Endpoints
 	failures      *authFailures
+	trusted       []netip.Prefix
 	guard         *delivery.Guard
 	keyring       *events.Keyring
 	limiters      *limiters
@@ -62,6 +64,11 @@ type Config struct {
 	Pool          *pgxpool.Pool
 	RateLimit     RateLimit
 	Service       *events.Service
+	// TrustedProxies are the load balancers and reverse proxies in front of
+	// the API (HOOKLINE_TRUSTED_PROXIES): a request from one is counted
+	// against the client address it appended to X-Forwarded-For, not its own,
+	// by the failed-authentication limit (clientAddr).
+	TrustedProxies []netip.Prefix
 }
 
 // New returns the API's handler with every route registered.
@@ -77,6 +84,7 @@ func newServer(cfg Config) *Server {
 		dispatcher:    cfg.Dispatcher,
 		endpoints:     cfg.Endpoints,
 		failures:      newAuthFailures(),
+		trusted:       cfg.TrustedProxies,
 		guard:         cfg.Guard,
 		keyring:       cfg.Keyring,
 		limiters:      newLimiters(cfg.RateLimit),
@@ -393,7 +401,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, auth authFunc) (e
 // authentication (authFailures.begin), or returns the 429 of a client
 // address over the limit.
 func (s *Server) beginAuth(w http.ResponseWriter, r *http.Request) (*authAttempt, error) {
-	attempt, wait, err := s.failures.begin(r.Context(), clientAddr(r))
+	attempt, wait, err := s.failures.begin(r.Context(), clientAddr(r, s.trusted))
 	if err != nil {
 		return nil, err
 	}
