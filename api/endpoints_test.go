@@ -119,6 +119,11 @@ func TestWebhookEndpointRefusesBadInput(t *testing.T) {
 		{"negative grace", "POST", "/v1/webhook_endpoints/" + ep.ID + "/rotate_secret", map[string]any{"grace_period_seconds": -1}, "grace_period_seconds"},
 		{"grace over 7 days", "POST", "/v1/webhook_endpoints/" + ep.ID + "/rotate_secret", map[string]any{"grace_period_seconds": 700000}, "grace_period_seconds"},
 		{"bad delivery status filter", "GET", "/v1/deliveries?status=lost", nil, "status"},
+		{"rate limit zero", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "rate_limit": 0}, "rate_limit"},
+		{"rate limit too high", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "rate_limit": 10001}, "rate_limit"},
+		{"rate limit not a number", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "rate_limit": "50"}, "rate_limit"},
+		{"rate limit fraction on update", "PATCH", "/v1/webhook_endpoints/" + ep.ID, map[string]any{"rate_limit": 1.5}, "rate_limit"},
+		{"rate limit negative on update", "PATCH", "/v1/webhook_endpoints/" + ep.ID, map[string]any{"rate_limit": -3}, "rate_limit"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -184,6 +189,46 @@ func TestDeliveriesAPI(t *testing.T) {
 
 // TestEd25519EndpointsOverTheAPI creates and rotates an ed25519 endpoint
 // (public keys only, never a secret), and checks the 400s of the option.
+// An endpoint's rate_limit is set on create, kept by an update that does not
+// name it, changed by one that does, and removed by null.
+func TestEndpointRateLimitOverTheAPI(t *testing.T) {
+	t.Parallel()
+
+	h := newHarness(t)
+	res := h.do("POST", "/v1/webhook_endpoints", h.a.TestAPIKey,
+		map[string]any{"url": "http://127.0.0.1:9/hooks", "rate_limit": 50}).must(t, http.StatusCreated)
+	ep := decodeEndpoint(t, res)
+	limit := func(res response) any {
+		t.Helper()
+		var body map[string]any
+		if err := json.Unmarshal(res.body, &body); err != nil {
+			t.Fatal(err)
+		}
+		return body["rate_limit"]
+	}
+	if got := limit(res); got != float64(50) {
+		t.Fatalf("created with rate_limit %v, want 50: %s", got, res.body)
+	}
+	path := "/v1/webhook_endpoints/" + ep.ID
+	for _, step := range []struct {
+		body map[string]any
+		want any
+	}{
+		{map[string]any{"description": "kept"}, float64(50)},
+		{map[string]any{"rate_limit": 10000}, float64(10000)},
+		{map[string]any{"rate_limit": nil}, nil},
+	} {
+		res := h.do("PATCH", path, h.a.TestAPIKey, step.body).must(t, http.StatusOK)
+		decodeEndpoint(t, res)
+		if got := limit(res); got != step.want {
+			t.Errorf("after %v: rate_limit %v, want %v", step.body, got, step.want)
+		}
+	}
+	if got := limit(h.do("GET", path, h.a.TestAPIKey, nil).must(t, http.StatusOK)); got != nil {
+		t.Errorf("retrieved rate_limit %v, want null", got)
+	}
+}
+
 func TestEd25519EndpointsOverTheAPI(t *testing.T) {
 	t.Parallel()
 

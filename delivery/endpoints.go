@@ -46,6 +46,7 @@ type Endpoint struct {
 	DisplayName     *string  `json:"display_name"`
 	CreatedAt       int64    `json:"created_at"`
 	SignatureScheme string   `json:"signature_scheme"`
+	RateLimit       *int     `json:"rate_limit"`
 	Secret          string   `json:"secret,omitempty"`
 	PublicKey       string   `json:"public_key,omitempty"`
 }
@@ -61,6 +62,8 @@ type EndpointParams struct {
 	// SignatureScheme is SchemeHMAC (the default) or SchemeEd25519; chat
 	// endpoints are not signed, and take neither.
 	SignatureScheme string
+	// RateLimit caps deliveries per second to the endpoint; nil is none.
+	RateLimit *int
 }
 
 // EndpointUpdate is a partial update: nil fields stay as they are.
@@ -70,6 +73,9 @@ type EndpointUpdate struct {
 	Description   *string
 	DisplayName   *string
 	Status        *string
+	// SetRateLimit says to set RateLimit, which nil removes.
+	SetRateLimit bool
+	RateLimit    *int
 }
 
 // Endpoints manages webhook endpoints.
@@ -130,13 +136,13 @@ func (m *Endpoints) checkLimit(ctx context.Context, tx pgx.Tx, scope events.Scop
 }
 
 const endpointColumns = `select id, livemode, type, url, enabled_events, status, disabled_reason, description,
-	display_name, created_at, signature_scheme from webhook_endpoints`
+	display_name, created_at, signature_scheme, rate_limit from webhook_endpoints`
 
 func scanEndpoint(row pgx.Row) (*Endpoint, error) {
 	e := &Endpoint{Object: "webhook_endpoint"}
 	var created time.Time
 	err := row.Scan(&e.ID, &e.Livemode, &e.Type, &e.URL, &e.EnabledEvents, &e.Status, &e.DisabledReason,
-		&e.Description, &e.DisplayName, &created, &e.SignatureScheme)
+		&e.Description, &e.DisplayName, &created, &e.SignatureScheme, &e.RateLimit)
 	e.CreatedAt = created.Unix()
 	if e.EnabledEvents == nil {
 		for _, t := range events.DefaultEnabledTypes() {
@@ -163,6 +169,17 @@ func checkEnabledEvents(list []string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// MaxRateLimit is the highest rate_limit, in deliveries per second.
+const MaxRateLimit = 10_000
+
+// checkRateLimit refuses a rate limit out of 1..MaxRateLimit (nil is none).
+func checkRateLimit(limit *int) error {
+	if limit != nil && (*limit < 1 || *limit > MaxRateLimit) {
+		return &events.InvalidError{Param: "rate_limit", Message: "must be from 1 to 10000 deliveries per second, or null for none"}
+	}
+	return nil
 }
 
 // CheckedEndpoint is a new endpoint's parameters once Check has passed them.
@@ -196,6 +213,9 @@ func (m *Endpoints) Check(ctx context.Context, p EndpointParams) (*CheckedEndpoi
 			return nil, err
 		}
 	}
+	if err := checkRateLimit(p.RateLimit); err != nil {
+		return nil, err
+	}
 	return &CheckedEndpoint{p: p}, nil
 }
 
@@ -218,10 +238,10 @@ func (m *Endpoints) Create(ctx context.Context, tx pgx.Tx, scope events.Scope, c
 	id := events.NewID(events.PrefixEndpoint)
 	stored, secret, publicKey := newSigningKey(p.SignatureScheme)
 	_, err := tx.Exec(ctx, `insert into webhook_endpoints (id, merchant_id, livemode, type, url, enabled_events, status,
-		description, display_name, secret, signature_scheme, created_at)
-		values ($1, $2, $3, $4, $5, $6, 'enabled', $7, $8, $9, $10, now())`,
+		description, display_name, secret, signature_scheme, rate_limit, created_at)
+		values ($1, $2, $3, $4, $5, $6, 'enabled', $7, $8, $9, $10, $11, now())`,
 		id, scope.MerchantID, scope.Livemode, p.Type, p.URL, p.EnabledEvents, p.Description, p.DisplayName,
-		m.keyring.Seal(id, stored), p.SignatureScheme)
+		m.keyring.Seal(id, stored), p.SignatureScheme, p.RateLimit)
 	if err != nil {
 		return nil, fmt.Errorf("insert endpoint: %w", err)
 	}
@@ -310,6 +330,9 @@ func (m *Endpoints) CheckUpdate(ctx context.Context, u EndpointUpdate) (*Checked
 	if u.Status != nil && *u.Status != EndpointEnabled && *u.Status != EndpointDisabled {
 		return nil, &events.InvalidError{Param: "status", Message: "must be enabled or disabled"}
 	}
+	if err := checkRateLimit(u.RateLimit); err != nil {
+		return nil, err
+	}
 	return &CheckedUpdate{u: u}, nil
 }
 
@@ -334,8 +357,9 @@ func (m *Endpoints) Update(ctx context.Context, tx pgx.Tx, scope events.Scope, i
 		display_name = coalesce($5, display_name),
 		status = coalesce($6, status),
 		disabled_reason = case when $6 is null then disabled_reason else null end,
-		failing_since = case when $6 = 'enabled' then null else failing_since end
-		where id = $1`, id, u.URL, u.EnabledEvents, u.Description, u.DisplayName, u.Status)
+		failing_since = case when $6 = 'enabled' then null else failing_since end,
+		rate_limit = case when $7 then $8 else rate_limit end
+		where id = $1`, id, u.URL, u.EnabledEvents, u.Description, u.DisplayName, u.Status, u.SetRateLimit, u.RateLimit)
 	if err != nil {
 		return nil, fmt.Errorf("update endpoint: %w", err)
 	}
