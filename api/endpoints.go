@@ -19,8 +19,9 @@ type endpointRequest struct {
 	// SignatureScheme is checked by delivery.Endpoints.Create, which also
 	// refuses it on chat endpoints.
 	SignatureScheme string `json:"signature_scheme" validate:"max=20"`
-	// RateLimit is checked by delivery.Endpoints.Check.
-	RateLimit *int `json:"rate_limit"`
+	// RateLimit and Headers are checked by delivery.Endpoints.Check.
+	RateLimit *int              `json:"rate_limit"`
+	Headers   map[string]string `json:"headers"`
 }
 
 type endpointUpdateRequest struct {
@@ -32,6 +33,8 @@ type endpointUpdateRequest struct {
 	// RateLimit is raw so that null (remove the limit) differs from absent
 	// (keep it).
 	RateLimit json.RawMessage `json:"rate_limit"`
+	// Headers replace the endpoint's custom headers; {} removes them.
+	Headers map[string]string `json:"headers"`
 }
 
 type rotateRequest struct {
@@ -46,7 +49,7 @@ func (s *Server) createEndpoint(ctx context.Context, c *call) (txFunc, error) {
 	}
 	checked, err := s.endpoints.Check(ctx, delivery.EndpointParams{
 		Type: req.Type, URL: req.URL, EnabledEvents: req.EnabledEvents, Description: req.Description, DisplayName: req.DisplayName,
-		SignatureScheme: req.SignatureScheme, RateLimit: req.RateLimit,
+		SignatureScheme: req.SignatureScheme, RateLimit: req.RateLimit, Headers: req.Headers,
 	})
 	if err != nil {
 		return nil, err
@@ -84,7 +87,7 @@ func (s *Server) updateEndpoint(ctx context.Context, c *call) (txFunc, error) {
 	}
 	update := delivery.EndpointUpdate{
 		URL: req.URL, EnabledEvents: req.EnabledEvents, Description: req.Description, DisplayName: req.DisplayName, Status: req.Status,
-		SetRateLimit: req.RateLimit != nil,
+		SetRateLimit: req.RateLimit != nil, Headers: req.Headers,
 	}
 	if update.SetRateLimit && json.Unmarshal(req.RateLimit, &update.RateLimit) != nil {
 		return nil, invalid("rate_limit", "rate_limit must be an integer from 1 to 10000 deliveries per second, or null for none")

@@ -158,8 +158,9 @@ type target struct {
 	endpointStatus *string
 	failing        bool
 	deleted        bool
-	scheme         string // SchemeHMAC or SchemeEd25519
-	rateLimit      *int   // the endpoint's deliveries per second, if it set a limit
+	scheme         string            // SchemeHMAC or SchemeEd25519
+	rateLimit      *int              // the endpoint's deliveries per second, if it set a limit
+	headers        map[string]string // the endpoint's custom headers, authorization opened
 	secrets        []string
 	// unusable says why the target cannot be sent (its secret does not
 	// open): its attempt fails with this error, alone.
@@ -170,7 +171,7 @@ type target struct {
 const loadTargets = `select d.id, d.status, d.attempt_count, d.schedule_base, d.parked, coalesce(w.url, d.url),
 		coalesce(d.endpoint_id, 'url:' || md5(d.url)), coalesce(s.paused_until > now(), false), e.id, e.created_at, e.payload,
 		d.merchant_id, d.livemode, w.id, coalesce(w.type, 'webhook'), coalesce(w.display_name, m.name), w.status,
-		coalesce(w.failing_since < now() - $2::interval, false), w.deleted_at is not null, coalesce(w.signature_scheme, 'hmac'), w.rate_limit, w.secret, w.previous_secret, w.previous_secret_expires_at,
+		coalesce(w.failing_since < now() - $2::interval, false), w.deleted_at is not null, coalesce(w.signature_scheme, 'hmac'), w.rate_limit, w.headers, w.header_authorization, w.secret, w.previous_secret, w.previous_secret_expires_at,
 		case when d.livemode then m.webhook_secret else m.test_webhook_secret end
 		from deliveries d
 		join events e on e.id = d.event_id
@@ -193,7 +194,7 @@ func (w *Worker) load(ctx context.Context, ids []string) ([]*target, error) {
 		var s sealedSecrets
 		if err := row.Scan(&t.deliveryID, &t.status, &t.attemptCount, &t.scheduleBase, &t.parked, &t.url, &t.destination, &t.paused, &t.eventID, &t.eventCreated, &t.payload,
 			&t.scope.MerchantID, &t.scope.Livemode, &t.endpointID, &t.endpointType, &t.displayName, &t.endpointStatus, &t.failing, &t.deleted,
-			&t.scheme, &t.rateLimit, &s.endpoint, &s.previous, &s.previousExpires, &s.account); err != nil {
+			&t.scheme, &t.rateLimit, &t.headers, &s.authorization, &s.endpoint, &s.previous, &s.previousExpires, &s.account); err != nil {
 			return nil, err
 		}
 		stored = append(stored, s)
@@ -222,6 +223,7 @@ func (w *Worker) load(ctx context.Context, ids []string) ([]*target, error) {
 type sealedSecrets struct {
 	endpoint, previous, account *string
 	previousExpires             *time.Time
+	authorization               *string // a custom authorization header
 }
 
 // openSecrets decrypts the secrets an attempt signs with: the endpoint's (and
@@ -241,12 +243,32 @@ func (w *Worker) openSecrets(ctx context.Context, t *target, s sealedSecrets) er
 		return err
 	}
 	t.secrets = []string{secret}
+	if s.authorization != nil {
+		if err := w.openAuthorization(t, *s.authorization); err != nil {
+			return err
+		}
+	}
 	if s.previous != nil && s.previousExpires != nil && s.previousExpires.After(time.Now()) {
 		old, err := w.keyring.Open(*t.endpointID, *s.previous)
 		if err != nil {
 			return err
 		}
 		t.secrets = append(t.secrets, old)
+	}
+	return nil
+}
+
+// openAuthorization puts the endpoint's authorization header, opened, in
+// place of its mask among the target's headers.
+func (w *Worker) openAuthorization(t *target, sealed string) error {
+	value, err := w.keyring.Open(*t.endpointID, sealed)
+	if err != nil {
+		return err
+	}
+	for name := range t.headers {
+		if strings.EqualFold(name, authorizationField) {
+			t.headers[name] = value
+		}
 	}
 	return nil
 }
@@ -620,6 +642,9 @@ func (w *Worker) send(ctx context.Context, t *target) *outcome {
 	if err != nil {
 		o.err = "invalid destination URL"
 		return o
+	}
+	for name, value := range t.headers {
+		req.Header.Set(name, value) // checkHeaders kept hookline's own names out
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "hookline/"+Version)
