@@ -1037,7 +1037,7 @@ func TestBatchedCheckoutsShareTransactions(t *testing.T) {
 		_, err := e.endpoints.Create(ctx, tx, otherScope, checked)
 		return err
 	})
-	batcher := events.NewCheckoutBatcher(e.service, e.pool)
+	batcher := events.NewCheckoutBatcher(e.service, e.pool, slog.New(slog.NewTextHandler(io.Discard, nil)))
 
 	// Hold the table so that the first transactions wait, and every other
 	// request queues behind them.
