@@ -188,6 +188,7 @@ func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 	river.AddWorker(workers, delivery.NewRecoverWorker(m.pool, dispatcher))
 	river.AddWorker(workers, delivery.NewPruneWorker(m.pool, cfg.Retention, m.logger))
 	river.AddWorker(workers, delivery.NewReleaseWorker(m.pool, m.logger, cfg.EndpointInFlight))
+	river.AddWorker(workers, delivery.NewReconcileWorker(m.pool, dispatcher, metrics, m.logger, cfg.DeliveryTimeout))
 	river.AddWorker(workers, delivery.NewWorker(delivery.WorkerConfig{
 		Guard: guard, InFlight: cfg.EndpointInFlight, Workers: deliveryWorkers, Keyring: keyring, Logger: m.logger, Metrics: metrics, Pool: m.pool, Publisher: publisher,
 		Schedule: cfg.RetrySchedule, Timeout: cfg.DeliveryTimeout,
@@ -256,6 +257,9 @@ func riverConfig(cfg config, workers *river.Workers, logger *slog.Logger) *river
 				&river.PeriodicJobOpts{RunOnStart: true}),
 			river.NewPeriodicJob(river.PeriodicInterval(delivery.ReleaseInterval),
 				func() (river.JobArgs, *river.InsertOpts) { return delivery.ReleaseArgs{}, nil },
+				&river.PeriodicJobOpts{RunOnStart: true}),
+			river.NewPeriodicJob(river.PeriodicInterval(delivery.ReconcileInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return delivery.ReconcileArgs{}, nil },
 				&river.PeriodicJobOpts{RunOnStart: true}),
 			river.NewPeriodicJob(river.PeriodicInterval(events.ExpirySweepInterval),
 				func() (river.JobArgs, *river.InsertOpts) { return events.ExpireCheckoutsArgs{}, nil },
