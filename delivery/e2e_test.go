@@ -79,7 +79,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	registry := prometheus.NewRegistry()
 	metrics := delivery.NewMetrics(registry, pool, logger)
 	workers := river.NewWorkers()
-	river.AddWorker(workers, delivery.NewRecoverWorker(pool, dispatcher))
+	river.AddWorker(workers, delivery.NewRecoverWorker(pool, dispatcher, logger))
 	river.AddWorker(workers, delivery.NewReleaseWorker(pool, logger, cmp.Or(o.inFlight, 20)))
 	river.AddWorker(workers, delivery.NewWorker(delivery.WorkerConfig{
 		Guard: workerGuard, InFlight: o.inFlight, Keyring: keyring, Logger: logger, Metrics: metrics, Pool: pool, Publisher: publisher, Schedule: schedule, Timeout: timeout,
