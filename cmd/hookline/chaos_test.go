@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -113,8 +114,9 @@ type counter struct {
 	mu       sync.Mutex
 	seen     map[string]int
 	total    atomic.Int64
-	inFlight int // under mu
-	peak     int // under mu: the most requests at once
+	gone     atomic.Int64 // requests whose sender left before the answer
+	inFlight int          // under mu
+	peak     int          // under mu: the most requests at once
 }
 
 func newCounter(t *testing.T, delay time.Duration) *counter {
@@ -130,6 +132,7 @@ func newCounter(t *testing.T, delay time.Duration) *counter {
 		defer c.mu.Unlock()
 		c.inFlight--
 		if r.Context().Err() != nil {
+			c.gone.Add(1)
 			return // the sender is gone: its attempt was never acknowledged
 		}
 		c.seen[r.Header.Get("webhook-id")+" "+r.URL.Path]++
@@ -137,6 +140,14 @@ func newCounter(t *testing.T, delay time.Duration) *counter {
 	}))
 	t.Cleanup(c.srv.Close)
 	return c
+}
+
+// received is a copy of what was received so far: how many times each
+// (event, endpoint path) pair arrived.
+func (c *counter) received() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.seen)
 }
 
 // missing lists the (event, endpoint) pairs not yet received, and counts
@@ -322,19 +333,107 @@ func TestChaosScaleOut(t *testing.T) {
 	}
 }
 
-// TestChaosSIGTERM stops hookline while slow attempts run: it exits 0 within
-// 30s, and what it had not delivered a new process delivers.
+// TestChaosSIGTERM stops hookline while slow attempts run and a slow API
+// request is in flight (its insert waits on a lock the test holds for 3s
+// after the signal). The process stops fetching jobs at once, not after the
+// request has drained; the attempts in flight finish, their 2xx recorded
+// (each succeeded with exactly one attempt), and are never sent again; the
+// request gets its 201; the process exits 0 within 30s; and what it had not
+// delivered a new process delivers.
 func TestChaosSIGTERM(t *testing.T) {
+	ctx := context.Background()
 	e := newChaosEnv(t)
 	c := newCounter(t, 2*time.Second)
 	env := map[string]string{"DATABASE_URL": e.url}
 	a := start(t, env)
 	paths := e.endpoints(a.addr, c, 2)
 	events := e.checkouts(a.addr, 30)
-	time.Sleep(500 * time.Millisecond) // attempts are under way
-	stop(t, a)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		c.mu.Lock()
+		inFlight := c.inFlight
+		c.mu.Unlock()
+		if inFlight > 0 {
+			break // attempts are under way
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no attempt under way 30s after the checkouts")
+		}
+	}
+
+	// A request that will still be in flight when the signal comes.
+	lock, err := e.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(ctx) //nolint:errcheck // rolled back below; this only frees the connection on failure
+	if _, err := lock.Exec(ctx, `lock table checkouts in share mode`); err != nil {
+		t.Fatal(err)
+	}
+	slow := make(chan int, 1)
+	go func() {
+		code, _ := e.post(a.addr, "/v1/checkouts", `{"amount":"100","invoice_currency":"usd"}`)
+		slow <- code
+	}()
+	dbtest.AwaitBlocked(t, e.pool, lock, "the API request never waited for the lock")
+
+	var signalled time.Time
+	if err := e.pool.QueryRow(ctx, `select now()`).Scan(&signalled); err != nil {
+		t.Fatal(err)
+	}
+	sent := sendSignal(t, a, syscall.SIGTERM)
+	time.Sleep(3 * time.Second) // the request drains for this long
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if code := <-slow; code != http.StatusCreated {
+		t.Errorf("the request in flight at SIGTERM got %d, want 201", code)
+	}
+	exited(t, a, sent)
+
+	// Nothing was fetched after the signal (a second's grace for a fetch
+	// already under way), and no attempt's sender left before its answer.
+	var late int
+	if err := e.pool.QueryRow(ctx, `select count(*) from river_job where attempted_at > $1::timestamptz + interval '1 second'`,
+		signalled).Scan(&late); err != nil {
+		t.Fatal(err)
+	}
+	if late > 0 {
+		t.Errorf("%d jobs were fetched after SIGTERM", late)
+	}
+	if n := c.gone.Load(); n > 0 {
+		t.Errorf("%d attempts were cut off by SIGTERM, want every attempt in flight to finish", n)
+	}
+	// What the receiver acknowledged is recorded: succeeded, one attempt.
+	before := c.received()
+	rows, err := e.pool.Query(ctx, `select e.id || ' ' || substring(w.url from '/ep[0-9]+$'), d.status, d.attempt_count,
+			(select count(*) from delivery_attempts a where a.delivery_id = d.id)
+		from deliveries d join events e on e.id = d.event_id join webhook_endpoints w on w.id = d.endpoint_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded := map[string]string{}
+	var key, status string
+	var count, attempts int
+	if _, err := pgx.ForEachRow(rows, []any{&key, &status, &count, &attempts}, func() error {
+		recorded[key] = fmt.Sprintf("%s, %d attempts, %d recorded", status, count, attempts)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for key, n := range before {
+		if got := recorded[key]; n != 1 || got != "succeeded, 1 attempts, 1 recorded" {
+			t.Errorf("%s: received %d times before the restart; in the database %q, want once and succeeded, 1 attempts, 1 recorded", key, n, got)
+		}
+	}
+	t.Logf("%d deliveries acknowledged before the process stopped, each recorded once", len(before))
+
 	b := start(t, env)
 	dups := await(t, c, pairs(events, paths), 2*time.Minute)
+	for key := range before {
+		if n := c.received()[key]; n != 1 {
+			t.Errorf("%s: sent again after the restart (%d times in all)", key, n)
+		}
+	}
 	t.Logf("all %d deliveries arrived; %d duplicates", len(events)*len(paths), dups)
 	stop(t, b)
 }
@@ -342,15 +441,27 @@ func TestChaosSIGTERM(t *testing.T) {
 // stop sends SIGTERM and requires exit status 0 within 30s.
 func stop(t *testing.T, p *proc) {
 	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	exited(t, p, sendSignal(t, p, syscall.SIGTERM))
+}
+
+// sendSignal sends sig to p and returns when.
+func sendSignal(t *testing.T, p *proc, sig syscall.Signal) time.Time {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
+	return time.Now()
+}
+
+// exited requires p to exit with status 0 within 30s of sent.
+func exited(t *testing.T, p *proc, sent time.Time) {
+	t.Helper()
 	select {
 	case err := <-p.done:
 		if err != nil {
 			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.stderr)
 		}
-	case <-time.After(30 * time.Second):
+	case <-time.After(time.Until(sent.Add(30 * time.Second))):
 		t.Fatalf("still running 30s after SIGTERM\n%s", p.stderr)
 	}
 }

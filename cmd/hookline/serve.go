@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -282,10 +283,10 @@ func (m *Main) MetricsAddr() string {
 }
 
 // Run serves the API (and /metrics on its own listener when
-// HOOKLINE_METRICS_ADDR is set) and works jobs until ctx is done, then drains:
-// both listeners stop taking requests, in-flight ones finish, and River lets running jobs
-// complete (a job still running at the deadline is rescued by another
-// process later, never lost).
+// HOOKLINE_METRICS_ADDR is set) and works jobs until ctx is done, then drains
+// (see drain): River stops fetching, and side by side its running jobs
+// complete and both listeners' in-flight requests finish (a job still running
+// at the deadline is rescued by another process later, never lost).
 func (m *Main) Run(ctx context.Context) error {
 	if m.workers != nil {
 		// Jobs' contexts derive from Start's: start on one the signal does
@@ -312,22 +313,45 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 
 	m.logger.InfoContext(context.WithoutCancel(ctx), "hookline draining")
-	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	return errors.Join(err, m.drain(context.WithoutCancel(ctx)))
+}
+
+// drain stops the process within shutdownTimeout. River's Stop starts first
+// and ends fetching at once (a job started after the signal would only be
+// cut off or handed back), then waits for the jobs under way, whose attempts
+// get SoftStopTimeout to finish. Meanwhile, not afterwards, the listeners
+// stop taking requests and those in flight finish: a slow request must
+// neither keep the workers fetching nor eat into their time.
+func (m *Main) drain(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, shutdownTimeout)
 	defer cancel()
-	if shutdownErr := m.http.Shutdown(drainCtx); shutdownErr != nil && !errors.Is(shutdownErr, http.ErrServerClosed) {
-		err = errors.Join(err, fmt.Errorf("shut down http: %w", shutdownErr))
+	var mu sync.Mutex
+	var err error
+	fail := func(e error) {
+		mu.Lock()
+		defer mu.Unlock()
+		err = errors.Join(err, e)
 	}
-	if m.metricsHTTP != nil {
-		if shutdownErr := m.metricsHTTP.Shutdown(drainCtx); shutdownErr != nil && !errors.Is(shutdownErr, http.ErrServerClosed) {
-			err = errors.Join(err, fmt.Errorf("shut down metrics http: %w", shutdownErr))
-		}
-	}
+	var wg sync.WaitGroup
 	if m.workers != nil {
-		if stopErr := m.workers.Stop(drainCtx); stopErr != nil {
-			err = errors.Join(err, fmt.Errorf("stop river: %w", stopErr))
-		}
+		wg.Go(func() {
+			if stopErr := m.workers.Stop(ctx); stopErr != nil {
+				fail(fmt.Errorf("stop river: %w", stopErr))
+			}
+		})
 	}
-	m.logger.InfoContext(drainCtx, "hookline stopped")
+	for name, srv := range map[string]*http.Server{"http": m.http, "metrics http": m.metricsHTTP} {
+		if srv == nil {
+			continue
+		}
+		wg.Go(func() {
+			if shutdownErr := srv.Shutdown(ctx); shutdownErr != nil && !errors.Is(shutdownErr, http.ErrServerClosed) {
+				fail(fmt.Errorf("shut down %s: %w", name, shutdownErr))
+			}
+		})
+	}
+	wg.Wait()
+	m.logger.InfoContext(ctx, "hookline stopped")
 	return err
 }
 
