@@ -727,3 +727,126 @@ func TestChaosSlowReceiver(t *testing.T) {
 	t.Logf("all %d fast deliveries arrived before any slow one ended; the slow receiver peaked at %d at once", len(events), peak)
 	stop(t, p)
 }
+
+// TestChaosKillDuringOutage kills hookline (-9) while its receiver answers
+// every attempt with a 500, restarts it, and ends the outage: every delivery
+// ends succeeded, none took more attempts than the retry schedule allows,
+// and each has exactly as many attempts recorded as its attempt_count. A
+// job that recorded its attempts and the next attempts' jobs, and whose
+// process died before River completed it, runs again when River rescues it:
+// it must find its attempts recorded and send nothing, or a second retry
+// chain would run beside the first.
+func TestChaosKillDuringOutage(t *testing.T) {
+	ctx := context.Background()
+	e := newChaosEnv(t)
+	const schedule = "1s,2s,4s,8s,16s,32s,64s"
+	const maxAttempts = 8 // the first and seven retries
+	var down atomic.Bool
+	down.Store(true)
+	var requests atomic.Int64
+	// A failing answer takes 200 ms, so that jobs are under way when the
+	// process is killed.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body)
+		if down.Load() {
+			time.Sleep(200 * time.Millisecond)
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	}))
+	defer srv.Close()
+	// A short delivery timeout makes the job timeout, after which River
+	// rescues a dead process's jobs, 14 s.
+	env := map[string]string{"DATABASE_URL": e.url, "HOOKLINE_RETRY_SCHEDULE": schedule, "HOOKLINE_DELIVERY_TIMEOUT": "2s"}
+	a := start(t, env)
+	for _, path := range []string{"/a", "/b"} {
+		if code, body := e.post(a.addr, "/v1/webhook_endpoints", `{"url":"`+srv.URL+path+`","enabled_events":["*"]}`); code != 201 {
+			t.Fatalf("register endpoint: %d %s", code, body)
+		}
+	}
+	e.checkouts(a.addr, 40)
+	// Kill once retries are under way: some deliveries have failed twice.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		var retried int
+		if err := e.pool.QueryRow(ctx, `select count(*) from deliveries where attempt_count >= 2`).Scan(&retried); err != nil {
+			t.Fatal(err)
+		}
+		if retried > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no delivery was retried within a minute")
+		}
+	}
+	sendSignal(t, a, syscall.SIGKILL)
+	<-a.done
+	killedAt := requests.Load()
+	var running int
+	if err := e.pool.QueryRow(ctx, `select count(*) from river_job where kind = 'deliver' and state = 'running'`).Scan(&running); err != nil {
+		t.Fatal(err)
+	}
+
+	// The outage goes on after the restart for longer than River takes to
+	// rescue the dead process's jobs (the job timeout, 5 s, and up to 30 s
+	// for the rescuer's next pass), well inside the schedule's 127 s.
+	b := start(t, env)
+	time.Sleep(40 * time.Second)
+	down.Store(false)
+	t.Logf("killed after %d requests, with %d delivery jobs running; the outage ended after %d requests", killedAt, running, requests.Load())
+
+	type row struct {
+		id, status       string
+		count, attempts  int
+		first, last, gap int
+	}
+	var rows []row
+	for deadline := time.Now().Add(4 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		r, err := e.pool.Query(ctx, `select d.id, d.status, d.attempt_count, count(a.attempt),
+				coalesce(min(a.attempt), 0), coalesce(max(a.attempt), 0), count(distinct a.attempt)
+			from deliveries d left join delivery_attempts a on a.delivery_id = d.id group by d.id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err = pgx.CollectRows(r, func(r pgx.CollectableRow) (row, error) {
+			var x row
+			return x, r.Scan(&x.id, &x.status, &x.count, &x.attempts, &x.first, &x.last, &x.gap)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		settled := 0
+		for _, x := range rows {
+			if x.status != "pending" {
+				settled++
+			}
+		}
+		if settled == len(rows) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d deliveries still pending after 4 minutes", len(rows)-settled, len(rows))
+		}
+	}
+	most := 0
+	for _, x := range rows {
+		most = max(most, x.count)
+		if x.status != "succeeded" {
+			t.Errorf("%s: %s after %d attempts, want succeeded", x.id, x.status, x.count)
+		}
+		if x.count > maxAttempts {
+			t.Errorf("%s: %d attempts, more than the schedule's %d", x.id, x.count, maxAttempts)
+		}
+		// Attempts 1 to attempt_count, each recorded once.
+		if x.attempts != x.count || x.gap != x.count || x.first != 1 || x.last != x.count {
+			t.Errorf("%s: attempt_count %d, but %d attempts recorded (numbers %d to %d, %d distinct)",
+				x.id, x.count, x.attempts, x.first, x.last, x.gap)
+		}
+	}
+	var rerun int
+	if err := e.pool.QueryRow(ctx, `select count(*) from river_job where kind = 'deliver' and attempt > 1`).Scan(&rerun); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d deliveries succeeded, at most %d attempts each; the receiver got %d requests; %d delivery jobs ran again after the kill",
+		len(rows), most, requests.Load(), rerun)
+	stop(t, b)
+}
