@@ -293,6 +293,10 @@ func (s *Server) dashboardRecover(r *http.Request) (string, string, error) {
 		return "/dashboard", "Dry run: " + strconv.Itoa(rec.Matched) + " failed deliveries to " + id + " in the last " +
 			strconv.Itoa(hours) + " h would be retried.", nil
 	}
+	if rec.Retried < rec.Matched {
+		return "/dashboard", "Recovery under way: " + strconv.Itoa(rec.Retried) + " of " + strconv.Itoa(rec.Matched) +
+			" failed deliveries to " + id + " queued now, the rest 1,000 at a time.", nil
+	}
 	return "/dashboard", "Recovery queued: " + strconv.Itoa(rec.Retried) + " deliveries to " + id + " will be retried.", nil
 }
 

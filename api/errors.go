@@ -65,6 +65,10 @@ func asAPIError(err error) *Error {
 		return &Error{Status: http.StatusConflict, Type: "invalid_request_error", Code: cmp.Or(stateErr.Code, "state_conflict"), Message: stateErr.Message}
 	case errors.Is(err, events.ErrNotFound):
 		return &Error{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "resource_missing", Message: "No such object."}
+	case errors.Is(err, events.ErrCommitUnknown):
+		// Not "nothing was changed": a blind retry may create it twice.
+		return &Error{Status: http.StatusServiceUnavailable, Type: "api_error", Code: "outcome_unknown",
+			Message: "hookline lost its database connection while committing and could not tell whether the change was made; look for it before retrying.", cause: err}
 	case databaseUnavailable(err):
 		return &Error{Status: http.StatusServiceUnavailable, Type: "api_error", Code: "database_unavailable",
 			Message: "hookline cannot reach its database right now; nothing was changed. Retry shortly.", cause: err}

@@ -69,7 +69,7 @@ func newHarnessWith(t *testing.T, o harnessOptions) *harness {
 	dispatcher := delivery.NewDispatcher(inserter)
 	service := events.NewService(events.NewPublisher(dispatcher))
 	srv := httptest.NewServer(api.New(api.Config{
-		Checkouts: events.NewCheckoutBatcher(service, pool), Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard, keyring, cmp.Or(o.maxEndpoints, 50)), Guard: guard, Keyring: keyring,
+		Checkouts: events.NewCheckoutBatcher(service, pool, o.logger), Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard, keyring, cmp.Or(o.maxEndpoints, 50)), Guard: guard, Keyring: keyring,
 		Logger: o.logger, Metrics: prometheus.NewRegistry(), OperatorToken: o.token, Pool: pool,
 		RateLimit: o.limit, Service: service,
 	}))

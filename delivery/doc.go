@@ -36,5 +36,6 @@
 // a destination that fails every attempt, and to the others a batch that
 // doubles while the destination keeps up and halves when it was found
 // saturated. Recovery (RecoverWorker) and retention (PruneWorker) are River
-// jobs too.
+// jobs too, and so is the reconciler (ReconcileWorker), which gives a job to
+// any pending delivery that a fault left without one.
 package delivery

@@ -79,7 +79,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	registry := prometheus.NewRegistry()
 	metrics := delivery.NewMetrics(registry, pool, logger)
 	workers := river.NewWorkers()
-	river.AddWorker(workers, delivery.NewRecoverWorker(pool, dispatcher))
+	river.AddWorker(workers, delivery.NewRecoverWorker(pool, dispatcher, logger))
 	river.AddWorker(workers, delivery.NewReleaseWorker(pool, logger, cmp.Or(o.inFlight, 20)))
 	river.AddWorker(workers, delivery.NewWorker(delivery.WorkerConfig{
 		Guard: workerGuard, InFlight: o.inFlight, Keyring: keyring, Logger: logger, Metrics: metrics, Pool: pool, Publisher: publisher, Schedule: schedule, Timeout: timeout,
@@ -1037,7 +1037,7 @@ func TestBatchedCheckoutsShareTransactions(t *testing.T) {
 		_, err := e.endpoints.Create(ctx, tx, otherScope, checked)
 		return err
 	})
-	batcher := events.NewCheckoutBatcher(e.service, e.pool)
+	batcher := events.NewCheckoutBatcher(e.service, e.pool, slog.New(slog.NewTextHandler(io.Discard, nil)))
 
 	// Hold the table so that the first transactions wait, and every other
 	// request queues behind them.

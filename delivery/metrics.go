@@ -24,6 +24,7 @@ type Metrics struct {
 	latency             prometheus.Histogram
 	attemptsPerDelivery prometheus.Histogram
 	disabled            *prometheus.CounterVec
+	requeued            prometheus.Counter
 }
 
 // NewMetrics registers the delivery metrics with reg, and a collector that
@@ -49,8 +50,12 @@ func NewMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, logger *slog.Logg
 			Name: "hookline_endpoints_disabled_total",
 			Help: "Endpoints hookline disabled, by reason: gone (410, or a chat webhook's 404), unauthorized (a chat webhook's 401 or 403) or failing (3 days of failures).",
 		}, []string{"reason"}),
+		requeued: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hookline_deliveries_requeued_total",
+			Help: "Pending deliveries that no job would take (a job discarded or lost), given a new job by the reconciler.",
+		}),
 	}
-	reg.MustRegister(m.attempts, m.latency, m.attemptsPerDelivery, m.disabled, &queueCollector{pool: pool, logger: logger})
+	reg.MustRegister(m.attempts, m.latency, m.attemptsPerDelivery, m.disabled, m.requeued, &queueCollector{pool: pool, logger: logger})
 	return m
 }
 

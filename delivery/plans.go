@@ -31,9 +31,11 @@ package delivery
 // sorted all 100,000 on every claim (3,037 rows read for 50 in
 // TestBackgroundStatementPlansAtScale, 200 with the setting). An index scan
 // reads the range in order and stops at the LIMIT. No statement of hookline's
-// or River's needs a bitmap scan (none combines indexes or reads a GIN
-// index); the plan tests at scale check every list and background statement
-// with the setting.
+// or River's needs a bitmap scan (none combines indexes), but for the
+// reconciler's, which read River's GIN index on job args and turn bitmap
+// scans back on for their transaction (reconcileSettings); the plan tests at
+// scale check every list and background statement with the settings it
+// runs under.
 func PlannerSettings() map[string]string {
 	return map[string]string{"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off", "enable_bitmapscan": "off"}
 }

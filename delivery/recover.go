@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -25,7 +26,9 @@ const (
 )
 
 // Recovery is the answer to a recovery request: how many failed deliveries
-// the window holds, and how many were queued again (0 on a dry run).
+// the window holds, and how many the request itself queued again, exactly (0
+// on a dry run): all of them when they are at most a batch (1,000), else the
+// first batch, and River jobs queue the rest, a batch at a time.
 type Recovery struct {
 	Matched int `json:"matched"`
 	Retried int `json:"retried"`
@@ -40,6 +43,10 @@ type RecoverArgs struct {
 	Until      time.Time `json:"until"`
 	// After is the last delivery id of the previous batch.
 	After string `json:"after"`
+	// Matched is the request's count, and Retried how many the recovery has
+	// queued so far, for the line logged when it ends.
+	Matched int `json:"matched,omitempty"`
+	Retried int `json:"retried,omitempty"`
 }
 
 // Kind is the job's River kind.
@@ -73,11 +80,53 @@ func (d *Dispatcher) Recover(ctx context.Context, tx pgx.Tx, scope *events.Scope
 	if dryRun || r.Matched == 0 {
 		return r, nil
 	}
-	if _, err := d.river.InsertTx(ctx, tx, RecoverArgs{EndpointID: endpointID, Since: since, Until: until}, nil); err != nil {
-		return nil, fmt.Errorf("enqueue recovery: %w", err)
+	a := RecoverArgs{EndpointID: endpointID, Since: since, Until: until, Matched: r.Matched}
+	if _, err := d.recoverBatch(ctx, tx, &a); err != nil {
+		return nil, err
 	}
-	r.Retried = r.Matched
+	r.Retried = a.Retried
 	return r, nil
+}
+
+// resetFailed sets the next batch of an endpoint's failed deliveries in the
+// window, after a cursor, back to pending with a fresh schedule. It waits for
+// a row another transaction holds (a manual attempt being recorded) rather
+// than skipping it: a skipped row would be passed by the cursor and never
+// retried. Rows are locked in id order, so recoveries never deadlock one
+// another, and nothing else locks more than one failed delivery at a time.
+const resetFailed = `update deliveries set status = 'pending', next_attempt_at = now(), schedule_base = attempt_count, updated_at = now()
+	where id in (select id from deliveries where endpoint_id = $1 and status = 'failed'
+		and created_at >= $2 and created_at < $3 and id > $4 order by id limit $5 for update)
+	returning id, attempt_count`
+
+// recoverBatch resets the batch of a's window after a.After, queues its
+// deliveries' jobs, and, unless the batch was empty, the job of the next
+// batch, in tx. It adds what it queued to a.Retried, and answers whether the
+// recovery is done. A short batch is not the end: a row that was waited for
+// and had meanwhile stopped being failed drops out of the LIMIT, so only an
+// empty batch says nothing is left.
+func (d *Dispatcher) recoverBatch(ctx context.Context, tx pgx.Tx, a *RecoverArgs) (bool, error) {
+	rows, err := tx.Query(ctx, resetFailed, a.EndpointID, a.Since, a.Until, a.After, recoverBatch)
+	if err != nil {
+		return false, fmt.Errorf("reset failed deliveries: %w", err)
+	}
+	ids, counts, err := scanIDsAndCounts(rows)
+	if err != nil {
+		return false, fmt.Errorf("reset failed deliveries: %w", err)
+	}
+	if len(ids) == 0 {
+		return true, nil
+	}
+	a.Retried += len(ids)
+	if _, err := d.river.InsertManyTx(ctx, tx, deliverJobs(ids, counts, false, time.Time{})); err != nil {
+		return false, fmt.Errorf("enqueue recovered deliveries: %w", err)
+	}
+	next := *a
+	next.After = slices.Max(ids)
+	if _, err := d.river.InsertTx(ctx, tx, next, nil); err != nil {
+		return false, fmt.Errorf("enqueue next recovery batch: %w", err)
+	}
+	return false, nil
 }
 
 func scopeMerchant(scope *events.Scope) *string {
@@ -91,46 +140,34 @@ func scopeMerchant(scope *events.Scope) *string {
 type RecoverWorker struct {
 	river.WorkerDefaults[RecoverArgs]
 	dispatcher *Dispatcher
+	logger     *slog.Logger
 	pool       *pgxpool.Pool
 }
 
-// NewRecoverWorker returns the worker of recovery jobs.
-func NewRecoverWorker(pool *pgxpool.Pool, dispatcher *Dispatcher) *RecoverWorker {
-	return &RecoverWorker{dispatcher: dispatcher, pool: pool}
+// NewRecoverWorker returns the worker of recovery jobs; it logs each
+// recovery's exact count when its last batch is queued.
+func NewRecoverWorker(pool *pgxpool.Pool, dispatcher *Dispatcher, logger *slog.Logger) *RecoverWorker {
+	return &RecoverWorker{dispatcher: dispatcher, logger: logger, pool: pool}
 }
 
-// Work resets one batch of failed deliveries to pending and gives them new
-// automatic delivery jobs (a whole retry schedule), in one transaction with
-// the next batch's job and this job's completion.
+// Work resets the next batch of failed deliveries to pending and gives them
+// new automatic delivery jobs (a whole retry schedule), in one transaction
+// with the next batch's job and this job's completion.
 func (w *RecoverWorker) Work(ctx context.Context, job *river.Job[RecoverArgs]) error {
 	a := job.Args
-	return pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `update deliveries set status = 'pending', next_attempt_at = now(), schedule_base = attempt_count, updated_at = now()
-			where id in (select id from deliveries where endpoint_id = $1 and status = 'failed'
-				and created_at >= $2 and created_at < $3 and id > $4 order by id limit $5 for update skip locked)
-			returning id, attempt_count`, a.EndpointID, a.Since, a.Until, a.After, recoverBatch)
-		if err != nil {
-			return fmt.Errorf("reset failed deliveries: %w", err)
-		}
-		ids, counts, err := scanIDsAndCounts(rows)
-		if err != nil {
-			return fmt.Errorf("reset failed deliveries: %w", err)
-		}
-		if len(ids) > 0 {
-			last := slices.Max(ids)
-			if _, err := w.dispatcher.river.InsertManyTx(ctx, tx, deliverJobs(ids, counts, false, time.Time{})); err != nil {
-				return fmt.Errorf("enqueue recovered deliveries: %w", err)
-			}
-			if len(ids) == recoverBatch {
-				a.After = last
-				if _, err := w.dispatcher.river.InsertTx(ctx, tx, a, nil); err != nil {
-					return fmt.Errorf("enqueue next recovery batch: %w", err)
-				}
-			}
+	var done bool
+	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) (err error) {
+		if done, err = w.dispatcher.recoverBatch(ctx, tx, &a); err != nil {
+			return err
 		}
 		_, err = river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
 		return err
 	})
+	if err == nil && done {
+		w.logger.InfoContext(ctx, "recovery done", slog.String("endpoint_id", a.EndpointID), slog.Time("since", a.Since),
+			slog.Time("until", a.Until), slog.Int("matched", a.Matched), slog.Int("retried", a.Retried))
+	}
+	return err
 }
 
 // RetryByID queues one immediate attempt of a delivery of any merchant: the

@@ -96,8 +96,9 @@ func TestRecoverAWindow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.Matched != inWindow || rec.Retried != inWindow {
-		t.Fatalf("recovery %+v, want matched and retried %d", rec, inWindow)
+	// The request queues the first batch itself; jobs queue the rest.
+	if rec.Matched != inWindow || rec.Retried != 1000 {
+		t.Fatalf("recovery %+v, want matched %d and retried 1000", rec, inWindow)
 	}
 
 	deadline := time.Now().Add(120 * time.Second)
@@ -126,5 +127,71 @@ func TestRecoverAWindow(t *testing.T) {
 	var state *events.StateError
 	if _, err := recoverNow(time.Now().Add(-time.Hour), true); !errors.As(err, &state) {
 		t.Fatalf("recovering a disabled endpoint gave %v, want a StateError", err)
+	}
+}
+
+// TestRecoveryWaitsForALockedRow: a failed delivery that another
+// transaction holds while a recovery runs (a manual attempt being recorded)
+// is retried once it is free, not passed over, and the recovery's count is
+// what it queued.
+func TestRecoveryWaitsForALockedRow(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	e := newEnv(t, delivery.Schedule{}, 5*time.Second)
+	r := newReceiver(t, nil)
+	ep := e.endpoint(r.srv.URL, []string{"checkout.created"})
+	e.pay(nil)
+	e.waitDeliveries()
+	if _, err := e.pool.Exec(ctx, `insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status,
+		attempt_count, last_status_code, created_at, updated_at)
+		select 'dlv_' || lpad(g::text, 26, '0'), d.merchant_id, d.livemode, d.event_id, d.endpoint_id, d.url, 'failed', 1, 503,
+			now() - interval '3 hours', now()
+		from deliveries d, generate_series(1, 3) g`); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := e.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(ctx) //nolint:errcheck // rolled back below; this only frees the connection on failure
+	if _, err := lock.Exec(ctx, `select from deliveries where id = 'dlv_' || lpad('2', 26, '0') for update`); err != nil {
+		t.Fatal(err)
+	}
+
+	done := make(chan *delivery.Recovery, 1)
+	go func() {
+		var rec *delivery.Recovery
+		err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) (err error) {
+			rec, err = e.dispatcher.Recover(ctx, tx, &e.scope, ep.ID, time.Now().Add(-6*time.Hour), time.Now(), false)
+			return err
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- rec
+	}()
+	dbtest.AwaitBlocked(t, e.pool, lock, "nothing waited for the locked delivery: the recovery passed it over")
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rec := <-done; rec == nil || rec.Matched != 3 || rec.Retried != 3 {
+		t.Fatalf("recovery %+v, want matched and retried 3", rec)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var succeeded int
+		if err := e.pool.QueryRow(ctx, `select count(*) from deliveries where endpoint_id = $1 and status = 'succeeded'`, ep.ID).
+			Scan(&succeeded); err != nil {
+			t.Fatal(err)
+		}
+		if succeeded == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of the endpoint's 4 deliveries succeeded after the recovery, want all", succeeded)
+		}
+	}
+	if n := len(r.requests()); n != 4 {
+		t.Errorf("the receiver got %d requests, want 4", n)
 	}
 }

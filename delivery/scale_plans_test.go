@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -244,22 +245,31 @@ func (r *errorRecorder) Errorf(format string, args ...any) {
 
 // TestCheckPlansRefusesHistoryScans shows that dbtest.CheckPlans fails the
 // shapes this package replaced: an optional filter and an optional cursor
-// written as `($n = ” or …)`, which a generic plan reads as row filters, and
-// a UNION ALL of status ranges planned as a sort of all of them.
+// written as `($n = ” or …)`, which a generic plan reads as row filters, a
+// UNION ALL of status ranges planned as a sort of all of them, and the
+// reconciler's job lookup with a condition on River's job state, which the
+// planner ANDs with River's fetch index (every waiting job, read for each
+// delivery).
 func TestCheckPlansRefusesHistoryScans(t *testing.T) {
 	pool := dbtest.Seeded(t)
 	deep := []any{dbtest.SeedID("dlv", 1000), 11, dbtest.SeedMerchant, false}
+	cursor := []string{`\(id < \$1\)`}
 	for _, tt := range []struct {
-		name string
-		args []any
-		sql  string
+		name  string
+		args  []any
+		sql   string
+		conds []string
 	}{
 		{"optional filter and cursor", append(deep, StatusFailed), `select id from deliveries where merchant_id = $3 and livemode = $4
-			and ($5 = '' or status = $5) and ($1 = '' or id < $1) order by id desc limit $2`},
+			and ($5 = '' or status = $5) and ($1 = '' or id < $1) order by id desc limit $2`, cursor},
 		{"union of status ranges", deep, `select id from (select * from deliveries where status = 'pending'
 			union all select * from deliveries where status = 'succeeded'
 			union all select * from deliveries where status = 'failed') d
-			where merchant_id = $3 and livemode = $4 and id < $1 order by id desc limit $2`},
+			where merchant_id = $3 and livemode = $4 and id < $1 order by id desc limit $2`, cursor},
+		{"job lookup by state", []any{"", 100}, `select d.id, not exists (select 1 from river_job j
+				where j.args @> jsonb_build_object('delivery_ids', jsonb_build_array(d.id))
+					and j.state in ('available', 'scheduled', 'running', 'retryable', 'pending'))
+			from deliveries d where d.status = 'pending' and d.id > $1 order by d.id limit $2`, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := &errorRecorder{T: t}
@@ -270,10 +280,68 @@ func TestCheckPlansRefusesHistoryScans(t *testing.T) {
 				}
 				rows.Close()
 				return rows.Err()
-			}, dbtest.Want{Conds: []string{`\(id < \$1\)`}})
+			}, dbtest.Want{Conds: tt.conds})
 			if len(rec.errors) == 0 {
-				t.Error("CheckPlans passed a plan that reads the merchant's history")
+				t.Error("CheckPlans passed a plan that reads the history")
 			}
+		})
+	}
+}
+
+// TestReconcilerPlansAtScale checks the reconciler's statements on the
+// seeded history, whose 18,867 pending deliveries among 1 M have River's jobs
+// of a backlog (a completed and a waiting job each, but for 1 in 20 with no
+// waiting job): a window reads its pending deliveries from the cursor on,
+// through deliveries_unsettled_idx, and looks each one's jobs up through
+// River's args index; the requeue reads the rows it is given and their
+// jobs. Neither reads more as the history grows.
+func TestReconcilerPlansAtScale(t *testing.T) {
+	pool := dbtest.Seeded(t)
+	ctx := context.Background()
+	grace := JobTimeout(15*time.Second) + recordTimeout + time.Minute
+	var mid string
+	if err := pool.QueryRow(ctx, `select id from deliveries where status = 'pending' order by id offset 9000 limit 1`).Scan(&mid); err != nil {
+		t.Fatal(err)
+	}
+	for _, after := range []string{"", mid} {
+		t.Run("after "+cmp.Or(after, "the start"), func(t *testing.T) {
+			var stranded []string
+			plans := dbtest.CheckPlans(t, pool, ReconcilePlannerSettings(), func(ctx context.Context, db events.DB) error {
+				stranded = nil
+				rows, err := db.Query(ctx, pendingWindow, after, grace, reconcileWindow)
+				if err != nil {
+					return err
+				}
+				var id string
+				var alone bool
+				_, err = pgx.ForEachRow(rows, []any{&id, &alone}, func() error {
+					if alone {
+						stranded = append(stranded, id)
+					}
+					return nil
+				})
+				return err
+			}, dbtest.Want{Conds: []string{`\(status = 'pending'::text\) AND \(id > \$1\)`, `\(args @> jsonb_build_object`}})
+			logPlans(t, plans)
+			// 1 pending delivery in 20 has no waiting job, and about half
+			// of those are parked (the release owns them): about 1 in 40.
+			if n := len(stranded); n < reconcileWindow/60 || n > reconcileWindow/25 {
+				t.Fatalf("%d of a window of %d found ownerless, want about 1 in 40", n, reconcileWindow)
+			}
+			logPlans(t, dbtest.CheckPlans(t, pool, ReconcilePlannerSettings(), func(ctx context.Context, db events.DB) error {
+				rows, err := db.Query(ctx, requeueOwnerless, stranded, grace)
+				if err != nil {
+					return err
+				}
+				n := 0
+				for rows.Next() {
+					n++
+				}
+				if rows.Err() == nil && n != len(stranded) {
+					return fmt.Errorf("requeued %d of %d", n, len(stranded))
+				}
+				return rows.Err()
+			}, dbtest.Want{Conds: []string{`\(id = ANY \(\$1\)\)`, `\(args @> jsonb_build_object`}, Writes: true}))
 		})
 	}
 }
@@ -284,8 +352,7 @@ func TestCheckPlansRefusesHistoryScans(t *testing.T) {
 // 3,000 of them at the busy endpoint): the release's search for parked
 // destinations reads one row per such destination, not per parked delivery;
 // claiming and releasing a destination's parked deliveries, and pruning, read
-// the rows they take. The statements that write run in a transaction rolled
-// back at the end.
+// the rows they take. The statements that write are rolled back.
 func TestBackgroundStatementPlansAtScale(t *testing.T) {
 	pool := dbtest.Seeded(t)
 	busy := dbtest.SeedBusyEndpoint
@@ -298,10 +365,10 @@ func TestBackgroundStatementPlansAtScale(t *testing.T) {
 	}{
 		{"parked destinations", parkedDestinations, []any{releaseDestinations, busyPause},
 			dbtest.Want{MaxRead: 2 * dbtest.SeedEndpoints}},
-		{"claim parked deliveries", claimParked, []any{busy, jobSize, time.Minute}, dbtest.Want{Conds: []string{destination}}},
-		{"release parked deliveries", releaseParked, []any{busy, minRelease}, dbtest.Want{Conds: []string{destination}}},
+		{"claim parked deliveries", claimParked, []any{busy, jobSize, time.Minute}, dbtest.Want{Conds: []string{destination}, Writes: true}},
+		{"release parked deliveries", releaseParked, []any{busy, minRelease}, dbtest.Want{Conds: []string{destination}, Writes: true}},
 		{"prunable deliveries", prunableDeliveries, []any{dbtest.SeedID("dlv", dbtest.SeedDeliveries/2), pruneBatch},
-			dbtest.Want{Conds: []string{`\(id < \$1\)`}}},
+			dbtest.Want{Conds: []string{`\(id < \$1\)`}, Writes: true}},
 	} {
 		t.Run(s.name, func(t *testing.T) {
 			plans := dbtest.CheckPlans(t, pool, PlannerSettings(), func(ctx context.Context, db events.DB) error {

@@ -2,20 +2,32 @@ package events
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Bounds of the checkout batcher: how many checkouts one transaction writes at
-// most, how many such transactions run at once, and how long one may take.
+// most, how many such transactions run at once, how long one may take, and
+// how long finding out what a lost commit did may take.
 const (
 	maxCheckoutBatch     = 100
 	maxCheckoutBatches   = 4
 	checkoutBatchTimeout = 30 * time.Second
+	lostCommitTimeout    = 10 * time.Second
 )
+
+// ErrCommitUnknown is returned for a checkout whose transaction lost its
+// connection during COMMIT when hookline could not then find out whether it
+// committed (the database stayed out of reach): the checkout may exist.
+var ErrCommitUnknown = errors.New("the connection was lost during commit and the outcome could not be read back")
 
 // CheckoutBatcher creates the checkouts of concurrent requests together (group
 // commit): the requests that arrive while earlier batches are being written
@@ -26,10 +38,19 @@ const (
 //
 // Every check of a request's input runs before it joins a batch, so a batch
 // fails only as a whole (the database away, say), and every request in it gets
-// that error.
+// that error. Two failures need more than passing the error on, because these
+// requests carry no Idempotency-Key and their clients retry blindly: a commit
+// whose connection was lost may have committed (each checkout is looked up by
+// its id, minted before the insert, and one found is answered as created), and
+// a panic while writing must still answer every waiter (with an internal
+// error) and leave the process and the batcher running.
 type CheckoutBatcher struct {
 	service *Service
 	pool    *pgxpool.Pool
+	logger  *slog.Logger
+	// beforeCommit, set only by tests (export_test.go), runs in each batch's
+	// transaction just before COMMIT: where they lose the connection or panic.
+	beforeCommit func(ctx context.Context, tx pgx.Tx)
 
 	mu      sync.Mutex
 	queue   []*queuedCheckout
@@ -43,9 +64,10 @@ type queuedCheckout struct {
 }
 
 // NewCheckoutBatcher returns a batcher that writes through service in
-// transactions of pool.
-func NewCheckoutBatcher(service *Service, pool *pgxpool.Pool) *CheckoutBatcher {
-	return &CheckoutBatcher{service: service, pool: pool}
+// transactions of pool, logging to logger what it cannot answer plainly (a
+// lost commit, a panic).
+func NewCheckoutBatcher(service *Service, pool *pgxpool.Pool, logger *slog.Logger) *CheckoutBatcher {
+	return &CheckoutBatcher{service: service, pool: pool, logger: logger}
 }
 
 // Create creates an open, unpaid checkout and emits checkout.created, as
@@ -77,8 +99,11 @@ func (b *CheckoutBatcher) Create(ctx context.Context, scope Scope, p CheckoutPar
 	}
 }
 
-// write writes one batch from the queue, then hands on (see handOn), even if
-// writing panicked: the batcher must never be left without a writer.
+// write writes one batch from the queue and answers its waiters, then hands
+// on (see handOn). A panic while writing answers every waiter not yet
+// answered with an internal error, and is logged with its stack: it must
+// neither leave a waiter without an answer, nor the batcher without a writer,
+// nor (in a handed-on goroutine) end the process.
 func (b *CheckoutBatcher) write(ctx context.Context) {
 	defer b.handOn(ctx)
 	b.mu.Lock()
@@ -89,18 +114,123 @@ func (b *CheckoutBatcher) write(ctx context.Context) {
 	if len(batch) == 0 {
 		return
 	}
+	answered := 0
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		b.logger.ErrorContext(ctx, "checkout batch panicked", slog.Int("checkouts", len(batch)),
+			slog.String("panic", fmt.Sprint(r)), slog.String("stack", string(debug.Stack())))
+		for _, q := range batch[answered:] {
+			q.err = fmt.Errorf("write checkout batch: panic: %v", r)
+			close(q.done)
+		}
+	}()
 
+	errs := b.commit(ctx, batch)
+	for i, q := range batch {
+		q.err = errs[i]
+		answered++
+		close(q.done)
+	}
+}
+
+// commit writes batch's checkouts in one transaction and returns each one's
+// error: nil for a checkout committed. When the connection is lost during
+// COMMIT, whether the transaction committed is looked up (lostCommit).
+func (b *CheckoutBatcher) commit(ctx context.Context, batch []*queuedCheckout) []error {
 	rows := make([]*newCheckoutRow, len(batch))
 	for i, q := range batch {
 		rows[i] = q.row
 	}
+	all := func(err error) []error {
+		errs := make([]error, len(batch))
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
 	ctx, cancel := context.WithTimeout(ctx, checkoutBatchTimeout)
 	defer cancel()
-	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error { return b.service.insertCheckouts(ctx, tx, rows) })
-	for _, q := range batch {
-		q.err = err
-		close(q.done)
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		return all(fmt.Errorf("begin checkout batch: %w", err))
 	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after a commit, a no-op; otherwise the error that matters is returned
+	if err := b.service.insertCheckouts(ctx, tx, rows); err != nil {
+		return all(err)
+	}
+	if b.beforeCommit != nil {
+		b.beforeCommit(ctx, tx)
+	}
+	pid := tx.Conn().PgConn().PID()
+	err = tx.Commit(ctx)
+	if err == nil || !commitAmbiguous(err) {
+		return all(err)
+	}
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.checkout.ID
+	}
+	found, lookupErr := b.lostCommit(ctx, pid, ids)
+	b.logger.WarnContext(ctx, "checkout batch lost its connection during commit", slog.String("error", err.Error()),
+		slog.Int("checkouts", len(ids)), slog.Int("committed", len(found)), slog.Any("lookup_error", lookupErr))
+	if lookupErr != nil {
+		return all(fmt.Errorf("%w: commit: %w; lookup: %w", ErrCommitUnknown, err, lookupErr))
+	}
+	errs := make([]error, len(ids))
+	for i, id := range ids {
+		if !found[id] {
+			errs[i] = fmt.Errorf("commit checkout batch: %w", err)
+		}
+	}
+	return errs
+}
+
+// commitAmbiguous reports whether a failed COMMIT may have committed all the
+// same: no ERROR came back for it. A FATAL (a backend terminated just after
+// its commit) may follow a commit that happened, and so may any failure to
+// read the answer. pgconn.SafeToRetry cannot tell: pgx reports a connection
+// lost while reading the answer to a COMMIT as "conn closed", an error that
+// claims nothing was sent (the lost-after-commit test shows it).
+func commitAmbiguous(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.Is(err, pgx.ErrTxCommitRollback) || (errors.As(err, &pgErr) && pgErr.Severity == "ERROR") {
+		return false
+	}
+	return true
+}
+
+// lostCommit finds out, on another connection, which of ids the transaction
+// of the lost connection (backend pid) committed. That backend may still be
+// running the commit, or waiting for a COMMIT that will never arrive: it is
+// ended first (and waited for), so that what the lookup sees is final.
+func (b *CheckoutBatcher) lostCommit(ctx context.Context, pid uint32, ids []string) (map[string]bool, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lostCommitTimeout)
+	defer cancel()
+	var ended bool
+	err := b.pool.QueryRow(ctx, `select coalesce((select pg_terminate_backend(pid, $2) from pg_stat_activity where pid = $1), true)`,
+		int32(pid), (lostCommitTimeout / 2).Milliseconds()).Scan(&ended)
+	if err != nil {
+		return nil, fmt.Errorf("end the lost connection's backend: %w", err)
+	}
+	if !ended {
+		return nil, fmt.Errorf("the lost connection's backend %d did not end", pid)
+	}
+	rows, err := b.pool.Query(ctx, `select id from checkouts where id = any($1)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("look up checkouts: %w", err)
+	}
+	committed, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("look up checkouts: %w", err)
+	}
+	found := make(map[string]bool, len(committed))
+	for _, id := range committed {
+		found[id] = true
+	}
+	return found, nil
 }
 
 // handOn writes the next batch if the queue filled meanwhile (in a goroutine,

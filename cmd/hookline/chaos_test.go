@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -113,8 +114,9 @@ type counter struct {
 	mu       sync.Mutex
 	seen     map[string]int
 	total    atomic.Int64
-	inFlight int // under mu
-	peak     int // under mu: the most requests at once
+	gone     atomic.Int64 // requests whose sender left before the answer
+	inFlight int          // under mu
+	peak     int          // under mu: the most requests at once
 }
 
 func newCounter(t *testing.T, delay time.Duration) *counter {
@@ -130,6 +132,7 @@ func newCounter(t *testing.T, delay time.Duration) *counter {
 		defer c.mu.Unlock()
 		c.inFlight--
 		if r.Context().Err() != nil {
+			c.gone.Add(1)
 			return // the sender is gone: its attempt was never acknowledged
 		}
 		c.seen[r.Header.Get("webhook-id")+" "+r.URL.Path]++
@@ -137,6 +140,14 @@ func newCounter(t *testing.T, delay time.Duration) *counter {
 	}))
 	t.Cleanup(c.srv.Close)
 	return c
+}
+
+// received is a copy of what was received so far: how many times each
+// (event, endpoint path) pair arrived.
+func (c *counter) received() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.seen)
 }
 
 // missing lists the (event, endpoint) pairs not yet received, and counts
@@ -322,19 +333,107 @@ func TestChaosScaleOut(t *testing.T) {
 	}
 }
 
-// TestChaosSIGTERM stops hookline while slow attempts run: it exits 0 within
-// 30s, and what it had not delivered a new process delivers.
+// TestChaosSIGTERM stops hookline while slow attempts run and a slow API
+// request is in flight (its insert waits on a lock the test holds for 3s
+// after the signal). The process stops fetching jobs at once, not after the
+// request has drained; the attempts in flight finish, their 2xx recorded
+// (each succeeded with exactly one attempt), and are never sent again; the
+// request gets its 201; the process exits 0 within 30s; and what it had not
+// delivered a new process delivers.
 func TestChaosSIGTERM(t *testing.T) {
+	ctx := context.Background()
 	e := newChaosEnv(t)
 	c := newCounter(t, 2*time.Second)
 	env := map[string]string{"DATABASE_URL": e.url}
 	a := start(t, env)
 	paths := e.endpoints(a.addr, c, 2)
 	events := e.checkouts(a.addr, 30)
-	time.Sleep(500 * time.Millisecond) // attempts are under way
-	stop(t, a)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		c.mu.Lock()
+		inFlight := c.inFlight
+		c.mu.Unlock()
+		if inFlight > 0 {
+			break // attempts are under way
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no attempt under way 30s after the checkouts")
+		}
+	}
+
+	// A request that will still be in flight when the signal comes.
+	lock, err := e.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(ctx) //nolint:errcheck // rolled back below; this only frees the connection on failure
+	if _, err := lock.Exec(ctx, `lock table checkouts in share mode`); err != nil {
+		t.Fatal(err)
+	}
+	slow := make(chan int, 1)
+	go func() {
+		code, _ := e.post(a.addr, "/v1/checkouts", `{"amount":"100","invoice_currency":"usd"}`)
+		slow <- code
+	}()
+	dbtest.AwaitBlocked(t, e.pool, lock, "the API request never waited for the lock")
+
+	var signalled time.Time
+	if err := e.pool.QueryRow(ctx, `select now()`).Scan(&signalled); err != nil {
+		t.Fatal(err)
+	}
+	sent := sendSignal(t, a, syscall.SIGTERM)
+	time.Sleep(3 * time.Second) // the request drains for this long
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if code := <-slow; code != http.StatusCreated {
+		t.Errorf("the request in flight at SIGTERM got %d, want 201", code)
+	}
+	exited(t, a, sent)
+
+	// Nothing was fetched after the signal (a second's grace for a fetch
+	// already under way), and no attempt's sender left before its answer.
+	var late int
+	if err := e.pool.QueryRow(ctx, `select count(*) from river_job where attempted_at > $1::timestamptz + interval '1 second'`,
+		signalled).Scan(&late); err != nil {
+		t.Fatal(err)
+	}
+	if late > 0 {
+		t.Errorf("%d jobs were fetched after SIGTERM", late)
+	}
+	if n := c.gone.Load(); n > 0 {
+		t.Errorf("%d attempts were cut off by SIGTERM, want every attempt in flight to finish", n)
+	}
+	// What the receiver acknowledged is recorded: succeeded, one attempt.
+	before := c.received()
+	rows, err := e.pool.Query(ctx, `select e.id || ' ' || substring(w.url from '/ep[0-9]+$'), d.status, d.attempt_count,
+			(select count(*) from delivery_attempts a where a.delivery_id = d.id)
+		from deliveries d join events e on e.id = d.event_id join webhook_endpoints w on w.id = d.endpoint_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded := map[string]string{}
+	var key, status string
+	var count, attempts int
+	if _, err := pgx.ForEachRow(rows, []any{&key, &status, &count, &attempts}, func() error {
+		recorded[key] = fmt.Sprintf("%s, %d attempts, %d recorded", status, count, attempts)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for key, n := range before {
+		if got := recorded[key]; n != 1 || got != "succeeded, 1 attempts, 1 recorded" {
+			t.Errorf("%s: received %d times before the restart; in the database %q, want once and succeeded, 1 attempts, 1 recorded", key, n, got)
+		}
+	}
+	t.Logf("%d deliveries acknowledged before the process stopped, each recorded once", len(before))
+
 	b := start(t, env)
 	dups := await(t, c, pairs(events, paths), 2*time.Minute)
+	for key := range before {
+		if n := c.received()[key]; n != 1 {
+			t.Errorf("%s: sent again after the restart (%d times in all)", key, n)
+		}
+	}
 	t.Logf("all %d deliveries arrived; %d duplicates", len(events)*len(paths), dups)
 	stop(t, b)
 }
@@ -342,15 +441,27 @@ func TestChaosSIGTERM(t *testing.T) {
 // stop sends SIGTERM and requires exit status 0 within 30s.
 func stop(t *testing.T, p *proc) {
 	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	exited(t, p, sendSignal(t, p, syscall.SIGTERM))
+}
+
+// sendSignal sends sig to p and returns when.
+func sendSignal(t *testing.T, p *proc, sig syscall.Signal) time.Time {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
+	return time.Now()
+}
+
+// exited requires p to exit with status 0 within 30s of sent.
+func exited(t *testing.T, p *proc, sent time.Time) {
+	t.Helper()
 	select {
 	case err := <-p.done:
 		if err != nil {
 			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.stderr)
 		}
-	case <-time.After(30 * time.Second):
+	case <-time.After(time.Until(sent.Add(30 * time.Second))):
 		t.Fatalf("still running 30s after SIGTERM\n%s", p.stderr)
 	}
 }
@@ -615,4 +726,127 @@ func TestChaosSlowReceiver(t *testing.T) {
 	}
 	t.Logf("all %d fast deliveries arrived before any slow one ended; the slow receiver peaked at %d at once", len(events), peak)
 	stop(t, p)
+}
+
+// TestChaosKillDuringOutage kills hookline (-9) while its receiver answers
+// every attempt with a 500, restarts it, and ends the outage: every delivery
+// ends succeeded, none took more attempts than the retry schedule allows,
+// and each has exactly as many attempts recorded as its attempt_count. A
+// job that recorded its attempts and the next attempts' jobs, and whose
+// process died before River completed it, runs again when River rescues it:
+// it must find its attempts recorded and send nothing, or a second retry
+// chain would run beside the first.
+func TestChaosKillDuringOutage(t *testing.T) {
+	ctx := context.Background()
+	e := newChaosEnv(t)
+	const schedule = "1s,2s,4s,8s,16s,32s,64s"
+	const maxAttempts = 8 // the first and seven retries
+	var down atomic.Bool
+	down.Store(true)
+	var requests atomic.Int64
+	// A failing answer takes 200 ms, so that jobs are under way when the
+	// process is killed.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body)
+		if down.Load() {
+			time.Sleep(200 * time.Millisecond)
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	}))
+	defer srv.Close()
+	// A short delivery timeout makes the job timeout, after which River
+	// rescues a dead process's jobs, 14 s.
+	env := map[string]string{"DATABASE_URL": e.url, "HOOKLINE_RETRY_SCHEDULE": schedule, "HOOKLINE_DELIVERY_TIMEOUT": "2s"}
+	a := start(t, env)
+	for _, path := range []string{"/a", "/b"} {
+		if code, body := e.post(a.addr, "/v1/webhook_endpoints", `{"url":"`+srv.URL+path+`","enabled_events":["*"]}`); code != 201 {
+			t.Fatalf("register endpoint: %d %s", code, body)
+		}
+	}
+	e.checkouts(a.addr, 40)
+	// Kill once retries are under way: some deliveries have failed twice.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		var retried int
+		if err := e.pool.QueryRow(ctx, `select count(*) from deliveries where attempt_count >= 2`).Scan(&retried); err != nil {
+			t.Fatal(err)
+		}
+		if retried > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no delivery was retried within a minute")
+		}
+	}
+	sendSignal(t, a, syscall.SIGKILL)
+	<-a.done
+	killedAt := requests.Load()
+	var running int
+	if err := e.pool.QueryRow(ctx, `select count(*) from river_job where kind = 'deliver' and state = 'running'`).Scan(&running); err != nil {
+		t.Fatal(err)
+	}
+
+	// The outage goes on after the restart for longer than River takes to
+	// rescue the dead process's jobs (the job timeout, 5 s, and up to 30 s
+	// for the rescuer's next pass), well inside the schedule's 127 s.
+	b := start(t, env)
+	time.Sleep(40 * time.Second)
+	down.Store(false)
+	t.Logf("killed after %d requests, with %d delivery jobs running; the outage ended after %d requests", killedAt, running, requests.Load())
+
+	type row struct {
+		id, status       string
+		count, attempts  int
+		first, last, gap int
+	}
+	var rows []row
+	for deadline := time.Now().Add(4 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		r, err := e.pool.Query(ctx, `select d.id, d.status, d.attempt_count, count(a.attempt),
+				coalesce(min(a.attempt), 0), coalesce(max(a.attempt), 0), count(distinct a.attempt)
+			from deliveries d left join delivery_attempts a on a.delivery_id = d.id group by d.id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err = pgx.CollectRows(r, func(r pgx.CollectableRow) (row, error) {
+			var x row
+			return x, r.Scan(&x.id, &x.status, &x.count, &x.attempts, &x.first, &x.last, &x.gap)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		settled := 0
+		for _, x := range rows {
+			if x.status != "pending" {
+				settled++
+			}
+		}
+		if settled == len(rows) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d deliveries still pending after 4 minutes", len(rows)-settled, len(rows))
+		}
+	}
+	most := 0
+	for _, x := range rows {
+		most = max(most, x.count)
+		if x.status != "succeeded" {
+			t.Errorf("%s: %s after %d attempts, want succeeded", x.id, x.status, x.count)
+		}
+		if x.count > maxAttempts {
+			t.Errorf("%s: %d attempts, more than the schedule's %d", x.id, x.count, maxAttempts)
+		}
+		// Attempts 1 to attempt_count, each recorded once.
+		if x.attempts != x.count || x.gap != x.count || x.first != 1 || x.last != x.count {
+			t.Errorf("%s: attempt_count %d, but %d attempts recorded (numbers %d to %d, %d distinct)",
+				x.id, x.count, x.attempts, x.first, x.last, x.gap)
+		}
+	}
+	var rerun int
+	if err := e.pool.QueryRow(ctx, `select count(*) from river_job where kind = 'deliver' and attempt > 1`).Scan(&rerun); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d deliveries succeeded, at most %d attempts each; the receiver got %d requests; %d delivery jobs ran again after the kill",
+		len(rows), most, requests.Load(), rerun)
+	stop(t, b)
 }

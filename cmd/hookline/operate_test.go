@@ -67,8 +67,9 @@ func TestOperatorCommands(t *testing.T) {
 	if err := pool.QueryRow(ctx, `select count(*) from river_job where kind in ('recover_deliveries', 'deliver')`).Scan(&jobs); err != nil {
 		t.Fatal(err)
 	}
-	// The seeded delivery's own job, the recovery, and two manual retries.
-	if jobs != 4 {
-		t.Fatalf("%d delivery and recovery jobs, want 4", jobs)
+	// The seeded delivery's own job, the recovered delivery's job and the job
+	// of the recovery's next (empty) batch, and two manual retries.
+	if jobs != 5 {
+		t.Fatalf("%d delivery and recovery jobs, want 5", jobs)
 	}
 }

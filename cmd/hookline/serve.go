@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -163,7 +164,7 @@ func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := delivery.NewMetrics(registry, m.pool, m.logger)
 	apiConfig := api.Config{
-		Checkouts: events.NewCheckoutBatcher(service, m.apiPool), Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard, keyring, cfg.MaxEndpoints), Guard: guard, Keyring: keyring,
+		Checkouts: events.NewCheckoutBatcher(service, m.apiPool, m.logger), Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard, keyring, cfg.MaxEndpoints), Guard: guard, Keyring: keyring,
 		Logger: m.logger, Metrics: registry, MetricsElsewhere: cfg.MetricsAddr != "", OperatorToken: cfg.OperatorToken, Pool: m.apiPool,
 		RateLimit: api.RateLimit{Rate: cfg.RateLimit, Burst: cfg.RateBurst}, Service: service, TrustedProxies: cfg.TrustedProxies,
 	}
@@ -185,9 +186,10 @@ func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 
 	workers := river.NewWorkers()
 	river.AddWorker(workers, events.NewExpireCheckoutsWorker(m.pool, service))
-	river.AddWorker(workers, delivery.NewRecoverWorker(m.pool, dispatcher))
+	river.AddWorker(workers, delivery.NewRecoverWorker(m.pool, dispatcher, m.logger))
 	river.AddWorker(workers, delivery.NewPruneWorker(m.pool, cfg.Retention, m.logger))
 	river.AddWorker(workers, delivery.NewReleaseWorker(m.pool, m.logger, cfg.EndpointInFlight))
+	river.AddWorker(workers, delivery.NewReconcileWorker(m.pool, dispatcher, metrics, m.logger, cfg.DeliveryTimeout))
 	river.AddWorker(workers, delivery.NewWorker(delivery.WorkerConfig{
 		Guard: guard, InFlight: cfg.EndpointInFlight, Workers: deliveryWorkers, Keyring: keyring, Logger: m.logger, Metrics: metrics, Pool: m.pool, Publisher: publisher,
 		Schedule: cfg.RetrySchedule, Timeout: cfg.DeliveryTimeout,
@@ -257,6 +259,9 @@ func riverConfig(cfg config, workers *river.Workers, logger *slog.Logger) *river
 			river.NewPeriodicJob(river.PeriodicInterval(delivery.ReleaseInterval),
 				func() (river.JobArgs, *river.InsertOpts) { return delivery.ReleaseArgs{}, nil },
 				&river.PeriodicJobOpts{RunOnStart: true}),
+			river.NewPeriodicJob(river.PeriodicInterval(delivery.ReconcileInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return delivery.ReconcileArgs{}, nil },
+				&river.PeriodicJobOpts{RunOnStart: true}),
 			river.NewPeriodicJob(river.PeriodicInterval(events.ExpirySweepInterval),
 				func() (river.JobArgs, *river.InsertOpts) { return events.ExpireCheckoutsArgs{}, nil },
 				&river.PeriodicJobOpts{RunOnStart: true}),
@@ -278,10 +283,10 @@ func (m *Main) MetricsAddr() string {
 }
 
 // Run serves the API (and /metrics on its own listener when
-// HOOKLINE_METRICS_ADDR is set) and works jobs until ctx is done, then drains:
-// both listeners stop taking requests, in-flight ones finish, and River lets running jobs
-// complete (a job still running at the deadline is rescued by another
-// process later, never lost).
+// HOOKLINE_METRICS_ADDR is set) and works jobs until ctx is done, then drains
+// (see drain): River stops fetching, and side by side its running jobs
+// complete and both listeners' in-flight requests finish (a job still running
+// at the deadline is rescued by another process later, never lost).
 func (m *Main) Run(ctx context.Context) error {
 	if m.workers != nil {
 		// Jobs' contexts derive from Start's: start on one the signal does
@@ -308,22 +313,45 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 
 	m.logger.InfoContext(context.WithoutCancel(ctx), "hookline draining")
-	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	return errors.Join(err, m.drain(context.WithoutCancel(ctx)))
+}
+
+// drain stops the process within shutdownTimeout. River's Stop starts first
+// and ends fetching at once (a job started after the signal would only be
+// cut off or handed back), then waits for the jobs under way, whose attempts
+// get SoftStopTimeout to finish. Meanwhile, not afterwards, the listeners
+// stop taking requests and those in flight finish: a slow request must
+// neither keep the workers fetching nor eat into their time.
+func (m *Main) drain(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, shutdownTimeout)
 	defer cancel()
-	if shutdownErr := m.http.Shutdown(drainCtx); shutdownErr != nil && !errors.Is(shutdownErr, http.ErrServerClosed) {
-		err = errors.Join(err, fmt.Errorf("shut down http: %w", shutdownErr))
+	var mu sync.Mutex
+	var err error
+	fail := func(e error) {
+		mu.Lock()
+		defer mu.Unlock()
+		err = errors.Join(err, e)
 	}
-	if m.metricsHTTP != nil {
-		if shutdownErr := m.metricsHTTP.Shutdown(drainCtx); shutdownErr != nil && !errors.Is(shutdownErr, http.ErrServerClosed) {
-			err = errors.Join(err, fmt.Errorf("shut down metrics http: %w", shutdownErr))
-		}
-	}
+	var wg sync.WaitGroup
 	if m.workers != nil {
-		if stopErr := m.workers.Stop(drainCtx); stopErr != nil {
-			err = errors.Join(err, fmt.Errorf("stop river: %w", stopErr))
-		}
+		wg.Go(func() {
+			if stopErr := m.workers.Stop(ctx); stopErr != nil {
+				fail(fmt.Errorf("stop river: %w", stopErr))
+			}
+		})
 	}
-	m.logger.InfoContext(drainCtx, "hookline stopped")
+	for name, srv := range map[string]*http.Server{"http": m.http, "metrics http": m.metricsHTTP} {
+		if srv == nil {
+			continue
+		}
+		wg.Go(func() {
+			if shutdownErr := srv.Shutdown(ctx); shutdownErr != nil && !errors.Is(shutdownErr, http.ErrServerClosed) {
+				fail(fmt.Errorf("shut down %s: %w", name, shutdownErr))
+			}
+		})
+	}
+	wg.Wait()
+	m.logger.InfoContext(ctx, "hookline stopped")
 	return err
 }
 

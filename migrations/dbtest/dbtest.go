@@ -14,6 +14,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -118,4 +119,25 @@ func Merchant(tb testing.TB, pool *pgxpool.Pool, name string) *events.NewMerchan
 		tb.Fatalf("create merchant: %v", err)
 	}
 	return m
+}
+
+// AwaitBlocked waits until some session waits for a lock that holder's
+// session holds, and fails tb with failure if none does within 30 s: a test
+// holds a row or table to catch another statement where it waits for it.
+func AwaitBlocked(tb testing.TB, pool *pgxpool.Pool, holder pgx.Tx, failure string) {
+	tb.Helper()
+	pid := int32(holder.Conn().PgConn().PID())
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var waiting bool
+		if err := pool.QueryRow(context.Background(), `select exists (select 1 from pg_stat_activity
+			where $1 = any(pg_blocking_pids(pid)))`, pid).Scan(&waiting); err != nil {
+			tb.Fatal(err)
+		}
+		if waiting {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatal(failure)
+		}
+	}
 }

@@ -47,7 +47,7 @@ func SeedID(prefix string, n int) string {
 
 // seedVersion changes whenever seedSQL does, so that an older seed is not
 // reused.
-const seedVersion = 3
+const seedVersion = 4
 
 // seedSQL writes the history in one transaction, with generate_series. The
 // n-th event belongs to the large merchant unless n is a multiple of 5; each
@@ -58,6 +58,7 @@ const seedVersion = 3
 // release): about 5,000 destinations hold parked deliveries, the busy
 // endpoint 3,000. One endpoint in a hundred is failing or disabled. The
 // last 1,000 checkouts are open, and the last 100 of those past their expiry.
+// River's table holds delivery jobs (see below).
 const seedSQL = `
 insert into merchants (id, name, webhook_secret)
 	select 'acct_seed' || lpad(m::text, 4, '0'), 'Seed merchant ' || m, 'whsec_seed' from generate_series(0, 1000) m;
@@ -82,15 +83,33 @@ insert into events (id, merchant_id, livemode, type, payload, created_at)
 	from generate_series(1, 200000) g;
 
 insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status, attempt_count, last_status_code,
-	created_at, updated_at, next_attempt_at, parked)
+	next_attempt_at, created_at, updated_at, parked)
 	select 'dlv_' || lpad(((e.n - 1) * 5 + k)::text, 26, '0'), e.merchant_id, false, e.id,
 		'we_seed' || substr(e.merchant_id, 10) || '_' || k, 'https://example.com/',
 		case when ((e.n - 1) * 5 + k) % 37 = 0 then 'failed' when ((e.n - 1) * 5 + k) % 53 = 0 then 'pending' else 'succeeded' end,
-		1, 200, e.created_at, e.created_at,
-		case when ((e.n - 1) * 5 + k) % 53 = 0 and ((e.n - 1) * 5 + k) % 37 <> 0 then e.created_at end,
+		1, 200,
+		case when ((e.n - 1) * 5 + k) % 37 <> 0 and ((e.n - 1) * 5 + k) % 53 = 0 then e.created_at + interval '5 seconds' end,
+		e.created_at, e.created_at,
 		((e.n - 1) * 5 + k) % 53 = 0 and ((e.n - 1) * 5 + k) % 37 <> 0 and (k = 1 or e.n % 3 = 0)
 	from (select id, merchant_id, created_at, substr(id, 5)::int as n from events) e, generate_series(1, 5) k
 	order by 1;
+
+-- River's delivery jobs as a backlog leaves them: the completed jobs of the
+-- first attempts of every pending delivery and of the 100,000 newest
+-- deliveries, 5 to a job; and a job waiting for the next attempt of every
+-- pending delivery, 10 to a job, but for 1 in 20 of them, which no job will
+-- take (what the reconciler looks for).
+insert into river_job (state, attempt, attempted_at, finalized_at, args, kind, queue)
+	select 'completed', 1, now(), now(),
+		jsonb_build_object('delivery_ids', jsonb_agg(id order by id), 'counts', jsonb_agg(0)), 'deliver', 'delivery'
+	from (select id, (row_number() over (order by id) - 1) / 5 as g from deliveries
+		where status = 'pending' or id > 'dlv_' || lpad('900000', 26, '0')) d
+	group by g;
+insert into river_job (state, args, kind, queue)
+	select 'available', jsonb_build_object('delivery_ids', jsonb_agg(id order by id), 'counts', jsonb_agg(1)), 'deliver', 'delivery'
+	from (select id, (row_number() over (order by id) - 1) / 10 as g from deliveries
+		where status = 'pending' and substr(id, 5)::int % 20 <> 0) d
+	group by g;
 
 insert into delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error)
 	select id, 1, created_at, 120, 500, 'HTTP 500' from deliveries where status <> 'succeeded';
@@ -184,7 +203,7 @@ func Seeded(tb testing.TB) *pgxpool.Pool {
 	}
 	// Statistics and the visibility map, as autovacuum leaves a table that
 	// has been this size for a while.
-	if _, err := pool.Exec(ctx, "vacuum analyze merchants, webhook_endpoints, events, deliveries, delivery_attempts, checkouts"); err != nil {
+	if _, err := pool.Exec(ctx, "vacuum analyze merchants, webhook_endpoints, events, deliveries, delivery_attempts, checkouts, river_job"); err != nil {
 		tb.Fatalf("vacuum seed: %v", err)
 	}
 	if _, err := pool.Exec(ctx, "create table seed_done (version int not null)"); err != nil {
