@@ -637,6 +637,52 @@ func TestGoneDisablesTheEndpoint(t *testing.T) {
 	}
 }
 
+// TestGoneAtOnceCountsOneDisabling: six jobs of one endpoint are answered
+// 410 together, so each records a disabling of the endpoint; it was turned
+// off once, and is counted, logged and announced once.
+func TestGoneAtOnceCountsOneDisabling(t *testing.T) {
+	t.Parallel()
+
+	const jobs = 6
+	e := newEnv(t, fast, 5*time.Second)
+	var arrived sync.WaitGroup
+	arrived.Add(jobs)
+	all := make(chan struct{})
+	go func() { arrived.Wait(); close(all) }()
+	gone := newReceiver(t, func(n int, w http.ResponseWriter) {
+		if n <= jobs {
+			arrived.Done()
+			select { // every first attempt is in flight before any is answered
+			case <-all:
+			case <-time.After(30 * time.Second):
+			}
+		}
+		w.WriteHeader(http.StatusGone)
+	})
+	watcher := newReceiver(t, nil)
+	e.endpoint(gone.srv.URL, []string{"checkout.created"})
+	e.endpoint(watcher.srv.URL, []string{"webhook_endpoint.disabled"})
+	for range jobs { // a transaction each: a delivery job each
+		e.tx(func(tx pgx.Tx) error {
+			_, err := e.service.CreateCheckout(context.Background(), tx, e.scope, events.CheckoutParams{Amount: "100", InvoiceCurrency: "usd"})
+			return err
+		})
+	}
+	e.waitDeliveries()
+
+	select {
+	case <-all:
+	default:
+		t.Fatalf("%d requests reached the receiver, not %d at once: the test did not race the disablings", len(gone.requests()), jobs)
+	}
+	if n := metricValue(t, e.registry, "hookline_endpoints_disabled_total", map[string]string{"reason": "gone"}); n != 1 {
+		t.Fatalf("hookline_endpoints_disabled_total{reason=gone} = %v after one endpoint was disabled, want 1", n)
+	}
+	if types := watcher.types(); !slices.Equal(types, []string{"webhook_endpoint.disabled"}) {
+		t.Fatalf("the other endpoint received %v, want one webhook_endpoint.disabled", types)
+	}
+}
+
 func TestRetryAfterDelaysTheNextAttempt(t *testing.T) {
 	t.Parallel()
 

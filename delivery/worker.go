@@ -811,10 +811,13 @@ func (w *Worker) record(ctx context.Context, b *batch) error {
 				}
 			}
 			if reason != "" {
-				if err := w.disable(ctx, tx, failing[endpointID], endpointID, reason); err != nil {
+				changed, err := w.disable(ctx, tx, failing[endpointID], endpointID, reason)
+				if err != nil {
 					return err
 				}
-				disabled = append(disabled, reason)
+				if changed {
+					disabled = append(disabled, reason)
+				}
 			}
 		}
 		if len(b.parked) > 0 {
@@ -964,22 +967,28 @@ func (w *Worker) markFailing(ctx context.Context, tx pgx.Tx, endpointID string, 
 }
 
 // disable turns an endpoint off for reason and tells the merchant's other
-// endpoints with webhook_endpoint.disabled, in the attempt's transaction.
-func (w *Worker) disable(ctx context.Context, tx pgx.Tx, scope events.Scope, endpointID, reason string) error {
+// endpoints with webhook_endpoint.disabled, in the attempt's transaction. It
+// reports whether this call turned it off: jobs of one endpoint answered 410
+// at once each get here, and only the first finds it enabled, so that the
+// endpoint is counted (hookline_endpoints_disabled_total), logged and
+// announced once.
+func (w *Worker) disable(ctx context.Context, tx pgx.Tx, scope events.Scope, endpointID, reason string) (bool, error) {
 	tag, err := tx.Exec(ctx, `update webhook_endpoints set status = 'disabled', disabled_reason = $2
 		where id = $1 and status = 'enabled'`, endpointID, reason)
 	if err != nil {
-		return fmt.Errorf("disable endpoint: %w", err)
+		return false, fmt.Errorf("disable endpoint: %w", err)
 	}
 	if tag.RowsAffected() == 0 {
-		return nil // already disabled
+		return false, nil // already disabled
 	}
 	e, err := Get(ctx, tx, scope, endpointID)
 	if err != nil {
-		return err
+		return false, err
 	}
 	w.logger.WarnContext(ctx, "webhook endpoint disabled", slog.String("endpoint_id", endpointID),
 		slog.String("merchant_id", scope.MerchantID), slog.String("reason", reason))
-	_, err = w.publisher.Publish(ctx, tx, scope, events.WebhookEndpointDisabled, e, "")
-	return err
+	if _, err := w.publisher.Publish(ctx, tx, scope, events.WebhookEndpointDisabled, e, ""); err != nil {
+		return false, err
+	}
+	return true, nil
 }
