@@ -169,7 +169,7 @@ type target struct {
 const loadTargets = `select d.id, d.status, d.attempt_count, d.schedule_base, d.parked, coalesce(w.url, d.url),
 		coalesce(d.endpoint_id, 'url:' || md5(d.url)), coalesce(s.paused_until > now(), false), e.id, e.created_at, e.payload,
 		d.merchant_id, d.livemode, w.id, coalesce(w.type, 'webhook'), coalesce(w.display_name, m.name), w.status,
-		coalesce(w.failing_since < now() - $2::interval, false), w.deleted_at is not null, coalesce(w.signature_scheme, 'hmac'), w.secret, w.previous_secret, w.previous_secret_expires_at,
+		coalesce(w.failing_since < now() - $2::interval, false), w.deleted_at is not null, coalesce(w.signature_scheme, 'hmac'), w.secret, w.previous_secrets, w.previous_secrets_expire_at,
 		case when d.livemode then m.webhook_secret else m.test_webhook_secret end
 		from deliveries d
 		join events e on e.id = d.event_id
@@ -219,14 +219,15 @@ func (w *Worker) load(ctx context.Context, ids []string) ([]*target, error) {
 
 // sealedSecrets is a target's secrets as stored.
 type sealedSecrets struct {
-	endpoint, previous, account *string
-	previousExpires             *time.Time
+	endpoint, account *string
+	previous          []string
+	previousExpires   []time.Time
 }
 
 // openSecrets decrypts the secrets an attempt signs with: the endpoint's (and
-// its previous one during a rotation's grace period), or for a checkout's own
-// webhook_url the account's secret of the delivery's mode, never the other
-// mode's (a test key can read the test secret).
+// the previous ones whose rotation's grace period has not ended), or for a
+// checkout's own webhook_url the account's secret of the delivery's mode,
+// never the other mode's (a test key can read the test secret).
 func (w *Worker) openSecrets(ctx context.Context, t *target, s sealedSecrets) error {
 	var secret string
 	var err error
@@ -240,8 +241,12 @@ func (w *Worker) openSecrets(ctx context.Context, t *target, s sealedSecrets) er
 		return err
 	}
 	t.secrets = []string{secret}
-	if s.previous != nil && s.previousExpires != nil && s.previousExpires.After(time.Now()) {
-		old, err := w.keyring.Open(*t.endpointID, *s.previous)
+	now := time.Now()
+	for i, sealed := range s.previous {
+		if i >= len(s.previousExpires) || !s.previousExpires[i].After(now) {
+			continue
+		}
+		old, err := w.keyring.Open(*t.endpointID, sealed)
 		if err != nil {
 			return err
 		}
