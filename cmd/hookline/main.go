@@ -119,12 +119,16 @@ func (a *app) action(f func(cmd *cobra.Command, args []string) error) func(*cobr
 
 // setup reads the configuration and builds the logger, the first thing a
 // command that acts does (never one asked for help).
-func (a *app) setup(_ context.Context) (config, *slog.Logger, error) {
+func (a *app) setup(ctx context.Context) (config, *slog.Logger, error) {
 	cfg, err := loadConfig(a.getenv)
 	if err != nil {
 		return cfg, nil, err
 	}
 	logger := slog.New(slog.NewJSONHandler(a.stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	if cfg.LocalCluster != "" {
+		// Said every time: the operator should know which database a command acts on.
+		logger.InfoContext(ctx, "DATABASE_URL is unset: using the local cluster of make run", slog.String("dir", cfg.LocalCluster))
+	}
 	return cfg, logger, nil
 }
 
@@ -136,7 +140,8 @@ func (a *app) commands() *cobra.Command {
 		Long: `hookline delivers a payment platform's events to merchants' webhook endpoints:
 one Go binary (the REST API and the River delivery workers) over one Postgres.
 
-Configuration comes from the environment: DATABASE_URL (required), HOOKLINE_ADDR,
+Configuration comes from the environment: DATABASE_URL (in development, when it
+is unset, the cluster ` + "`make run`" + ` keeps in .hookline/pg), HOOKLINE_ADDR,
 HOOKLINE_METRICS_ADDR, HOOKLINE_ENV, HOOKLINE_RETRY_SCHEDULE,
 HOOKLINE_DELIVERY_TIMEOUT, HOOKLINE_OPERATOR_TOKEN, HOOKLINE_ENCRYPTION_KEY,
 HOOKLINE_DATA_DIR, HOOKLINE_ALLOW_PRIVATE_CIDRS, HOOKLINE_RATE_LIMIT,
