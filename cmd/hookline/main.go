@@ -184,7 +184,7 @@ func (a *app) subcommandMissing(cmd *cobra.Command, _ []string) error {
 			names = append(names, c.Name())
 		}
 	}
-	return usagef(cmd, "%s needs a command: %s", cmd.CommandPath(), orList(names))
+	return usagef(cmd, "missing command: %s", orList(names))
 }
 
 // group is a command that only holds subcommands.

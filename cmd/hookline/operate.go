@@ -60,7 +60,7 @@ func (a *app) retryCommand() *cobra.Command {
 		Example: "  hookline deliveries retry dlv_01JD… dlv_01JE…",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
-				return usagef(cmd, "%s needs one or more delivery ids (dlv_…)", cmd.CommandPath())
+				return usagef(cmd, "missing delivery ids (dlv_…): one or more")
 			}
 			return nil
 		},
@@ -227,7 +227,7 @@ func (a *app) enableCommand() *cobra.Command {
 		Short: "Turn an endpoint back on, clearing why hookline disabled it",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
-				return usagef(cmd, "%s needs one endpoint id (we_…), not %d arguments", cmd.CommandPath(), len(args))
+				return usagef(cmd, "expects one endpoint id (we_…), not %d arguments", len(args))
 			}
 			return nil
 		},
