@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -60,6 +61,78 @@ func TestFailedAuthenticationsAreThrottled(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestConcurrentFailuresStopAtTheLimit sends 100 wrong API keys at once from
+// one address: however they interleave, exactly 20 are looked up (401) and
+// every other one answers 429, as does the next request. Checking the limit
+// and counting a failure apart would let every request that arrives before
+// the first failure is counted past the check.
+func TestConcurrentFailuresStopAtTheLimit(t *testing.T) {
+	t.Parallel()
+
+	h := newHarness(t)
+	statuses := h.concurrently(100, "sk_test_"+strings.Repeat("x", 32))
+	if statuses[http.StatusUnauthorized] != 20 || statuses[http.StatusTooManyRequests] != 80 {
+		t.Errorf("answers %v, want exactly 20 401s and 80 429s", statuses)
+	}
+	h.do("GET", "/v1/account", h.a.TestAPIKey, nil).must(t, http.StatusTooManyRequests)
+}
+
+// TestConcurrentGoodRequestsAreNotThrottled sends 100 requests with a good
+// key at once from one address, with no failure and with 19 failures (one
+// short of the limit) behind it: every one is a 200. Authentications under
+// way hold the limit's places only while they run: good traffic may wait for
+// a place, never be refused for one.
+func TestConcurrentGoodRequestsAreNotThrottled(t *testing.T) {
+	t.Parallel()
+
+	for _, failures := range []int{0, 19} {
+		t.Run(strconv.Itoa(failures)+" failures", func(t *testing.T) {
+			t.Parallel()
+
+			h := newHarness(t)
+			for range failures {
+				h.do("GET", "/v1/account", "sk_test_"+strings.Repeat("x", 32), nil).must(t, http.StatusUnauthorized)
+			}
+			if statuses := h.concurrently(100, h.a.TestAPIKey); statuses[http.StatusOK] != 100 {
+				t.Errorf("answers %v, want 100 200s", statuses)
+			}
+		})
+	}
+}
+
+// concurrently sends n GET /v1/account with key at once and counts the
+// answers by status (0: no answer).
+func (h *harness) concurrently(n int, key string) map[int]int {
+	h.t.Helper()
+	var (
+		mu       sync.Mutex
+		statuses = map[int]int{}
+		wg       sync.WaitGroup
+	)
+	for range n {
+		wg.Go(func() {
+			status := 0
+			req, err := http.NewRequest("GET", h.url+"/v1/account", nil)
+			if err == nil {
+				req.Header.Set("Authorization", "Bearer "+key)
+				var res *http.Response
+				if res, err = http.DefaultClient.Do(req); err == nil {
+					res.Body.Close()
+					status = res.StatusCode
+				}
+			}
+			if err != nil {
+				h.t.Error(err)
+			}
+			mu.Lock()
+			statuses[status]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return statuses
 }
 
 // postForm posts a form without following the redirect.

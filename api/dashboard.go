@@ -105,14 +105,19 @@ func (s *Server) signedIn(r *http.Request) bool {
 	return false
 }
 
-// throttled answers 429 to a client address over the failure limit, before
-// its token is compared, and reports whether it did.
-func (s *Server) throttled(w http.ResponseWriter, r *http.Request) bool {
-	if wait := s.failures.blocked(clientAddr(r), time.Now()); wait > 0 {
-		s.renderError(w, r, tooManyFailures(w, wait))
-		return true
+// dashboardAuth reports whether the request is signed in (signedIn), counting a
+// wrong bearer token as a failed authentication. It answers the request
+// itself, and reports ok false, when its client address is over the failure
+// limit: then no token is compared.
+func (s *Server) dashboardAuth(w http.ResponseWriter, r *http.Request) (in, ok bool) {
+	a, err := s.beginAuth(w, r)
+	if err != nil {
+		s.renderError(w, r, err)
+		return false, false
 	}
-	return false
+	in = s.signedIn(r)
+	a.done(!in && r.Header.Get("Authorization") != "")
+	return in, true
 }
 
 type page struct {
@@ -159,13 +164,11 @@ func (s *Server) dashboard(h func(w http.ResponseWriter, r *http.Request) (strin
 			s.renderError(w, r, errOperatorOff)
 			return
 		}
-		if s.throttled(w, r) {
+		in, ok := s.dashboardAuth(w, r)
+		if !ok {
 			return
 		}
-		if !s.signedIn(r) {
-			if r.Header.Get("Authorization") != "" {
-				s.failures.fail(clientAddr(r), time.Now()) // a wrong bearer token
-			}
+		if !in {
 			s.render(w, r, http.StatusUnauthorized, "login-content", &page{Title: "log in"})
 			return
 		}
@@ -223,12 +226,18 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, r, errOperatorOff)
 		return
 	}
-	if s.throttled(w, r) {
+	// The form is read before the token takes a place of the failure limit,
+	// which a slow upload would otherwise hold.
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	token := r.PostFormValue("token")
+	a, err := s.beginAuth(w, r)
+	if err != nil {
+		s.renderError(w, r, err)
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	if !s.operatorTokenMatches(r.PostFormValue("token")) {
-		s.failures.fail(clientAddr(r), time.Now())
+	matches := s.operatorTokenMatches(token)
+	a.done(!matches)
+	if !matches {
 		s.render(w, r, http.StatusUnauthorized, "login-content", &page{Title: "log in", Flash: "That is not the operator token."})
 		return
 	}
@@ -247,11 +256,12 @@ func (s *Server) dashboardAction(h func(r *http.Request) (to, msg string, err er
 			s.renderError(w, r, errOperatorOff)
 			return
 		}
-		if s.throttled(w, r) {
+		in, ok := s.dashboardAuth(w, r)
+		if !ok {
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-		if !s.signedIn(r) || !hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(s.derive("csrf"))) {
+		if !in || !hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(s.derive("csrf"))) {
 			s.renderError(w, r, &Error{Status: http.StatusForbidden, Type: "authentication_error", Code: "csrf_failed",
 				Message: "Sign in again: this form is stale or did not come from the dashboard."})
 			return

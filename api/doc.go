@@ -12,7 +12,9 @@
 // (events.CheckoutBatcher), with the same all-or-nothing commit.
 //
 // Authentication (API keys, the operator token, dashboard logins) is refused
-// with 429 for a client address past 20 failures a minute before any
-// credential is looked up (authlimit.go), then each key has a token bucket
-// (ratelimit.go).
+// with 429 for a client address (the TCP peer, or behind trusted proxies the
+// address they append to X-Forwarded-For) past 20 failures a minute before any
+// credential is looked up, and each authentication holds one of its address's
+// 20 places while it runs, so that concurrent guesses cannot pass the limit
+// (authlimit.go); then each key has a token bucket (ratelimit.go).
 package api

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -18,6 +19,9 @@ type endpointRequest struct {
 	// SignatureScheme is checked by delivery.Endpoints.Create, which also
 	// refuses it on chat endpoints.
 	SignatureScheme string `json:"signature_scheme" validate:"max=20"`
+	// RateLimit and Headers are checked by delivery.Endpoints.Check.
+	RateLimit *int              `json:"rate_limit"`
+	Headers   map[string]string `json:"headers"`
 }
 
 type endpointUpdateRequest struct {
@@ -26,6 +30,11 @@ type endpointUpdateRequest struct {
 	Description   *string  `json:"description" validate:"omitempty,max=500"`
 	DisplayName   *string  `json:"display_name" validate:"omitempty,max=80"`
 	Status        *string  `json:"status" validate:"omitempty,oneof=enabled disabled"`
+	// RateLimit is raw so that null (remove the limit) differs from absent
+	// (keep it).
+	RateLimit json.RawMessage `json:"rate_limit"`
+	// Headers replace the endpoint's custom headers; {} removes them.
+	Headers map[string]string `json:"headers"`
 }
 
 type rotateRequest struct {
@@ -40,7 +49,7 @@ func (s *Server) createEndpoint(ctx context.Context, c *call) (txFunc, error) {
 	}
 	checked, err := s.endpoints.Check(ctx, delivery.EndpointParams{
 		Type: req.Type, URL: req.URL, EnabledEvents: req.EnabledEvents, Description: req.Description, DisplayName: req.DisplayName,
-		SignatureScheme: req.SignatureScheme,
+		SignatureScheme: req.SignatureScheme, RateLimit: req.RateLimit, Headers: req.Headers,
 	})
 	if err != nil {
 		return nil, err
@@ -76,9 +85,14 @@ func (s *Server) updateEndpoint(ctx context.Context, c *call) (txFunc, error) {
 	if req.EnabledEvents != nil && len(req.EnabledEvents) == 0 {
 		return nil, invalid("enabled_events", "enabled_events must list at least one event type, or \"*\"")
 	}
-	checked, err := s.endpoints.CheckUpdate(ctx, delivery.EndpointUpdate{
+	update := delivery.EndpointUpdate{
 		URL: req.URL, EnabledEvents: req.EnabledEvents, Description: req.Description, DisplayName: req.DisplayName, Status: req.Status,
-	})
+		SetRateLimit: req.RateLimit != nil, Headers: req.Headers,
+	}
+	if update.SetRateLimit && json.Unmarshal(req.RateLimit, &update.RateLimit) != nil {
+		return nil, invalid("rate_limit", "rate_limit must be an integer from 1 to 10000 deliveries per second, or null for none")
+	}
+	checked, err := s.endpoints.CheckUpdate(ctx, update)
 	if err != nil {
 		return nil, err
 	}

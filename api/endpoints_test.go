@@ -2,8 +2,10 @@ package api_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -119,6 +121,21 @@ func TestWebhookEndpointRefusesBadInput(t *testing.T) {
 		{"negative grace", "POST", "/v1/webhook_endpoints/" + ep.ID + "/rotate_secret", map[string]any{"grace_period_seconds": -1}, "grace_period_seconds"},
 		{"grace over 7 days", "POST", "/v1/webhook_endpoints/" + ep.ID + "/rotate_secret", map[string]any{"grace_period_seconds": 700000}, "grace_period_seconds"},
 		{"bad delivery status filter", "GET", "/v1/deliveries?status=lost", nil, "status"},
+		{"rate limit zero", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "rate_limit": 0}, "rate_limit"},
+		{"rate limit too high", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "rate_limit": 10001}, "rate_limit"},
+		{"rate limit not a number", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "rate_limit": "50"}, "rate_limit"},
+		{"rate limit fraction on update", "PATCH", "/v1/webhook_endpoints/" + ep.ID, map[string]any{"rate_limit": 1.5}, "rate_limit"},
+		{"rate limit negative on update", "PATCH", "/v1/webhook_endpoints/" + ep.ID, map[string]any{"rate_limit": -3}, "rate_limit"},
+		{"signature header", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "headers": map[string]string{"Webhook-Signature": "x"}}, "headers.Webhook-Signature"},
+		{"content type header", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "headers": map[string]string{"content-type": "text/plain"}}, "headers.content-type"},
+		{"hop-by-hop header", "PATCH", "/v1/webhook_endpoints/" + ep.ID, map[string]any{"headers": map[string]string{"Proxy-Authorization": "x"}}, "headers.Proxy-Authorization"},
+		{"header name not a token", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "headers": map[string]string{"X Key": "x"}}, "headers.X Key"},
+		{"header name too long", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "headers": map[string]string{"X-" + strings.Repeat("a", 63): "x"}}, "headers.X-" + strings.Repeat("a", 63)},
+		{"header value too long", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "headers": map[string]string{"X-Key": strings.Repeat("a", 1025)}}, "headers.X-Key"},
+		{"header value with a newline", "PATCH", "/v1/webhook_endpoints/" + ep.ID, map[string]any{"headers": map[string]string{"X-Key": "a\r\nHost: evil"}}, "headers.X-Key"},
+		{"same header twice", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "headers": map[string]string{"X-Key": "a", "x-key": "b"}}, "headers.x-key"},
+		{"too many headers", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "headers": manyHeaders(21)}, "headers"},
+		{"headers on a chat endpoint", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "type": "discord", "headers": map[string]string{"X-Key": "a"}}, "headers"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -184,6 +201,95 @@ func TestDeliveriesAPI(t *testing.T) {
 
 // TestEd25519EndpointsOverTheAPI creates and rotates an ed25519 endpoint
 // (public keys only, never a secret), and checks the 400s of the option.
+// An endpoint's rate_limit is set on create, kept by an update that does not
+// name it, changed by one that does, and removed by null.
+func TestEndpointRateLimitOverTheAPI(t *testing.T) {
+	t.Parallel()
+
+	h := newHarness(t)
+	res := h.do("POST", "/v1/webhook_endpoints", h.a.TestAPIKey,
+		map[string]any{"url": "http://127.0.0.1:9/hooks", "rate_limit": 50}).must(t, http.StatusCreated)
+	ep := decodeEndpoint(t, res)
+	limit := func(res response) any {
+		t.Helper()
+		var body map[string]any
+		if err := json.Unmarshal(res.body, &body); err != nil {
+			t.Fatal(err)
+		}
+		return body["rate_limit"]
+	}
+	if got := limit(res); got != float64(50) {
+		t.Fatalf("created with rate_limit %v, want 50: %s", got, res.body)
+	}
+	path := "/v1/webhook_endpoints/" + ep.ID
+	for _, step := range []struct {
+		body map[string]any
+		want any
+	}{
+		{map[string]any{"description": "kept"}, float64(50)},
+		{map[string]any{"rate_limit": 10000}, float64(10000)},
+		{map[string]any{"rate_limit": nil}, nil},
+	} {
+		res := h.do("PATCH", path, h.a.TestAPIKey, step.body).must(t, http.StatusOK)
+		decodeEndpoint(t, res)
+		if got := limit(res); got != step.want {
+			t.Errorf("after %v: rate_limit %v, want %v", step.body, got, step.want)
+		}
+	}
+	if got := limit(h.do("GET", path, h.a.TestAPIKey, nil).must(t, http.StatusOK)); got != nil {
+		t.Errorf("retrieved rate_limit %v, want null", got)
+	}
+}
+
+func manyHeaders(n int) map[string]string {
+	h := map[string]string{}
+	for i := range n {
+		h["X-Header-"+strconv.Itoa(i)] = "v"
+	}
+	return h
+}
+
+// Custom headers are shown as stored, an authorization value masked; an
+// update that sends the mask back keeps the stored value (the worker's
+// test checks what a receiver gets), {} removes them all.
+func TestEndpointHeadersOverTheAPI(t *testing.T) {
+	t.Parallel()
+
+	h := newHarness(t)
+	headers := func(res response) map[string]string {
+		t.Helper()
+		var body struct{ Headers map[string]string }
+		if err := json.Unmarshal(res.body, &body); err != nil {
+			t.Fatal(err)
+		}
+		return body.Headers
+	}
+	res := h.do("POST", "/v1/webhook_endpoints", h.a.TestAPIKey, map[string]any{"url": "http://127.0.0.1:9/hooks",
+		"headers": map[string]string{"X-Api-Key": "k1", "Authorization": "Bearer 0123456789abcdefwxyz"}}).must(t, http.StatusCreated)
+	ep := decodeEndpoint(t, res)
+	want := map[string]string{"X-Api-Key": "k1", "Authorization": "Bearer ****wxyz"}
+	if got := headers(res); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("created with headers %v, want %v", got, want)
+	}
+	if strings.Contains(string(res.body), "0123456789abcdef") {
+		t.Fatalf("the authorization value is shown: %s", res.body)
+	}
+	path := "/v1/webhook_endpoints/" + ep.ID
+	got := h.do("GET", path, h.a.TestAPIKey, nil).must(t, http.StatusOK)
+	if fmt.Sprint(headers(got)) != fmt.Sprint(want) {
+		t.Errorf("retrieved headers %v, want %v", headers(got), want)
+	}
+	short := h.do("PATCH", path, h.a.TestAPIKey, map[string]any{"headers": map[string]string{"Authorization": "Basic dTpw"}}).must(t, http.StatusOK)
+	if got := headers(short); fmt.Sprint(got) != fmt.Sprint(map[string]string{"Authorization": "Basic ****"}) {
+		t.Errorf("a short credential is shown as %v, want Basic ****", got)
+	}
+	cleared := h.do("PATCH", path, h.a.TestAPIKey, map[string]any{"headers": map[string]string{}}).must(t, http.StatusOK)
+	decodeEndpoint(t, cleared)
+	if got := headers(cleared); len(got) != 0 {
+		t.Errorf("headers after {}: %v, want none", got)
+	}
+}
+
 func TestEd25519EndpointsOverTheAPI(t *testing.T) {
 	t.Parallel()
 

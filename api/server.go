@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,6 +30,7 @@ type Server struct {
 	dispatcher    *delivery.Dispatcher
 	endpoints     *delivery.Endpoints
 	failures      *authFailures
+	trusted       []netip.Prefix
 	guard         *delivery.Guard
 	keyring       *events.Keyring
 	limiters      *limiters
@@ -62,6 +64,11 @@ type Config struct {
 	Pool          *pgxpool.Pool
 	RateLimit     RateLimit
 	Service       *events.Service
+	// TrustedProxies are the load balancers and reverse proxies in front of
+	// the API (HOOKLINE_TRUSTED_PROXIES): a request from one is counted
+	// against the client address it appended to X-Forwarded-For, not its own,
+	// by the failed-authentication limit (clientAddr).
+	TrustedProxies []netip.Prefix
 }
 
 // New returns the API's handler with every route registered.
@@ -77,6 +84,7 @@ func newServer(cfg Config) *Server {
 		dispatcher:    cfg.Dispatcher,
 		endpoints:     cfg.Endpoints,
 		failures:      newAuthFailures(),
+		trusted:       cfg.TrustedProxies,
 		guard:         cfg.Guard,
 		keyring:       cfg.Keyring,
 		limiters:      newLimiters(cfg.RateLimit),
@@ -359,7 +367,8 @@ const maxURLLength = 2048
 
 // admit authenticates a request and takes a token from its key's bucket.
 // A client address over the limit of failed authentications is refused
-// first, before its credential costs a lookup; a failure counts against it.
+// first, before its credential costs a lookup; the lookup holds a place of
+// the limit (beginAuth), which a failure keeps and a success gives back.
 // Operator requests are not limited otherwise: there is one operator, and it
 // must be able to act while merchants are being throttled.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, auth authFunc) (events.Scope, error) {
@@ -367,14 +376,17 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, auth authFunc) (e
 		return events.Scope{}, &Error{Status: http.StatusRequestURITooLong, Type: "invalid_request_error", Code: "url_too_long",
 			Message: "The request URL is longer than 2048 characters."}
 	}
-	client := clientAddr(r)
-	if wait := s.failures.blocked(client, time.Now()); wait > 0 {
-		return events.Scope{}, tooManyFailures(w, wait)
+	attempt, err := s.beginAuth(w, r)
+	if err != nil {
+		return events.Scope{}, err
 	}
+	// Deferred: a place never given back (after a panic in the lookup, which
+	// net/http recovers) would shrink its address's limit for good.
+	failed := false
+	defer func() { attempt.done(failed) }()
 	scope, err := auth(r)
-	if e, ok := errors.AsType[*Error](err); ok && e.Status == http.StatusUnauthorized && e.Code != codeAPIKeyMissing {
-		s.failures.fail(client, time.Now())
-	}
+	e, ok := errors.AsType[*Error](err)
+	failed = ok && e.Status == http.StatusUnauthorized && e.Code != codeAPIKeyMissing
 	if err != nil || scope.MerchantID == "" {
 		return scope, err
 	}
@@ -383,6 +395,20 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, auth authFunc) (e
 		return events.Scope{}, rateLimited(w, wait)
 	}
 	return scope, nil
+}
+
+// beginAuth takes a place of the failure limit for the request's
+// authentication (authFailures.begin), or returns the 429 of a client
+// address over the limit.
+func (s *Server) beginAuth(w http.ResponseWriter, r *http.Request) (*authAttempt, error) {
+	attempt, wait, err := s.failures.begin(r.Context(), clientAddr(r, s.trusted))
+	if err != nil {
+		return nil, err
+	}
+	if attempt == nil {
+		return nil, tooManyFailures(w, wait)
+	}
+	return attempt, nil
 }
 
 // codeAPIKeyMissing is the 401 of a request without credentials: not a

@@ -46,8 +46,12 @@ type Endpoint struct {
 	DisplayName     *string  `json:"display_name"`
 	CreatedAt       int64    `json:"created_at"`
 	SignatureScheme string   `json:"signature_scheme"`
-	Secret          string   `json:"secret,omitempty"`
-	PublicKey       string   `json:"public_key,omitempty"`
+	RateLimit       *int     `json:"rate_limit"`
+	// Headers are sent with every attempt; an authorization value is
+	// shown masked.
+	Headers   map[string]string `json:"headers"`
+	Secret    string            `json:"secret,omitempty"`
+	PublicKey string            `json:"public_key,omitempty"`
 }
 
 // EndpointParams are a new endpoint's fields. A nil EnabledEvents subscribes
@@ -61,6 +65,10 @@ type EndpointParams struct {
 	// SignatureScheme is SchemeHMAC (the default) or SchemeEd25519; chat
 	// endpoints are not signed, and take neither.
 	SignatureScheme string
+	// RateLimit caps deliveries per second to the endpoint; nil is none.
+	RateLimit *int
+	// Headers are custom request headers, for webhook endpoints.
+	Headers map[string]string
 }
 
 // EndpointUpdate is a partial update: nil fields stay as they are.
@@ -70,6 +78,11 @@ type EndpointUpdate struct {
 	Description   *string
 	DisplayName   *string
 	Status        *string
+	// SetRateLimit says to set RateLimit, which nil removes.
+	SetRateLimit bool
+	RateLimit    *int
+	// Headers replace the custom headers when not nil (empty: none).
+	Headers map[string]string
 }
 
 // Endpoints manages webhook endpoints.
@@ -130,13 +143,13 @@ func (m *Endpoints) checkLimit(ctx context.Context, tx pgx.Tx, scope events.Scop
 }
 
 const endpointColumns = `select id, livemode, type, url, enabled_events, status, disabled_reason, description,
-	display_name, created_at, signature_scheme from webhook_endpoints`
+	display_name, created_at, signature_scheme, rate_limit, headers from webhook_endpoints`
 
 func scanEndpoint(row pgx.Row) (*Endpoint, error) {
 	e := &Endpoint{Object: "webhook_endpoint"}
 	var created time.Time
 	err := row.Scan(&e.ID, &e.Livemode, &e.Type, &e.URL, &e.EnabledEvents, &e.Status, &e.DisabledReason,
-		&e.Description, &e.DisplayName, &created, &e.SignatureScheme)
+		&e.Description, &e.DisplayName, &created, &e.SignatureScheme, &e.RateLimit, &e.Headers)
 	e.CreatedAt = created.Unix()
 	if e.EnabledEvents == nil {
 		for _, t := range events.DefaultEnabledTypes() {
@@ -163,6 +176,17 @@ func checkEnabledEvents(list []string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// MaxRateLimit is the highest rate_limit, in deliveries per second.
+const MaxRateLimit = 10_000
+
+// checkRateLimit refuses a rate limit out of 1..MaxRateLimit (nil is none).
+func checkRateLimit(limit *int) error {
+	if limit != nil && (*limit < 1 || *limit > MaxRateLimit) {
+		return &events.InvalidError{Param: "rate_limit", Message: "must be from 1 to 10000 deliveries per second, or null for none"}
+	}
+	return nil
 }
 
 // CheckedEndpoint is a new endpoint's parameters once Check has passed them.
@@ -196,6 +220,17 @@ func (m *Endpoints) Check(ctx context.Context, p EndpointParams) (*CheckedEndpoi
 			return nil, err
 		}
 	}
+	if err := checkRateLimit(p.RateLimit); err != nil {
+		return nil, err
+	}
+	if p.Headers != nil {
+		if p.Type != TypeWebhook {
+			return nil, &events.InvalidError{Param: "headers", Message: "applies to webhook endpoints only: chat webhooks take none"}
+		}
+		if err := checkHeaders(p.Headers); err != nil {
+			return nil, err
+		}
+	}
 	return &CheckedEndpoint{p: p}, nil
 }
 
@@ -217,11 +252,12 @@ func (m *Endpoints) Create(ctx context.Context, tx pgx.Tx, scope events.Scope, c
 	}
 	id := events.NewID(events.PrefixEndpoint)
 	stored, secret, publicKey := newSigningKey(p.SignatureScheme)
+	headers, authorization := m.storedHeaders(id, p.Headers, nil, nil)
 	_, err := tx.Exec(ctx, `insert into webhook_endpoints (id, merchant_id, livemode, type, url, enabled_events, status,
-		description, display_name, secret, signature_scheme, created_at)
-		values ($1, $2, $3, $4, $5, $6, 'enabled', $7, $8, $9, $10, now())`,
+		description, display_name, secret, signature_scheme, rate_limit, headers, header_authorization, created_at)
+		values ($1, $2, $3, $4, $5, $6, 'enabled', $7, $8, $9, $10, $11, $12, $13, now())`,
 		id, scope.MerchantID, scope.Livemode, p.Type, p.URL, p.EnabledEvents, p.Description, p.DisplayName,
-		m.keyring.Seal(id, stored), p.SignatureScheme)
+		m.keyring.Seal(id, stored), p.SignatureScheme, p.RateLimit, headers, authorization)
 	if err != nil {
 		return nil, fmt.Errorf("insert endpoint: %w", err)
 	}
@@ -310,6 +346,14 @@ func (m *Endpoints) CheckUpdate(ctx context.Context, u EndpointUpdate) (*Checked
 	if u.Status != nil && *u.Status != EndpointEnabled && *u.Status != EndpointDisabled {
 		return nil, &events.InvalidError{Param: "status", Message: "must be enabled or disabled"}
 	}
+	if err := checkRateLimit(u.RateLimit); err != nil {
+		return nil, err
+	}
+	if u.Headers != nil {
+		if err := checkHeaders(u.Headers); err != nil {
+			return nil, err
+		}
+	}
 	return &CheckedUpdate{u: u}, nil
 }
 
@@ -327,6 +371,20 @@ func (m *Endpoints) Update(ctx context.Context, tx pgx.Tx, scope events.Scope, i
 			return nil, err
 		}
 	}
+	if u.Headers != nil {
+		if len(u.Headers) > 0 && current.Type != TypeWebhook {
+			return nil, &events.InvalidError{Param: "headers", Message: "applies to webhook endpoints only: chat webhooks take none"}
+		}
+		var kept *string
+		if err := tx.QueryRow(ctx, `select header_authorization from webhook_endpoints where id = $1 for update`, id).Scan(&kept); err != nil {
+			return nil, fmt.Errorf("read endpoint headers: %w", err)
+		}
+		headers, authorization := m.storedHeaders(id, u.Headers, current.Headers, kept)
+		if _, err := tx.Exec(ctx, `update webhook_endpoints set headers = $2, header_authorization = $3 where id = $1`,
+			id, headers, authorization); err != nil {
+			return nil, fmt.Errorf("update endpoint headers: %w", err)
+		}
+	}
 	_, err = tx.Exec(ctx, `update webhook_endpoints set
 		url = coalesce($2, url),
 		enabled_events = case when $3::text[] is null then enabled_events else $3 end,
@@ -334,8 +392,9 @@ func (m *Endpoints) Update(ctx context.Context, tx pgx.Tx, scope events.Scope, i
 		display_name = coalesce($5, display_name),
 		status = coalesce($6, status),
 		disabled_reason = case when $6 is null then disabled_reason else null end,
-		failing_since = case when $6 = 'enabled' then null else failing_since end
-		where id = $1`, id, u.URL, u.EnabledEvents, u.Description, u.DisplayName, u.Status)
+		failing_since = case when $6 = 'enabled' then null else failing_since end,
+		rate_limit = case when $7 then $8 else rate_limit end
+		where id = $1`, id, u.URL, u.EnabledEvents, u.Description, u.DisplayName, u.Status, u.SetRateLimit, u.RateLimit)
 	if err != nil {
 		return nil, fmt.Errorf("update endpoint: %w", err)
 	}

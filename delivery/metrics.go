@@ -121,7 +121,7 @@ var queueDepth = prometheus.NewDesc("hookline_queue_jobs",
 
 // parkedDeliveries describes hookline_parked_deliveries.
 var parkedDeliveries = prometheus.NewDesc("hookline_parked_deliveries",
-	"Deliveries parked until their destination (busy, failing, or paused by a 429) takes more, read at scrape time "+
+	"Deliveries parked until their destination (busy, failing, paused by a 429, or at its rate limit) takes more, read at scrape time "+
 		"and counted up to 10000: 10000 means at least that many.", nil, nil)
 
 // queueCollector reads River's job counts when Prometheus scrapes, so the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -130,11 +131,15 @@ func (w *ReleaseWorker) release(ctx context.Context, key string) (int, error) {
 		var busyAt, releasedAt *time.Time
 		var size, probeMS int
 		var failing bool
+		var rateLimit *int
+		var sinceRelease float64
 		err := tx.QueryRow(ctx, `insert into delivery_destinations as s (key) values ($1)
 			on conflict (key) do update set key = s.key
 			returning busy_at, released_at, release_size, probe_ms,
-				coalesce((select failing_since < now() - $2::interval from webhook_endpoints where id = $1), false)`,
-			key, circuitAfter).Scan(&busyAt, &releasedAt, &size, &probeMS, &failing)
+				coalesce((select failing_since < now() - $2::interval from webhook_endpoints where id = $1), false),
+				(select rate_limit from webhook_endpoints where id = $1),
+				coalesce(extract(epoch from now() - released_at)::float8, 1)`,
+			key, circuitAfter).Scan(&busyAt, &releasedAt, &size, &probeMS, &failing, &rateLimit, &sinceRelease)
 		if err != nil {
 			return err
 		}
@@ -152,7 +157,14 @@ func (w *ReleaseWorker) release(ctx context.Context, key string) (int, error) {
 		default:
 			size, probeMS = min(maxRelease, size*2), 1000
 		}
-		rows, err := tx.Query(ctx, releaseParked, key, size)
+		releasing := size
+		if rateLimit != nil && !failing {
+			// What the rate limit allowed since the last release (about
+			// ReleaseInterval ago, up to twice that when the release was
+			// late): more would only be parked again by the token bucket.
+			releasing = int(math.Ceil(float64(*rateLimit) * min(2, max(1, sinceRelease))))
+		}
+		rows, err := tx.Query(ctx, releaseParked, key, releasing)
 		if err != nil {
 			return err
 		}

@@ -158,7 +158,9 @@ type target struct {
 	endpointStatus *string
 	failing        bool
 	deleted        bool
-	scheme         string // SchemeHMAC or SchemeEd25519
+	scheme         string            // SchemeHMAC or SchemeEd25519
+	rateLimit      *int              // the endpoint's deliveries per second, if it set a limit
+	headers        map[string]string // the endpoint's custom headers, authorization opened
 	secrets        []string
 	// unusable says why the target cannot be sent (its secret does not
 	// open): its attempt fails with this error, alone.
@@ -169,7 +171,7 @@ type target struct {
 const loadTargets = `select d.id, d.status, d.attempt_count, d.schedule_base, d.parked, coalesce(w.url, d.url),
 		coalesce(d.endpoint_id, 'url:' || md5(d.url)), coalesce(s.paused_until > now(), false), e.id, e.created_at, e.payload,
 		d.merchant_id, d.livemode, w.id, coalesce(w.type, 'webhook'), coalesce(w.display_name, m.name), w.status,
-		coalesce(w.failing_since < now() - $2::interval, false), w.deleted_at is not null, coalesce(w.signature_scheme, 'hmac'), w.secret, w.previous_secrets, w.previous_secrets_expire_at,
+		coalesce(w.failing_since < now() - $2::interval, false), w.deleted_at is not null, coalesce(w.signature_scheme, 'hmac'), w.rate_limit, w.headers, w.header_authorization, w.secret, w.previous_secrets, w.previous_secrets_expire_at,
 		case when d.livemode then m.webhook_secret else m.test_webhook_secret end
 		from deliveries d
 		join events e on e.id = d.event_id
@@ -192,7 +194,7 @@ func (w *Worker) load(ctx context.Context, ids []string) ([]*target, error) {
 		var s sealedSecrets
 		if err := row.Scan(&t.deliveryID, &t.status, &t.attemptCount, &t.scheduleBase, &t.parked, &t.url, &t.destination, &t.paused, &t.eventID, &t.eventCreated, &t.payload,
 			&t.scope.MerchantID, &t.scope.Livemode, &t.endpointID, &t.endpointType, &t.displayName, &t.endpointStatus, &t.failing, &t.deleted,
-			&t.scheme, &s.endpoint, &s.previous, &s.previousExpires, &s.account); err != nil {
+			&t.scheme, &t.rateLimit, &t.headers, &s.authorization, &s.endpoint, &s.previous, &s.previousExpires, &s.account); err != nil {
 			return nil, err
 		}
 		stored = append(stored, s)
@@ -222,6 +224,7 @@ type sealedSecrets struct {
 	endpoint, account *string
 	previous          []string
 	previousExpires   []time.Time
+	authorization     *string // a custom authorization header
 }
 
 // openSecrets decrypts the secrets an attempt signs with: the endpoint's (and
@@ -241,6 +244,11 @@ func (w *Worker) openSecrets(ctx context.Context, t *target, s sealedSecrets) er
 		return err
 	}
 	t.secrets = []string{secret}
+	if s.authorization != nil {
+		if err := w.openAuthorization(t, *s.authorization); err != nil {
+			return err
+		}
+	}
 	now := time.Now()
 	for i, sealed := range s.previous {
 		if i >= len(s.previousExpires) || !s.previousExpires[i].After(now) {
@@ -251,6 +259,21 @@ func (w *Worker) openSecrets(ctx context.Context, t *target, s sealedSecrets) er
 			return err
 		}
 		t.secrets = append(t.secrets, old)
+	}
+	return nil
+}
+
+// openAuthorization puts the endpoint's authorization header, opened, in
+// place of its mask among the target's headers.
+func (w *Worker) openAuthorization(t *target, sealed string) error {
+	value, err := w.keyring.Open(*t.endpointID, sealed)
+	if err != nil {
+		return err
+	}
+	for name := range t.headers {
+		if strings.EqualFold(name, authorizationField) {
+			t.headers[name] = value
+		}
 	}
 	return nil
 }
@@ -290,6 +313,7 @@ type batch struct {
 	leave     []func()             // the limiter places the job holds
 	admitted  []string             // destinations the limiter admitted the job to
 	refused   bool                 // a manual retry found no place
+	limited   bool                 // a destination has a rate limit: the release paces it, not drain
 	manual    bool                 // the job is a manual retry
 	requeue   []*target
 	abandoned []*target
@@ -381,10 +405,33 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 	if b.refused {
 		return river.JobSnooze(time.Second)
 	}
-	if len(b.admitted) != 1 || job.Args.Manual {
+	if len(b.admitted) != 1 || job.Args.Manual || b.limited {
 		return nil
 	}
 	return w.drain(ctx, start, b.admitted[0])
+}
+
+// withinRateLimit answers the targets the endpoint's rate limit lets go now.
+// The others wait without spending an attempt: an automatic job's park, not
+// as saturated (the release hands out a second's worth of them each
+// second), a manual retry's come back in a second. If the bucket cannot be
+// read, none go: a limit is a promise to the receiver.
+func (w *Worker) withinRateLimit(ctx context.Context, ts []*target, args DeliverArgs, b *batch) []*target {
+	t := ts[0]
+	granted, err := take(ctx, w.pool, t.destination, *t.rateLimit, len(ts))
+	if err != nil {
+		w.logger.WarnContext(ctx, "rate limit", slog.String("endpoint_id", t.destination), slog.String("error", err.Error()))
+	}
+	b.mu.Lock()
+	b.limited = true
+	if args.Manual {
+		b.requeue = append(b.requeue, ts[granted:]...)
+	}
+	b.mu.Unlock()
+	if !args.Manual {
+		b.park(ts[granted:], false)
+	}
+	return ts[:granted]
 }
 
 // recordWithin records b within recordTimeout, even when the job's context
@@ -457,6 +504,9 @@ func (w *Worker) drain(ctx context.Context, start time.Time, destination string)
 		if err := w.recordWithin(ctx, b); err != nil {
 			return err
 		}
+		if b.limited {
+			return nil // the endpoint set a rate limit meanwhile: the release paces it
+		}
 	}
 	return nil
 }
@@ -515,6 +565,11 @@ func (w *Worker) sendAdmitted(ctx context.Context, start time.Time, ts []*target
 			// The circuit is open: one probe; the rest wait for its answer.
 			b.park(ts[1:], false)
 			ts = ts[:1]
+		}
+	}
+	if t.rateLimit != nil {
+		if ts = w.withinRateLimit(ctx, ts, args, b); len(ts) == 0 {
+			return
 		}
 	}
 	var mu sync.Mutex
@@ -592,6 +647,9 @@ func (w *Worker) send(ctx context.Context, t *target) *outcome {
 	if err != nil {
 		o.err = "invalid destination URL"
 		return o
+	}
+	for name, value := range t.headers {
+		req.Header.Set(name, value) // checkHeaders kept hookline's own names out
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "hookline/"+Version)

@@ -43,7 +43,7 @@ func TestUpIsIdempotent(t *testing.T) {
 }
 
 // TestPreviousSecretsMigration upgrades endpoints rotated before migration
-// 010: a previous secret still in its grace period keeps signing (it moves to
+// 011: a previous secret still in its grace period keeps signing (it moves to
 // previous_secrets with its grace's end), one whose grace has ended is not
 // carried over.
 func TestPreviousSecretsMigration(t *testing.T) {
@@ -56,7 +56,7 @@ func TestPreviousSecretsMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	if err := migrations.UpTo(ctx, pool, 9); err != nil {
+	if err := migrations.UpTo(ctx, pool, 10); err != nil {
 		t.Fatal(err)
 	}
 	merchant := dbtest.Merchant(t, pool, "Rotating merchant")

@@ -39,6 +39,7 @@ type config struct {
 	Retention        time.Duration
 	RateLimit        float64
 	RetrySchedule    delivery.Schedule
+	TrustedProxies   []netip.Prefix
 
 	// LocalCluster is the directory of the development cluster DatabaseURL
 	// names when DATABASE_URL is unset (localCluster), else "".
@@ -133,14 +134,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if err := intVar(getenv, "HOOKLINE_RATE_BURST", "requests", 1, 1_000_000, &cfg.RateBurst); err != nil {
 		return cfg, err
 	}
-	if v := getenv("HOOKLINE_ALLOW_PRIVATE_CIDRS"); v != "" {
-		for _, part := range strings.Split(v, ",") {
-			p, err := netip.ParsePrefix(strings.TrimSpace(part))
-			if err != nil {
-				return cfg, fmt.Errorf("HOOKLINE_ALLOW_PRIVATE_CIDRS must be comma-separated CIDR ranges, such as 10.20.0.0/16; %q is not", part)
-			}
-			cfg.AllowPrivate = append(cfg.AllowPrivate, p.Masked())
-		}
+	if err := prefixesVar(getenv, "HOOKLINE_ALLOW_PRIVATE_CIDRS", "10.20.0.0/16", &cfg.AllowPrivate); err != nil {
+		return cfg, err
+	}
+	if err := prefixesVar(getenv, "HOOKLINE_TRUSTED_PROXIES", "10.0.0.0/8,fd00::/8", &cfg.TrustedProxies); err != nil {
+		return cfg, err
 	}
 	if v := getenv("HOOKLINE_RETENTION"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -211,6 +209,26 @@ func intVar(getenv func(string) string, name, unit string, lo, hi int, dst *int)
 		return fmt.Errorf("%s must be a whole number of %s from %d to %d, not %q", name, unit, lo, hi, v)
 	}
 	*dst = n
+	return nil
+}
+
+// prefixesVar reads a variable of comma-separated CIDR ranges into dst when
+// it is set. A bare address is refused rather than read as a single-address
+// range, so that a range written without its length is not silently narrowed
+// to one address; IPv4-mapped ranges are refused because addresses are
+// compared as IPv4, which they never contain.
+func prefixesVar(getenv func(string) string, name, example string, dst *[]netip.Prefix) error {
+	v := getenv(name)
+	if v == "" {
+		return nil
+	}
+	for _, part := range strings.Split(v, ",") {
+		p, err := netip.ParsePrefix(strings.TrimSpace(part))
+		if err != nil || p.Addr().Is4In6() {
+			return fmt.Errorf("%s must be comma-separated CIDR ranges, IPv4 ones in IPv4 form, such as %s; %q is not", name, example, part)
+		}
+		*dst = append(*dst, p.Masked())
+	}
 	return nil
 }
 

@@ -54,6 +54,13 @@ func TestLoadConfig(t *testing.T) {
 		{"allowlist", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ALLOW_PRIVATE_CIDRS": "10.20.1.1/16, fd00::/8"}, "", func(c config) bool {
 			return len(c.AllowPrivate) == 2 && c.AllowPrivate[0].String() == "10.20.0.0/16"
 		}},
+		{"bad trusted proxies", map[string]string{"DATABASE_URL": "x", "HOOKLINE_TRUSTED_PROXIES": "10.0.0.0/8,load-balancer"}, "HOOKLINE_TRUSTED_PROXIES", nil},
+		{"a trusted proxy without its prefix length", map[string]string{"DATABASE_URL": "x", "HOOKLINE_TRUSTED_PROXIES": "10.0.0.7"}, "HOOKLINE_TRUSTED_PROXIES", nil},
+		{"an IPv4-mapped trusted proxy range", map[string]string{"DATABASE_URL": "x", "HOOKLINE_TRUSTED_PROXIES": "::ffff:10.0.0.0/104"}, "HOOKLINE_TRUSTED_PROXIES", nil},
+		{"an IPv4-mapped allowlist range", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ALLOW_PRIVATE_CIDRS": "::ffff:10.0.0.0/104"}, "HOOKLINE_ALLOW_PRIVATE_CIDRS", nil},
+		{"trusted proxies", map[string]string{"DATABASE_URL": "x", "HOOKLINE_TRUSTED_PROXIES": "10.0.3.1/16, 2001:db8::/32"}, "", func(c config) bool {
+			return len(c.TrustedProxies) == 2 && c.TrustedProxies[0].String() == "10.0.0.0/16" && c.TrustedProxies[1].String() == "2001:db8::/32"
+		}},
 		{"retention shorter than the retries", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RETENTION": "24h"}, "HOOKLINE_RETENTION", nil},
 		{"bad rate", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RATE_LIMIT": "fast"}, "HOOKLINE_RATE_LIMIT", nil},
 		{"bad burst", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RATE_BURST": "0"}, "HOOKLINE_RATE_BURST", nil},
@@ -261,5 +268,46 @@ func TestServeMetricsAddr(t *testing.T) {
 	}
 	if status, _ := get(m.MetricsAddr(), "/v1/account"); status != http.StatusNotFound {
 		t.Errorf("GET /v1/account on the metrics listener: %d, want 404", status)
+	}
+}
+
+// TestServeTrustedProxies boots hookline behind a "load balancer" on
+// 127.0.0.1 (HOOKLINE_TRUSTED_PROXIES), which every test request comes from:
+// the failure limit counts the client address the balancer appends to
+// X-Forwarded-For, so one client's 20 wrong keys throttle that client, even
+// when it writes a fake address of its own in front, and not the next.
+func TestServeTrustedProxies(t *testing.T) {
+	t.Parallel()
+
+	_, url := migratedPool(t)
+	m := boot(t, map[string]string{"DATABASE_URL": url, "HOOKLINE_TRUSTED_PROXIES": "127.0.0.0/8"})
+	account := func(forwardedFor string) int {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "http://"+m.Addr()+"/v1/account", nil)
+		req.Header.Set("Authorization", "Bearer sk_test_"+strings.Repeat("x", 32))
+		req.Header.Set("X-Forwarded-For", forwardedFor)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	for i := range 20 {
+		if status := account("198.51.100.1"); status != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d, want 401", i+1, status)
+		}
+	}
+	for _, tt := range []struct {
+		forwardedFor string
+		want         int
+	}{
+		{"198.51.100.1", http.StatusTooManyRequests},
+		{"203.0.113.50, 198.51.100.1", http.StatusTooManyRequests}, // a fake entry in front changes nothing
+		{"198.51.100.1, 203.0.113.9", http.StatusUnauthorized},     // another client, whatever it wrote
+	} {
+		if status := account(tt.forwardedFor); status != tt.want {
+			t.Errorf("X-Forwarded-For %q: %d, want %d", tt.forwardedFor, status, tt.want)
+		}
 	}
 }

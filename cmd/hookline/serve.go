@@ -166,7 +166,7 @@ func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 	apiConfig := api.Config{
 		Checkouts: events.NewCheckoutBatcher(service, m.apiPool), Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard, keyring, cfg.MaxEndpoints), Guard: guard, Keyring: keyring,
 		Logger: m.logger, Metrics: registry, MetricsElsewhere: cfg.MetricsAddr != "", OperatorToken: cfg.OperatorToken, Pool: m.apiPool,
-		RateLimit: api.RateLimit{Rate: cfg.RateLimit, Burst: cfg.RateBurst}, Service: service,
+		RateLimit: api.RateLimit{Rate: cfg.RateLimit, Burst: cfg.RateBurst}, Service: service, TrustedProxies: cfg.TrustedProxies,
 	}
 	var handler http.Handler
 	if m.role == RoleWorker {

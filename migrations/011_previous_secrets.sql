@@ -17,5 +17,5 @@ update webhook_endpoints
 -- processes of the previous release read them until they are replaced
 -- (`hookline migrate` runs before the new processes start). A later migration
 -- drops them.
-comment on column webhook_endpoints.previous_secret is 'unused since migration 010: see previous_secrets';
-comment on column webhook_endpoints.previous_secret_expires_at is 'unused since migration 010: see previous_secrets_expire_at';
+comment on column webhook_endpoints.previous_secret is 'unused since migration 011: see previous_secrets';
+comment on column webhook_endpoints.previous_secret_expires_at is 'unused since migration 011: see previous_secrets_expire_at';
