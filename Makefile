@@ -12,6 +12,8 @@ build:
 
 # Starts hookline on the local cluster: migrates, creates a demo merchant the
 # first time (its keys are kept in .hookline/ and printed every time), serves.
+# hookline's commands run from the checkout without DATABASE_URL find the same
+# cluster by themselves (.hookline/pg).
 run: build
 	@set -e; \
 	keys=".hookline/demo-merchant-local.json"; \
@@ -21,6 +23,7 @@ run: build
 	mkdir -p .hookline; \
 	[ -s "$$keys" ] || (umask 077; ./hookline merchant create --name "Demo merchant" > "$$keys"); \
 	echo; echo "Demo merchant (kept in $$keys):"; cat "$$keys"; echo; \
+	case "$$keys" in *-local.json) echo "Operator commands run from this directory use this database: ./hookline endpoints list --failing"; echo;; esac; \
 	exec ./hookline serve
 
 # The whole suite, with the race detector, against a real Postgres; the

@@ -127,10 +127,19 @@ type page struct {
 	Endpoints  []delivery.FailingEndpoint
 	Deliveries []delivery.OperatorDelivery
 	Delivery   *delivery.Delivery
+	// Waiting says that the attempt a retry queued is not recorded yet, and
+	// Refresh, when not 0, reloads the page after that many seconds to show
+	// it (the dashboard has no JavaScript).
+	Waiting string
+	Refresh int
 }
 
+// render writes a page. Its message is the page's own (a refused login's),
+// else the one the action that redirected here left in the URL.
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, content string, p *page) {
-	p.Flash = r.URL.Query().Get("msg")
+	if p.Flash == "" {
+		p.Flash = r.URL.Query().Get("msg")
+	}
 	t, err := dashboardTemplates.Clone()
 	if err == nil {
 		_, err = t.New("content").Parse(`{{template "` + content + `" .}}`)
@@ -185,13 +194,31 @@ func (s *Server) overviewPage(_ http.ResponseWriter, r *http.Request) (string, *
 	return "overview-content", &page{Title: "operations", Endpoints: endpoints, Deliveries: deliveries}, nil
 }
 
+// retryWait is how long a delivery's page reloads itself after a Retry,
+// waiting for the attempt to be recorded: a manual attempt is made at once
+// unless its destination is paused or busy, and then the page stops asking.
+const retryWait = 30 * time.Second
+
 func (s *Server) deliveryPage(_ http.ResponseWriter, r *http.Request) (string, *page, error) {
 	id := r.PathValue("id")
 	d, err := delivery.GetDelivery(r.Context(), s.pool, nil, id) // the operator's: any merchant
 	if err != nil {
 		return "", nil, named(err, "delivery", id)
 	}
-	return "delivery-content", &page{Title: "delivery " + id, Delivery: d}, nil
+	p := &page{Title: "delivery " + id, Delivery: d}
+	// After a Retry the URL holds the attempt count the retry was queued at,
+	// and until when to wait: the page shows the new attempt once it is
+	// recorded, rather than the attempts there were when the button was hit.
+	after, err1 := strconv.Atoi(r.URL.Query().Get("after_attempt"))
+	until, err2 := strconv.ParseInt(r.URL.Query().Get("wait_until"), 10, 64)
+	if err1 == nil && err2 == nil && d.AttemptCount <= after {
+		if time.Now().Before(time.Unix(until, 0)) {
+			p.Waiting, p.Refresh = "Waiting for attempt "+strconv.Itoa(after+1)+": this page reloads until it is recorded.", 1
+		} else {
+			p.Waiting = "Attempt " + strconv.Itoa(after+1) + " is not recorded yet: its destination may be paused or busy. Reload to check again."
+		}
+	}
+	return "delivery-content", p, nil
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
@@ -249,7 +276,11 @@ func (s *Server) dashboardAction(h func(r *http.Request) (to, msg string, err er
 			}
 			to, msg = "/dashboard", asAPIError(err).Message
 		}
-		http.Redirect(w, r, to+"?msg="+url.QueryEscape(msg), http.StatusSeeOther)
+		sep := "?"
+		if strings.Contains(to, "?") {
+			sep = "&"
+		}
+		http.Redirect(w, r, to+sep+"msg="+url.QueryEscape(msg), http.StatusSeeOther)
 	}
 }
 
@@ -263,8 +294,18 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) dashboardRetry(r *http.Request) (string, string, error) {
 	id := r.PathValue("id")
-	err := pgx.BeginFunc(r.Context(), s.pool, func(tx pgx.Tx) error { return s.dispatcher.RetryByID(r.Context(), tx, id) })
-	return "/dashboard/deliveries/" + id, "Retry queued for " + id + ".", named(err, "delivery", id)
+	var attempts int
+	err := pgx.BeginFunc(r.Context(), s.pool, func(tx pgx.Tx) error {
+		d, err := delivery.GetDelivery(r.Context(), tx, nil, id)
+		if err != nil {
+			return err
+		}
+		attempts = d.AttemptCount
+		return s.dispatcher.RetryByID(r.Context(), tx, id)
+	})
+	to := "/dashboard/deliveries/" + id + "?after_attempt=" + strconv.Itoa(attempts) +
+		"&wait_until=" + strconv.FormatInt(time.Now().Add(retryWait).Unix(), 10)
+	return to, "Retry queued for " + id + ".", named(err, "delivery", id)
 }
 
 func (s *Server) dashboardEnable(r *http.Request) (string, string, error) {
@@ -289,15 +330,46 @@ func (s *Server) dashboardRecover(r *http.Request) (string, string, error) {
 	if err != nil {
 		return "", "", named(err, "webhook_endpoint", id)
 	}
-	if dryRun {
-		return "/dashboard", "Dry run: " + strconv.Itoa(rec.Matched) + " failed deliveries to " + id + " in the last " +
-			strconv.Itoa(hours) + " h would be retried.", nil
+	if !dryRun && rec.Retried < rec.Matched {
+		return "/dashboard", "Recovery under way: " + strconv.Itoa(rec.Retried) + " of " + deliveries(rec.Matched, "failed") +
+			" to " + id + " queued now, the rest 1,000 at a time.", nil
 	}
-	if rec.Retried < rec.Matched {
-		return "/dashboard", "Recovery under way: " + strconv.Itoa(rec.Retried) + " of " + strconv.Itoa(rec.Matched) +
-			" failed deliveries to " + id + " queued now, the rest 1,000 at a time.", nil
+	if !dryRun {
+		return "/dashboard", "Recovery queued: " + deliveries(rec.Retried, "") + " to " + id + " will be retried.", nil
 	}
-	return "/dashboard", "Recovery queued: " + strconv.Itoa(rec.Retried) + " deliveries to " + id + " will be retried.", nil
+	// The count is the recovery's own: the failed deliveries of the window.
+	// Pending ones, often the many beside it, are said apart, so that a 0
+	// reads as what it is.
+	pending, err := delivery.PendingDeliveries(r.Context(), s.pool, id)
+	if err != nil {
+		return "", "", err
+	}
+	msg := "Dry run: " + deliveries(rec.Matched, "failed") + " to " + id + " created in the last " + strconv.Itoa(hours) +
+		" h would be retried."
+	if rec.Matched == 0 {
+		msg = "Dry run: no failed delivery to " + id + " was created in the last " + strconv.Itoa(hours) +
+			" h, so Recover would retry none."
+	}
+	if pending > 0 {
+		msg += " " + delivery.Capped(pending) + " pending " + plural(pending, "delivery is", "deliveries are") +
+			" still being retried automatically; recovery retries failed ones."
+	}
+	return "/dashboard", msg, nil
+}
+
+// deliveries is "1 failed delivery", "2 failed deliveries", "3 deliveries".
+func deliveries(n int, kind string) string {
+	if kind != "" {
+		kind += " "
+	}
+	return strconv.Itoa(n) + " " + kind + plural(n, "delivery", "deliveries")
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // named turns ErrNotFound into an error naming the missing object.

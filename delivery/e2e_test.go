@@ -637,6 +637,52 @@ func TestGoneDisablesTheEndpoint(t *testing.T) {
 	}
 }
 
+// TestGoneAtOnceCountsOneDisabling: six jobs of one endpoint are answered
+// 410 together, so each records a disabling of the endpoint; it was turned
+// off once, and is counted, logged and announced once.
+func TestGoneAtOnceCountsOneDisabling(t *testing.T) {
+	t.Parallel()
+
+	const jobs = 6
+	e := newEnv(t, fast, 5*time.Second)
+	var arrived sync.WaitGroup
+	arrived.Add(jobs)
+	all := make(chan struct{})
+	go func() { arrived.Wait(); close(all) }()
+	gone := newReceiver(t, func(n int, w http.ResponseWriter) {
+		if n <= jobs {
+			arrived.Done()
+			select { // every first attempt is in flight before any is answered
+			case <-all:
+			case <-time.After(30 * time.Second):
+			}
+		}
+		w.WriteHeader(http.StatusGone)
+	})
+	watcher := newReceiver(t, nil)
+	e.endpoint(gone.srv.URL, []string{"checkout.created"})
+	e.endpoint(watcher.srv.URL, []string{"webhook_endpoint.disabled"})
+	for range jobs { // a transaction each: a delivery job each
+		e.tx(func(tx pgx.Tx) error {
+			_, err := e.service.CreateCheckout(context.Background(), tx, e.scope, events.CheckoutParams{Amount: "100", InvoiceCurrency: "usd"})
+			return err
+		})
+	}
+	e.waitDeliveries()
+
+	select {
+	case <-all:
+	default:
+		t.Fatalf("%d requests reached the receiver, not %d at once: the test did not race the disablings", len(gone.requests()), jobs)
+	}
+	if n := metricValue(t, e.registry, "hookline_endpoints_disabled_total", map[string]string{"reason": "gone"}); n != 1 {
+		t.Fatalf("hookline_endpoints_disabled_total{reason=gone} = %v after one endpoint was disabled, want 1", n)
+	}
+	if types := watcher.types(); !slices.Equal(types, []string{"webhook_endpoint.disabled"}) {
+		t.Fatalf("the other endpoint received %v, want one webhook_endpoint.disabled", types)
+	}
+}
+
 func TestRetryAfterDelaysTheNextAttempt(t *testing.T) {
 	t.Parallel()
 
@@ -662,44 +708,79 @@ func TestRetryAfterDelaysTheNextAttempt(t *testing.T) {
 	}
 }
 
-func TestRotationSignsWithBothSecrets(t *testing.T) {
+// TestRotationSignsWithEverySecretInGrace rotates an endpoint's secret
+// twice inside one grace period: the first secret keeps signing beside the
+// second and the third until its own grace ends, as does every secret rotated
+// out whose grace lasts, up to delivery.MaxPreviousSecrets of them. Each
+// signature must verify on its own with the Standard Webhooks library.
+func TestRotationSignsWithEverySecretInGrace(t *testing.T) {
 	t.Parallel()
 
 	e := newEnv(t, fast, 5*time.Second)
 	r := newReceiver(t, nil)
 	ep := e.endpoint(r.srv.URL, []string{"checkout.created"})
-	var rotated *delivery.Endpoint
-	e.tx(func(tx pgx.Tx) (err error) {
-		rotated, err = e.endpoints.RotateSecret(context.Background(), tx, e.scope, ep.ID, time.Hour)
-		return err
-	})
-	if rotated.Secret == ep.Secret {
-		t.Fatal("rotation kept the secret")
+	secrets := []string{ep.Secret}
+	rotate := func(grace time.Duration) {
+		t.Helper()
+		var rotated *delivery.Endpoint
+		e.tx(func(tx pgx.Tx) (err error) {
+			rotated, err = e.endpoints.RotateSecret(context.Background(), tx, e.scope, ep.ID, grace)
+			return err
+		})
+		if slices.Contains(secrets, rotated.Secret) {
+			t.Fatal("rotation kept a secret")
+		}
+		secrets = append(secrets, rotated.Secret)
 	}
-	r.verifyWith(ep.Secret, rotated.Secret) // each must verify on its own
-	e.pay(nil)
-	e.waitDeliveries()
-	reqs := r.requests()
-	if len(reqs) != 1 {
-		t.Fatalf("%d requests, want 1", len(reqs))
+	// deliver sends one event and returns its request, checking that each of
+	// signing verifies it and each of notSigning does not.
+	deliver := func(signing, notSigning []string) request {
+		t.Helper()
+		r.verifyWith(signing...)
+		before := len(r.requests())
+		e.pay(nil)
+		e.waitDeliveries()
+		reqs := r.requests()
+		if len(reqs) != before+1 {
+			t.Fatalf("%d requests, want %d", len(reqs), before+1)
+		}
+		req := reqs[len(reqs)-1]
+		for _, s := range notSigning {
+			wh, _ := standardwebhooks.NewWebhook(s)
+			if err := wh.Verify(req.body, req.header); err == nil {
+				t.Errorf("secret %d of %d verifies a delivery, want it out of grace", slices.Index(secrets, s)+1, len(secrets))
+			}
+		}
+		if n := len(strings.Fields(req.header.Get("webhook-signature"))); n != len(signing) {
+			t.Errorf("%d signatures, want %d", n, len(signing))
+		}
+		return req
 	}
 
-	// With no grace, only the new secret signs.
-	e.tx(func(tx pgx.Tx) (err error) {
-		rotated, err = e.endpoints.RotateSecret(context.Background(), tx, e.scope, ep.ID, 0)
-		return err
-	})
-	r.verifyWith(rotated.Secret)
-	e.pay(nil)
-	e.waitDeliveries()
-	reqs = r.requests()
-	if len(reqs) != 2 {
-		t.Fatalf("%d requests, want 2", len(reqs))
+	// Two rotations within an hour's grace: all three secrets sign.
+	rotate(time.Hour)
+	rotate(time.Hour)
+	deliver(secrets[0:3], nil)
+
+	// A rotation with no grace: the secret it replaces stops at once, the
+	// earlier ones sign until their own grace ends.
+	rotate(0)
+	deliver([]string{secrets[0], secrets[1], secrets[3]}, secrets[2:3])
+
+	// Past the cap, the oldest previous secrets stop: the current one and the
+	// newest MaxPreviousSecrets rotated out with grace sign.
+	for range delivery.MaxPreviousSecrets {
+		rotate(time.Hour)
 	}
-	old, _ := standardwebhooks.NewWebhook(ep.Secret)
-	if err := old.Verify(reqs[1].body, reqs[1].header); err == nil {
-		t.Fatal("a secret rotated out with no grace period still verifies")
+	n := len(secrets)
+	deliver(append([]string{secrets[n-1]}, secrets[n-1-delivery.MaxPreviousSecrets:n-1]...), secrets[0:3])
+
+	// A previous secret whose grace has ended stops signing.
+	if _, err := e.pool.Exec(context.Background(), `update webhook_endpoints
+		set previous_secrets_expire_at[1] = now() - interval '1 second' where id = $1`, ep.ID); err != nil {
+		t.Fatal(err)
 	}
+	deliver(append([]string{secrets[n-1]}, secrets[n-1-delivery.MaxPreviousSecrets:n-2]...), secrets[n-2:n-1])
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -422,10 +422,17 @@ const (
 	MaxGracePeriod     = 7 * 24 * time.Hour
 )
 
+// MaxPreviousSecrets is how many rotated-out secrets an endpoint keeps
+// signing with during their grace periods: a rotation past it ends the grace
+// of the oldest at once. Each costs every delivery a signature, and a
+// receiver needs only the one it has.
+const MaxPreviousSecrets = 5
+
 // RotateSecret gives an endpoint a new secret, or a new key pair for
-// Ed25519. Until the grace period ends, every delivery carries a signature
-// with the old one and one with the new, so the receiver can switch without
-// dropping a delivery.
+// Ed25519. The secret it replaces keeps signing, beside the new one, until
+// grace has passed, and so does every earlier one whose own grace has not
+// ended (up to MaxPreviousSecrets), so a receiver can switch without dropping
+// a delivery however often the secret is rotated.
 func (m *Endpoints) RotateSecret(ctx context.Context, tx pgx.Tx, scope events.Scope, id string, grace time.Duration) (*Endpoint, error) {
 	if grace < 0 || grace > MaxGracePeriod {
 		return nil, &events.InvalidError{Param: "grace_period_seconds", Message: "must be from 0 to 604800 (7 days)"}
@@ -434,36 +441,61 @@ func (m *Endpoints) RotateSecret(ctx context.Context, tx pgx.Tx, scope events.Sc
 	if err != nil {
 		return nil, err
 	}
-	stored, secret, publicKey := newSigningKey(e.SignatureScheme)
-	tag, err := tx.Exec(ctx, `update webhook_endpoints set previous_secret = secret,
-		previous_secret_expires_at = now() + $4::interval, secret = $5
-		where id = $1 and merchant_id = $2 and livemode = $3 and deleted_at is null`,
-		id, scope.MerchantID, scope.Livemode, grace, m.keyring.Seal(id, stored))
-	if err != nil {
-		return nil, fmt.Errorf("rotate secret: %w", err)
+	var current string
+	var previous []string
+	var expire []time.Time
+	var now time.Time
+	// Locked: a concurrent rotation waits, then keeps this one's secret too.
+	if err := tx.QueryRow(ctx, `select secret, previous_secrets, previous_secrets_expire_at, now() from webhook_endpoints
+		where id = $1 and deleted_at is null for update`, id).Scan(&current, &previous, &expire, &now); err != nil {
+		return nil, events.WrapNotFound(err, "rotate secret")
 	}
-	if tag.RowsAffected() == 0 {
-		return nil, events.ErrNotFound
+	previous, expire = keepPrevious(current, now.Add(grace), previous, expire, now)
+	stored, secret, publicKey := newSigningKey(e.SignatureScheme)
+	if _, err := tx.Exec(ctx, `update webhook_endpoints set secret = $2, previous_secrets = $3, previous_secrets_expire_at = $4
+		where id = $1`, id, m.keyring.Seal(id, stored), previous, expire); err != nil {
+		return nil, fmt.Errorf("rotate secret: %w", err)
 	}
 	e.Secret, e.PublicKey = secret, publicKey
 	return e, nil
+}
+
+// keepPrevious is the previous secrets once current is rotated out, to sign
+// until until: current first, then those of previous (newest first) whose
+// grace ends after now, at most MaxPreviousSecrets in all. A secret rotated
+// out with no grace is not kept.
+func keepPrevious(current string, until time.Time, previous []string, expire []time.Time, now time.Time) ([]string, []time.Time) {
+	kept, keptExpire := []string{}, []time.Time{}
+	keep := func(secret string, end time.Time) {
+		if end.After(now) && len(kept) < MaxPreviousSecrets {
+			kept, keptExpire = append(kept, secret), append(keptExpire, end)
+		}
+	}
+	keep(current, until)
+	for i, secret := range previous {
+		if i < len(expire) { // written together: always
+			keep(secret, expire[i])
+		}
+	}
+	return kept, keptExpire
 }
 
 // ReencryptEndpoints seals again, with the sealing key, every endpoint secret
 // (current and previous) sealed with another key or not at all, and reports
 // how many endpoints it changed.
 func ReencryptEndpoints(ctx context.Context, tx pgx.Tx, keyring *events.Keyring) (int, error) {
-	rows, err := tx.Query(ctx, `select id, secret, previous_secret from webhook_endpoints for update`)
+	rows, err := tx.Query(ctx, `select id, secret, previous_secrets, header_authorization from webhook_endpoints for update`)
 	if err != nil {
 		return 0, fmt.Errorf("read endpoint secrets: %w", err)
 	}
 	type row struct {
-		id, secret string
-		previous   *string
+		id, secret    string
+		previous      []string
+		authorization *string
 	}
 	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
 		var x row
-		return x, r.Scan(&x.id, &x.secret, &x.previous)
+		return x, r.Scan(&x.id, &x.secret, &x.previous, &x.authorization)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("read endpoint secrets: %w", err)
@@ -484,19 +516,25 @@ func ReencryptEndpoints(ctx context.Context, tx pgx.Tx, keyring *events.Keyring)
 		if err != nil {
 			return n, err
 		}
-		previous := r.previous
-		if previous != nil {
-			p, err := reseal(r.id, *previous)
+		previous := make([]string, len(r.previous))
+		for i, p := range r.previous {
+			if previous[i], err = reseal(r.id, p); err != nil {
+				return n, err
+			}
+		}
+		authorization := r.authorization
+		if authorization != nil {
+			a, err := reseal(r.id, *authorization)
 			if err != nil {
 				return n, err
 			}
-			previous = &p
+			authorization = &a
 		}
-		if secret == r.secret && (previous == nil || *previous == *r.previous) {
+		if secret == r.secret && slices.Equal(previous, r.previous) && (authorization == nil || *authorization == *r.authorization) {
 			continue
 		}
-		if _, err := tx.Exec(ctx, `update webhook_endpoints set secret = $2, previous_secret = $3 where id = $1`,
-			r.id, secret, previous); err != nil {
+		if _, err := tx.Exec(ctx, `update webhook_endpoints set secret = $2, previous_secrets = $3, header_authorization = $4 where id = $1`,
+			r.id, secret, previous, authorization); err != nil {
 			return n, fmt.Errorf("reseal endpoint secret: %w", err)
 		}
 		n++

@@ -72,13 +72,28 @@ const failingEndpoints = `select w.id, w.merchant_id, w.livemode, w.url, w.statu
 	where w.deleted_at is null and (w.failing_since is not null or w.disabled_reason is not null)
 	order by coalesce(w.failing_since, w.created_at) desc limit $1`
 
+// PendingDeliveries counts an endpoint's pending deliveries, up to CountCap
+// (through deliveries_endpoint_status_idx, whatever its backlog). A recovery
+// retries only failed deliveries: the pending ones are still on their retry
+// schedule, which is what a dry run that matches none says with this count.
+func PendingDeliveries(ctx context.Context, db events.DB, endpointID string) (int, error) {
+	var n int
+	if err := db.QueryRow(ctx, `select count(*) from (select 1 from deliveries
+		where endpoint_id = $1 and status = 'pending' limit $2) c`, endpointID, CountCap).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count pending deliveries: %w", err)
+	}
+	return n, nil
+}
+
 // Failed renders the failed count for people: "1000+" at CountCap.
-func (f FailingEndpoint) Failed() string { return capped(f.FailedCount) }
+func (f FailingEndpoint) Failed() string { return Capped(f.FailedCount) }
 
 // Pending renders the pending count for people: "1000+" at CountCap.
-func (f FailingEndpoint) Pending() string { return capped(f.PendingCount) }
+func (f FailingEndpoint) Pending() string { return Capped(f.PendingCount) }
 
-func capped(n int) string {
+// Capped renders a count that stops at CountCap for people: "1000+" at the
+// cap.
+func Capped(n int) string {
 	if n >= CountCap {
 		return strconv.Itoa(CountCap) + "+"
 	}

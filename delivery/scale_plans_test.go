@@ -145,6 +145,10 @@ func TestStatementPlansAtScale(t *testing.T) {
 			_, err := FailingEndpoints(ctx, db, 100)
 			return err
 		}, dbtest.Want{Conds: []string{`\(endpoint_id = w\.id\) AND \(status = 'failed'`, `\(delivery_id = d(_\d+)?\.id\)`}, MaxRead: failingRead}},
+		{"an endpoint's pending deliveries", func(ctx context.Context, db events.DB) error {
+			_, err := PendingDeliveries(ctx, db, dbtest.SeedBusyEndpoint)
+			return err
+		}, dbtest.Want{Conds: []string{`\(endpoint_id = \$1\) AND \(status = 'pending'`}, MaxRead: CountCap}},
 		{"recent failed deliveries", func(ctx context.Context, db events.DB) error {
 			_, err := RecentDeliveries(ctx, db, StatusFailed, 100)
 			return err

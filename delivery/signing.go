@@ -80,8 +80,9 @@ func signEd25519(privateKey, msgID string, timestamp time.Time, body []byte) (st
 	return "v1a," + base64.StdEncoding.EncodeToString(ed25519.Sign(ed25519.NewKeyFromSeed(seed), content)), nil
 }
 
-// signatureHeader signs with every secret in force (two during a rotation's
-// grace period) in the endpoint's scheme and joins the signatures with
+// signatureHeader signs with every secret in force (the current one, and
+// during rotations' grace periods up to MaxPreviousSecrets previous ones) in
+// the endpoint's scheme and joins the signatures with
 // spaces, as Standard Webhooks receivers expect: any one of them verifying is
 // enough.
 func signatureHeader(scheme string, secrets []string, msgID string, timestamp time.Time, body []byte) (string, error) {

@@ -171,7 +171,7 @@ type target struct {
 const loadTargets = `select d.id, d.status, d.attempt_count, d.schedule_base, d.parked, coalesce(w.url, d.url),
 		coalesce(d.endpoint_id, 'url:' || md5(d.url)), coalesce(s.paused_until > now(), false), e.id, e.created_at, e.payload,
 		d.merchant_id, d.livemode, w.id, coalesce(w.type, 'webhook'), coalesce(w.display_name, m.name), w.status,
-		coalesce(w.failing_since < now() - $2::interval, false), w.deleted_at is not null, coalesce(w.signature_scheme, 'hmac'), w.rate_limit, w.headers, w.header_authorization, w.secret, w.previous_secret, w.previous_secret_expires_at,
+		coalesce(w.failing_since < now() - $2::interval, false), w.deleted_at is not null, coalesce(w.signature_scheme, 'hmac'), w.rate_limit, w.headers, w.header_authorization, w.secret, w.previous_secrets, w.previous_secrets_expire_at,
 		case when d.livemode then m.webhook_secret else m.test_webhook_secret end
 		from deliveries d
 		join events e on e.id = d.event_id
@@ -221,15 +221,16 @@ func (w *Worker) load(ctx context.Context, ids []string) ([]*target, error) {
 
 // sealedSecrets is a target's secrets as stored.
 type sealedSecrets struct {
-	endpoint, previous, account *string
-	previousExpires             *time.Time
-	authorization               *string // a custom authorization header
+	endpoint, account *string
+	previous          []string
+	previousExpires   []time.Time
+	authorization     *string // a custom authorization header
 }
 
 // openSecrets decrypts the secrets an attempt signs with: the endpoint's (and
-// its previous one during a rotation's grace period), or for a checkout's own
-// webhook_url the account's secret of the delivery's mode, never the other
-// mode's (a test key can read the test secret).
+// the previous ones whose rotation's grace period has not ended), or for a
+// checkout's own webhook_url the account's secret of the delivery's mode,
+// never the other mode's (a test key can read the test secret).
 func (w *Worker) openSecrets(ctx context.Context, t *target, s sealedSecrets) error {
 	var secret string
 	var err error
@@ -248,8 +249,12 @@ func (w *Worker) openSecrets(ctx context.Context, t *target, s sealedSecrets) er
 			return err
 		}
 	}
-	if s.previous != nil && s.previousExpires != nil && s.previousExpires.After(time.Now()) {
-		old, err := w.keyring.Open(*t.endpointID, *s.previous)
+	now := time.Now()
+	for i, sealed := range s.previous {
+		if i >= len(s.previousExpires) || !s.previousExpires[i].After(now) {
+			continue
+		}
+		old, err := w.keyring.Open(*t.endpointID, sealed)
 		if err != nil {
 			return err
 		}
@@ -869,10 +874,13 @@ func (w *Worker) record(ctx context.Context, b *batch) error {
 				}
 			}
 			if reason != "" {
-				if err := w.disable(ctx, tx, failing[endpointID], endpointID, reason); err != nil {
+				changed, err := w.disable(ctx, tx, failing[endpointID], endpointID, reason)
+				if err != nil {
 					return err
 				}
-				disabled = append(disabled, reason)
+				if changed {
+					disabled = append(disabled, reason)
+				}
 			}
 		}
 		if len(b.parked) > 0 {
@@ -1022,22 +1030,28 @@ func (w *Worker) markFailing(ctx context.Context, tx pgx.Tx, endpointID string, 
 }
 
 // disable turns an endpoint off for reason and tells the merchant's other
-// endpoints with webhook_endpoint.disabled, in the attempt's transaction.
-func (w *Worker) disable(ctx context.Context, tx pgx.Tx, scope events.Scope, endpointID, reason string) error {
+// endpoints with webhook_endpoint.disabled, in the attempt's transaction. It
+// reports whether this call turned it off: jobs of one endpoint answered 410
+// at once each get here, and only the first finds it enabled, so that the
+// endpoint is counted (hookline_endpoints_disabled_total), logged and
+// announced once.
+func (w *Worker) disable(ctx context.Context, tx pgx.Tx, scope events.Scope, endpointID, reason string) (bool, error) {
 	tag, err := tx.Exec(ctx, `update webhook_endpoints set status = 'disabled', disabled_reason = $2
 		where id = $1 and status = 'enabled'`, endpointID, reason)
 	if err != nil {
-		return fmt.Errorf("disable endpoint: %w", err)
+		return false, fmt.Errorf("disable endpoint: %w", err)
 	}
 	if tag.RowsAffected() == 0 {
-		return nil // already disabled
+		return false, nil // already disabled
 	}
 	e, err := Get(ctx, tx, scope, endpointID)
 	if err != nil {
-		return err
+		return false, err
 	}
 	w.logger.WarnContext(ctx, "webhook endpoint disabled", slog.String("endpoint_id", endpointID),
 		slog.String("merchant_id", scope.MerchantID), slog.String("reason", reason))
-	_, err = w.publisher.Publish(ctx, tx, scope, events.WebhookEndpointDisabled, e, "")
-	return err
+	if _, err := w.publisher.Publish(ctx, tx, scope, events.WebhookEndpointDisabled, e, ""); err != nil {
+		return false, err
+	}
+	return true, nil
 }

@@ -1,9 +1,11 @@
 package events
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -77,9 +79,8 @@ func (s *Service) CreateAttempt(ctx context.Context, tx pgx.Tx, scope Scope, che
 	if c.Status != StatusOpen {
 		return nil, &StateError{Message: fmt.Sprintf("checkout %s is %s; payment attempts need an open checkout", c.ID, c.Status)}
 	}
-	if p.Currency == "" {
-		p.Currency = c.InvoiceCurrency
-	}
+	// Any case, as the checkout's invoice_currency.
+	p.Currency = cmp.Or(strings.ToLower(p.Currency), c.InvoiceCurrency)
 	if p.Currency != c.InvoiceCurrency {
 		return nil, &InvalidError{Param: "currency", Message: fmt.Sprintf("must be the checkout's invoice_currency, %s", c.InvoiceCurrency)}
 	}

@@ -209,14 +209,14 @@ func commitAmbiguous(err error) bool {
 func (b *CheckoutBatcher) lostCommit(ctx context.Context, pid uint32, ids []string) (map[string]bool, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lostCommitTimeout)
 	defer cancel()
-	var ended bool
-	err := b.pool.QueryRow(ctx, `select coalesce((select pg_terminate_backend(pid, $2) from pg_stat_activity where pid = $1), true)`,
-		int32(pid), (lostCommitTimeout / 2).Milliseconds()).Scan(&ended)
-	if err != nil {
-		return nil, fmt.Errorf("end the lost connection's backend: %w", err)
-	}
-	if !ended {
-		return nil, fmt.Errorf("the lost connection's backend %d did not end", pid)
+	// Asked again each second until it has ended or the lookup's time is
+	// up: on a busy machine a backend may take seconds to exit.
+	for ended := false; !ended; {
+		err := b.pool.QueryRow(ctx, `select coalesce((select pg_terminate_backend(pid, 1000) from pg_stat_activity where pid = $1), true)`,
+			int32(pid)).Scan(&ended)
+		if err != nil {
+			return nil, fmt.Errorf("end the lost connection's backend %d: %w", pid, err)
+		}
 	}
 	rows, err := b.pool.Query(ctx, `select id from checkouts where id = any($1)`, ids)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -126,8 +127,12 @@ type newCheckoutRow struct {
 
 // newCheckout validates p and makes the checkout it asks for.
 func newCheckout(scope Scope, p CheckoutParams) (*newCheckoutRow, error) {
+	// Codes are taken in any case and kept lowercase, as Stripe does: "USD"
+	// is plainly usd, and refusing it only costs the merchant a round trip.
+	p.InvoiceCurrency = strings.ToLower(p.InvoiceCurrency)
 	if _, ok := CurrencyDecimals(p.InvoiceCurrency); !ok {
-		return nil, &InvalidError{Param: "invoice_currency", Message: "is not a currency hookline knows"}
+		return nil, &InvalidError{Param: "invoice_currency", Message: fmt.Sprintf(
+			"%q is not a currency hookline knows: an ISO 4217 code such as usd or eur, or one of sol, eth, btc, usdc", p.InvoiceCurrency)}
 	}
 	now := time.Now().UTC()
 	expiry := p.ExpiryAt

@@ -25,6 +25,12 @@ const versionTable = "hookline_schema_version"
 // search_path names. Both runners take an advisory lock and skip what has already
 // run, so Up is safe to call from several processes and on every start.
 func Up(ctx context.Context, pool *pgxpool.Pool) error {
+	return up(ctx, pool, 0)
+}
+
+// up is Up, stopping after hookline's migration version unless version is 0:
+// a test of a migration's data sets up the rows its predecessors left.
+func up(ctx context.Context, pool *pgxpool.Pool, version int32) error {
 	migrator, err := rivermigrate.New(riverpgxv5.New(pool), nil)
 	if err != nil {
 		return fmt.Errorf("create river migrator: %w", err)
@@ -46,7 +52,12 @@ func Up(ctx context.Context, pool *pgxpool.Pool) error {
 	if err := m.LoadMigrations(files); err != nil {
 		return fmt.Errorf("load migrations: %w", err)
 	}
-	if err := m.Migrate(ctx); err != nil {
+	if version == 0 {
+		err = m.Migrate(ctx)
+	} else {
+		err = m.MigrateTo(ctx, version)
+	}
+	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	return nil

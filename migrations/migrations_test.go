@@ -2,7 +2,12 @@ package migrations_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/hookline/hookline/migrations"
 	"github.com/hookline/hookline/migrations/dbtest"
@@ -34,5 +39,56 @@ func TestUpIsIdempotent(t *testing.T) {
 	}
 	if version < 1 {
 		t.Fatalf("hookline_schema_version = %d, want >= 1", version)
+	}
+}
+
+// TestPreviousSecretsMigration upgrades endpoints rotated before migration
+// 011: a previous secret still in its grace period keeps signing (it moves to
+// previous_secrets with its grace's end), one whose grace has ended is not
+// carried over.
+func TestPreviousSecretsMigration(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	_, url := dbtest.NewSchema(t)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := migrations.UpTo(ctx, pool, 10); err != nil {
+		t.Fatal(err)
+	}
+	merchant := dbtest.Merchant(t, pool, "Rotating merchant")
+	graceEnd := time.Now().Add(time.Hour).UTC().Truncate(time.Microsecond)
+	if _, err := pool.Exec(ctx, `insert into webhook_endpoints (id, merchant_id, livemode, type, url, status, secret,
+		previous_secret, previous_secret_expires_at, created_at) values
+		('we_in_grace', $1, false, 'webhook', 'https://m.example/a', 'enabled', 'sealed-new', 'sealed-old', $2, now()),
+		('we_grace_over', $1, false, 'webhook', 'https://m.example/b', 'enabled', 'sealed-new', 'sealed-old', now() - interval '1 second', now()),
+		('we_never_rotated', $1, false, 'webhook', 'https://m.example/c', 'enabled', 'sealed-new', null, null, now())`,
+		merchant.ID, graceEnd); err != nil {
+		t.Fatal(err)
+	}
+	if err := migrations.Up(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]string{
+		"we_in_grace":      "[sealed-old] [" + graceEnd.Format(time.RFC3339Nano) + "]",
+		"we_grace_over":    "[] []",
+		"we_never_rotated": "[] []",
+	} {
+		var secrets []string
+		var expire []time.Time
+		if err := pool.QueryRow(ctx, `select previous_secrets, previous_secrets_expire_at from webhook_endpoints where id = $1`,
+			id).Scan(&secrets, &expire); err != nil {
+			t.Fatal(err)
+		}
+		var ends []string
+		for _, e := range expire {
+			ends = append(ends, e.UTC().Format(time.RFC3339Nano))
+		}
+		if got := fmt.Sprintf("%v [%s]", secrets, strings.Join(ends, " ")); got != want {
+			t.Errorf("%s: previous secrets %s, want %s", id, got, want)
+		}
 	}
 }

@@ -35,8 +35,13 @@ import (
 	"github.com/hookline/hookline/migrations/dbtest"
 )
 
+// buildDir holds the hookline binary the fault tests run, built once per run
+// (go build takes seconds) and removed by TestMain when the tests are done:
+// each run used to leave its 28 MB build in /tmp.
+var buildDir = sync.OnceValues(func() (string, error) { return os.MkdirTemp("", "hookline-chaos") })
+
 var buildOnce = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "hookline-chaos")
+	dir, err := buildDir()
 	if err != nil {
 		return "", err
 	}
@@ -47,6 +52,15 @@ var buildOnce = sync.OnceValues(func() (string, error) {
 	}
 	return bin, nil
 })
+
+// TestMain removes the fault tests' build once they have run, failed or not.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if dir, err := buildDir(); err == nil {
+		_ = os.RemoveAll(dir)
+	}
+	os.Exit(code)
+}
 
 // proc is one running `hookline serve`.
 type proc struct {

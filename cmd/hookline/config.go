@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -39,6 +40,10 @@ type config struct {
 	RateLimit        float64
 	RetrySchedule    delivery.Schedule
 	TrustedProxies   []netip.Prefix
+
+	// LocalCluster is the directory of the development cluster DatabaseURL
+	// names when DATABASE_URL is unset (localCluster), else "".
+	LocalCluster string
 }
 
 // minOperatorTokenLength is the shortest operator token accepted: one that
@@ -70,9 +75,6 @@ func loadConfig(getenv func(string) string) (config, error) {
 		RateLimit:        100,
 		RetrySchedule:    defaultRetrySchedule,
 	}
-	if cfg.DatabaseURL == "" {
-		return cfg, fmt.Errorf("DATABASE_URL is required (a Postgres connection string; `make run` starts a local one)")
-	}
 	if cfg.OperatorToken != "" && len(cfg.OperatorToken) < minOperatorTokenLength {
 		return cfg, fmt.Errorf("HOOKLINE_OPERATOR_TOKEN must be at least %d characters (it guards the operator API and dashboard; generate one with `openssl rand -base64 32`), or unset to turn them off", minOperatorTokenLength)
 	}
@@ -90,6 +92,12 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if cfg.Env != "development" && cfg.Env != "production" {
 		return cfg, fmt.Errorf("HOOKLINE_ENV must be development or production, not %q", cfg.Env)
+	}
+	if cfg.DatabaseURL == "" {
+		var err error
+		if cfg.DatabaseURL, cfg.LocalCluster, err = localCluster(cfg.DataDir, cfg.Env, getenv); err != nil {
+			return cfg, err
+		}
 	}
 	if cfg.EncryptionKey == "" && cfg.Env == "production" {
 		return cfg, fmt.Errorf("HOOKLINE_ENCRYPTION_KEY is required in production: generate one with `hookline keys generate`")
@@ -156,6 +164,37 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// localCluster is the connection string of the Postgres cluster `make run`
+// starts for this checkout, and its directory: what the commands use when
+// DATABASE_URL is unset, so that an operator's `hookline deliveries list` works
+// beside `make run` with nothing to export. Only in development, and only
+// where HOOKLINE_DATA_DIR/pg holds such a cluster: .ci/postgres keeps its Unix
+// socket there, and its port in the file port. The URL is the one
+// .ci/postgres prints, for the database hookline (PGDATABASE names another, as
+// for psql).
+func localCluster(dataDir, env string, getenv func(string) string) (dsn, dir string, err error) {
+	if env == "production" {
+		return "", "", errors.New("DATABASE_URL is required in production (a Postgres connection string)")
+	}
+	if dir, err = filepath.Abs(filepath.Join(dataDir, "pg")); err != nil {
+		return "", "", fmt.Errorf("HOOKLINE_DATA_DIR %s: %w", dataDir, err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "port"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", "", fmt.Errorf("DATABASE_URL is required (a Postgres connection string); in development, without it, hookline uses the cluster `make run` starts in %s, and there is none: run hookline from the checkout where `make run` runs (or set HOOKLINE_DATA_DIR to its .hookline)", dir)
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("read the local cluster's port: %w", err)
+	}
+	port, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || port < 1 || port > 65535 {
+		return "", "", fmt.Errorf("%s holds no port number: set DATABASE_URL", filepath.Join(dir, "port"))
+	}
+	u := url.URL{Scheme: "postgres", User: url.User("hookline"), Path: "/" + cmp.Or(getenv("PGDATABASE"), "hookline"),
+		RawQuery: url.Values{"host": {dir}, "port": {strconv.Itoa(port)}, "sslmode": {"disable"}}.Encode()}
+	return u.String(), dir, nil
 }
 
 // intVar reads a whole-number variable into dst when it is set, refusing

@@ -12,25 +12,74 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
 	"github.com/hookline/hookline/delivery"
 )
 
-// TestDashboardRetryInChromium is the operator's path through the dashboard
-// in a real browser: log in, find the failed delivery, read its attempts,
-// click Retry, and watch it succeed.
-func TestDashboardRetryInChromium(t *testing.T) {
-	t.Parallel()
+const dashboardToken = "operator-token-for-the-browser-test"
 
-	browser, err := exec.LookPath("chromium")
+// browser starts Debian's headless Chromium for a test and returns its
+// context, which ends with the test or after 90 s, and a step function that
+// fails the test on a browser error.
+func browser(t *testing.T) (context.Context, func(what string, err error)) {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
 	if err != nil {
 		t.Fatal("chromium is not installed: `make test` installs Debian's chromium package")
 	}
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true))...)
+	t.Cleanup(cancelAlloc)
+	ctx, cancelBrowser := chromedp.NewContext(alloc)
+	t.Cleanup(cancelBrowser)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(cancelTimeout)
+	return ctx, func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("browser: %s: %v", what, err)
+		}
+	}
+}
+
+// dashboardURL is the dashboard of m on localhost, a secure context, where
+// the browser keeps the Secure session cookie.
+func dashboardURL(m *Main) string {
+	_, port, _ := net.SplitHostPort(m.Addr())
+	return "http://localhost:" + port + "/dashboard"
+}
+
+// logIn signs the browser in to the dashboard and waits for what.
+func logIn(ctx context.Context, step func(string, error), dashboard string, what chromedp.CSS) {
+	step("log in", chromedp.Do(ctx,
+		chromedp.Navigate(dashboard),
+		chromedp.WaitVisible(chromedp.CSS(`input[name="token"]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name="token"]`), dashboardToken),
+		chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
+		chromedp.WaitVisible(what),
+	))
+}
+
+// TestDashboardRetryInChromium is the operator's path through the dashboard
+// in a real browser: a wrong token is refused with a message, the failing
+// endpoint's last error reads once, the failed delivery's attempts are shown
+// as text, and after Retry the page shows the new attempt by itself.
+func TestDashboardRetryInChromium(t *testing.T) {
+	t.Parallel()
+
 	ctx := context.Background()
 	pool, url := migratedPool(t)
 
 	var up atomic.Bool
+	release := make(chan struct{}) // the retried attempt waits for it
 	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		if up.Load() {
+			select {
+			case <-release:
+			case <-time.After(60 * time.Second):
+			}
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
@@ -38,12 +87,12 @@ func TestDashboardRetryInChromium(t *testing.T) {
 		_, _ = w.Write([]byte(`<script>document.title="pwned"</script>boom`))
 	}))
 	defer receiver.Close()
+	defer close(release) // before the receiver closes: it waits for its handlers
 	// The process's schedule: one retry after 50ms, then failed.
-	seedDelivery(t, pool, receiver.URL, delivery.Schedule{50 * time.Millisecond})
+	_, endpointID := seedDelivery(t, pool, receiver.URL, delivery.Schedule{50 * time.Millisecond})
 
-	const token = "operator-token-for-the-browser-test"
 	m := boot(t, map[string]string{
-		"DATABASE_URL": url, "HOOKLINE_OPERATOR_TOKEN": token, "HOOKLINE_RETRY_SCHEDULE": "50ms",
+		"DATABASE_URL": url, "HOOKLINE_OPERATOR_TOKEN": dashboardToken, "HOOKLINE_RETRY_SCHEDULE": "50ms",
 	})
 
 	var deliveryID string
@@ -57,34 +106,36 @@ func TestDashboardRetryInChromium(t *testing.T) {
 	}
 	up.Store(true)
 
-	_, port, _ := net.SplitHostPort(m.Addr())
-	base := "http://localhost:" + port // localhost is a secure context: the Secure cookie is kept
-	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true))...)
-	defer cancelAlloc()
-	browserCtx, cancelBrowser := chromedp.NewContext(alloc)
-	defer cancelBrowser()
-	browserCtx, cancelTimeout := context.WithTimeout(browserCtx, 90*time.Second)
-	defer cancelTimeout()
+	browserCtx, step := browser(t)
+	dashboard := dashboardURL(m)
+
+	// A wrong token: the login form again, saying why.
+	step("log in with a wrong token", chromedp.Do(browserCtx,
+		chromedp.Navigate(dashboard),
+		chromedp.WaitVisible(chromedp.CSS(`input[name="token"]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name="token"]`), "not-the-operator-token"),
+		chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`.flash`)),
+	))
+	refused, err := chromedp.Run(browserCtx, chromedp.Text(chromedp.CSS(`.flash`)))
+	step("read the refusal", err)
+	if refused != "That is not the operator token." {
+		t.Errorf("a wrong token shows %q, want the refusal", refused)
+	}
 
 	row := chromedp.CSS(`tr[id="` + deliveryID + `"]`)
-	step := func(what string, err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatalf("browser: %s: %v", what, err)
-		}
-	}
-	step("log in", chromedp.Do(browserCtx,
-		chromedp.Navigate(base+"/dashboard"),
-		chromedp.WaitVisible(chromedp.CSS(`input[name="token"]`)),
-		chromedp.SendKeys(chromedp.CSS(`input[name="token"]`), token),
-		chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
-		chromedp.WaitVisible(row),
-	))
+	logIn(browserCtx, step, dashboard, row)
 	overview, err := chromedp.Run(browserCtx, chromedp.Text(chromedp.CSS("body")))
 	step("read the overview", err)
+	if !strings.Contains(overview, "checkout.created") {
+		t.Errorf("the overview does not show the failed delivery's event type:\n%s", overview)
+	}
+	lastError, err := chromedp.Run(browserCtx, chromedp.Text(chromedp.CSS(`tr[id="`+endpointID+`"] .last-error`)))
+	step("read the endpoint's last error", err)
+	if lastError != "HTTP 500" {
+		t.Errorf("the failing endpoint's last error reads %q, want HTTP 500 once", lastError)
+	}
+
 	step("open the delivery", chromedp.Do(browserCtx,
 		chromedp.Click(chromedp.CSS(`tr[id="`+deliveryID+`"] a`)),
 		chromedp.WaitVisible(chromedp.CSS(`#status`)),
@@ -95,32 +146,94 @@ func TestDashboardRetryInChromium(t *testing.T) {
 	step("count scripts", err)
 	title, err := chromedp.Run(browserCtx, chromedp.Title())
 	step("read the title", err)
-	step("click retry", chromedp.Do(browserCtx,
-		chromedp.Click(chromedp.CSS(`#retry`)),
-		chromedp.WaitVisible(chromedp.CSS(`#status`)),
-	))
-	if !strings.Contains(overview, "checkout.created") {
-		t.Errorf("the overview does not show the failed delivery's event type:\n%s", overview)
-	}
 	if !strings.Contains(excerpt, `<script>document.title="pwned"</script>boom`) || scripts != 0 || strings.Contains(title, "pwned") {
 		t.Errorf("the response excerpt is not shown as escaped text: %q, %d script elements, title %q", excerpt, scripts, title)
 	}
+
+	// Retry: the attempt is under way (the receiver holds it), and the page
+	// says it waits for it; once it is recorded the page shows it, with no
+	// reload from the operator.
+	step("click retry", chromedp.Do(browserCtx,
+		chromedp.Click(chromedp.CSS(`#retry`)),
+		chromedp.WaitVisible(chromedp.CSS(`#waiting`)),
+	))
 	flash, err := chromedp.Run(browserCtx, chromedp.Text(chromedp.CSS(`.flash`)))
 	step("read the flash", err)
 	if !strings.Contains(flash, "Retry queued for "+deliveryID) {
 		t.Errorf("after clicking retry the page says %q", flash)
 	}
-	for status := ""; status != "succeeded"; {
-		step("reload", chromedp.Do(browserCtx, chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#status`))))
-		status, err = chromedp.Run(browserCtx, chromedp.Text(chromedp.CSS(`#status`)))
-		step("read the status", err)
-		time.Sleep(100 * time.Millisecond)
+	release <- struct{}{}
+	step("see the new attempt", chromedp.Do(browserCtx, chromedp.WaitVisible(chromedp.CSS(`#attempt-3`))))
+	status, err := chromedp.Run(browserCtx, chromedp.Text(chromedp.CSS(`#status`)))
+	step("read the status", err)
+	waiting, err := chromedp.Run(browserCtx, chromedp.Evaluate[int](`document.querySelectorAll("#waiting").length`))
+	step("look for the waiting note", err)
+	if status != "succeeded" || waiting != 0 {
+		t.Errorf("with attempt 3 shown the delivery is %q and the page still waits (%d): want succeeded, done", status, waiting)
 	}
 
 	// Logging out ends the session: the dashboard asks for the token again.
 	step("log out", chromedp.Do(browserCtx,
-		chromedp.Navigate(base+"/dashboard"),
+		chromedp.Navigate(dashboard),
 		chromedp.Click(chromedp.CSS(`header button`)),
 		chromedp.WaitVisible(chromedp.CSS(`input[name="token"]`)),
 	))
+}
+
+// TestDashboardDryRunInChromium counts a recovery in a real browser beside
+// an endpoint whose deliveries are all still pending: the dry run's 0 says
+// why, and once one has failed, the dry run counts what Recover then retries.
+func TestDashboardDryRunInChromium(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	pool, url := migratedPool(t)
+	// Seven deliveries waiting for their next attempt, an hour away, to an
+	// endpoint that has been failing for an hour.
+	_, endpointID := seedDeliveries(t, pool, "http://127.0.0.1:9/down", 7)
+	for _, statement := range []string{
+		`update river_job set state = 'scheduled', scheduled_at = now() + interval '1 hour' where kind = 'deliver'`,
+		`update deliveries set next_attempt_at = now() + interval '1 hour'`,
+		`update webhook_endpoints set failing_since = now() - interval '1 hour'`,
+	} {
+		if _, err := pool.Exec(ctx, statement); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := boot(t, map[string]string{"DATABASE_URL": url, "HOOKLINE_OPERATOR_TOKEN": dashboardToken})
+
+	browserCtx, step := browser(t)
+	endpoint := `tr[id="` + endpointID + `"]`
+	click := func(what, button string) string {
+		t.Helper()
+		step(what, chromedp.Do(browserCtx,
+			chromedp.Navigate(dashboardURL(m)),
+			chromedp.Click(chromedp.CSS(endpoint+` button[value="`+button+`"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`.flash`)),
+		))
+		flash, err := chromedp.Run(browserCtx, chromedp.Text(chromedp.CSS(`.flash`)))
+		step("read the flash", err)
+		return flash
+	}
+	logIn(browserCtx, step, dashboardURL(m), chromedp.CSS(endpoint))
+
+	want := "Dry run: no failed delivery to " + endpointID + " was created in the last 24 h, so Recover would retry none. " +
+		"7 pending deliveries are still being retried automatically; recovery retries failed ones."
+	if got := click("count with every delivery pending", "true"); got != want {
+		t.Errorf("the dry run says %q, want %q", got, want)
+	}
+
+	if _, err := pool.Exec(ctx, `update deliveries set status = 'failed', next_attempt_at = null
+		where id = (select min(id) from deliveries)`); err != nil {
+		t.Fatal(err)
+	}
+	want = "Dry run: 1 failed delivery to " + endpointID + " created in the last 24 h would be retried. " +
+		"6 pending deliveries are still being retried automatically; recovery retries failed ones."
+	if got := click("count with one failed", "true"); got != want {
+		t.Errorf("the dry run says %q, want %q", got, want)
+	}
+	want = "Recovery queued: 1 delivery to " + endpointID + " will be retried."
+	if got := click("recover", "false"); got != want {
+		t.Errorf("the recovery says %q, want %q", got, want)
+	}
 }

@@ -34,13 +34,19 @@ func migratedPool(t *testing.T) (*pgxpool.Pool, string) {
 // return nil (exit 0) in time.
 func boot(t *testing.T, env map[string]string) *Main {
 	t.Helper()
+	return bootLogging(t, env, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// bootLogging is boot with hookline's log going to logger.
+func bootLogging(t *testing.T, env map[string]string, logger *slog.Logger) *Main {
+	t.Helper()
 	env["HOOKLINE_ADDR"] = "127.0.0.1:0"
 	env["HOOKLINE_ENCRYPTION_KEY"] = dbtest.KeySpec
 	cfg, err := loadConfig(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := New(context.Background(), cfg, RoleAll, dbtest.Keyring(t), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	m, err := New(context.Background(), cfg, RoleAll, dbtest.Keyring(t), logger)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,11 @@ import (
 func TestLoadConfig(t *testing.T) {
 	t.Parallel()
 
+	// Without DATABASE_URL, in development, the cluster make run keeps in
+	// HOOKLINE_DATA_DIR/pg: through its socket there, on the port .ci/postgres
+	// wrote there.
+	withCluster, pg := checkout(t, "54331\n")
+	badPort, _ := checkout(t, "postgres\n")
 	tests := []struct {
 		name    string
 		env     map[string]string
@@ -29,7 +34,7 @@ func TestLoadConfig(t *testing.T) {
 			return c.Addr == "127.0.0.1:8080" && c.Env == "development" && c.DeliveryTimeout == 15*time.Second &&
 				len(c.RetrySchedule) == 12 && c.RetrySchedule[0] == 5*time.Second && c.RateLimit == 100 && c.RateBurst == 200 && c.MaxEndpoints == 50
 		}},
-		{"no database", map[string]string{}, "DATABASE_URL", nil},
+		{"no database", map[string]string{"HOOKLINE_DATA_DIR": "/nonexistent/hookline"}, "DATABASE_URL", nil},
 		{"short operator token", map[string]string{"DATABASE_URL": "x", "HOOKLINE_OPERATOR_TOKEN": strings.Repeat("t", 31)}, "HOOKLINE_OPERATOR_TOKEN", nil},
 		{"operator token of 32 characters", map[string]string{"DATABASE_URL": "x", "HOOKLINE_OPERATOR_TOKEN": strings.Repeat("t", 32)}, "", func(c config) bool {
 			return len(c.OperatorToken) == 32
@@ -80,6 +85,14 @@ func TestLoadConfig(t *testing.T) {
 		}},
 		{"production needs an encryption key", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ENV": "production"}, "HOOKLINE_ENCRYPTION_KEY", nil},
 		{"a short encryption key", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ENCRYPTION_KEY": "k1:c2hvcnQ="}, "HOOKLINE_ENCRYPTION_KEY", nil},
+		{"the checkout's cluster", map[string]string{"HOOKLINE_DATA_DIR": withCluster}, "", connectsTo(pg, 54331, "hookline")},
+		{"another database of the checkout's cluster", map[string]string{"HOOKLINE_DATA_DIR": withCluster, "PGDATABASE": "hookline_test"}, "",
+			connectsTo(pg, 54331, "hookline_test")},
+		{"DATABASE_URL before the checkout's cluster", map[string]string{"HOOKLINE_DATA_DIR": withCluster, "DATABASE_URL": "postgres://u@db.example/app"}, "",
+			func(c config) bool { return c.DatabaseURL == "postgres://u@db.example/app" && c.LocalCluster == "" }},
+		{"no local cluster in production", map[string]string{"HOOKLINE_DATA_DIR": withCluster, "HOOKLINE_ENV": "production",
+			"HOOKLINE_ENCRYPTION_KEY": dbtest.KeySpec}, "DATABASE_URL is required in production", nil},
+		{"a local cluster without its port", map[string]string{"HOOKLINE_DATA_DIR": badPort}, "no port number", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

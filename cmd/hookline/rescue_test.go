@@ -70,6 +70,13 @@ func TestCrashedDeliveryIsRescued(t *testing.T) {
 // the attempts schedule allows (the schedule of the process that will work it).
 func seedDelivery(t *testing.T, pool *pgxpool.Pool, url string, schedule delivery.Schedule) (merchant *events.NewMerchant, endpointID string) {
 	t.Helper()
+	return seedDeliveries(t, pool, url, 1)
+}
+
+// seedDeliveries is seedDelivery with n checkouts, each in its own
+// transaction: n deliveries, a job each.
+func seedDeliveries(t *testing.T, pool *pgxpool.Pool, url string, n int) (merchant *events.NewMerchant, endpointID string) {
+	t.Helper()
 	ctx := context.Background()
 	merchant = dbtest.Merchant(t, pool, "Seeded merchant")
 	scope := events.Scope{MerchantID: merchant.ID}
@@ -89,9 +96,17 @@ func seedDelivery(t *testing.T, pool *pgxpool.Pool, url string, schedule deliver
 			return err
 		}
 		endpointID = ep.ID
-		_, err = service.CreateCheckout(ctx, tx, scope, events.CheckoutParams{Amount: "100", InvoiceCurrency: "usd"})
-		return err
+		return nil
 	})
+	for range n {
+		if err != nil {
+			break
+		}
+		err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			_, err := service.CreateCheckout(ctx, tx, scope, events.CheckoutParams{Amount: "100", InvoiceCurrency: "usd"})
+			return err
+		})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

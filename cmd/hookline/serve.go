@@ -149,9 +149,10 @@ func newPool(ctx context.Context, cfg config, size int32, extra map[string]strin
 
 func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 	driver := riverpgxv5.New(m.pool)
+	riverLog := riverLogger(m.logger)
 	// The domain inserts its jobs through an insert-only client, so that it
 	// can exist before the working client, whose workers need the domain.
-	inserter, err := river.NewClient(driver, &river.Config{Logger: m.logger})
+	inserter, err := river.NewClient(driver, &river.Config{Logger: riverLog})
 	if err != nil {
 		return fmt.Errorf("create river inserter: %w", err)
 	}
@@ -194,7 +195,7 @@ func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 		Guard: guard, InFlight: cfg.EndpointInFlight, Workers: deliveryWorkers, Keyring: keyring, Logger: m.logger, Metrics: metrics, Pool: m.pool, Publisher: publisher,
 		Schedule: cfg.RetrySchedule, Timeout: cfg.DeliveryTimeout,
 	}))
-	m.workers, err = river.NewClient(driver, riverConfig(cfg, workers, m.logger))
+	m.workers, err = river.NewClient(driver, riverConfig(cfg, workers, riverLog))
 	if err != nil {
 		return fmt.Errorf("create river client: %w", err)
 	}
