@@ -527,6 +527,7 @@ func TestTenantIsolation(t *testing.T) {
 		{"PATCH", "/v1/webhook_endpoints/" + ep.ID, nil},
 		{"DELETE", "/v1/webhook_endpoints/" + ep.ID, nil},
 		{"POST", "/v1/webhook_endpoints/" + ep.ID + "/rotate_secret", nil},
+		{"POST", "/v1/webhook_endpoints/" + ep.ID + "/send_test_event", nil},
 		{"GET", "/v1/deliveries/" + dlv.ID, nil},
 		{"POST", "/v1/deliveries/" + dlv.ID + "/retry", nil},
 		{"POST", "/v1/webhook_endpoints/" + ep.ID + "/recover", map[string]any{"since": time.Now().Add(-time.Hour).Unix()}},

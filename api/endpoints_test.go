@@ -119,6 +119,10 @@ func TestWebhookEndpointRefusesBadInput(t *testing.T) {
 		{"negative grace", "POST", "/v1/webhook_endpoints/" + ep.ID + "/rotate_secret", map[string]any{"grace_period_seconds": -1}, "grace_period_seconds"},
 		{"grace over 7 days", "POST", "/v1/webhook_endpoints/" + ep.ID + "/rotate_secret", map[string]any{"grace_period_seconds": 700000}, "grace_period_seconds"},
 		{"bad delivery status filter", "GET", "/v1/deliveries?status=lost", nil, "status"},
+		{"unknown test event type", "POST", "/v1/webhook_endpoints/" + ep.ID + "/send_test_event", map[string]any{"type": "checkout.refunded"}, "type"},
+		{"empty test event type", "POST", "/v1/webhook_endpoints/" + ep.ID + "/send_test_event", map[string]any{"type": ""}, "type"},
+		{"test event type not a string", "POST", "/v1/webhook_endpoints/" + ep.ID + "/send_test_event", map[string]any{"type": 7}, "type"},
+		{"test event with an unknown field", "POST", "/v1/webhook_endpoints/" + ep.ID + "/send_test_event", map[string]any{"type": "checkout.paid", "data": map[string]any{}}, "data"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
