@@ -37,4 +37,8 @@
 // doubles while the destination keeps up and halves when it was found
 // saturated. Recovery (RecoverWorker) and retention (PruneWorker) are River
 // jobs too.
+//
+// A test event ([Dispatcher.SendTestEvent]) takes the same path: it is
+// published (events.Service.PublishExample) addressed to one endpoint, and
+// the fan-out gives it that endpoint as its only destination.
 package delivery
