@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/hookline/hookline/delivery"
 	"github.com/hookline/hookline/events"
+	"github.com/hookline/hookline/stream"
 )
 
 // Server is hookline's REST API.
@@ -42,6 +44,8 @@ type Server struct {
 	pool          *pgxpool.Pool
 	registry      *prometheus.Registry
 	service       *events.Service
+	streams       *stream.Hub
+	keepAlive     time.Duration
 	validate      *validator.Validate
 }
 
@@ -64,6 +68,12 @@ type Config struct {
 	Pool          *pgxpool.Pool
 	RateLimit     RateLimit
 	Service       *events.Service
+	// Streams is the process's event streams (GET /v1/events/stream); the
+	// process closes it when it stops, which ends them.
+	Streams *stream.Hub
+	// StreamKeepAlive is how often an idle stream sends a comment (zero:
+	// every 15 s).
+	StreamKeepAlive time.Duration
 	// TrustedProxies are the load balancers and reverse proxies in front of
 	// the API (HOOKLINE_TRUSTED_PROXIES): a request from one is counted
 	// against the client address it appended to X-Forwarded-For, not its own,
@@ -96,6 +106,8 @@ func newServer(cfg Config) *Server {
 		pool:          cfg.Pool,
 		registry:      cfg.Metrics,
 		service:       cfg.Service,
+		streams:       cfg.Streams,
+		keepAlive:     cmp.Or(cfg.StreamKeepAlive, defaultKeepAlive),
 		validate:      newValidator(),
 	}
 }
@@ -131,6 +143,7 @@ func (s *Server) routes() {
 	s.read("GET /v1/event_types", s.listEventTypes)
 	s.read("GET /v1/events", s.listEvents)
 	s.read("GET /v1/events/{id}", s.getEvent)
+	s.mux.HandleFunc("GET /v1/events/stream", s.streamEvents)
 
 	s.writeBatched("POST /v1/checkouts", http.StatusCreated, s.createCheckout, s.createCheckoutBatched)
 	s.read("GET /v1/checkouts", s.listCheckouts)
@@ -216,6 +229,10 @@ func (r *statusRecorder) WriteHeader(status int) {
 	r.status = status
 	r.ResponseWriter.WriteHeader(status)
 }
+
+// Unwrap lets http.ResponseController reach the connection (an event
+// stream flushes and sets its own deadlines).
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // call is one authenticated request as handlers see it.
 type call struct {
