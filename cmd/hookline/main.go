@@ -29,6 +29,9 @@ const usage = `usage:
                                       run the REST API and the delivery workers (all), or one of them
   hookline migrate                    apply River's and hookline's migrations
   hookline merchant create --name N   create a merchant and print its keys as JSON
+  hookline listen --forward-to URL [--events t1,t2] [--api URL] [--api-key sk_test_…]
+                                      forward the key's new events to a local URL, signed with a
+                                      secret made for the session (the key may be in HOOKLINE_API_KEY)
 
 operators:
   hookline deliveries retry DLV_ID…   one immediate attempt of each delivery, whatever its status
@@ -52,6 +55,9 @@ func main() {
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "hookline:", err)
+		if _, usage := errors.AsType[*usageError](err); usage {
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
 }
@@ -61,6 +67,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return errors.New("no command")
+	}
+	if args[0] == "listen" {
+		// A developer's tool: it talks to the API, never to the database.
+		return listenCommand(ctx, args[1:], getenv, stdout, stderr)
 	}
 	cfg, err := loadConfig(getenv)
 	if err != nil {
