@@ -10,13 +10,15 @@
 -- written before this migration keep a null txid and are never streamed. The
 -- default then applies to every new event: the publishing transaction's id,
 -- which it has anyway once it writes.
-alter table events add column txid xid8;
+alter table events add column if not exists txid xid8;
 alter table events alter column txid set default pg_current_xact_id();
 
 -- The one index a stream reads: a merchant and mode's events in stream order,
 -- from a cursor. It costs every event insert one more index entry (about 60
--- bytes); the column costs 8 bytes a row.
-create index events_stream_idx on events (merchant_id, livemode, txid, id);
+-- bytes); the column costs 8 bytes a row. Building it blocks event writes;
+-- on a large table, build it beforehand with create index concurrently (the
+-- README's Deployment section), which this statement then leaves as it is.
+create index if not exists events_stream_idx on events (merchant_id, livemode, txid, id);
 
 -- Open event streams, for the limit of streams per API key across every API
 -- process: each stream holds a lease that its process renews while it is
