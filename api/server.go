@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-playground/validator/v10"
 	"github.com/jackc/pgx/v5"
@@ -184,7 +185,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	h, pattern := s.mux.Handler(r)
-	if err := nulInURL(r); err != nil {
+	if err := unreadableURL(r); err != nil {
 		s.renderError(rec, r, err)
 	} else if pattern == "" {
 		// Let the mux decide between 404 and 405 (and set Allow), then speak JSON.
@@ -206,18 +207,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		slog.Int("status", rec.status), slog.Duration("duration", time.Since(start)))
 }
 
-// nulInURL refuses a path or query holding NUL (%00): every id and cursor
-// reaches Postgres, whose text refuses it, which would answer 500.
-func nulInURL(r *http.Request) error {
-	if strings.ContainsRune(r.URL.Path, 0) {
-		return invalid("id", "The request path must not contain the NUL character (%00).")
+// unreadableURL refuses a path or query holding NUL (%00) or bytes that are
+// not UTF-8 (%FF): every id and cursor reaches Postgres, whose text refuses
+// both, which would answer 500.
+func unreadableURL(r *http.Request) error {
+	if !isText(r.URL.Path) {
+		return invalid("id", "The request path must be UTF-8 text, without the NUL character (%00).")
 	}
 	for name, values := range r.URL.Query() {
-		if strings.ContainsRune(name+strings.Join(values, ""), 0) {
-			return invalid(name, name+" must not contain the NUL character (%00)")
+		if !isText(name + strings.Join(values, "")) {
+			return invalid(name, name+" must be UTF-8 text, without the NUL character (%00)")
 		}
 	}
 	return nil
+}
+
+// isText reports whether Postgres's text can hold s: valid UTF-8, without
+// NUL.
+func isText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }
 
 type statusRecorder struct {

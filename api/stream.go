@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -26,14 +27,17 @@ const (
 	streamBatch = 100
 )
 
+// eventID is the shape of an event id, which a Last-Event-ID must have before
+// it is looked up.
+var eventID = regexp.MustCompile(`^evt_[0-9A-HJKMNP-TV-Z]{26}$`)
+
 // streamEvents serves GET /v1/events/stream: the key's merchant and mode's
 // new events as Server-Sent Events, each as `event: <type>`, `id: <evt id>`
 // and `data: <envelope>`, in stream order (events.StreamCursor), optionally
 // of the types in ?types=a,b. With Last-Event-ID it resumes after that event:
 // the events since are sent first; without, it starts now, with the id of
 // the last event before it as a message of its own. An idle stream sends a
-// comment every
-// keepAlive (15 s) and holds no database connection.
+// comment every keepAlive (15 s) and holds no database connection.
 func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 	scope, err := s.admit(w, r, s.authenticate)
 	if err != nil {
@@ -49,7 +53,11 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 	var cursor events.StreamCursor
 	last := r.Header.Get("Last-Event-ID")
 	if last != "" {
-		cursor, err = events.StreamCursorAt(ctx, s.pool, scope, last)
+		if !eventID.MatchString(last) {
+			err = events.ErrNotFound // not even an id: not looked up
+		} else {
+			cursor, err = events.StreamCursorAt(ctx, s.pool, scope, last)
+		}
 		if errors.Is(err, events.ErrNotFound) {
 			err = invalid("Last-Event-ID", "Last-Event-ID is not an event of this API key's account and mode (or it is older than the retention); reconnect without it to start from now.")
 		}

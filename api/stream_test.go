@@ -233,6 +233,7 @@ func TestEventStreamRefusals(t *testing.T) {
 		{"another merchant's event", h.a.TestAPIKey, "", foreign.ID, http.StatusBadRequest, "Last-Event-ID"},
 		{"the other mode's event", h.b.LiveAPIKey, "", foreign.ID, http.StatusBadRequest, "Last-Event-ID"},
 		{"not an event id", h.a.TestAPIKey, "", "42", http.StatusBadRequest, "Last-Event-ID"},
+		{"not UTF-8", h.a.TestAPIKey, "", "evt_\xff", http.StatusBadRequest, "Last-Event-ID"},
 		{"no key", "", "", "", http.StatusUnauthorized, ""},
 	}
 	for _, tt := range tests {
