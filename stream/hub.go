@@ -169,6 +169,7 @@ func (h *Hub) poll() {
 	ticker := time.NewTicker(PollInterval)
 	defer ticker.Stop()
 	renewed := time.Now()
+	failing := false // logged once per streak of failed polls, not every tick
 	for {
 		select {
 		case <-h.closed:
@@ -201,9 +202,13 @@ func (h *Hub) poll() {
 		heads, err := events.StreamHeads(ctx, h.pool, scopes)
 		cancel()
 		if err != nil {
-			h.logger.WarnContext(ctx, "poll event streams", slog.String("error", err.Error()))
+			if !failing {
+				h.logger.WarnContext(ctx, "poll event streams", slog.String("error", err.Error()))
+			}
+			failing = true
 			continue
 		}
+		failing = false
 		h.mu.Lock()
 		for _, scope := range scopes {
 			head, ok := heads[scope]
