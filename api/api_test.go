@@ -204,11 +204,15 @@ func TestRequestRules(t *testing.T) {
 		{"both cursors", "GET", "/v1/checkouts?starting_after=a&ending_before=b", h.a.TestAPIKey, nil, nil, http.StatusBadRequest},
 		{"unknown query parameter", "GET", "/v1/checkouts?colour=red", h.a.TestAPIKey, nil, nil, http.StatusBadRequest},
 		{"unknown event type filter", "GET", "/v1/events?type=checkout.nope", h.a.TestAPIKey, nil, nil, http.StatusBadRequest},
-		// Postgres's text refuses NUL: each would have reached a query as a 500.
+		// Postgres's text refuses NUL and bytes that are not UTF-8: each would
+		// have reached a query as a 500.
 		{"NUL in an id", "GET", "/v1/checkouts/chk_%00", h.a.TestAPIKey, nil, nil, http.StatusBadRequest},
 		{"NUL in a write's id", "POST", "/v1/checkouts/chk_%00/expire", h.a.TestAPIKey, nil, nil, http.StatusBadRequest},
 		{"NUL in a cursor", "GET", "/v1/checkouts?starting_after=chk_%00", h.a.TestAPIKey, nil, nil, http.StatusBadRequest},
 		{"NUL in an operator's id", "POST", "/v1/operator/deliveries/dlv_%00/retry", "", nil, []string{"Authorization", "Bearer " + operatorToken}, http.StatusBadRequest},
+		{"not UTF-8 in an id", "GET", "/v1/webhook_endpoints/we_%FF", h.a.TestAPIKey, nil, nil, http.StatusBadRequest},
+		{"not UTF-8 in a write's id", "POST", "/v1/webhook_endpoints/we_%C3/send_test_event", h.a.TestAPIKey, nil, nil, http.StatusBadRequest},
+		{"not UTF-8 in a cursor", "GET", "/v1/events?starting_after=evt_%FF", h.a.TestAPIKey, nil, nil, http.StatusBadRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -565,6 +569,7 @@ func TestTenantIsolation(t *testing.T) {
 		{"PATCH", "/v1/webhook_endpoints/" + ep.ID, nil},
 		{"DELETE", "/v1/webhook_endpoints/" + ep.ID, nil},
 		{"POST", "/v1/webhook_endpoints/" + ep.ID + "/rotate_secret", nil},
+		{"POST", "/v1/webhook_endpoints/" + ep.ID + "/send_test_event", nil},
 		{"GET", "/v1/deliveries/" + dlv.ID, nil},
 		{"POST", "/v1/deliveries/" + dlv.ID + "/retry", nil},
 		{"POST", "/v1/webhook_endpoints/" + ep.ID + "/recover", map[string]any{"since": time.Now().Add(-time.Hour).Unix()}},

@@ -17,4 +17,10 @@
 // credential is looked up, and each authentication holds one of its address's
 // 20 places while it runs, so that concurrent guesses cannot pass the limit
 // (authlimit.go); then each key has a token bucket (ratelimit.go).
+//
+// GET /v1/events/stream (stream.go) is the one response that lasts: it is
+// registered outside the (object, error) wrappers, takes a place among its
+// key's streams (the stream package), and writes Server-Sent Events read from
+// the log in stream order (events.ReadStream) until the client goes or the
+// process stops, each write with a deadline of its own.
 package api

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/hookline/hookline/delivery"
+	"github.com/hookline/hookline/events"
 )
 
 type endpointRequest struct {
@@ -35,6 +36,11 @@ type endpointUpdateRequest struct {
 	RateLimit json.RawMessage `json:"rate_limit"`
 	// Headers replace the endpoint's custom headers; {} removes them.
 	Headers map[string]string `json:"headers"`
+}
+
+type testEventRequest struct {
+	// Type is checked against the catalog by delivery.SendTestEvent.
+	Type *string `json:"type" validate:"omitempty,max=100"`
 }
 
 type rotateRequest struct {
@@ -110,6 +116,20 @@ type deletedBody struct {
 func (s *Server) deleteEndpoint(ctx context.Context, c *call, tx pgx.Tx) (any, error) {
 	err := delivery.Delete(ctx, tx, c.scope, c.id())
 	return withNotFound(deletedBody{ID: c.id(), Object: "webhook_endpoint", Deleted: true}, err)("webhook_endpoint", c.id())
+}
+
+// sendTestEvent sends the endpoint a test event made from its type's schema
+// example (checkout.paid unless the body names another type).
+func (s *Server) sendTestEvent(ctx context.Context, c *call, tx pgx.Tx) (any, error) {
+	var req testEventRequest
+	if err := s.decode(c.body, &req); err != nil {
+		return nil, err
+	}
+	t := delivery.DefaultTestEventType
+	if req.Type != nil {
+		t = events.EventType(*req.Type)
+	}
+	return withNotFound(s.dispatcher.SendTestEvent(ctx, tx, s.service, c.scope, c.id(), t))("webhook_endpoint", c.id())
 }
 
 func (s *Server) rotateSecret(ctx context.Context, c *call, tx pgx.Tx) (any, error) {

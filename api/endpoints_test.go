@@ -136,6 +136,10 @@ func TestWebhookEndpointRefusesBadInput(t *testing.T) {
 		{"same header twice", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "headers": map[string]string{"X-Key": "a", "x-key": "b"}}, "headers.x-key"},
 		{"too many headers", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "headers": manyHeaders(21)}, "headers"},
 		{"headers on a chat endpoint", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "type": "discord", "headers": map[string]string{"X-Key": "a"}}, "headers"},
+		{"unknown test event type", "POST", "/v1/webhook_endpoints/" + ep.ID + "/send_test_event", map[string]any{"type": "checkout.refunded"}, "type"},
+		{"empty test event type", "POST", "/v1/webhook_endpoints/" + ep.ID + "/send_test_event", map[string]any{"type": ""}, "type"},
+		{"test event type not a string", "POST", "/v1/webhook_endpoints/" + ep.ID + "/send_test_event", map[string]any{"type": 7}, "type"},
+		{"test event with an unknown field", "POST", "/v1/webhook_endpoints/" + ep.ID + "/send_test_event", map[string]any{"type": "checkout.paid", "data": map[string]any{}}, "data"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

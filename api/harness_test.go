@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,15 +22,17 @@ import (
 	"github.com/hookline/hookline/delivery"
 	"github.com/hookline/hookline/events"
 	"github.com/hookline/hookline/migrations/dbtest"
+	"github.com/hookline/hookline/stream"
 )
 
 // harness is the API on a loopback server over a fresh schema, with two
 // merchants: a (the one most tests act as) and b (the other tenant).
 type harness struct {
-	t    *testing.T
-	pool *pgxpool.Pool
-	url  string
-	a, b *events.NewMerchant
+	t       *testing.T
+	pool    *pgxpool.Pool
+	url     string
+	a, b    *events.NewMerchant
+	service *events.Service
 }
 
 // operatorToken is the operator API's token in tests.
@@ -43,13 +46,15 @@ func newHarness(t *testing.T) *harness {
 // harnessOptions vary the API under test: the operator token ("" turns the
 // operator API off), a rate limit (zero: none), a logger (nil: discard), the
 // endpoints allowed per merchant and mode (zero: 50, hookline's default), a
-// guard (nil: development's).
+// guard (nil: development's), how often idle event streams send a comment
+// (zero: 15 s).
 type harnessOptions struct {
 	token        string
 	limit        api.RateLimit
 	logger       *slog.Logger
 	maxEndpoints int
 	guard        *delivery.Guard
+	keepAlive    time.Duration
 }
 
 func newHarnessWith(t *testing.T, o harnessOptions) *harness {
@@ -68,13 +73,15 @@ func newHarnessWith(t *testing.T, o harnessOptions) *harness {
 	}
 	dispatcher := delivery.NewDispatcher(inserter)
 	service := events.NewService(events.NewPublisher(dispatcher))
+	streams := stream.NewHub(pool, o.logger)
 	srv := httptest.NewServer(api.New(api.Config{
 		Checkouts: events.NewCheckoutBatcher(service, pool, o.logger), Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard, keyring, cmp.Or(o.maxEndpoints, 50)), Guard: guard, Keyring: keyring,
 		Logger: o.logger, Metrics: prometheus.NewRegistry(), OperatorToken: o.token, Pool: pool,
-		RateLimit: o.limit, Service: service,
+		RateLimit: o.limit, Service: service, Streams: streams, StreamKeepAlive: o.keepAlive,
 	}))
 	t.Cleanup(srv.Close)
-	h := &harness{t: t, pool: pool, url: srv.URL}
+	t.Cleanup(streams.Close) // first: open streams end, so that srv.Close need not wait for them
+	h := &harness{t: t, pool: pool, url: srv.URL, service: service}
 	h.a, h.b = dbtest.Merchant(t, pool, "Merchant A"), dbtest.Merchant(t, pool, "Merchant B")
 	return h
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-playground/validator/v10"
 	"github.com/jackc/pgx/v5"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/hookline/hookline/delivery"
 	"github.com/hookline/hookline/events"
+	"github.com/hookline/hookline/stream"
 )
 
 // Server is hookline's REST API.
@@ -42,6 +45,8 @@ type Server struct {
 	pool          *pgxpool.Pool
 	registry      *prometheus.Registry
 	service       *events.Service
+	streams       *stream.Hub
+	keepAlive     time.Duration
 	validate      *validator.Validate
 }
 
@@ -64,6 +69,12 @@ type Config struct {
 	Pool          *pgxpool.Pool
 	RateLimit     RateLimit
 	Service       *events.Service
+	// Streams is the process's event streams (GET /v1/events/stream); the
+	// process closes it when it stops, which ends them.
+	Streams *stream.Hub
+	// StreamKeepAlive is how often an idle stream sends a comment (zero:
+	// every 15 s).
+	StreamKeepAlive time.Duration
 	// TrustedProxies are the load balancers and reverse proxies in front of
 	// the API (HOOKLINE_TRUSTED_PROXIES): a request from one is counted
 	// against the client address it appended to X-Forwarded-For, not its own,
@@ -96,6 +107,8 @@ func newServer(cfg Config) *Server {
 		pool:          cfg.Pool,
 		registry:      cfg.Metrics,
 		service:       cfg.Service,
+		streams:       cfg.Streams,
+		keepAlive:     cmp.Or(cfg.StreamKeepAlive, defaultKeepAlive),
 		validate:      newValidator(),
 	}
 }
@@ -131,6 +144,7 @@ func (s *Server) routes() {
 	s.read("GET /v1/event_types", s.listEventTypes)
 	s.read("GET /v1/events", s.listEvents)
 	s.read("GET /v1/events/{id}", s.getEvent)
+	s.mux.HandleFunc("GET /v1/events/stream", s.streamEvents)
 
 	s.writeBatched("POST /v1/checkouts", http.StatusCreated, s.createCheckout, s.createCheckoutBatched)
 	s.read("GET /v1/checkouts", s.listCheckouts)
@@ -149,6 +163,7 @@ func (s *Server) routes() {
 	s.writePrepared("PATCH /v1/webhook_endpoints/{id}", http.StatusOK, s.updateEndpoint)
 	s.write("DELETE /v1/webhook_endpoints/{id}", http.StatusOK, s.deleteEndpoint)
 	s.write("POST /v1/webhook_endpoints/{id}/rotate_secret", http.StatusOK, s.rotateSecret)
+	s.write("POST /v1/webhook_endpoints/{id}/send_test_event", http.StatusAccepted, s.sendTestEvent)
 
 	s.read("GET /v1/deliveries", s.listDeliveries)
 	s.read("GET /v1/deliveries/{id}", s.getDelivery)
@@ -170,7 +185,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	h, pattern := s.mux.Handler(r)
-	if err := nulInURL(r); err != nil {
+	if err := unreadableURL(r); err != nil {
 		s.renderError(rec, r, err)
 	} else if pattern == "" {
 		// Let the mux decide between 404 and 405 (and set Allow), then speak JSON.
@@ -192,18 +207,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		slog.Int("status", rec.status), slog.Duration("duration", time.Since(start)))
 }
 
-// nulInURL refuses a path or query holding NUL (%00): every id and cursor
-// reaches Postgres, whose text refuses it, which would answer 500.
-func nulInURL(r *http.Request) error {
-	if strings.ContainsRune(r.URL.Path, 0) {
-		return invalid("id", "The request path must not contain the NUL character (%00).")
+// unreadableURL refuses a path or query holding NUL (%00) or bytes that are
+// not UTF-8 (%FF): every id and cursor reaches Postgres, whose text refuses
+// both, which would answer 500.
+func unreadableURL(r *http.Request) error {
+	if !isText(r.URL.Path) {
+		return invalid("id", "The request path must be UTF-8 text, without the NUL character (%00).")
 	}
 	for name, values := range r.URL.Query() {
-		if strings.ContainsRune(name+strings.Join(values, ""), 0) {
-			return invalid(name, name+" must not contain the NUL character (%00)")
+		if !isText(name + strings.Join(values, "")) {
+			return invalid(name, name+" must be UTF-8 text, without the NUL character (%00)")
 		}
 	}
 	return nil
+}
+
+// isText reports whether Postgres's text can hold s: valid UTF-8, without
+// NUL.
+func isText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }
 
 type statusRecorder struct {
@@ -215,6 +237,10 @@ func (r *statusRecorder) WriteHeader(status int) {
 	r.status = status
 	r.ResponseWriter.WriteHeader(status)
 }
+
+// Unwrap lets http.ResponseController reach the connection (an event
+// stream flushes and sets its own deadlines).
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // call is one authenticated request as handlers see it.
 type call struct {

@@ -64,6 +64,7 @@ type eventEnvelope struct {
 	ID       string          `json:"id"`
 	Type     string          `json:"type"`
 	Livemode bool            `json:"livemode"`
+	Example  bool            `json:"example"`
 	Data     json.RawMessage `json:"data"`
 }
 
@@ -133,6 +134,9 @@ func composeMessage(displayName string, payload []byte) (*message, error) {
 	m := &message{colour: colourNeutral, footer: env.Type + " · " + env.ID}
 	if !env.Livemode {
 		m.footer += " · test mode"
+	}
+	if env.Example {
+		m.footer += " · test event"
 	}
 	switch events.EventType(env.Type) {
 	case events.CheckoutPaid:

@@ -38,4 +38,8 @@
 // saturated. Recovery (RecoverWorker) and retention (PruneWorker) are River
 // jobs too, and so is the reconciler (ReconcileWorker), which gives a job to
 // any pending delivery that a fault left without one.
+//
+// A test event ([Dispatcher.SendTestEvent]) takes the same path: it is
+// published (events.Service.PublishExample) addressed to one endpoint, and
+// the fan-out gives it that endpoint as its only destination.
 package delivery

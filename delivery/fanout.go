@@ -92,17 +92,53 @@ func NewDispatcher(riverClient *river.Client[pgx.Tx]) *Dispatcher {
 	return &Dispatcher{river: riverClient}
 }
 
+// destination is one place an event goes: an endpoint, or (endpointID "")
+// a checkout's own webhook_url.
+type destination struct {
+	endpointID, url string
+	// paused: the destination's pause has not ended, so the delivery is
+	// parked at once, behind its backlog (a job would only park it).
+	paused bool
+	// manual: one attempt now, outside the schedule and whatever the
+	// endpoint's status (a test event to a disabled endpoint).
+	manual bool
+}
+
 // FanOut writes one delivery row for each destination of each event, and
 // River jobs for them by destination (see deliverJobs), in the events' own
-// transaction: every
-// enabled endpoint of the event's merchant and mode subscribed to its type,
-// and the object's webhook_url for default-on types. The statements are the
-// same whatever the number of events.
+// transaction: every enabled endpoint of the event's merchant and mode
+// subscribed to its type, and the object's webhook_url for default-on types;
+// or, for an event addressed to one endpoint (a test event), that endpoint
+// alone. The statements are the same whatever the number of events.
 func (d *Dispatcher) FanOut(ctx context.Context, tx pgx.Tx, evts []*events.Event) error {
-	merchants, modes, types, defaults := make([]string, len(evts)), make([]bool, len(evts)), make([]string, len(evts)), make([]bool, len(evts))
+	byEvent, err := subscribed(ctx, tx, evts)
+	if err != nil {
+		return err
+	}
+	if err := addressed(ctx, tx, evts, byEvent); err != nil {
+		return err
+	}
+	return d.enqueue(ctx, tx, evts, byEvent)
+}
+
+// subscribed returns, for each event not addressed to one endpoint, its
+// merchant's enabled endpoints subscribed to its type, in the order they were
+// created, then the object's own webhook_url for a default-on type.
+func subscribed(ctx context.Context, tx pgx.Tx, evts []*events.Event) ([][]destination, error) {
+	byEvent := make([][]destination, len(evts))
+	var merchants, types []string
+	var modes, defaults []bool
+	var index []int // the position in evts of each event queried
 	for i, evt := range evts {
+		if evt.Endpoint != "" {
+			continue
+		}
 		entry, _ := events.Lookup(evt.Type)
-		merchants[i], modes[i], types[i], defaults[i] = evt.MerchantID, evt.Livemode, string(evt.Type), entry.DefaultEnabled
+		merchants, modes, types, defaults = append(merchants, evt.MerchantID), append(modes, evt.Livemode), append(types, string(evt.Type)), append(defaults, entry.DefaultEnabled)
+		index = append(index, i)
+	}
+	if len(index) == 0 {
+		return byEvent, nil
 	}
 	rows, err := tx.Query(ctx, `select e.n, w.id, w.url, coalesce(s.paused_until > now(), false)
 		from unnest($1::text[], $2::bool[], $3::text[], $4::bool[]) with ordinality as e (merchant_id, livemode, type, default_on, n)
@@ -112,58 +148,105 @@ func (d *Dispatcher) FanOut(ctx context.Context, tx pgx.Tx, evts []*events.Event
 		left join delivery_destinations s on s.key = w.id
 		order by e.n, w.id`, merchants, modes, types, defaults)
 	if err != nil {
-		return fmt.Errorf("find subscribed endpoints: %w", err)
+		return nil, fmt.Errorf("find subscribed endpoints: %w", err)
 	}
-	// One event's destinations, in the order the endpoints were created; an
-	// empty endpoint id becomes null: the checkout's own webhook_url.
-	// A paused endpoint's delivery is parked at once, behind its backlog:
-	// a job would only park it.
-	type destination struct {
-		endpointID, url string
-		paused          bool
-	}
-	byEvent := make([][]destination, len(evts))
 	var n int
-	var endpointID, url string
-	var paused bool
-	_, err = pgx.ForEachRow(rows, []any{&n, &endpointID, &url, &paused}, func() error {
-		byEvent[n-1] = append(byEvent[n-1], destination{endpointID, url, paused})
+	var dst destination
+	_, err = pgx.ForEachRow(rows, []any{&n, &dst.endpointID, &dst.url, &dst.paused}, func() error {
+		byEvent[index[n-1]] = append(byEvent[index[n-1]], dst)
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("find subscribed endpoints: %w", err)
+		return nil, fmt.Errorf("find subscribed endpoints: %w", err)
 	}
+	for j, i := range index {
+		if evts[i].WebhookURL != "" && defaults[j] {
+			byEvent[i] = append(byEvent[i], destination{url: evts[i].WebhookURL})
+		}
+	}
+	return byEvent, nil
+}
+
+// addressed sets the destination of each event addressed to one endpoint:
+// that endpoint, unless it was deleted, whether or not it subscribes to the
+// type. A disabled endpoint gets one attempt now (manual), as a manual retry
+// would; its automatic retries then stop until it is enabled again, like
+// every delivery of a disabled endpoint.
+func addressed(ctx context.Context, tx pgx.Tx, evts []*events.Event, byEvent [][]destination) error {
+	var ids []string
+	for _, evt := range evts {
+		if evt.Endpoint != "" {
+			ids = append(ids, evt.Endpoint)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	rows, err := tx.Query(ctx, `select w.id, w.url, coalesce(s.paused_until > now(), false), w.status <> 'enabled'
+		from webhook_endpoints w left join delivery_destinations s on s.key = w.id
+		where w.id = any($1) and w.deleted_at is null`, ids)
+	if err != nil {
+		return fmt.Errorf("find addressed endpoints: %w", err)
+	}
+	found := map[string]destination{}
+	var dst destination
+	_, err = pgx.ForEachRow(rows, []any{&dst.endpointID, &dst.url, &dst.paused, &dst.manual}, func() error {
+		dst.paused = dst.paused && !dst.manual // a manual attempt does not wait for the pause
+		found[dst.endpointID] = dst
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("find addressed endpoints: %w", err)
+	}
+	for i, evt := range evts {
+		if evt.Endpoint == "" {
+			continue
+		}
+		dst, ok := found[evt.Endpoint]
+		if !ok {
+			return fmt.Errorf("event %s is addressed to endpoint %s: %w", evt.ID, evt.Endpoint, events.ErrNotFound)
+		}
+		byEvent[i] = []destination{dst}
+	}
+	return nil
+}
+
+// enqueue writes the deliveries of evts to their destinations (byEvent[i]
+// for evts[i]) and their River jobs: one destination's deliveries go in the
+// same jobs, in event order, except those parked for a paused destination,
+// which get none.
+func (d *Dispatcher) enqueue(ctx context.Context, tx pgx.Tx, evts []*events.Event, byEvent [][]destination) error {
 	var ids, endpointIDs, urls, merchantIDs, eventIDs []string
 	var livemodes, parked []bool
 	var created []time.Time
-	// One destination's deliveries go in the same jobs, in event order.
-	byDestination := map[string][]string{}
-	var order []string
+	type jobKey struct {
+		destination string
+		manual      bool
+	}
+	byJob := map[jobKey][]string{}
+	var order []jobKey
 	for i, evt := range evts {
-		if evt.WebhookURL != "" && defaults[i] {
-			byEvent[i] = append(byEvent[i], destination{url: evt.WebhookURL})
-		}
 		for _, dst := range byEvent[i] {
 			id := events.NewID(events.PrefixDelivery)
 			if !dst.paused {
-				key := destinationKey(&dst.endpointID, dst.url)
-				if byDestination[key] == nil {
+				key := jobKey{destinationKey(&dst.endpointID, dst.url), dst.manual}
+				if byJob[key] == nil {
 					order = append(order, key)
 				}
-				byDestination[key] = append(byDestination[key], id)
+				byJob[key] = append(byJob[key], id)
 			}
 			ids, endpointIDs, urls, parked = append(ids, id), append(endpointIDs, dst.endpointID), append(urls, dst.url), append(parked, dst.paused)
 			merchantIDs, livemodes, eventIDs, created = append(merchantIDs, evt.MerchantID), append(livemodes, evt.Livemode), append(eventIDs, evt.ID), append(created, evt.CreatedAt)
 		}
 	}
-	var jobs []river.InsertManyParams
-	for _, key := range order {
-		jobs = append(jobs, deliverJobs(byDestination[key], make([]int, len(byDestination[key])), false, time.Time{})...)
-	}
 	if len(ids) == 0 {
 		return nil
 	}
-	_, err = tx.Exec(ctx, `insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status,
+	var jobs []river.InsertManyParams
+	for _, key := range order {
+		jobs = append(jobs, deliverJobs(byJob[key], make([]int, len(byJob[key])), key.manual, time.Time{})...)
+	}
+	_, err := tx.Exec(ctx, `insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status,
 		next_attempt_at, created_at, updated_at, parked)
 		select d.id, d.merchant_id, d.livemode, d.event_id, nullif(d.endpoint_id, ''), d.url, 'pending', d.created_at, d.created_at, d.created_at, d.parked
 		from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::text[], $7::timestamptz[], $8::bool[])

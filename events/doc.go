@@ -13,4 +13,9 @@
 // [CheckoutBatcher], which writes the checkouts of concurrent requests in one
 // transaction ([Publisher.PublishMany] for their events): the same flow, with
 // one statement per table for the whole batch.
+//
+// Two more ways out of the log: a test event (Service.PublishExample) is
+// made from its type's schema example and addressed to one endpoint; and the
+// event stream reads the log in stream order (stream.go), each event once
+// every transaction that began before its own has ended.
 package events

@@ -38,6 +38,10 @@ type Event struct {
 	// the object's default-on events besides the merchant's endpoints. Not stored:
 	// the fan-out reads it in the publishing transaction.
 	WebhookURL string
+	// Endpoint, when set, is the only endpoint the event goes to, whatever
+	// the endpoint subscribes to and whatever the merchant's other endpoints
+	// do: a test event's (Service.PublishExample). Not stored either.
+	Endpoint string
 }
 
 // envelope is the wire form of an event (contract §3, seed 001).
@@ -47,7 +51,10 @@ type envelope struct {
 	Type      EventType `json:"type"`
 	CreatedAt int64     `json:"created_at"`
 	Livemode  bool      `json:"livemode"`
-	Data      any       `json:"data"`
+	// Example is true on a test event only, and absent (never false) on
+	// every real event.
+	Example bool `json:"example,omitempty"`
+	Data    any  `json:"data"`
 }
 
 // Fanout enqueues the deliveries of new events in the transaction that wrote
@@ -75,6 +82,11 @@ type Publication struct {
 	Type       EventType
 	Object     any
 	WebhookURL string
+	// Example marks a test event made from its type's schema example: its
+	// envelope carries "example": true.
+	Example bool
+	// Endpoint sends the event to that endpoint alone (see Event.Endpoint).
+	Endpoint string
 }
 
 // Publish records an event of type t whose data is object, as it is now, and
@@ -108,9 +120,10 @@ func (p *Publisher) PublishMany(ctx context.Context, tx pgx.Tx, pubs []Publicati
 			Type:       pub.Type,
 			CreatedAt:  time.Now().UTC().Truncate(time.Microsecond),
 			WebhookURL: pub.WebhookURL,
+			Endpoint:   pub.Endpoint,
 		}
 		payload, err := json.Marshal(envelope{
-			ID: evt.ID, Object: "event", Type: evt.Type, CreatedAt: evt.CreatedAt.Unix(), Livemode: evt.Livemode, Data: pub.Object,
+			ID: evt.ID, Object: "event", Type: evt.Type, CreatedAt: evt.CreatedAt.Unix(), Livemode: evt.Livemode, Example: pub.Example, Data: pub.Object,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("marshal event: %w", err)

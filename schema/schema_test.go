@@ -10,6 +10,7 @@ import (
 
 	"github.com/hookline/hookline/events"
 	"github.com/hookline/hookline/schema"
+	"github.com/hookline/hookline/schema/schematest"
 )
 
 // TestEventSchemasMatchObjects keeps the self-contained event schemas in step
@@ -67,5 +68,39 @@ func TestOpenAPIReferencesExist(t *testing.T) {
 		if _, err := fs.Stat(schema.Files, ref[1]); err != nil {
 			t.Errorf("openapi.yaml references %s, which is not embedded: %v", ref[1], err)
 		}
+	}
+}
+
+// TestEventExamplesValidate checks that every event type's schema has a
+// realistic example (the template of its test events, see
+// events.Example) and that the example is a valid instance of its own schema.
+func TestEventExamplesValidate(t *testing.T) {
+	t.Parallel()
+
+	for _, e := range events.Catalog {
+		t.Run(string(e.Type), func(t *testing.T) {
+			t.Parallel()
+
+			raw, _ := schema.Event(string(e.Type))
+			var doc struct {
+				Examples []json.RawMessage `json:"examples"`
+			}
+			if err := json.Unmarshal(raw, &doc); err != nil {
+				t.Fatal(err)
+			}
+			if len(doc.Examples) == 0 {
+				t.Fatalf("schema/events/%s.json has no examples", e.Type)
+			}
+			for _, ex := range doc.Examples {
+				schematest.Event(t, string(e.Type), ex)
+				var env map[string]any
+				if err := json.Unmarshal(ex, &env); err != nil {
+					t.Fatal(err)
+				}
+				if _, ok := env["example"]; ok {
+					t.Errorf("the example carries \"example\": it shows a real event, which never does")
+				}
+			}
+		})
 	}
 }

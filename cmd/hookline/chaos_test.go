@@ -36,7 +36,7 @@ import (
 )
 
 // buildDir holds the hookline binary the fault tests run, built once per run
-// (go build takes seconds) and removed by TestMain when the tests are done:
+// (go build takes seconds) and removed when the tests are done (afterTests):
 // each run used to leave its 28 MB build in /tmp.
 var buildDir = sync.OnceValues(func() (string, error) { return os.MkdirTemp("", "hookline-chaos") })
 
@@ -53,13 +53,13 @@ var buildOnce = sync.OnceValues(func() (string, error) {
 	return bin, nil
 })
 
-// TestMain removes the fault tests' build once they have run, failed or not.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if dir, err := buildDir(); err == nil {
-		_ = os.RemoveAll(dir)
-	}
-	os.Exit(code)
+// The fault tests' build is removed once they have run, failed or not.
+func init() {
+	afterTests = append(afterTests, func() {
+		if dir, err := buildDir(); err == nil {
+			_ = os.RemoveAll(dir)
+		}
+	})
 }
 
 // proc is one running `hookline serve`.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,6 +42,17 @@ func boot(t *testing.T, env map[string]string) *Main {
 // bootLogging is boot with hookline's log going to logger.
 func bootLogging(t *testing.T, env map[string]string, logger *slog.Logger) *Main {
 	t.Helper()
+	m, stop := launch(t, env, logger)
+	t.Cleanup(stop)
+	return m
+}
+
+// launch runs hookline as boot does, and returns with it the function that
+// shuts it down as SIGTERM does (a test stops it mid-way; the caller makes
+// sure it is called), failing the test unless Run returns nil (exit 0) in
+// time.
+func launch(t *testing.T, env map[string]string, logger *slog.Logger) (*Main, func()) {
+	t.Helper()
 	env["HOOKLINE_ADDR"] = "127.0.0.1:0"
 	env["HOOKLINE_ENCRYPTION_KEY"] = dbtest.KeySpec
 	cfg, err := loadConfig(func(k string) string { return env[k] })
@@ -50,20 +63,40 @@ func bootLogging(t *testing.T, env map[string]string, logger *slog.Logger) *Main
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, stop := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() {
-		defer m.Close()
-		stop()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run returned %v after shutdown, want nil (exit 0)", err)
+	var once sync.Once
+	return m, func() {
+		once.Do(func() {
+			defer m.Close()
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run returned %v after shutdown, want nil (exit 0)", err)
+				}
+			case <-time.After(shutdownTimeout + 5*time.Second):
+				t.Error("Run did not return after its context ended")
 			}
-		case <-time.After(shutdownTimeout + 5*time.Second):
-			t.Error("Run did not return after its context ended")
-		}
-	})
-	return m
+		})
+	}
 }
+
+// TestMain runs hookline's main instead of the tests when
+// HOOKLINE_TEST_RUN_MAIN is 1: a test starts the test binary itself as a
+// hookline process (`hookline listen`), with the program's arguments.
+func TestMain(m *testing.M) {
+	if os.Getenv("HOOKLINE_TEST_RUN_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	code := m.Run()
+	for _, f := range afterTests {
+		f()
+	}
+	os.Exit(code)
+}
+
+// afterTests run once the tests have, failed or not.
+var afterTests []func()

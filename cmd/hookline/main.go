@@ -156,7 +156,7 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 		RunE:          a.subcommandMissing,
 	}
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usagef(cmd, "%v", err) })
-	root.AddCommand(a.serveCommand(), a.migrateCommand(), a.merchantCommand(), a.deliveriesCommand(),
+	root.AddCommand(a.serveCommand(), a.migrateCommand(), a.merchantCommand(), a.listenCommand(), a.deliveriesCommand(),
 		a.endpointsCommand(), a.keysCommand())
 	return root
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/hookline/hookline/api"
 	"github.com/hookline/hookline/delivery"
 	"github.com/hookline/hookline/events"
+	"github.com/hookline/hookline/stream"
 )
 
 // deliveryWorkers is the delivery queue's workers: each makes one job's
@@ -164,10 +165,12 @@ func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := delivery.NewMetrics(registry, m.pool, m.logger)
+	// Event streams read through the API's pool, a statement at a time.
+	streams := stream.NewHub(m.apiPool, m.logger)
 	apiConfig := api.Config{
 		Checkouts: events.NewCheckoutBatcher(service, m.apiPool, m.logger), Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard, keyring, cfg.MaxEndpoints), Guard: guard, Keyring: keyring,
 		Logger: m.logger, Metrics: registry, MetricsElsewhere: cfg.MetricsAddr != "", OperatorToken: cfg.OperatorToken, Pool: m.apiPool,
-		RateLimit: api.RateLimit{Rate: cfg.RateLimit, Burst: cfg.RateBurst}, Service: service, TrustedProxies: cfg.TrustedProxies,
+		RateLimit: api.RateLimit{Rate: cfg.RateLimit, Burst: cfg.RateBurst}, Service: service, Streams: streams, TrustedProxies: cfg.TrustedProxies,
 	}
 	var handler http.Handler
 	if m.role == RoleWorker {
@@ -176,6 +179,9 @@ func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 		handler = api.New(apiConfig)
 	}
 	m.http = m.newHTTPServer(handler)
+	// A stream never goes idle by itself: shutting down ends them all, so
+	// that draining waits only for requests.
+	m.http.RegisterOnShutdown(streams.Close)
 	if cfg.MetricsAddr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", api.Metrics(registry))
