@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -95,7 +96,10 @@ func (r *recorder) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndDa
 // (the session settings of hookline's pools, delivery.PlannerSettings), then
 // runs each statement fn ran again, with the same arguments, as a generic
 // plan (PREPARE, then EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE under
-// plan_cache_mode=force_generic_plan, as hookline's connections plan), and
+// plan_cache_mode=force_generic_plan, as hookline's connections plan), on the
+// rows that statement first saw: fn's earlier statements are run again before
+// it and its later ones are not, so that an insert is explained without
+// meeting its own row, and a statement that reads what fn changed sees it. It
 // fails tb unless each plan:
 //
 //   - has an index condition matching each of want.Conds;
@@ -119,26 +123,47 @@ func CheckPlans(tb testing.TB, pool *pgxpool.Pool, settings map[string]string, f
 		tb.Fatalf("connect: %v", err)
 	}
 	defer conn.Close(ctx)
-	// One transaction, rolled back: statements that write (a release, a
-	// pruning batch) run twice, and the seeded history stays as it was.
+	// One transaction, rolled back, so that the seeded history stays as it
+	// was; within it, savepoints take each statement back to the rows it saw.
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		tb.Fatalf("begin: %v", err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, "savepoint plan_check_before"); err != nil {
+		tb.Fatal(err)
+	}
+	rec.mu.Lock()
 	rec.stmts = nil // not the begin
+	rec.mu.Unlock()
 	if err := fn(ctx, tx); err != nil {
 		tb.Fatalf("run statements: %v", err)
 	}
-	run := rec.stmts
+	rec.mu.Lock()
+	run := slices.Clone(rec.stmts)
+	rec.mu.Unlock()
 	if len(run) == 0 {
 		tb.Fatal("the function ran no statement")
+	}
+	if _, err := tx.Exec(ctx, "rollback to savepoint plan_check_before"); err != nil {
+		tb.Fatal(err)
 	}
 	if _, err := tx.Exec(ctx, "set local plan_cache_mode = force_generic_plan"); err != nil {
 		tb.Fatal(err)
 	}
 	var plans []Plan
 	for i, st := range run {
+		if !statementStart.MatchString(st.SQL) {
+			continue // a setting (set local …) has no plan; it is run again for those after it
+		}
+		if _, err := tx.Exec(ctx, "savepoint plan_check_statement"); err != nil {
+			tb.Fatal(err)
+		}
+		for _, earlier := range run[:i] {
+			if _, err := tx.Exec(ctx, earlier.SQL, earlier.Args...); err != nil {
+				tb.Fatalf("run again %s: %v", earlier.SQL, err)
+			}
+		}
 		name := fmt.Sprintf("plan_check_%d", i)
 		if _, err := tx.Exec(ctx, "prepare "+name+" as "+st.SQL); err != nil {
 			tb.Fatalf("prepare %s: %v", st.SQL, err)
@@ -175,8 +200,12 @@ func CheckPlans(tb testing.TB, pool *pgxpool.Pool, settings map[string]string, f
 		}
 		p := explained[0]
 		p.SQL = st.SQL
+		recordChecked(st.SQL)
 		checkPlan(tb, &p, out, want)
 		plans = append(plans, p)
+		if _, err := tx.Exec(ctx, "rollback to savepoint plan_check_statement"); err != nil {
+			tb.Fatal(err)
+		}
 	}
 	return plans
 }
@@ -224,5 +253,31 @@ func checkPlan(tb testing.TB, p *Plan, raw []byte, want Want) {
 	}
 	if p.Read > maxRead {
 		tb.Errorf("reads %.0f rows to return %.0f (at most %.0f):\n%s\n%s", p.Read, p.Returned, maxRead, p.SQL, raw)
+	}
+}
+
+// PageShape is one way a list is read, with the index condition its cursor
+// must be: the first page, or the page after or before a cursor.
+type PageShape struct {
+	Name   string
+	Page   events.Page
+	Cursor []string
+}
+
+// PageShapes returns the first page and the pages of 10 after and before
+// cursor (an id deep in the history), each as a list's plan test reads it.
+func PageShapes(cursor string) []PageShape {
+	return []PageShape{
+		{"first", events.Page{Limit: 10}, nil},
+		{"starting_after", events.Page{Limit: 10, StartingAfter: cursor}, []string{`\(id < \$1\)`}},
+		{"ending_before", events.Page{Limit: 10, EndingBefore: cursor}, []string{`\(id > \$1\)`}},
+	}
+}
+
+// LogPlans logs what each plan cost, for a reader of `go test -v`.
+func LogPlans(tb testing.TB, plans []Plan) {
+	tb.Helper()
+	for _, p := range plans {
+		tb.Logf("%.3f ms, %.0f rows returned, %.0f read, %.0f thrown away", p.ExecutionTime, p.Returned, p.Read, p.Removed)
 	}
 }
