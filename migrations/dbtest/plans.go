@@ -105,7 +105,9 @@ func (r *recorder) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndDa
 //   - has an index condition matching each of want.Conds;
 //   - throws away at most MaxFilteredPerRow rows per row returned, and reads
 //     at most want.MaxRead rows;
-//   - scans no HotTables sequentially.
+//   - scans no HotTables sequentially;
+//   - starts no parallel workers (a Gather): starting them costs more than
+//     reading a page.
 //
 // It returns the plans, for their timings. Each statement a function runs
 // gets a plan test by one call of this, on the Seeded history.
@@ -227,6 +229,9 @@ func checkPlan(tb testing.TB, p *Plan, raw []byte, want Want) {
 		}
 		if n.RecheckCond != "" {
 			indexConds = append(indexConds, n.RecheckCond)
+		}
+		if strings.HasPrefix(n.NodeType, "Gather") {
+			tb.Errorf("starts parallel workers (%s):\n%s\n%s", n.NodeType, p.SQL, raw)
 		}
 		for _, t := range HotTables {
 			if n.NodeType == "Seq Scan" && n.RelationName == t {
