@@ -7,3 +7,10 @@ var PruneBefore = (*PruneWorker).prune
 // SetReconcileWindow makes each of w's windows n deliveries, so that a test
 // walks several.
 func SetReconcileWindow(w *ReconcileWorker, n int) { w.windowSize = n }
+
+// Statements the plan-coverage check exempts by name.
+const (
+	TakeTokensSQL        = takeTokens
+	StartBucketSQL       = startBucket
+	ReconcileSettingsSQL = reconcileSettings
+)

@@ -73,8 +73,8 @@ func (d *Dispatcher) Recover(ctx context.Context, tx pgx.Tx, scope *events.Scope
 		return nil, &events.StateError{Message: fmt.Sprintf("endpoint %s is disabled: enable it before recovering its deliveries", endpointID)}
 	}
 	r := &Recovery{}
-	if err := tx.QueryRow(ctx, `select count(*) from deliveries where endpoint_id = $1 and status = 'failed'
-		and created_at >= $2 and created_at < $3`, endpointID, since, until).Scan(&r.Matched); err != nil {
+	lo, hi := windowIDs(since, until)
+	if err := tx.QueryRow(ctx, countFailed, endpointID, since, until, lo, hi).Scan(&r.Matched); err != nil {
 		return nil, fmt.Errorf("count failed deliveries: %w", err)
 	}
 	if dryRun || r.Matched == 0 {
@@ -96,8 +96,25 @@ func (d *Dispatcher) Recover(ctx context.Context, tx pgx.Tx, scope *events.Scope
 // another, and nothing else locks more than one failed delivery at a time.
 const resetFailed = `update deliveries set status = 'pending', next_attempt_at = now(), schedule_base = attempt_count, updated_at = now()
 	where id in (select id from deliveries where endpoint_id = $1 and status = 'failed'
-		and created_at >= $2 and created_at < $3 and id > $4 order by id limit $5 for update)
+		and created_at >= $2 and created_at < $3 and id > $4 and id >= $6 and id < $7 order by id limit $5 for update)
 	returning id, attempt_count`
+
+// countFailed counts an endpoint's failed deliveries created in [$2, $3),
+// whose ids are in [$4, $5) (windowIDs).
+const countFailed = `select count(*) from deliveries where endpoint_id = $1 and status = 'failed'
+	and created_at >= $2 and created_at < $3 and id >= $4 and id < $5`
+
+// windowIDs bounds the ids of the deliveries created in [since, until): a
+// delivery's id is minted as it is created (a ULID carries the time), a
+// moment after its event's time, its created_at. So the window is a range of
+// the (endpoint_id, status, id) index, and a recovery reads the window's
+// failed deliveries, not all those of its endpoint (a dead endpoint may have
+// millions); created_at stays the exact test. The minute of slack on each
+// side covers the time between an event's clock reading and its deliveries'
+// ids, and clocks of processes a little apart.
+func windowIDs(since, until time.Time) (string, string) {
+	return events.FirstIDAt(events.PrefixDelivery, since.Add(-time.Minute)), events.FirstIDAt(events.PrefixDelivery, until.Add(time.Minute))
+}
 
 // recoverBatch resets the batch of a's window after a.After, queues its
 // deliveries' jobs, and, unless the batch was empty, the job of the next
@@ -106,7 +123,8 @@ const resetFailed = `update deliveries set status = 'pending', next_attempt_at =
 // and had meanwhile stopped being failed drops out of the LIMIT, so only an
 // empty batch says nothing is left.
 func (d *Dispatcher) recoverBatch(ctx context.Context, tx pgx.Tx, a *RecoverArgs) (bool, error) {
-	rows, err := tx.Query(ctx, resetFailed, a.EndpointID, a.Since, a.Until, a.After, recoverBatch)
+	lo, hi := windowIDs(a.Since, a.Until)
+	rows, err := tx.Query(ctx, resetFailed, a.EndpointID, a.Since, a.Until, a.After, recoverBatch, lo, hi)
 	if err != nil {
 		return false, fmt.Errorf("reset failed deliveries: %w", err)
 	}

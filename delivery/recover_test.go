@@ -59,9 +59,10 @@ func TestRecoverAWindow(t *testing.T) {
 	const inWindow, before = 2500, 10
 	if _, err := e.pool.Exec(ctx, `insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status,
 		attempt_count, last_status_code, created_at, updated_at)
-		select 'dlv_' || lpad(g::text, 26, '0'), d.merchant_id, d.livemode, d.event_id, d.endpoint_id, d.url, 'failed', 1, 503,
+		select case when g <= $1::int then $3 else $4 end || lpad(g::text, 16, '0'), d.merchant_id, d.livemode, d.event_id, d.endpoint_id, d.url, 'failed', 1, 503,
 			case when g <= $1::int then now() - interval '3 hours' else now() - interval '20 days' end, now()
-		from deliveries d, generate_series(1, $1::int + $2::int) g limit $1::int + $2::int`, inWindow, before); err != nil {
+		from deliveries d, generate_series(1, $1::int + $2::int) g limit $1::int + $2::int`, inWindow, before,
+		idsMintedAt(-3*time.Hour), idsMintedAt(-20*24*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -143,11 +144,12 @@ func TestRecoveryWaitsForALockedRow(t *testing.T) {
 	ep := e.endpoint(r.srv.URL, []string{"checkout.created"})
 	e.pay(nil)
 	e.waitDeliveries()
+	minted := idsMintedAt(-3 * time.Hour)
 	if _, err := e.pool.Exec(ctx, `insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status,
 		attempt_count, last_status_code, created_at, updated_at)
-		select 'dlv_' || lpad(g::text, 26, '0'), d.merchant_id, d.livemode, d.event_id, d.endpoint_id, d.url, 'failed', 1, 503,
+		select $1 || lpad(g::text, 16, '0'), d.merchant_id, d.livemode, d.event_id, d.endpoint_id, d.url, 'failed', 1, 503,
 			now() - interval '3 hours', now()
-		from deliveries d, generate_series(1, 3) g`); err != nil {
+		from deliveries d, generate_series(1, 3) g`, minted); err != nil {
 		t.Fatal(err)
 	}
 	lock, err := e.pool.Begin(ctx)
@@ -155,7 +157,7 @@ func TestRecoveryWaitsForALockedRow(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lock.Rollback(ctx) //nolint:errcheck // rolled back below; this only frees the connection on failure
-	if _, err := lock.Exec(ctx, `select from deliveries where id = 'dlv_' || lpad('2', 26, '0') for update`); err != nil {
+	if _, err := lock.Exec(ctx, `select from deliveries where id = $1 || lpad('2', 16, '0') for update`, minted); err != nil {
 		t.Fatal(err)
 	}
 
@@ -194,4 +196,10 @@ func TestRecoveryWaitsForALockedRow(t *testing.T) {
 	if n := len(r.requests()); n != 4 {
 		t.Errorf("the receiver got %d requests, want 4", n)
 	}
+}
+
+// idsMintedAt is the start of the ids of deliveries minted ago (negative)
+// from now: their prefix and a ULID's time; 16 more characters complete one.
+func idsMintedAt(ago time.Duration) string {
+	return events.FirstIDAt(events.PrefixDelivery, time.Now().Add(ago))[:len("dlv_")+10]
 }

@@ -23,6 +23,18 @@ const pruneBatch = 5000
 const prunableDeliveries = `select id from deliveries where id < $1 and status <> 'pending'
 	order by id limit $2 for update skip locked`
 
+// pruneEvents deletes the next batch of events minted before the id $1 that
+// no delivery names any more: the primary key from its low end. It reads, as
+// well as the events it deletes, the old events whose deliveries retention
+// keeps (still pending), one lookup of deliveries_event_idx each.
+const pruneEvents = `delete from events where id in (select e.id from events e
+	where e.id < $1 and not exists (select 1 from deliveries d where d.event_id = e.id)
+	order by e.id limit $2)`
+
+// pruneIdempotencyKeys forgets the idempotency keys past their window, over
+// idempotency_keys_created_idx.
+const pruneIdempotencyKeys = `delete from idempotency_keys where created_at < now() - interval '24 hours'`
+
 // PruneArgs is the periodic River job that keeps the tables at the size of
 // the retention window, so that a delivery costs the same at 10 million rows
 // as at 10 thousand.
@@ -90,9 +102,7 @@ func (w *PruneWorker) prune(ctx context.Context, cutoff time.Time) error {
 		}
 	}
 	for {
-		tag, err := w.pool.Exec(ctx, `delete from events where id in (select e.id from events e
-			where e.id < $1 and not exists (select 1 from deliveries d where d.event_id = e.id)
-			order by e.id limit $2)`, events.FirstIDAt(events.PrefixEvent, cutoff), pruneBatch)
+		tag, err := w.pool.Exec(ctx, pruneEvents, events.FirstIDAt(events.PrefixEvent, cutoff), pruneBatch)
 		if err != nil {
 			return fmt.Errorf("prune events: %w", err)
 		}
@@ -101,7 +111,7 @@ func (w *PruneWorker) prune(ctx context.Context, cutoff time.Time) error {
 			break
 		}
 	}
-	if _, err := w.pool.Exec(ctx, `delete from idempotency_keys where created_at < now() - interval '24 hours'`); err != nil {
+	if _, err := w.pool.Exec(ctx, pruneIdempotencyKeys); err != nil {
 		return fmt.Errorf("prune idempotency keys: %w", err)
 	}
 	if deliveries+evts > 0 {

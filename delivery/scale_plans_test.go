@@ -15,8 +15,8 @@ import (
 	"github.com/hookline/hookline/migrations/dbtest"
 )
 
-// TestStatementPlansAtScale checks the generic plan of every list and
-// operator view on a production-sized history (dbtest.Seeded: 1 M
+// TestStatementPlansAtScale checks the generic plan of every list of this
+// package (deliveries, endpoints) and operator view on a production-sized history (dbtest.Seeded: 1 M
 // deliveries, 200 k events, 80 % of them one merchant's), with every filter,
 // on the first page and deep in the history in both directions: merchant,
 // filter and cursor are index conditions, nothing reads more than ten rows
@@ -30,24 +30,6 @@ func TestStatementPlansAtScale(t *testing.T) {
 	bigEvent := dbtest.SeedID("evt", 1)
 	smallEndpoint := "we_seed0007_2"
 
-	// Each page: the first, then after and before an id halfway down the
-	// history, with the index condition its cursor must be.
-	mid := func(prefix string, total int) []struct {
-		name   string
-		page   events.Page
-		cursor []string
-	} {
-		id := dbtest.SeedID(prefix, total/2)
-		return []struct {
-			name   string
-			page   events.Page
-			cursor []string
-		}{
-			{"first", events.Page{Limit: 10}, nil},
-			{"starting_after", events.Page{Limit: 10, StartingAfter: id}, []string{`\(id < \$1\)`}},
-			{"ending_before", events.Page{Limit: 10, EndingBefore: id}, []string{`\(id > \$1\)`}},
-		}
-	}
 	type list struct {
 		name  string
 		run   func(ctx context.Context, db events.DB, page events.Page) error
@@ -67,18 +49,6 @@ func TestStatementPlansAtScale(t *testing.T) {
 	}{{"large merchant", big}, {"small merchant", small}} {
 		lists = append(lists,
 			list{s.name + " deliveries", deliveries(s.scope, DeliveryFilter{}), merchantStatus},
-			list{s.name + " events", func(ctx context.Context, db events.DB, page events.Page) error {
-				_, err := events.ListEvents(ctx, db, s.scope, "", page)
-				return err
-			}, []string{`\(merchant_id = \$3\)`}},
-			list{s.name + " events of a rare type", func(ctx context.Context, db events.DB, page events.Page) error {
-				_, err := events.ListEvents(ctx, db, s.scope, dbtest.SeedRareType, page)
-				return err
-			}, []string{`\(merchant_id = \$3\) AND \(livemode = \$4\) AND \(type = \$5\)`}},
-			list{s.name + " checkouts", func(ctx context.Context, db events.DB, page events.Page) error {
-				_, err := events.ListCheckouts(ctx, db, s.scope, page)
-				return err
-			}, []string{`\(merchant_id = \$3\)`}},
 			list{s.name + " webhook endpoints", func(ctx context.Context, db events.DB, page events.Page) error {
 				_, err := List(ctx, db, s.scope, page)
 				return err
@@ -107,27 +77,19 @@ func TestStatementPlansAtScale(t *testing.T) {
 			deliveries(big, DeliveryFilter{EventID: bigEvent, EndpointID: busy, Status: StatusFailed}), []string{`\(event_id = \$3\)`, `\(id = \$3\)`}},
 	)
 	for _, l := range lists {
-		prefix, total := "dlv", dbtest.SeedDeliveries
-		switch {
-		case strings.Contains(l.name, "events"):
-			prefix, total = "evt", dbtest.SeedEvents
-		case strings.Contains(l.name, "checkouts"):
-			prefix, total = "chk", dbtest.SeedCheckouts
-		case strings.Contains(l.name, "endpoints"):
-			prefix, total = "we", 0
+		// A cursor halfway down the history; endpoints, a handful per
+		// merchant, from the middle of the large merchant's.
+		cursor := dbtest.SeedID("dlv", dbtest.SeedDeliveries/2)
+		if strings.Contains(l.name, "endpoints") {
+			cursor = "we_seed0000_3"
 		}
-		for _, p := range mid(prefix, total) {
-			if prefix == "we" && p.page.StartingAfter != "" {
-				p.page.StartingAfter = "we_seed0000_3"
-			} else if prefix == "we" && p.page.EndingBefore != "" {
-				p.page.EndingBefore = "we_seed0000_3"
-			}
-			t.Run(l.name+"/"+p.name, func(t *testing.T) {
-				conds := append(append([]string{}, l.conds...), p.cursor...)
+		for _, p := range dbtest.PageShapes(cursor) {
+			t.Run(l.name+"/"+p.Name, func(t *testing.T) {
+				conds := append(append([]string{}, l.conds...), p.Cursor...)
 				plans := dbtest.CheckPlans(t, pool, PlannerSettings(), func(ctx context.Context, db events.DB) error {
-					return l.run(ctx, db, p.page)
+					return l.run(ctx, db, p.Page)
 				}, dbtest.Want{Conds: conds})
-				logPlans(t, plans)
+				dbtest.LogPlans(t, plans)
 			})
 		}
 	}
@@ -145,10 +107,6 @@ func TestStatementPlansAtScale(t *testing.T) {
 			_, err := FailingEndpoints(ctx, db, 100)
 			return err
 		}, dbtest.Want{Conds: []string{`\(endpoint_id = w\.id\) AND \(status = 'failed'`, `\(delivery_id = d(_\d+)?\.id\)`}, MaxRead: failingRead}},
-		{"an endpoint's pending deliveries", func(ctx context.Context, db events.DB) error {
-			_, err := PendingDeliveries(ctx, db, dbtest.SeedBusyEndpoint)
-			return err
-		}, dbtest.Want{Conds: []string{`\(endpoint_id = \$1\) AND \(status = 'pending'`}, MaxRead: CountCap}},
 		{"recent failed deliveries", func(ctx context.Context, db events.DB) error {
 			_, err := RecentDeliveries(ctx, db, StatusFailed, 100)
 			return err
@@ -167,15 +125,8 @@ func TestStatementPlansAtScale(t *testing.T) {
 		}, dbtest.Want{Conds: []string{`\(id = d\.event_id\)`}}},
 	} {
 		t.Run(v.name, func(t *testing.T) {
-			logPlans(t, dbtest.CheckPlans(t, pool, PlannerSettings(), v.run, v.want))
+			dbtest.LogPlans(t, dbtest.CheckPlans(t, pool, PlannerSettings(), v.run, v.want))
 		})
-	}
-}
-
-func logPlans(t *testing.T, plans []dbtest.Plan) {
-	t.Helper()
-	for _, p := range plans {
-		t.Logf("%.3f ms, %.0f rows returned, %.0f read, %.0f thrown away", p.ExecutionTime, p.Returned, p.Read, p.Removed)
 	}
 }
 
@@ -249,11 +200,8 @@ func (r *errorRecorder) Errorf(format string, args ...any) {
 
 // TestCheckPlansRefusesHistoryScans shows that dbtest.CheckPlans fails the
 // shapes this package replaced: an optional filter and an optional cursor
-// written as `($n = ” or …)`, which a generic plan reads as row filters, a
-// UNION ALL of status ranges planned as a sort of all of them, and the
-// reconciler's job lookup with a condition on River's job state, which the
-// planner ANDs with River's fetch index (every waiting job, read for each
-// delivery).
+// written as `($n = ” or …)`, which a generic plan reads as row filters, and
+// a UNION ALL of status ranges planned as a sort of all of them.
 func TestCheckPlansRefusesHistoryScans(t *testing.T) {
 	pool := dbtest.Seeded(t)
 	deep := []any{dbtest.SeedID("dlv", 1000), 11, dbtest.SeedMerchant, false}
@@ -292,6 +240,64 @@ func TestCheckPlansRefusesHistoryScans(t *testing.T) {
 	}
 }
 
+// TestBackgroundStatementPlansAtScale checks the generic plans of the
+// statements that work through the history in the background, on the seeded
+// history (dbtest.Seeded: about 5,000 destinations with parked deliveries,
+// 3,000 of them at the busy endpoint): the release's search for parked
+// destinations reads one row per such destination, not per parked delivery;
+// claiming and releasing a destination's parked deliveries, and pruning, read
+// the rows they take. The statements that write run in a transaction rolled
+// back at the end.
+func TestBackgroundStatementPlansAtScale(t *testing.T) {
+	pool := dbtest.Seeded(t)
+	busy := dbtest.SeedBusyEndpoint
+	destination := `\(COALESCE\(endpoint_id, \('url:'::text \|\| md5\(url\)\)\) = \$1\)`
+	// The events minted before this id all still have deliveries: pruning
+	// events reads each of them (and one delivery of each) and deletes none.
+	oldEvents := 1000
+	for _, s := range []struct {
+		name string
+		sql  string
+		args []any
+		want dbtest.Want
+		// writes is set for a statement that returns no rows.
+		writes bool
+	}{
+		{"parked destinations", parkedDestinations, []any{releaseDestinations, busyPause},
+			dbtest.Want{MaxRead: 2 * dbtest.SeedEndpoints}, false},
+		{"claim parked deliveries", claimParked, []any{busy, jobSize, time.Minute}, dbtest.Want{Conds: []string{destination}}, false},
+		{"release parked deliveries", releaseParked, []any{busy, minRelease}, dbtest.Want{Conds: []string{destination}}, false},
+		{"prunable deliveries", prunableDeliveries, []any{dbtest.SeedID("dlv", dbtest.SeedDeliveries/2), pruneBatch},
+			dbtest.Want{Conds: []string{`\(id < \$1\)`}}, false},
+		{"prune events", pruneEvents, []any{dbtest.SeedID("evt", oldEvents), pruneBatch},
+			dbtest.Want{Conds: []string{`\(id < \$1\)`, `\(event_id = e\.id\)`}, MaxRead: float64(2 * oldEvents)}, true},
+		{"prune idempotency keys", pruneIdempotencyKeys, nil,
+			dbtest.Want{Conds: []string{`\(created_at < \(now\(\) - '24:00:00'::interval\)\)`}}, true},
+		{"metrics: planner settings of the counts", queueDepthSettings, nil, dbtest.Want{}, false},
+		{"metrics: queue depth", queueDepthSQL, []any{queueStates, queueDepthCap},
+			dbtest.Want{MaxRead: float64(len(queueStates) * queueDepthCap)}, true},
+		{"metrics: parked deliveries", parkedSQL, []any{queueDepthCap}, dbtest.Want{MaxRead: queueDepthCap}, false},
+	} {
+		t.Run(s.name, func(t *testing.T) {
+			plans := dbtest.CheckPlans(t, pool, PlannerSettings(), func(ctx context.Context, db events.DB) error {
+				rows, err := db.Query(ctx, s.sql, s.args...)
+				if err != nil {
+					return err
+				}
+				n := 0
+				for rows.Next() {
+					n++
+				}
+				if rows.Err() == nil && n == 0 && !s.writes {
+					t.Errorf("%s returned nothing: the seed has nothing for it to find", s.name)
+				}
+				return rows.Err()
+			}, s.want)
+			dbtest.LogPlans(t, plans)
+		})
+	}
+}
+
 // TestReconcilerPlansAtScale checks the reconciler's statements on the
 // seeded history, whose 18,867 pending deliveries among 1 M have River's jobs
 // of a backlog (a completed and a waiting job each, but for 1 in 20 with no
@@ -326,13 +332,13 @@ func TestReconcilerPlansAtScale(t *testing.T) {
 				})
 				return err
 			}, dbtest.Want{Conds: []string{`\(status = 'pending'::text\) AND \(id > \$1\)`, `\(args @> jsonb_build_object`}})
-			logPlans(t, plans)
+			dbtest.LogPlans(t, plans)
 			// 1 pending delivery in 20 has no waiting job, and about half
 			// of those are parked (the release owns them): about 1 in 40.
 			if n := len(stranded); n < reconcileWindow/60 || n > reconcileWindow/25 {
 				t.Fatalf("%d of a window of %d found ownerless, want about 1 in 40", n, reconcileWindow)
 			}
-			logPlans(t, dbtest.CheckPlans(t, pool, ReconcilePlannerSettings(), func(ctx context.Context, db events.DB) error {
+			dbtest.LogPlans(t, dbtest.CheckPlans(t, pool, ReconcilePlannerSettings(), func(ctx context.Context, db events.DB) error {
 				rows, err := db.Query(ctx, requeueOwnerless, stranded, grace)
 				if err != nil {
 					return err
@@ -345,51 +351,70 @@ func TestReconcilerPlansAtScale(t *testing.T) {
 					return fmt.Errorf("requeued %d of %d", n, len(stranded))
 				}
 				return rows.Err()
-			}, dbtest.Want{Conds: []string{`\(id = ANY \(\$1\)\)`, `\(args @> jsonb_build_object`}, Writes: true}))
+			}, dbtest.Want{Conds: []string{`\(id = ANY \(\$1\)\)`, `\(args @> jsonb_build_object`}}))
 		})
 	}
 }
 
-// TestBackgroundStatementPlansAtScale checks the generic plans of the
-// statements that work through the history in the background, on the seeded
-// history (dbtest.Seeded: about 5,000 destinations with parked deliveries,
-// 3,000 of them at the busy endpoint): the release's search for parked
-// destinations reads one row per such destination, not per parked delivery;
-// claiming and releasing a destination's parked deliveries, and pruning, read
-// the rows they take. The statements that write are rolled back.
-func TestBackgroundStatementPlansAtScale(t *testing.T) {
+// TestRecoveryPlansAtScale checks a recovery's statements on the seeded
+// history, with 2,000 failed deliveries of the busy endpoint created (and
+// their ids minted) an hour ago, beside its 4,300 seeded failed ones, older:
+// its dry run's count and a batch of the reset read the window's rows
+// through (endpoint_id, status, id), not the endpoint's other failed
+// deliveries; and the dashboard's count of an endpoint's pending deliveries
+// stops at CountCap.
+func TestRecoveryPlansAtScale(t *testing.T) {
 	pool := dbtest.Seeded(t)
 	busy := dbtest.SeedBusyEndpoint
-	destination := `\(COALESCE\(endpoint_id, \('url:'::text \|\| md5\(url\)\)\) = \$1\)`
+	until := time.Now()
+	since := until.Add(-2 * time.Hour)
+	const inWindow = 2000
+	minted := events.FirstIDAt(events.PrefixDelivery, until.Add(-time.Hour))[:len("dlv_")+10]
+	window := func(ctx context.Context, db events.DB) error {
+		_, err := db.Exec(ctx, `insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status,
+			attempt_count, created_at, updated_at)
+			select $1 || lpad(g::text, 16, '0'), $2, false, $3, $4, 'https://example.com/', 'failed', 1,
+				now() - interval '1 hour', now()
+			from generate_series(1, $5::int) g`, minted, dbtest.SeedMerchant, dbtest.SeedID("evt", 1), busy, inWindow)
+		return err
+	}
 	for _, s := range []struct {
 		name string
-		sql  string
-		args []any
+		run  func(ctx context.Context, db events.DB) error
 		want dbtest.Want
 	}{
-		{"parked destinations", parkedDestinations, []any{releaseDestinations, busyPause},
-			dbtest.Want{MaxRead: 2 * dbtest.SeedEndpoints}},
-		{"claim parked deliveries", claimParked, []any{busy, jobSize, time.Minute}, dbtest.Want{Conds: []string{destination}, Writes: true}},
-		{"release parked deliveries", releaseParked, []any{busy, minRelease}, dbtest.Want{Conds: []string{destination}, Writes: true}},
-		{"prunable deliveries", prunableDeliveries, []any{dbtest.SeedID("dlv", dbtest.SeedDeliveries/2), pruneBatch},
-			dbtest.Want{Conds: []string{`\(id < \$1\)`}, Writes: true}},
+		{"dry run", func(ctx context.Context, db events.DB) error {
+			if err := window(ctx, db); err != nil {
+				return err
+			}
+			r, err := NewDispatcher(nil).Recover(ctx, db.(pgx.Tx), nil, busy, since, until, true)
+			if err == nil && r.Matched != inWindow {
+				t.Errorf("the dry run matched %d, want the window's %d", r.Matched, inWindow)
+			}
+			return err
+		}, dbtest.Want{MaxRead: 1.5 * inWindow}},
+		{"a batch of the reset", func(ctx context.Context, db events.DB) error {
+			if err := window(ctx, db); err != nil {
+				return err
+			}
+			lo, hi := windowIDs(since, until)
+			rows, err := db.Query(ctx, resetFailed, busy, since, until, "", recoverBatch, lo, hi)
+			if err != nil {
+				return err
+			}
+			ids, _, err := scanIDsAndCounts(rows)
+			if err == nil && len(ids) != recoverBatch {
+				t.Errorf("reset %d, want a whole batch of %d", len(ids), recoverBatch)
+			}
+			return err
+		}, dbtest.Want{MaxRead: 3.5 * recoverBatch}}, // the batch, then each row twice by key (lock, update)
+		{"pending deliveries of an endpoint", func(ctx context.Context, db events.DB) error {
+			_, err := PendingDeliveries(ctx, db, busy)
+			return err
+		}, dbtest.Want{Conds: []string{`\(endpoint_id = \$1\) AND \(status = 'pending'::text\)`}, MaxRead: CountCap}},
 	} {
 		t.Run(s.name, func(t *testing.T) {
-			plans := dbtest.CheckPlans(t, pool, PlannerSettings(), func(ctx context.Context, db events.DB) error {
-				rows, err := db.Query(ctx, s.sql, s.args...)
-				if err != nil {
-					return err
-				}
-				n := 0
-				for rows.Next() {
-					n++
-				}
-				if rows.Err() == nil && n == 0 {
-					t.Errorf("%s returned nothing: the seed has nothing for it to find", s.name)
-				}
-				return rows.Err()
-			}, s.want)
-			logPlans(t, plans)
+			dbtest.LogPlans(t, dbtest.CheckPlans(t, pool, PlannerSettings(), s.run, s.want))
 		})
 	}
 }

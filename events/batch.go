@@ -161,10 +161,16 @@ func (b *CheckoutBatcher) commit(ctx context.Context, batch []*queuedCheckout) [
 	if err := b.service.insertCheckouts(ctx, tx, rows); err != nil {
 		return all(err)
 	}
+	// The transaction's id, by which a lost COMMIT's outcome is read back:
+	// the server's own name for it, unlike the connection's process id,
+	// which a pooler (PgBouncer) replaces with its own.
+	var xid string
+	if err := tx.QueryRow(ctx, transactionID).Scan(&xid); err != nil {
+		return all(fmt.Errorf("checkout batch transaction id: %w", err))
+	}
 	if b.beforeCommit != nil {
 		b.beforeCommit(ctx, tx)
 	}
-	pid := tx.Conn().PgConn().PID()
 	err = tx.Commit(ctx)
 	if err == nil || !commitAmbiguous(err) {
 		return all(err)
@@ -173,20 +179,26 @@ func (b *CheckoutBatcher) commit(ctx context.Context, batch []*queuedCheckout) [
 	for i, r := range rows {
 		ids[i] = r.checkout.ID
 	}
-	found, lookupErr := b.lostCommit(ctx, pid, ids)
+	committed, lookupErr := b.lostCommit(ctx, xid)
 	b.logger.WarnContext(ctx, "checkout batch lost its connection during commit", slog.String("error", err.Error()),
-		slog.Int("checkouts", len(ids)), slog.Int("committed", len(found)), slog.Any("lookup_error", lookupErr))
-	if lookupErr != nil {
+		slog.Int("checkouts", len(ids)), slog.Bool("committed", committed), slog.Any("lookup_error", lookupErr))
+	switch {
+	case lookupErr != nil:
 		return all(fmt.Errorf("%w: commit: %w; lookup: %w", ErrCommitUnknown, err, lookupErr))
+	case committed:
+		return make([]error, len(ids))
+	default:
+		return all(fmt.Errorf("commit checkout batch: %w", err))
 	}
-	errs := make([]error, len(ids))
-	for i, id := range ids {
-		if !found[id] {
-			errs[i] = fmt.Errorf("commit checkout batch: %w", err)
-		}
-	}
-	return errs
 }
+
+// transactionID is the running transaction's id (it takes one, as it has
+// written).
+const transactionID = `select pg_current_xact_id()::text`
+
+// xactStatus is a transaction's outcome: committed, aborted, or in
+// progress.
+const xactStatus = `select pg_xact_status($1::xid8)`
 
 // commitAmbiguous reports whether a failed COMMIT may have committed all the
 // same: no ERROR came back for it. A FATAL (a backend terminated just after
@@ -202,35 +214,33 @@ func commitAmbiguous(err error) bool {
 	return true
 }
 
-// lostCommit finds out, on another connection, which of ids the transaction
-// of the lost connection (backend pid) committed. That backend may still be
-// running the commit, or waiting for a COMMIT that will never arrive: it is
-// ended first (and waited for), so that what the lookup sees is final.
-func (b *CheckoutBatcher) lostCommit(ctx context.Context, pid uint32, ids []string) (map[string]bool, error) {
+// lostCommit finds out, on another connection, whether the transaction
+// xid of the lost connection committed. Its backend may still be running the
+// commit, or waiting for a COMMIT that will never arrive until it notices
+// its client has gone (which ends the transaction): the status is read every
+// 100 ms until it is final, for up to lostCommitTimeout.
+func (b *CheckoutBatcher) lostCommit(ctx context.Context, xid string) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lostCommitTimeout)
 	defer cancel()
-	// Asked again each second until it has ended or the lookup's time is
-	// up: on a busy machine a backend may take seconds to exit.
-	for ended := false; !ended; {
-		err := b.pool.QueryRow(ctx, `select coalesce((select pg_terminate_backend(pid, 1000) from pg_stat_activity where pid = $1), true)`,
-			int32(pid)).Scan(&ended)
-		if err != nil {
-			return nil, fmt.Errorf("end the lost connection's backend %d: %w", pid, err)
+	for {
+		var status *string
+		if err := b.pool.QueryRow(ctx, xactStatus, xid).Scan(&status); err != nil {
+			return false, fmt.Errorf("read transaction %s's outcome: %w", xid, err)
+		}
+		switch {
+		case status == nil:
+			return false, fmt.Errorf("transaction %s is too old for its outcome to be known", xid)
+		case *status == "committed":
+			return true, nil
+		case *status == "aborted":
+			return false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, fmt.Errorf("transaction %s still in progress: %w", xid, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	rows, err := b.pool.Query(ctx, `select id from checkouts where id = any($1)`, ids)
-	if err != nil {
-		return nil, fmt.Errorf("look up checkouts: %w", err)
-	}
-	committed, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("look up checkouts: %w", err)
-	}
-	found := make(map[string]bool, len(committed))
-	for _, id := range committed {
-		found[id] = true
-	}
-	return found, nil
 }
 
 // handOn writes the next batch if the queue filled meanwhile (in a goroutine,

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/hookline/hookline/delivery"
 	"github.com/hookline/hookline/events"
 	"github.com/hookline/hookline/migrations/dbtest"
@@ -28,9 +30,125 @@ func TestExpirySweepPlanAtScale(t *testing.T) {
 			t.Errorf("expired %d checkouts, want 50 of the seed's 100 due", n)
 		}
 		return rows.Err()
-	}, dbtest.Want{Conds: []string{`\(expiry_at <= now\(\)\)`}, Writes: true})
-	for _, p := range plans {
-		t.Logf("%.3f ms, %.0f rows returned, %.0f read", p.ExecutionTime, p.Returned, p.Read)
+	}, dbtest.Want{Conds: []string{`\(expiry_at <= now\(\)\)`}})
+	dbtest.LogPlans(t, plans)
+}
+
+// TestListPlansAtScale checks the generic plans of the lists of events (of
+// every type, and of a type of one event in a thousand) and of checkouts on
+// the seeded history, for the large merchant and a small one, on the first
+// page and halfway down the history in both directions: merchant, type and
+// cursor are index conditions, and a page reads at most ten rows for each it
+// returns.
+func TestListPlansAtScale(t *testing.T) {
+	pool := dbtest.Seeded(t)
+	for _, s := range []struct {
+		name  string
+		scope events.Scope
+	}{
+		{"large merchant", events.Scope{MerchantID: dbtest.SeedMerchant}},
+		{"small merchant", events.Scope{MerchantID: dbtest.SeedSmallMerchant}},
+	} {
+		for _, l := range []struct {
+			name   string
+			cursor string
+			run    func(ctx context.Context, db events.DB, page events.Page) error
+			conds  []string
+		}{
+			{"events", dbtest.SeedID("evt", dbtest.SeedEvents/2), func(ctx context.Context, db events.DB, page events.Page) error {
+				_, err := events.ListEvents(ctx, db, s.scope, "", page)
+				return err
+			}, []string{`\(merchant_id = \$3\)`}},
+			{"events of a rare type", dbtest.SeedID("evt", dbtest.SeedEvents/2), func(ctx context.Context, db events.DB, page events.Page) error {
+				_, err := events.ListEvents(ctx, db, s.scope, dbtest.SeedRareType, page)
+				return err
+			}, []string{`\(merchant_id = \$3\) AND \(livemode = \$4\) AND \(type = \$5\)`}},
+			{"checkouts", dbtest.SeedID("chk", dbtest.SeedCheckouts/2), func(ctx context.Context, db events.DB, page events.Page) error {
+				_, err := events.ListCheckouts(ctx, db, s.scope, page)
+				return err
+			}, []string{`\(merchant_id = \$3\)`}},
+		} {
+			for _, p := range dbtest.PageShapes(l.cursor) {
+				t.Run(s.name+" "+l.name+"/"+p.Name, func(t *testing.T) {
+					plans := dbtest.CheckPlans(t, pool, delivery.PlannerSettings(), func(ctx context.Context, db events.DB) error {
+						return l.run(ctx, db, p.Page)
+					}, dbtest.Want{Conds: append(append([]string{}, l.conds...), p.Cursor...)})
+					dbtest.LogPlans(t, plans)
+				})
+			}
+		}
+	}
+}
+
+// TestObjectPlansAtScale checks the generic plans of the statements that read
+// or change one object (an event, a checkout, a payment attempt, a merchant,
+// an API key) on the seeded history, by running each function that runs them:
+// each reads its rows by key, a handful, and no history table sequentially.
+// The functions that write run in a transaction CheckPlans rolls back.
+func TestObjectPlansAtScale(t *testing.T) {
+	pool := dbtest.Seeded(t)
+	big := events.Scope{MerchantID: dbtest.SeedMerchant}
+	keyring := dbtest.Keyring(t)
+	svc := events.NewService(events.NewPublisher(nil))
+	// The seed's open checkouts are the last 1,000; the large merchant's are
+	// those whose number is not a multiple of 5.
+	open := func(n int) string { return dbtest.SeedID("chk", dbtest.SeedCheckouts-1000+n) }
+	byID := dbtest.Want{Conds: []string{`\(id = \$1\)`}}
+	for _, s := range []struct {
+		name string
+		run  func(ctx context.Context, tx pgx.Tx) error
+		want dbtest.Want
+	}{
+		{"get an event", func(ctx context.Context, tx pgx.Tx) error {
+			_, err := events.GetEvent(ctx, tx, big, dbtest.SeedID("evt", 1))
+			return err
+		}, byID},
+		{"get a checkout", func(ctx context.Context, tx pgx.Tx) error {
+			_, err := events.GetCheckout(ctx, tx, big, dbtest.SeedID("chk", 1))
+			return err
+		}, byID},
+		{"create a checkout", func(ctx context.Context, tx pgx.Tx) error {
+			_, err := svc.CreateCheckout(ctx, tx, big, events.CheckoutParams{Amount: "6700", InvoiceCurrency: "usd"})
+			return err
+		}, dbtest.Want{}},
+		{"expire a checkout", func(ctx context.Context, tx pgx.Tx) error {
+			_, err := svc.ExpireCheckout(ctx, tx, big, open(2))
+			return err
+		}, dbtest.Want{}},
+		{"pay a checkout: create a payment attempt, get it, succeed it", func(ctx context.Context, tx pgx.Tx) error {
+			a, err := svc.CreateAttempt(ctx, tx, big, open(1), events.AttemptParams{})
+			if err != nil {
+				return err
+			}
+			if _, err := events.GetAttempt(ctx, tx, big, a.ID); err != nil {
+				return err
+			}
+			_, err = svc.TransitionAttempt(ctx, tx, big, a.ID, events.AttemptSucceeded, nil)
+			return err
+		}, dbtest.Want{}},
+		{"create a merchant, authenticate with its key, read its account", func(ctx context.Context, tx pgx.Tx) error {
+			m, err := events.CreateMerchant(ctx, tx, keyring, "Plan test")
+			if err != nil {
+				return err
+			}
+			scope, err := events.Authenticate(ctx, tx, m.TestAPIKey)
+			if err != nil {
+				return err
+			}
+			_, err = events.GetMerchant(ctx, tx, keyring, scope)
+			return err
+		}, dbtest.Want{}},
+		{"read the account of a merchant without a test secret yet", func(ctx context.Context, tx pgx.Tx) error {
+			_, err := events.GetMerchant(ctx, tx, keyring, big)
+			return err
+		}, byID},
+	} {
+		t.Run(s.name, func(t *testing.T) {
+			plans := dbtest.CheckPlans(t, pool, delivery.PlannerSettings(), func(ctx context.Context, db events.DB) error {
+				return s.run(ctx, db.(pgx.Tx))
+			}, s.want)
+			dbtest.LogPlans(t, plans)
+		})
 	}
 }
 

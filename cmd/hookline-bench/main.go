@@ -5,7 +5,9 @@
 // deliveries per second, API creates per second, the latency from the API's
 // 201 to the receiver's first byte (p50, p90, p99), the API's own latency
 // under a backlog, hookline's peak RSS, and the row counts and table sizes
-// after; then one summary line. `make bench` runs it.
+// after; then one summary line. The history scenario instead reads a
+// production-sized history through the API (every list, the operator's views)
+// and recovers failed deliveries (see seededHistory). `make bench` runs it.
 //
 // hookline runs with its production defaults except two: HOOKLINE_ENV is
 // development (the receiver is on loopback, which production refuses) and the
@@ -37,10 +39,12 @@ import (
 
 func main() {
 	bin := flag.String("hookline", "./hookline", "the hookline binary")
-	scenarios := flag.String("scenarios", "burst,steady,backlog,single,noisy", "which scenarios to run: burst, steady, backlog, single, noisy")
+	scenarios := flag.String("scenarios", "burst,steady,backlog,single,noisy,history", "which scenarios to run: burst, steady, backlog, single, noisy, history")
 	singleSize := flag.Int("single", 100_000, "pending deliveries in the single scenario's drain")
 	backlogSize := flag.Int("backlog", 1_000_000, "pending deliveries in the backlog scenario")
 	history := flag.Int("history", 5_000_000, "old attempts already in the database in the backlog scenario")
+	historyDeliveries := flag.Int("history-deliveries", 10_000_000,
+		"deliveries seeded in the history scenario (a multiple of 10; events are a fifth, attempts twice, checkouts a tenth)")
 	flag.Parse()
 	url := os.Getenv("DATABASE_URL")
 	if url == "" {
@@ -60,6 +64,8 @@ func main() {
 			r, err = backlog(*bin, url, *backlogSize, *history)
 		case "noisy":
 			r, err = noisy(*bin, url)
+		case "history":
+			r, err = seededHistory(*bin, url, *historyDeliveries)
 		case "single":
 			if r, err = singleDrain(*bin, url, *singleSize); err == nil {
 				r.print()
@@ -97,6 +103,10 @@ type result struct {
 	tables     []string
 	target     string
 	met        bool
+	// report, when set, is what the scenario measured, printed in place
+	// of the delivery figures, and brief its summary.
+	report []string
+	brief  string
 }
 
 func (r *result) percentile(p float64) time.Duration { return percentile(r.latencies, p) }
@@ -111,6 +121,10 @@ func percentile(d []time.Duration, p float64) time.Duration {
 
 func (r *result) print() {
 	fmt.Printf("== %s\n", r.name)
+	if r.report != nil {
+		r.printReport()
+		return
+	}
 	fmt.Printf("deliveries: %d in %.2fs = %.0f/s\n", r.deliveries, r.deliverySec, float64(r.deliveries)/r.deliverySec)
 	fmt.Printf("api creates: %d in %.2fs = %.0f/s\n", r.creates, r.createSec, float64(r.creates)/r.createSec)
 	fmt.Printf("latency 201 -> receiver first byte: p50 %s p90 %s p99 %s\n",
@@ -124,6 +138,19 @@ func (r *result) print() {
 			percentile(r.apiLatencies, .5).Round(time.Millisecond), percentile(r.apiLatencies, .9).Round(time.Millisecond),
 			percentile(r.apiLatencies, .99).Round(time.Millisecond))
 	}
+	r.printFooter()
+}
+
+// printReport prints a scenario's own report, then the common footer.
+func (r *result) printReport() {
+	for _, l := range r.report {
+		fmt.Println(l)
+	}
+	r.printFooter()
+}
+
+// printFooter prints hookline's resources, the table sizes and the verdict.
+func (r *result) printFooter() {
 	fmt.Printf("hookline peak RSS: %d MiB, CPU %.1fs (user+system; the rest of the 2 cores went to Postgres and the load generator)\n",
 		r.peakRSSKiB/1024, r.cpuSec)
 	for _, t := range r.tables {
@@ -137,6 +164,9 @@ func (r *result) print() {
 }
 
 func (r *result) summary() string {
+	if r.brief != "" {
+		return r.brief
+	}
 	p99 := "p99 " + r.percentile(.99).Round(time.Millisecond).String()
 	if r.apiLatencies != nil {
 		p99 = "API p99 " + percentile(r.apiLatencies, .99).Round(time.Millisecond).String()
@@ -161,7 +191,8 @@ type stack struct {
 	adminURL string
 }
 
-func newStack(bin, url, schema string) (*stack, error) {
+// newStack starts a scenario's stack; env adds to hookline's environment.
+func newStack(bin, url, schema string, env ...string) (*stack, error) {
 	ctx := context.Background()
 	admin, err := pgxpool.New(ctx, url)
 	if err != nil {
@@ -181,8 +212,8 @@ func newStack(bin, url, schema string) (*stack, error) {
 		sep = "&"
 	}
 	dbURL := url + sep + "search_path=" + schema
-	env := append(os.Environ(), "DATABASE_URL="+dbURL, "HOOKLINE_ADDR=127.0.0.1:0", "HOOKLINE_RATE_LIMIT=0",
-		"HOOKLINE_DATA_DIR="+os.TempDir()+"/hookline-bench")
+	env = append(append(os.Environ(), "DATABASE_URL="+dbURL, "HOOKLINE_ADDR=127.0.0.1:0", "HOOKLINE_RATE_LIMIT=0",
+		"HOOKLINE_DATA_DIR="+os.TempDir()+"/hookline-bench"), env...)
 	for _, args := range [][]string{{"migrate"}} {
 		c := exec.Command(bin, args...)
 		c.Env = env
@@ -274,9 +305,10 @@ func (s *stack) peakRSS() int64 {
 	return 0
 }
 
-func (s *stack) tables() []string {
+// tables reports the rows and size of the hot tables, and of extra ones.
+func (s *stack) tables(extra ...string) []string {
 	var out []string
-	for _, t := range []string{"events", "deliveries", "delivery_attempts", "river_job"} {
+	for _, t := range append([]string{"events", "deliveries", "delivery_attempts", "river_job"}, extra...) {
 		var n int64
 		var size string
 		err := s.pool.QueryRow(context.Background(), "select count(*), pg_size_pretty(pg_total_relation_size('"+t+"')) from "+t).Scan(&n, &size)

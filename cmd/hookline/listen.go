@@ -21,7 +21,6 @@ import (
 	"github.com/hookline/hookline/events"
 )
 
-
 const (
 	// listenForwardTimeout bounds one forward to the local receiver.
 	listenForwardTimeout = 30 * time.Second

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -37,10 +38,6 @@ type Want struct {
 	// reads a bounded number of rows for each it returns (a capped count)
 	// states its bound.
 	MaxRead float64
-	// Writes says the statements change rows: fn, and each plan's EXPLAIN
-	// ANALYZE, then run in a transaction that is rolled back, so that the
-	// Seeded history stays as it was.
-	Writes bool
 }
 
 // PlanNode is one node of EXPLAIN (ANALYZE, FORMAT JSON)'s plan, with the
@@ -94,17 +91,23 @@ func (r *recorder) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.Trace
 
 func (r *recorder) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
-// CheckPlans runs fn against pool's database on a connection with settings
+// CheckPlans runs fn in a transaction it rolls back, against pool's database
+// on a connection with settings
 // (the session settings of hookline's pools, delivery.PlannerSettings), then
 // runs each statement fn ran again, with the same arguments, as a generic
 // plan (PREPARE, then EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE under
-// plan_cache_mode=force_generic_plan, as hookline's connections plan), and
+// plan_cache_mode=force_generic_plan, as hookline's connections plan), on the
+// rows that statement first saw: fn's earlier statements are run again before
+// it and its later ones are not, so that an insert is explained without
+// meeting its own row, and a statement that reads what fn changed sees it. It
 // fails tb unless each plan:
 //
 //   - has an index condition matching each of want.Conds;
 //   - throws away at most MaxFilteredPerRow rows per row returned, and reads
 //     at most want.MaxRead rows;
-//   - scans no HotTables sequentially.
+//   - scans no HotTables sequentially;
+//   - starts no parallel workers (a Gather): starting them costs more than
+//     reading a page.
 //
 // It returns the plans, for their timings. Each statement a function runs
 // gets a plan test by one call of this, on the Seeded history.
@@ -122,31 +125,55 @@ func CheckPlans(tb testing.TB, pool *pgxpool.Pool, settings map[string]string, f
 		tb.Fatalf("connect: %v", err)
 	}
 	defer conn.Close(ctx)
-	if err := within(ctx, conn, want.Writes, func(db events.DB) error { return fn(ctx, db) }); err != nil {
+	// One transaction, rolled back, so that the seeded history stays as it
+	// was; within it, savepoints take each statement back to the rows it saw.
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		tb.Fatalf("begin: %v", err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, "savepoint plan_check_before"); err != nil {
+		tb.Fatal(err)
+	}
+	rec.mu.Lock()
+	rec.stmts = nil // not the begin
+	rec.mu.Unlock()
+	if err := fn(ctx, tx); err != nil {
 		tb.Fatalf("run statements: %v", err)
 	}
-	var run []pgx.TraceQueryStartData
-	for _, st := range rec.stmts {
-		if st.SQL != "begin" && st.SQL != "rollback" {
-			run = append(run, st)
-		}
-	}
+	rec.mu.Lock()
+	run := slices.Clone(rec.stmts)
+	rec.mu.Unlock()
 	if len(run) == 0 {
 		tb.Fatal("the function ran no statement")
 	}
-	if _, err := conn.Exec(ctx, "set plan_cache_mode = force_generic_plan"); err != nil {
+	if _, err := tx.Exec(ctx, "rollback to savepoint plan_check_before"); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "set local plan_cache_mode = force_generic_plan"); err != nil {
 		tb.Fatal(err)
 	}
 	var plans []Plan
 	for i, st := range run {
+		if !statementStart.MatchString(st.SQL) {
+			continue // a setting (set local …) has no plan; it is run again for those after it
+		}
+		if _, err := tx.Exec(ctx, "savepoint plan_check_statement"); err != nil {
+			tb.Fatal(err)
+		}
+		for _, earlier := range run[:i] {
+			if _, err := tx.Exec(ctx, earlier.SQL, earlier.Args...); err != nil {
+				tb.Fatalf("run again %s: %v", earlier.SQL, err)
+			}
+		}
 		name := fmt.Sprintf("plan_check_%d", i)
-		if _, err := conn.Exec(ctx, "prepare "+name+" as "+st.SQL); err != nil {
+		if _, err := tx.Exec(ctx, "prepare "+name+" as "+st.SQL); err != nil {
 			tb.Fatalf("prepare %s: %v", st.SQL, err)
 		}
 		// EXPLAIN takes no bind parameters: the arguments become literals of
 		// the prepared statement's parameter types.
 		var types []string
-		if err := conn.QueryRow(ctx, `select parameter_types::text[] from pg_prepared_statements where name = $1`, name).
+		if err := tx.QueryRow(ctx, `select parameter_types::text[] from pg_prepared_statements where name = $1`, name).
 			Scan(&types); err != nil {
 			tb.Fatalf("read parameter types: %v", err)
 		}
@@ -156,7 +183,7 @@ func CheckPlans(tb testing.TB, pool *pgxpool.Pool, settings map[string]string, f
 		literals := make([]string, len(st.Args))
 		for j, arg := range st.Args {
 			var lit string
-			if err := conn.QueryRow(ctx, "select quote_nullable($1::"+types[j]+")", arg).Scan(&lit); err != nil {
+			if err := tx.QueryRow(ctx, "select quote_nullable($1::"+types[j]+")", arg).Scan(&lit); err != nil {
 				tb.Fatalf("quote argument %d: %v", j+1, err)
 			}
 			literals[j] = lit + "::" + types[j]
@@ -166,7 +193,7 @@ func CheckPlans(tb testing.TB, pool *pgxpool.Pool, settings map[string]string, f
 			q += "(" + strings.Join(literals, ", ") + ")"
 		}
 		var out []byte
-		if err := within(ctx, conn, want.Writes, func(db events.DB) error { return db.QueryRow(ctx, q).Scan(&out) }); err != nil {
+		if err := tx.QueryRow(ctx, q).Scan(&out); err != nil {
 			tb.Fatalf("explain %s: %v", st.SQL, err)
 		}
 		var explained []Plan
@@ -175,24 +202,14 @@ func CheckPlans(tb testing.TB, pool *pgxpool.Pool, settings map[string]string, f
 		}
 		p := explained[0]
 		p.SQL = st.SQL
+		recordChecked(st.SQL)
 		checkPlan(tb, &p, out, want)
 		plans = append(plans, p)
+		if _, err := tx.Exec(ctx, "rollback to savepoint plan_check_statement"); err != nil {
+			tb.Fatal(err)
+		}
 	}
 	return plans
-}
-
-// within runs f on conn, or, when rollBack is set, in a transaction of conn
-// that is then rolled back.
-func within(ctx context.Context, conn *pgx.Conn, rollBack bool, f func(db events.DB) error) error {
-	if !rollBack {
-		return f(conn)
-	}
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // rolled back whatever happened: the seed is read-only
-	return f(tx)
 }
 
 // checkPlan applies CheckPlans' rules to one plan; raw is its JSON, shown
@@ -215,6 +232,9 @@ func checkPlan(tb testing.TB, p *Plan, raw []byte, want Want) {
 		}
 		if n.RecheckCond != "" {
 			indexConds = append(indexConds, n.RecheckCond)
+		}
+		if strings.HasPrefix(n.NodeType, "Gather") {
+			tb.Errorf("starts parallel workers (%s):\n%s\n%s", n.NodeType, p.SQL, raw)
 		}
 		for _, t := range HotTables {
 			if n.NodeType == "Seq Scan" && n.RelationName == t {
@@ -241,5 +261,31 @@ func checkPlan(tb testing.TB, p *Plan, raw []byte, want Want) {
 	}
 	if p.Read > maxRead {
 		tb.Errorf("reads %.0f rows to return %.0f (at most %.0f):\n%s\n%s", p.Read, p.Returned, maxRead, p.SQL, raw)
+	}
+}
+
+// PageShape is one way a list is read, with the index condition its cursor
+// must be: the first page, or the page after or before a cursor.
+type PageShape struct {
+	Name   string
+	Page   events.Page
+	Cursor []string
+}
+
+// PageShapes returns the first page and the pages of 10 after and before
+// cursor (an id deep in the history), each as a list's plan test reads it.
+func PageShapes(cursor string) []PageShape {
+	return []PageShape{
+		{"first", events.Page{Limit: 10}, nil},
+		{"starting_after", events.Page{Limit: 10, StartingAfter: cursor}, []string{`\(id < \$1\)`}},
+		{"ending_before", events.Page{Limit: 10, EndingBefore: cursor}, []string{`\(id > \$1\)`}},
+	}
+}
+
+// LogPlans logs what each plan cost, for a reader of `go test -v`.
+func LogPlans(tb testing.TB, plans []Plan) {
+	tb.Helper()
+	for _, p := range plans {
+		tb.Logf("%.3f ms, %.0f rows returned, %.0f read, %.0f thrown away", p.ExecutionTime, p.Returned, p.Read, p.Removed)
 	}
 }
