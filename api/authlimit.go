@@ -80,8 +80,9 @@ type authAttempt struct {
 // it got the request from, so read from the right the entries are written by
 // trusted proxies up to the first that is not one: the client, as the
 // outermost trusted proxy saw it. Whatever the client wrote lies to its left
-// and is never read. When every entry is a trusted proxy, the left-most is the
-// client (a request from inside). A malformed entry where the client's
+// and is never read. When every entry is a trusted proxy (a request from
+// inside), the right-most is the client: the one the last proxy wrote, where
+// any further left could be the client's own choice. A malformed entry where the client's
 // address should be names nobody: every such request shares one entry, as
 // unparsable peers do, so garbage cannot buy a fresh address per request.
 //
@@ -91,14 +92,23 @@ func clientAddr(r *http.Request, trusted []netip.Prefix) netip.Addr {
 	addr := parseAddr(r.RemoteAddr)
 	if isTrusted(addr, trusted) {
 		lines := r.Header.Values("X-Forwarded-For")
+		nearest, found := addr, false
 	walk:
 		for i := len(lines) - 1; i >= 0; i-- {
 			entries := strings.Split(lines[i], ",")
 			for j := len(entries) - 1; j >= 0; j-- {
-				if addr = parseAddr(strings.TrimSpace(entries[j])); !isTrusted(addr, trusted) {
+				entry := parseAddr(strings.TrimSpace(entries[j]))
+				if i == len(lines)-1 && j == len(entries)-1 {
+					nearest = entry
+				}
+				if !isTrusted(entry, trusted) {
+					addr, found = entry, true
 					break walk
 				}
 			}
+		}
+		if !found {
+			addr = nearest
 		}
 	}
 	if addr.Is6() {

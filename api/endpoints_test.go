@@ -287,6 +287,10 @@ func TestEndpointHeadersOverTheAPI(t *testing.T) {
 	if got := headers(short); fmt.Sprint(got) != fmt.Sprint(map[string]string{"Authorization": "Basic ****"}) {
 		t.Errorf("a short credential is shown as %v, want Basic ****", got)
 	}
+	basic := h.do("PATCH", path, h.a.TestAPIKey, map[string]any{"headers": map[string]string{"Authorization": "Basic dXNlcjpzZWNyZXQtcGFzc3dvcmQ="}}).must(t, http.StatusOK)
+	if got := headers(basic); fmt.Sprint(got) != fmt.Sprint(map[string]string{"Authorization": "Basic ****"}) {
+		t.Errorf("a Basic credential is shown as %v, want Basic **** (its last characters are the password's)", got)
+	}
 	cleared := h.do("PATCH", path, h.a.TestAPIKey, map[string]any{"headers": map[string]string{}}).must(t, http.StatusOK)
 	decodeEndpoint(t, cleared)
 	if got := headers(cleared); len(got) != 0 {

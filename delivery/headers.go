@@ -77,16 +77,27 @@ func sortedNames(headers map[string]string) []string {
 	return names
 }
 
+// maskedHeaders is headers with every value hidden: what an event that
+// describes an endpoint carries.
+func maskedHeaders(headers map[string]string) map[string]string {
+	out := make(map[string]string, len(headers))
+	for name := range headers {
+		out[name] = "****"
+	}
+	return out
+}
+
 // maskAuthorization is how an authorization header is shown once stored:
-// its scheme and, for a credential long enough that they give little away,
-// its last four characters ("Bearer ****abcd").
+// its scheme and, for a token long enough that they give little away, its
+// last four characters ("Bearer ****abcd"). A Basic credential shows none:
+// it is base64, whose last characters are the password's.
 func maskAuthorization(value string) string {
 	scheme, credential, ok := strings.Cut(value, " ")
 	if !ok {
 		scheme, credential = "", value
 	}
 	mask := "****"
-	if len(credential) >= 16 {
+	if len(credential) >= 16 && !strings.EqualFold(scheme, "basic") {
 		mask += credential[len(credential)-4:]
 	}
 	if scheme == "" {
@@ -107,7 +118,7 @@ func (m *Endpoints) storedHeaders(endpointID string, headers map[string]string, 
 		switch {
 		case strings.ToLower(name) != authorizationField:
 			out[name] = value
-		case keep != nil && shown[name] == value:
+		case keep != nil && shownAuthorization(shown) == value:
 			out[name], sealed = value, keep
 		default:
 			s := m.keyring.Seal(endpointID, value)
@@ -115,4 +126,15 @@ func (m *Endpoints) storedHeaders(endpointID string, headers map[string]string, 
 		}
 	}
 	return out, sealed
+}
+
+// shownAuthorization is the masked authorization among headers as shown,
+// whatever the case of its name, or "".
+func shownAuthorization(shown map[string]string) string {
+	for name, value := range shown {
+		if strings.ToLower(name) == authorizationField {
+			return value
+		}
+	}
+	return ""
 }

@@ -2,6 +2,9 @@ package delivery_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -64,5 +67,51 @@ func TestCustomHeadersReachTheReceiver(t *testing.T) {
 	}
 	if stored == token || stored == "" {
 		t.Errorf("the authorization value is stored as %q, want it sealed", stored)
+	}
+}
+
+// An endpoint disabled by a 410 is described to the merchant's other
+// endpoints (webhook_endpoint.disabled) with its headers' names only: a
+// receiver's credentials never travel to another receiver, nor stay in the
+// event log.
+func TestDisabledEventHidesHeaderValues(t *testing.T) {
+	t.Parallel()
+
+	e := newEnv(t, fast, 5*time.Second)
+	ctx := context.Background()
+	gone := newReceiver(t, func(_ int, w http.ResponseWriter) { w.WriteHeader(http.StatusGone) })
+	watcher := newReceiver(t, nil)
+	checked, err := e.endpoints.Check(ctx, delivery.EndpointParams{URL: gone.srv.URL, EnabledEvents: []string{"checkout.created"},
+		Headers: map[string]string{"X-Api-Key": "key-of-receiver-a", "Authorization": "Basic dXNlcjpzZWNyZXQtcGFzc3dvcmQ="}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.tx(func(tx pgx.Tx) error {
+		_, err := e.endpoints.Create(ctx, tx, e.scope, checked)
+		return err
+	})
+	e.endpoint(watcher.srv.URL, []string{"webhook_endpoint.disabled"})
+	e.pay(nil)
+	e.waitDeliveries()
+	reqs := watcher.requests()
+	if len(reqs) != 1 {
+		t.Fatalf("the other endpoint got %d requests, want webhook_endpoint.disabled", len(reqs))
+	}
+	var evt struct {
+		Data struct{ Headers map[string]string }
+	}
+	if err := json.Unmarshal(reqs[0].body, &evt); err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]string{"X-Api-Key": "****", "Authorization": "****"}; fmt.Sprint(evt.Data.Headers) != fmt.Sprint(want) {
+		t.Errorf("the event's headers: %v, want %v", evt.Data.Headers, want)
+	}
+	var leaked bool
+	if err := e.pool.QueryRow(ctx, `select exists (select 1 from events where position('key-of-receiver-a' in convert_from(payload, 'UTF8')) > 0
+		or position('dXNlcjpz' in convert_from(payload, 'UTF8')) > 0)`).Scan(&leaked); err != nil {
+		t.Fatal(err)
+	}
+	if leaked {
+		t.Error("a header value is in the event log")
 	}
 }

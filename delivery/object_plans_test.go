@@ -115,7 +115,10 @@ func TestObjectPlansAtScale(t *testing.T) {
 			return err
 		}, dbtest.Want{}},
 		{"park a job's deliveries", func(ctx context.Context, tx pgx.Tx) error {
-			_, err := tx.Exec(ctx, parkDeliveries, pending, []int{1, 1}, []string{busy})
+			if _, err := tx.Exec(ctx, parkDeliveries, pending, []int{1, 1}); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, markBusy, []string{busy})
 			return err
 		}, dbtest.Want{}},
 		{"pause a destination", func(ctx context.Context, tx pgx.Tx) error {

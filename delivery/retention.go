@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -18,18 +19,22 @@ import (
 const pruneBatch = 5000
 
 // prunableDeliveries is the next batch of settled deliveries minted before
-// the id $1: the primary key from its low end, past the old deliveries still
-// owed (pending), which retention keeps.
-const prunableDeliveries = `select id from deliveries where id < $1 and status <> 'pending'
+// the id $1, after the id $3 (the last batch's last): the primary key from
+// where the run got to, past the old deliveries still owed (pending), which
+// retention keeps. A run reads each row once, not its first rows once per
+// batch.
+const prunableDeliveries = `select id from deliveries where id < $1 and id > $3 and status <> 'pending'
 	order by id limit $2 for update skip locked`
 
-// pruneEvents deletes the next batch of events minted before the id $1 that
-// no delivery names any more: the primary key from its low end. It reads, as
-// well as the events it deletes, the old events whose deliveries retention
-// keeps (still pending), one lookup of deliveries_event_idx each.
+// pruneEvents deletes the next batch of events minted before the id $1,
+// after the id $3 (the last batch's last), that no delivery names any more:
+// the primary key from where the run got to. It reads, as well as the events
+// it deletes, the old events whose deliveries retention keeps (still
+// pending), one lookup of deliveries_event_idx each, once a run.
 const pruneEvents = `delete from events where id in (select e.id from events e
-	where e.id < $1 and not exists (select 1 from deliveries d where d.event_id = e.id)
-	order by e.id limit $2)`
+	where e.id < $1 and e.id > $3 and not exists (select 1 from deliveries d where d.event_id = e.id)
+	order by e.id limit $2)
+	returning id`
 
 // pruneIdempotencyKeys forgets the idempotency keys past their window, over
 // idempotency_keys_created_idx.
@@ -75,10 +80,11 @@ func (w *PruneWorker) Work(ctx context.Context, _ *river.Job[PruneArgs]) error {
 // every non-HOT update of the table would otherwise write.
 func (w *PruneWorker) prune(ctx context.Context, cutoff time.Time) error {
 	var deliveries, evts int64
+	last := ""
 	for {
 		var n int64
 		err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
-			rows, err := tx.Query(ctx, prunableDeliveries, events.FirstIDAt(events.PrefixDelivery, cutoff), pruneBatch)
+			rows, err := tx.Query(ctx, prunableDeliveries, events.FirstIDAt(events.PrefixDelivery, cutoff), pruneBatch, last)
 			if err != nil {
 				return err
 			}
@@ -87,6 +93,9 @@ func (w *PruneWorker) prune(ctx context.Context, cutoff time.Time) error {
 				return err
 			}
 			n = int64(len(ids))
+			if n > 0 {
+				last = ids[n-1]
+			}
 			if _, err := tx.Exec(ctx, `delete from delivery_attempts where delivery_id = any($1)`, ids); err != nil {
 				return err
 			}
@@ -101,15 +110,20 @@ func (w *PruneWorker) prune(ctx context.Context, cutoff time.Time) error {
 			break
 		}
 	}
-	for {
-		tag, err := w.pool.Exec(ctx, pruneEvents, events.FirstIDAt(events.PrefixEvent, cutoff), pruneBatch)
+	for last = ""; ; {
+		rows, err := w.pool.Query(ctx, pruneEvents, events.FirstIDAt(events.PrefixEvent, cutoff), pruneBatch, last)
 		if err != nil {
 			return fmt.Errorf("prune events: %w", err)
 		}
-		evts += tag.RowsAffected()
-		if tag.RowsAffected() < pruneBatch {
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("prune events: %w", err)
+		}
+		evts += int64(len(ids))
+		if len(ids) < pruneBatch {
 			break
 		}
+		last = slices.Max(ids)
 	}
 	if _, err := w.pool.Exec(ctx, pruneIdempotencyKeys); err != nil {
 		return fmt.Errorf("prune idempotency keys: %w", err)

@@ -756,14 +756,14 @@ const recordAttempts = `with i as (
 
 // parkDeliveries sets deliveries aside for their destination's release, where
 // the job still holds them (their count is the job's), due now (a claimed
-// delivery's lease ends); busy notes the destinations found saturated, which
-// halves their next release.
-const parkDeliveries = `with p as (
-		update deliveries d set parked = true, next_attempt_at = least(d.next_attempt_at, now())
-		from unnest($1::text[], $2::int[]) as p (id, expected)
-		where d.id = p.id and d.attempt_count = p.expected and d.status = 'pending'
-	)
-	insert into delivery_destinations (key, busy_at) select unnest($3::text[]), now()
+// delivery's lease ends).
+const parkDeliveries = `update deliveries d set parked = true, next_attempt_at = least(d.next_attempt_at, now())
+	from unnest($1::text[], $2::int[]) as p (id, expected)
+	where d.id = p.id and d.attempt_count = p.expected and d.status = 'pending'`
+
+// markBusy notes the destinations a job found saturated, which halves their
+// next release.
+const markBusy = `insert into delivery_destinations (key, busy_at) select unnest($1::text[]), now()
 	on conflict (key) do update set busy_at = excluded.busy_at`
 
 // pauseDestination holds back a destination's deliveries until $2: it asked
@@ -861,10 +861,19 @@ func (w *Worker) record(ctx context.Context, b *batch) error {
 				return fmt.Errorf("abandon deliveries: %w", err)
 			}
 		}
-		// Endpoints before destinations: the order recordAttempts takes them
-		// in when an attempt was acknowledged, so two jobs of one destination
-		// never wait on each other's locks crosswise (a deadlock Postgres
-		// would break by failing one, whose attempts would then be resent).
+		if len(b.parked) > 0 {
+			ids, counts := idsAndCounts(b.parked, 0)
+			if _, err := tx.Exec(ctx, parkDeliveries, ids, counts); err != nil {
+				return fmt.Errorf("park deliveries: %w", err)
+			}
+		}
+		// Deliveries, then endpoints, then destinations: the order
+		// recordAttempts takes them in (an acknowledged attempt ends its
+		// endpoint's failure streak, then its destination's probing), so
+		// that no two jobs, or a job and a manual retry of one of its
+		// deliveries, wait on each other's locks crosswise (a deadlock
+		// Postgres would break by failing one, whose attempts would then be
+		// sent again).
 		for _, endpointID := range slices.Sorted(maps.Keys(failing)) { // one lock order for all workers
 			reason := disable[endpointID]
 			if reason == "" {
@@ -883,10 +892,9 @@ func (w *Worker) record(ctx context.Context, b *batch) error {
 				}
 			}
 		}
-		if len(b.parked) > 0 {
-			ids, counts := idsAndCounts(b.parked, 0)
-			if _, err := tx.Exec(ctx, parkDeliveries, ids, counts, slices.Compact(slices.Sorted(slices.Values(b.busy)))); err != nil {
-				return fmt.Errorf("park deliveries: %w", err)
+		if len(b.busy) > 0 {
+			if _, err := tx.Exec(ctx, markBusy, slices.Compact(slices.Sorted(slices.Values(b.busy)))); err != nil {
+				return fmt.Errorf("mark destinations busy: %w", err)
 			}
 		}
 		if len(probed) > 0 {
@@ -1050,6 +1058,9 @@ func (w *Worker) disable(ctx context.Context, tx pgx.Tx, scope events.Scope, end
 	}
 	w.logger.WarnContext(ctx, "webhook endpoint disabled", slog.String("endpoint_id", endpointID),
 		slog.String("merchant_id", scope.MerchantID), slog.String("reason", reason))
+	// The event goes to the merchant's other endpoints and stays in the log:
+	// the headers' names, never their values (a receiver's API key).
+	e.Headers = maskedHeaders(e.Headers)
 	if _, err := w.publisher.Publish(ctx, tx, scope, events.WebhookEndpointDisabled, e, ""); err != nil {
 		return false, err
 	}
