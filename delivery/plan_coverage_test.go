@@ -48,6 +48,6 @@ var planExemptions = []dbtest.Exemption{
 	{SQL: `delete from deliveries where id = any($1)`,
 		Why: "the batch prunableDeliveries chose (its plan test), by primary key"},
 	{SQL: `update deliveries set status = 'failed', next_attempt_at = null, parked = false, updated_at = now()
-		where id = any($1) and status = 'pending'`,
+		where id = any($1) and (status = 'pending') is true`,
 		Why: "a job's own deliveries, by primary key"},
 }

@@ -90,7 +90,7 @@ const parkedDestinations = `with recursive k (key) as (
 // next_attempt_at, has not run out).
 const releaseParked = `update deliveries set parked = false
 	where id in (select id from deliveries
-		where parked and coalesce(endpoint_id, 'url:' || md5(url)) = $1 and status = 'pending' and next_attempt_at <= now()
+		where parked and coalesce(endpoint_id, 'url:' || md5(url)) = $1 and (status = 'pending') is true and next_attempt_at <= now()
 		order by coalesce(endpoint_id, 'url:' || md5(url)), id
 		limit $2 for update skip locked)
 	returning id, attempt_count`

@@ -35,6 +35,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/oklog/ulid/v2"
 )
 
 func main() {
@@ -571,7 +572,7 @@ func singleDrain(bin, url string, pending int) (*result, error) {
 	if err := s.pool.QueryRow(context.Background(), `select array_agg(id) from webhook_endpoints`).Scan(&endpointIDs); err != nil {
 		return nil, err
 	}
-	if err := s.seedOwed("dlv_00S", "evt_00S", pending, endpointIDs); err != nil {
+	if err := s.seedOwed("dlv_"+idTime(time.Now())+"S", "evt_"+idTime(time.Now())+"S", pending, endpointIDs); err != nil {
 		return nil, err
 	}
 	start := time.Now()
@@ -717,21 +718,25 @@ func backlog(bin, url string, pending, history int) (*result, error) {
 	oldDeliveries := history / 5
 	for _, q := range []string{
 		`insert into events (id, merchant_id, livemode, type, payload, created_at)
-			select 'evt_00H' || lpad(g::text, 20, '0'), @merchant::text, false, 'checkout.created', convert_to(@payload::text, 'UTF8'),
+			select @evt::text || lpad(g::text, 20, '0'), @merchant::text, false, 'checkout.created', convert_to(@payload::text, 'UTF8'),
 				now() - interval '20 days' + g * interval '1 ms'
 			from generate_series(0, @events::int - 1) g`,
 		`insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status, attempt_count,
 				last_status_code, created_at, updated_at)
-			select 'dlv_00H' || lpad(g::text, 20, '0'), @merchant::text, false, 'evt_00H' || lpad((g / 5)::text, 20, '0'),
+			select @dlv::text || lpad(g::text, 20, '0'), @merchant::text, false, @evt::text || lpad((g / 5)::text, 20, '0'),
 				(@endpoints::text[])[g % 5 + 1], 'http://127.0.0.1/old', 'succeeded', 5, 200,
 				now() - interval '20 days' + g * interval '1 ms', now() - interval '20 days' + g * interval '1 ms'
 			from generate_series(0, @n::int - 1) g`,
 		`insert into delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error, response_body)
-			select 'dlv_00H' || lpad(g::text, 20, '0'), a, now() - interval '20 days', 12,
+			select @dlv::text || lpad(g::text, 20, '0'), a, now() - interval '20 days', 12,
 				case when a = 5 then 200 else 500 end, case when a = 5 then null else 'HTTP 500' end, ''
 			from generate_series(0, @n::int - 1) g, generate_series(1, 5) a`,
 	} {
-		args := pgx.NamedArgs{"merchant": merchant, "n": oldDeliveries, "events": oldDeliveries / 5, "payload": seededPayload, "endpoints": endpointIDs}
+		// Ids that read as minted 20 days ago, as their created_at says:
+		// retention reads a row's age from its id.
+		old := time.Now().Add(-20 * 24 * time.Hour)
+		args := pgx.NamedArgs{"merchant": merchant, "n": oldDeliveries, "events": oldDeliveries / 5, "payload": seededPayload, "endpoints": endpointIDs,
+			"evt": "evt_" + idTime(old), "dlv": "dlv_" + idTime(old)}
 		if _, err := s.pool.Exec(ctx, q, args); err != nil {
 			return nil, fmt.Errorf("seed history: %w", err)
 		}
@@ -743,6 +748,7 @@ func backlog(bin, url string, pending, history int) (*result, error) {
 
 	// The backlog, in one transaction: hookline sees all of it at once.
 	events := pending / endpoints
+	now := idTime(time.Now())
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return nil, err
@@ -750,16 +756,17 @@ func backlog(bin, url string, pending, history int) (*result, error) {
 	defer tx.Rollback(ctx) //nolint:errcheck // committed below; this only frees the connection on failure
 	for _, q := range []string{
 		`insert into events (id, merchant_id, livemode, type, payload, created_at)
-			select 'evt_00B' || lpad(g::text, 20, '0'), @merchant::text, false, 'checkout.created', convert_to(@payload::text, 'UTF8'), now()
+			select @evt::text || lpad(g::text, 20, '0'), @merchant::text, false, 'checkout.created', convert_to(@payload::text, 'UTF8'), now()
 			from generate_series(0, @n::int - 1) g`,
 		`insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status, next_attempt_at,
 				created_at, updated_at)
-			select 'dlv_00B' || lpad((g * 5 + e)::text, 20, '0'), @merchant::text, false, 'evt_00B' || lpad(g::text, 20, '0'),
+			select @dlv::text || lpad((g * 5 + e)::text, 20, '0'), @merchant::text, false, @evt::text || lpad(g::text, 20, '0'),
 				(@endpoints::text[])[e + 1], 'http://127.0.0.1/unused', 'pending', now(), now(), now()
 			from generate_series(0, @n::int - 1) g, generate_series(0, 4) e`,
-		seedJobs("dlv_00B", 5),
+		seedJobs("dlv_"+now, 5),
 	} {
-		args := pgx.NamedArgs{"merchant": merchant, "n": events, "payload": seededPayload, "endpoints": endpointIDs}
+		args := pgx.NamedArgs{"merchant": merchant, "n": events, "payload": seededPayload, "endpoints": endpointIDs,
+			"evt": "evt_" + now, "dlv": "dlv_" + now}
 		if _, err := tx.Exec(ctx, q, args); err != nil {
 			return nil, fmt.Errorf("seed backlog: %w", err)
 		}
@@ -880,4 +887,14 @@ func noisy(bin, url string) (*result, error) {
 		target: "B's p99 < 500 ms, all of B acknowledged, A's destinations < 50 job runs/s"}
 	r.met = r.percentile(.99) < 500*time.Millisecond && runs < 50
 	return r, nil
+}
+
+// idTime is the time part of a ULID minted at t (its first ten characters):
+// seeded ids start with it so that they read as minted when their
+// created_at says, since retention reads a row's age from its id (ids
+// that read as minted in 1970 were pruned while a scenario ran).
+func idTime(t time.Time) string {
+	var id ulid.ULID
+	_ = id.SetTime(ulid.Timestamp(t)) // fails only after the year 10889
+	return id.String()[:10]
 }
