@@ -83,16 +83,7 @@ func TestEndpointLimitCountUsesTheMerchantIndex(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
-	for name, value := range PlannerSettings() {
-		if _, err := conn.Exec(ctx, "select set_config($1, $2, false)", name, value); err != nil {
-			t.Fatal(err)
-		}
-	}
+	conn := plannerConn(t, pool)
 	if _, err := conn.Exec(ctx, "analyze webhook_endpoints"); err != nil {
 		t.Fatal(err)
 	}

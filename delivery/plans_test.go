@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/hookline/hookline/migrations/dbtest"
 )
@@ -21,16 +22,7 @@ import (
 func TestHotStatementsUseIndexesOnAFreshSchema(t *testing.T) {
 	pool := dbtest.NewPool(t)
 	ctx := context.Background()
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
-	for name, value := range PlannerSettings() {
-		if _, err := conn.Exec(ctx, "select set_config($1, $2, false)", name, value); err != nil {
-			t.Fatal(err)
-		}
-	}
+	conn := plannerConn(t, pool)
 	// Never analyzed (a new deployment), then analyzed while still small, as
 	// autovacuum finds a young table: the planner thinks either tiny.
 	m := dbtest.Merchant(t, pool, "Planner")
@@ -94,16 +86,7 @@ func TestHotStatementsUseIndexesOnAFreshSchema(t *testing.T) {
 func TestStatementsByIDIgnoreTheStatusIndex(t *testing.T) {
 	pool := dbtest.NewPool(t)
 	ctx := context.Background()
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
-	for name, value := range PlannerSettings() {
-		if _, err := conn.Exec(ctx, "select set_config($1, $2, false)", name, value); err != nil {
-			t.Fatal(err)
-		}
-	}
+	conn := plannerConn(t, pool)
 	m := dbtest.Merchant(t, pool, "Planner")
 	if _, err := conn.Exec(ctx, `insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status, created_at, updated_at)
 		select 'dlv_' || g, $1, false, 'evt_' || g, 'we_1', 'https://example.com', 'succeeded', now(), now()
@@ -153,4 +136,22 @@ func TestStatementsByIDIgnoreTheStatusIndex(t *testing.T) {
 			}
 		}
 	}
+}
+
+// plannerConn is a connection of pool with the PlannerSettings hookline's
+// pools give theirs, released when the test ends.
+func plannerConn(t *testing.T, pool *pgxpool.Pool) *pgxpool.Conn {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Release)
+	for name, value := range PlannerSettings() {
+		if _, err := conn.Exec(ctx, "select set_config($1, $2, false)", name, value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return conn
 }
