@@ -122,6 +122,7 @@ func TestStatementsByIDIgnoreTheStatusIndex(t *testing.T) {
 		{"parkDeliveries", parkDeliveries, 2, "deliveries_pkey"},
 		{"claimParked", claimParked, 3, "deliveries_parked_idx"},
 		{"releaseParked", releaseParked, 2, "deliveries_parked_idx"},
+		{"requeueOwnerless", requeueOwnerless, 2, "deliveries_pkey"},
 	} {
 		if !isTrue.MatchString(s.sql) {
 			t.Errorf("%s tests status plainly", s.name)

@@ -124,8 +124,10 @@ const pendingWindow = `select d.id, ` + ownerless + `
 // transaction that inserts those jobs, and checks again, row by row under
 // the row's lock, what pendingWindow saw: a job written meanwhile (a record,
 // a release) moved next_attempt_at or parked, and the row is left alone.
+// Its status test is written as parkDeliveries explains, so that the ids are
+// read by primary key whatever the statistics say of pending deliveries.
 const requeueOwnerless = `update deliveries d set next_attempt_at = now(), updated_at = now()
-	where d.id = any($1) and d.status = 'pending' and ` + ownerless + `
+	where d.id = any($1) and (d.status = 'pending') is true and ` + ownerless + `
 	returning d.id, d.attempt_count, coalesce(d.endpoint_id, 'url:' || md5(d.url))`
 
 // Work walks the pending deliveries, a window at a time, from where the last
