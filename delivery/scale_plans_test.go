@@ -411,7 +411,7 @@ func TestRecoveryPlansAtScale(t *testing.T) {
 		{"pending deliveries of an endpoint", func(ctx context.Context, db events.DB) error {
 			_, err := PendingDeliveries(ctx, db, busy)
 			return err
-		}, dbtest.Want{Conds: []string{`\(endpoint_id = \$1\) AND \(status = 'pending'::text\)`}, MaxRead: CountCap}},
+		}, dbtest.Want{Conds: []string{`\(endpoint_id = \$1\) AND \(status = \$3\)`}, MaxRead: CountCap}},
 	} {
 		t.Run(s.name, func(t *testing.T) {
 			dbtest.LogPlans(t, dbtest.CheckPlans(t, pool, PlannerSettings(), s.run, s.want))

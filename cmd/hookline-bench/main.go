@@ -572,7 +572,8 @@ func singleDrain(bin, url string, pending int) (*result, error) {
 	if err := s.pool.QueryRow(context.Background(), `select array_agg(id) from webhook_endpoints`).Scan(&endpointIDs); err != nil {
 		return nil, err
 	}
-	if err := s.seedOwed("dlv_"+idTime(time.Now())+"S", "evt_"+idTime(time.Now())+"S", pending, endpointIDs); err != nil {
+	now := idTime(time.Now())
+	if err := s.seedOwed("dlv_"+now+"S", "evt_"+now+"S", pending, endpointIDs); err != nil {
 		return nil, err
 	}
 	start := time.Now()
@@ -714,8 +715,12 @@ func backlog(bin, url string, pending, history int) (*result, error) {
 	}
 
 	seedStart := time.Now()
-	// History: events of 5 deliveries, each delivery with 5 attempts.
+	// History: events of 5 deliveries, each delivery with 5 attempts, with
+	// ids that read as minted 20 days ago, as their created_at says
+	// (retention reads a row's age from its id): one prefix for the three
+	// statements, so that each row names the others'.
 	oldDeliveries := history / 5
+	old := time.Now().Add(-20 * 24 * time.Hour)
 	for _, q := range []string{
 		`insert into events (id, merchant_id, livemode, type, payload, created_at)
 			select @evt::text || lpad(g::text, 20, '0'), @merchant::text, false, 'checkout.created', convert_to(@payload::text, 'UTF8'),
@@ -732,9 +737,6 @@ func backlog(bin, url string, pending, history int) (*result, error) {
 				case when a = 5 then 200 else 500 end, case when a = 5 then null else 'HTTP 500' end, ''
 			from generate_series(0, @n::int - 1) g, generate_series(1, 5) a`,
 	} {
-		// Ids that read as minted 20 days ago, as their created_at says:
-		// retention reads a row's age from its id.
-		old := time.Now().Add(-20 * 24 * time.Hour)
 		args := pgx.NamedArgs{"merchant": merchant, "n": oldDeliveries, "events": oldDeliveries / 5, "payload": seededPayload, "endpoints": endpointIDs,
 			"evt": "evt_" + idTime(old), "dlv": "dlv_" + idTime(old)}
 		if _, err := s.pool.Exec(ctx, q, args); err != nil {
@@ -831,10 +833,11 @@ func noisy(bin, url string) (*result, error) {
 		_ = json.Unmarshal(body, &ep)
 		ids = append(ids, ep.ID)
 	}
-	if err := s.seedOwed("dlv_00D", "evt_00D", 50_000, ids[:1]); err != nil {
+	now := idTime(time.Now())
+	if err := s.seedOwed("dlv_"+now+"D", "evt_"+now+"D", 50_000, ids[:1]); err != nil {
 		return nil, err
 	}
-	if err := s.seedOwed("dlv_00W", "evt_00W", 2_000, ids[1:]); err != nil {
+	if err := s.seedOwed("dlv_"+now+"W", "evt_"+now+"W", 2_000, ids[1:]); err != nil {
 		return nil, err
 	}
 	c := exec.Command(bin, "merchant", "create", "--name", "Merchant B")
