@@ -23,29 +23,42 @@ var exampleID = regexp.MustCompile(`^(acct|chk|pay|pat|evt|we|dlv)_[0-9A-HJKMNP-
 // move to now, keeping their distance from the example event's created_at.
 var exampleTimes = map[string]bool{"created_at": true, "expiry_at": true}
 
+// schemaExampleEvent is an example event of a JSON Schema: its time and its
+// data.
+type schemaExampleEvent struct {
+	CreatedAt int64           `json:"created_at"`
+	Data      json.RawMessage `json:"data"`
+}
+
+// schemaExample is the first example in t's JSON Schema
+// (schema/events/<type>.json, "examples").
+func schemaExample(t EventType) (schemaExampleEvent, error) {
+	raw, ok := schema.Event(string(t))
+	if !ok {
+		return schemaExampleEvent{}, fmt.Errorf("example: event type %q has no schema", t)
+	}
+	var doc struct {
+		Examples []schemaExampleEvent `json:"examples"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return schemaExampleEvent{}, fmt.Errorf("example of %s: %w", t, err)
+	}
+	if len(doc.Examples) == 0 {
+		return schemaExampleEvent{}, fmt.Errorf("example: the schema of %s has no example", t)
+	}
+	return doc.Examples[0], nil
+}
+
 // Example returns the data of a test event of type t, made from the example
 // in t's JSON Schema (schema/events/<type>.json, "examples"): every id is a
 // fresh one of its prefix (the same id twice stays the same id twice), every
 // time moves by the distance from the example event's created_at to now, and
 // livemode is the scope's. The fields keep the example's order.
 func Example(t EventType, livemode bool, now time.Time) (json.RawMessage, error) {
-	raw, ok := schema.Event(string(t))
-	if !ok {
-		return nil, fmt.Errorf("example: event type %q has no schema", t)
+	ex, err := schemaExample(t)
+	if err != nil {
+		return nil, err
 	}
-	var doc struct {
-		Examples []struct {
-			CreatedAt int64           `json:"created_at"`
-			Data      json.RawMessage `json:"data"`
-		} `json:"examples"`
-	}
-	if err := json.Unmarshal(raw, &doc); err != nil {
-		return nil, fmt.Errorf("example of %s: %w", t, err)
-	}
-	if len(doc.Examples) == 0 {
-		return nil, fmt.Errorf("example: the schema of %s has no example", t)
-	}
-	ex := doc.Examples[0]
 	shift := now.Unix() - ex.CreatedAt
 	ids := map[string]string{}
 	fix := func(key string, tok json.Token) (json.Token, error) {

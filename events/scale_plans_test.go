@@ -206,9 +206,7 @@ func TestStreamPlansAtScale(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			for _, p := range dbtest.CheckPlans(t, pool, delivery.PlannerSettings(), c.run, c.want) {
-				t.Logf("%.3f ms, %.0f rows returned, %.0f read: %.60s", p.ExecutionTime, p.Returned, p.Read, p.SQL)
-			}
+			dbtest.LogPlans(t, dbtest.CheckPlans(t, pool, delivery.PlannerSettings(), c.run, c.want))
 		})
 	}
 }
