@@ -2,7 +2,8 @@ package delivery
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/hookline/hookline/events"
@@ -31,7 +32,7 @@ func checkHeaders(headers map[string]string) error {
 		return &events.InvalidError{Param: "headers", Message: fmt.Sprintf("at most %d headers", maxHeaders)}
 	}
 	seen := map[string]string{}
-	for _, name := range sortedNames(headers) {
+	for _, name := range slices.Sorted(maps.Keys(headers)) {
 		param := "headers." + name
 		lower := strings.ToLower(name)
 		switch {
@@ -66,15 +67,6 @@ func isPrintable(s string) bool {
 		}
 	}
 	return true
-}
-
-func sortedNames(headers map[string]string) []string {
-	names := make([]string, 0, len(headers))
-	for name := range headers {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	return names
 }
 
 // maskedHeaders is headers with every value hidden: what an event that

@@ -43,14 +43,14 @@ func take(ctx context.Context, db events.DB, destination string, perSecond, n in
 		var granted int
 		err := db.QueryRow(ctx, takeTokens, destination, perSecond, n).Scan(&granted)
 		if err == nil {
-			return min(max(granted, 0), n), nil
+			return granted, nil // at most n, never negative: the statement's greatest and least
 		}
 		if err != pgx.ErrNoRows {
 			return 0, fmt.Errorf("take rate limit tokens: %w", err)
 		}
 		err = db.QueryRow(ctx, startBucket, destination, perSecond, n).Scan(&granted)
 		if err == nil {
-			return min(max(granted, 0), n), nil
+			return granted, nil
 		}
 		if err != pgx.ErrNoRows {
 			return 0, fmt.Errorf("start rate limit bucket: %w", err)
