@@ -50,7 +50,7 @@ func take(ctx context.Context, db events.DB, destination string, perSecond, n in
 		}
 		err = db.QueryRow(ctx, startBucket, destination, perSecond, n).Scan(&granted)
 		if err == nil {
-			return granted, nil
+			return granted, nil // least(n, perSecond): perSecond is 1..10,000 (the column's check)
 		}
 		if err != pgx.ErrNoRows {
 			return 0, fmt.Errorf("start rate limit bucket: %w", err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hookline/hookline/events"
+	"github.com/hookline/hookline/schema"
 	"github.com/hookline/hookline/schema/schematest"
 )
 
@@ -35,10 +36,17 @@ func TestExample(t *testing.T) {
 					events.NewID(events.PrefixEvent), e.Type, now.Unix(), livemode, data)
 				schematest.Event(t, string(e.Type), []byte(envelope))
 
-				example, err := events.SchemaExample(e.Type)
-				if err != nil {
+				raw, _ := schema.Event(string(e.Type))
+				var doc struct {
+					Examples []struct {
+						CreatedAt int64           `json:"created_at"`
+						Data      json.RawMessage `json:"data"`
+					} `json:"examples"`
+				}
+				if err := json.Unmarshal(raw, &doc); err != nil {
 					t.Fatal(err)
 				}
+				example := doc.Examples[0]
 				var want, got map[string]any
 				if err := json.Unmarshal(example.Data, &want); err != nil {
 					t.Fatal(err)

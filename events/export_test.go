@@ -14,7 +14,3 @@ func SetBeforeCommit(b *CheckoutBatcher, f func(ctx context.Context, tx pgx.Tx))
 
 // ExpireDue is the expiry sweep's statement, for its plan test.
 const ExpireDue = expireDue
-
-// SchemaExample is the example in an event type's schema, as Example reads
-// it.
-var SchemaExample = schemaExample
