@@ -5,7 +5,7 @@ GO ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/hookline/hookline/delivery.Version=$(VERSION)
 
-.PHONY: build run test chaos lint fuzz bench
+.PHONY: build run test chaos lint fuzz bench generate
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o hookline ./cmd/hookline
@@ -61,6 +61,13 @@ bench: build
 	DATABASE_URL="$$url" ./hookline-bench -hookline ./hookline
 
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# Redocly's linter of OpenAPI documents, from the npm registry at this version
+# (npx caches it under .hookline/, which git ignores).
+REDOCLY ?= @redocly/cli@2.77.0
+
+# The generated code: api/client, the typed client of schema/openapi.yaml.
+generate:
+	$(GO) generate ./api/client
 
 lint:
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: the files above need formatting"; exit 1; }
@@ -68,3 +75,7 @@ lint:
 	$(GO) vet -tags chaos ./cmd/hookline
 	$(GO) run $(STATICCHECK) ./...
 	$(GO) run $(STATICCHECK) -tags chaos ./cmd/hookline
+	npm_config_cache="$(CURDIR)/.hookline/npm" REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
+		npx --yes $(REDOCLY) lint --config schema/redocly.yaml schema/openapi.yaml
+	@$(MAKE) --no-print-directory generate
+	@git diff --exit-code --stat -- api/client || { echo "api/client is not what schema/openapi.yaml generates: run make generate and commit it"; exit 1; }

@@ -69,7 +69,7 @@ func (s *Server) operatorEnable(ctx context.Context, c *call, tx pgx.Tx) (any, e
 		return nil, err
 	}
 	err := delivery.Enable(ctx, tx, c.id())
-	return withNotFound(map[string]string{"id": c.id(), "status": delivery.EndpointEnabled}, err)("webhook_endpoint", c.id())
+	return withNotFound(map[string]string{"id": c.id(), "object": "webhook_endpoint", "status": delivery.EndpointEnabled}, err)("webhook_endpoint", c.id())
 }
 
 func (s *Server) operatorRetry(ctx context.Context, c *call, tx pgx.Tx) (any, error) {
@@ -77,12 +77,52 @@ func (s *Server) operatorRetry(ctx context.Context, c *call, tx pgx.Tx) (any, er
 		return nil, err
 	}
 	err := s.dispatcher.RetryByID(ctx, tx, c.id())
-	return withNotFound(map[string]any{"id": c.id(), "retried": true}, err)("delivery", c.id())
+	return withNotFound(map[string]any{"id": c.id(), "object": "delivery", "retried": true}, err)("delivery", c.id())
 }
 
-type operatorList[T any] struct {
-	Object string `json:"object"`
-	Data   []T    `json:"data"`
+// failingEndpoint is a row of GET /v1/operator/endpoints: times in Unix
+// seconds and an object name, as every other object of the API.
+type failingEndpoint struct {
+	ID             string  `json:"id"`
+	Object         string  `json:"object"`
+	MerchantID     string  `json:"merchant_id"`
+	Livemode       bool    `json:"livemode"`
+	URL            string  `json:"url"`
+	Status         string  `json:"status"`
+	DisabledReason *string `json:"disabled_reason"`
+	FailingSince   *int64  `json:"failing_since"`
+	FailedCount    int     `json:"failed_deliveries"`
+	PendingCount   int     `json:"pending_deliveries"`
+	LastError      *string `json:"last_error"`
+	LastStatusCode *int    `json:"last_status_code"`
+	LastAttemptAt  *int64  `json:"last_attempt_at"`
+}
+
+func newFailingEndpoint(f delivery.FailingEndpoint) failingEndpoint {
+	return failingEndpoint{ID: f.ID, Object: "failing_endpoint", MerchantID: f.MerchantID, Livemode: f.Livemode, URL: f.URL,
+		Status: f.Status, DisabledReason: f.DisabledReason, FailingSince: unixOrNil(f.FailingSince),
+		FailedCount: f.FailedCount, PendingCount: f.PendingCount, LastError: f.LastError,
+		LastStatusCode: f.LastStatusCode, LastAttemptAt: unixOrNil(f.LastAttemptAt)}
+}
+
+func unixOrNil(t *time.Time) *int64 {
+	if t == nil {
+		return nil
+	}
+	u := t.Unix()
+	return &u
+}
+
+// operatorPage is an operator list: the first limit rows of rows, which was
+// read with limit+1 so that has_more can tell whether a larger limit would
+// show more (the operator lists take no cursor: they show what is in trouble
+// now, newest first).
+func operatorPage[T any](r *http.Request, rows []T, limit int) listBody[T] {
+	more := len(rows) > limit
+	if more {
+		rows = rows[:limit]
+	}
+	return newList(r, &events.List[T]{Data: rows, HasMore: more})
 }
 
 func (s *Server) operatorEndpoints(ctx context.Context, c *call) (any, error) {
@@ -93,11 +133,15 @@ func (s *Server) operatorEndpoints(ctx context.Context, c *call) (any, error) {
 	if c.r.URL.Query().Get("failing") != "true" {
 		return nil, invalid("failing", "failing=true is required: operators list the endpoints in trouble")
 	}
-	list, err := delivery.FailingEndpoints(ctx, s.pool, limit)
+	list, err := delivery.FailingEndpoints(ctx, s.pool, limit+1)
 	if err != nil {
 		return nil, err
 	}
-	return operatorList[delivery.FailingEndpoint]{Object: "list", Data: orEmpty(list)}, nil
+	rows := make([]failingEndpoint, len(list))
+	for i, f := range list {
+		rows[i] = newFailingEndpoint(f)
+	}
+	return operatorPage(c.r, rows, limit), nil
 }
 
 func (s *Server) operatorDeliveries(ctx context.Context, c *call) (any, error) {
@@ -111,16 +155,9 @@ func (s *Server) operatorDeliveries(ctx context.Context, c *call) (any, error) {
 	default:
 		return nil, invalid("status", "status must be pending, succeeded or failed")
 	}
-	list, err := delivery.RecentDeliveries(ctx, s.pool, status, limit)
+	list, err := delivery.RecentDeliveries(ctx, s.pool, status, limit+1)
 	if err != nil {
 		return nil, err
 	}
-	return operatorList[delivery.OperatorDelivery]{Object: "list", Data: orEmpty(list)}, nil
-}
-
-func orEmpty[T any](s []T) []T {
-	if s == nil {
-		return []T{}
-	}
-	return s
+	return operatorPage(c.r, list, limit), nil
 }

@@ -14,18 +14,18 @@ import (
 // FailingEndpoint is an endpoint in trouble as operators see it, across
 // merchants: disabled by hookline, or failing right now.
 type FailingEndpoint struct {
-	ID             string     `json:"id"`
-	MerchantID     string     `json:"merchant_id"`
-	Livemode       bool       `json:"livemode"`
-	URL            string     `json:"url"`
-	Status         string     `json:"status"`
-	DisabledReason *string    `json:"disabled_reason"`
-	FailingSince   *time.Time `json:"failing_since"`
-	FailedCount    int        `json:"failed_deliveries"`
-	PendingCount   int        `json:"pending_deliveries"`
-	LastError      *string    `json:"last_error"`
-	LastStatusCode *int       `json:"last_status_code"`
-	LastAttemptAt  *time.Time `json:"last_attempt_at"`
+	ID             string
+	MerchantID     string
+	Livemode       bool
+	URL            string
+	Status         string
+	DisabledReason *string
+	FailingSince   *time.Time
+	FailedCount    int
+	PendingCount   int
+	LastError      *string
+	LastStatusCode *int
+	LastAttemptAt  *time.Time
 }
 
 // CountCap bounds the failed and pending counts of the failing-endpoints
