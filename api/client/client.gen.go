@@ -18,6 +18,384 @@ import (
 	openapi_types "github.com/oapi-codegen/runtime/types"
 )
 
+// Defines values for AccountObject.
+const (
+	AccountObjectAccount AccountObject = "account"
+)
+
+// Valid indicates whether the value is a known member of the AccountObject enum.
+func (e AccountObject) Valid() bool {
+	switch e {
+	case AccountObjectAccount:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckoutObject.
+const (
+	CheckoutObjectCheckout CheckoutObject = "checkout"
+)
+
+// Valid indicates whether the value is a known member of the CheckoutObject enum.
+func (e CheckoutObject) Valid() bool {
+	switch e {
+	case CheckoutObjectCheckout:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckoutPaymentStatus.
+const (
+	CheckoutPaymentStatusFailed CheckoutPaymentStatus = "failed"
+	CheckoutPaymentStatusPaid   CheckoutPaymentStatus = "paid"
+	CheckoutPaymentStatusUnpaid CheckoutPaymentStatus = "unpaid"
+)
+
+// Valid indicates whether the value is a known member of the CheckoutPaymentStatus enum.
+func (e CheckoutPaymentStatus) Valid() bool {
+	switch e {
+	case CheckoutPaymentStatusFailed:
+		return true
+	case CheckoutPaymentStatusPaid:
+		return true
+	case CheckoutPaymentStatusUnpaid:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckoutStatus.
+const (
+	CheckoutStatusCompleted CheckoutStatus = "completed"
+	CheckoutStatusExpired   CheckoutStatus = "expired"
+	CheckoutStatusOpen      CheckoutStatus = "open"
+)
+
+// Valid indicates whether the value is a known member of the CheckoutStatus enum.
+func (e CheckoutStatus) Valid() bool {
+	switch e {
+	case CheckoutStatusCompleted:
+		return true
+	case CheckoutStatusExpired:
+		return true
+	case CheckoutStatusOpen:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckoutCreatedEventDataObject.
+const (
+	CheckoutCreatedEventDataObjectCheckout CheckoutCreatedEventDataObject = "checkout"
+)
+
+// Valid indicates whether the value is a known member of the CheckoutCreatedEventDataObject enum.
+func (e CheckoutCreatedEventDataObject) Valid() bool {
+	switch e {
+	case CheckoutCreatedEventDataObjectCheckout:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckoutCreatedEventDataPaymentStatus.
+const (
+	CheckoutCreatedEventDataPaymentStatusFailed CheckoutCreatedEventDataPaymentStatus = "failed"
+	CheckoutCreatedEventDataPaymentStatusPaid   CheckoutCreatedEventDataPaymentStatus = "paid"
+	CheckoutCreatedEventDataPaymentStatusUnpaid CheckoutCreatedEventDataPaymentStatus = "unpaid"
+)
+
+// Valid indicates whether the value is a known member of the CheckoutCreatedEventDataPaymentStatus enum.
+func (e CheckoutCreatedEventDataPaymentStatus) Valid() bool {
+	switch e {
+	case CheckoutCreatedEventDataPaymentStatusFailed:
+		return true
+	case CheckoutCreatedEventDataPaymentStatusPaid:
+		return true
+	case CheckoutCreatedEventDataPaymentStatusUnpaid:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckoutCreatedEventDataStatus.
+const (
+	CheckoutCreatedEventDataStatusCompleted CheckoutCreatedEventDataStatus = "completed"
+	CheckoutCreatedEventDataStatusExpired   CheckoutCreatedEventDataStatus = "expired"
+	CheckoutCreatedEventDataStatusOpen      CheckoutCreatedEventDataStatus = "open"
+)
+
+// Valid indicates whether the value is a known member of the CheckoutCreatedEventDataStatus enum.
+func (e CheckoutCreatedEventDataStatus) Valid() bool {
+	switch e {
+	case CheckoutCreatedEventDataStatusCompleted:
+		return true
+	case CheckoutCreatedEventDataStatusExpired:
+		return true
+	case CheckoutCreatedEventDataStatusOpen:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckoutCreatedEventExample.
+const (
+	CheckoutCreatedEventExampleTrue CheckoutCreatedEventExample = true
+)
+
+// Valid indicates whether the value is a known member of the CheckoutCreatedEventExample enum.
+func (e CheckoutCreatedEventExample) Valid() bool {
+	switch e {
+	case CheckoutCreatedEventExampleTrue:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckoutCreatedEventObject.
+const (
+	CheckoutCreatedEventObjectEvent CheckoutCreatedEventObject = "event"
+)
+
+// Valid indicates whether the value is a known member of the CheckoutCreatedEventObject enum.
+func (e CheckoutCreatedEventObject) Valid() bool {
+	switch e {
+	case CheckoutCreatedEventObjectEvent:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckoutCreatedEventType.
+const (
+	CheckoutCreated CheckoutCreatedEventType = "checkout.created"
+)
+
+// Valid indicates whether the value is a known member of the CheckoutCreatedEventType enum.
+func (e CheckoutCreatedEventType) Valid() bool {
+	switch e {
+	case CheckoutCreated:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckoutExpiredEventDataObject.
+const (
+	CheckoutExpiredEventDataObjectCheckout CheckoutExpiredEventDataObject = "checkout"
+)
+
+// Valid indicates whether the value is a known member of the CheckoutExpiredEventDataObject enum.
+func (e CheckoutExpiredEventDataObject) Valid() bool {
+	switch e {
+	case CheckoutExpiredEventDataObjectCheckout:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckoutExpiredEventDataPaymentStatus.
+const (
+	CheckoutExpiredEventDataPaymentStatusFailed CheckoutExpiredEventDataPaymentStatus = "failed"
+	CheckoutExpiredEventDataPaymentStatusPaid   CheckoutExpiredEventDataPaymentStatus = "paid"
+	CheckoutExpiredEventDataPaymentStatusUnpaid CheckoutExpiredEventDataPaymentStatus = "unpaid"
+)
+
+// Valid indicates whether the value is a known member of the CheckoutExpiredEventDataPaymentStatus enum.
+func (e CheckoutExpiredEventDataPaymentStatus) Valid() bool {
+	switch e {
+	case CheckoutExpiredEventDataPaymentStatusFailed:
+		return true
+	case CheckoutExpiredEventDataPaymentStatusPaid:
+		return true
+	case CheckoutExpiredEventDataPaymentStatusUnpaid:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckoutExpiredEventDataStatus.
+const (
+	CheckoutExpiredEventDataStatusCompleted CheckoutExpiredEventDataStatus = "completed"
+	CheckoutExpiredEventDataStatusExpired   CheckoutExpiredEventDataStatus = "expired"
+	CheckoutExpiredEventDataStatusOpen      CheckoutExpiredEventDataStatus = "open"
+)
+
+// Valid indicates whether the value is a known member of the CheckoutExpiredEventDataStatus enum.
+func (e CheckoutExpiredEventDataStatus) Valid() bool {
+	switch e {
+	case CheckoutExpiredEventDataStatusCompleted:
+		return true
+	case CheckoutExpiredEventDataStatusExpired:
+		return true
+	case CheckoutExpiredEventDataStatusOpen:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckoutExpiredEventExample.
+const (
+	CheckoutExpiredEventExampleTrue CheckoutExpiredEventExample = true
+)
+
+// Valid indicates whether the value is a known member of the CheckoutExpiredEventExample enum.
+func (e CheckoutExpiredEventExample) Valid() bool {
+	switch e {
+	case CheckoutExpiredEventExampleTrue:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckoutExpiredEventObject.
+const (
+	CheckoutExpiredEventObjectEvent CheckoutExpiredEventObject = "event"
+)
+
+// Valid indicates whether the value is a known member of the CheckoutExpiredEventObject enum.
+func (e CheckoutExpiredEventObject) Valid() bool {
+	switch e {
+	case CheckoutExpiredEventObjectEvent:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckoutExpiredEventType.
+const (
+	CheckoutExpired CheckoutExpiredEventType = "checkout.expired"
+)
+
+// Valid indicates whether the value is a known member of the CheckoutExpiredEventType enum.
+func (e CheckoutExpiredEventType) Valid() bool {
+	switch e {
+	case CheckoutExpired:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckoutFailedEventDataObject.
+const (
+	CheckoutFailedEventDataObjectCheckout CheckoutFailedEventDataObject = "checkout"
+)
+
+// Valid indicates whether the value is a known member of the CheckoutFailedEventDataObject enum.
+func (e CheckoutFailedEventDataObject) Valid() bool {
+	switch e {
+	case CheckoutFailedEventDataObjectCheckout:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckoutFailedEventDataPaymentStatus.
+const (
+	CheckoutFailedEventDataPaymentStatusFailed CheckoutFailedEventDataPaymentStatus = "failed"
+	CheckoutFailedEventDataPaymentStatusPaid   CheckoutFailedEventDataPaymentStatus = "paid"
+	CheckoutFailedEventDataPaymentStatusUnpaid CheckoutFailedEventDataPaymentStatus = "unpaid"
+)
+
+// Valid indicates whether the value is a known member of the CheckoutFailedEventDataPaymentStatus enum.
+func (e CheckoutFailedEventDataPaymentStatus) Valid() bool {
+	switch e {
+	case CheckoutFailedEventDataPaymentStatusFailed:
+		return true
+	case CheckoutFailedEventDataPaymentStatusPaid:
+		return true
+	case CheckoutFailedEventDataPaymentStatusUnpaid:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckoutFailedEventDataStatus.
+const (
+	CheckoutFailedEventDataStatusCompleted CheckoutFailedEventDataStatus = "completed"
+	CheckoutFailedEventDataStatusExpired   CheckoutFailedEventDataStatus = "expired"
+	CheckoutFailedEventDataStatusOpen      CheckoutFailedEventDataStatus = "open"
+)
+
+// Valid indicates whether the value is a known member of the CheckoutFailedEventDataStatus enum.
+func (e CheckoutFailedEventDataStatus) Valid() bool {
+	switch e {
+	case CheckoutFailedEventDataStatusCompleted:
+		return true
+	case CheckoutFailedEventDataStatusExpired:
+		return true
+	case CheckoutFailedEventDataStatusOpen:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckoutFailedEventExample.
+const (
+	CheckoutFailedEventExampleTrue CheckoutFailedEventExample = true
+)
+
+// Valid indicates whether the value is a known member of the CheckoutFailedEventExample enum.
+func (e CheckoutFailedEventExample) Valid() bool {
+	switch e {
+	case CheckoutFailedEventExampleTrue:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckoutFailedEventObject.
+const (
+	CheckoutFailedEventObjectEvent CheckoutFailedEventObject = "event"
+)
+
+// Valid indicates whether the value is a known member of the CheckoutFailedEventObject enum.
+func (e CheckoutFailedEventObject) Valid() bool {
+	switch e {
+	case CheckoutFailedEventObjectEvent:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckoutFailedEventType.
+const (
+	CheckoutFailed CheckoutFailedEventType = "checkout.failed"
+)
+
+// Valid indicates whether the value is a known member of the CheckoutFailedEventType enum.
+func (e CheckoutFailedEventType) Valid() bool {
+	switch e {
+	case CheckoutFailed:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for CheckoutListObject.
 const (
 	CheckoutListObjectList CheckoutListObject = "list"
@@ -27,6 +405,144 @@ const (
 func (e CheckoutListObject) Valid() bool {
 	switch e {
 	case CheckoutListObjectList:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckoutPaidEventDataObject.
+const (
+	CheckoutPaidEventDataObjectCheckout CheckoutPaidEventDataObject = "checkout"
+)
+
+// Valid indicates whether the value is a known member of the CheckoutPaidEventDataObject enum.
+func (e CheckoutPaidEventDataObject) Valid() bool {
+	switch e {
+	case CheckoutPaidEventDataObjectCheckout:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckoutPaidEventDataPaymentStatus.
+const (
+	CheckoutPaidEventDataPaymentStatusFailed CheckoutPaidEventDataPaymentStatus = "failed"
+	CheckoutPaidEventDataPaymentStatusPaid   CheckoutPaidEventDataPaymentStatus = "paid"
+	CheckoutPaidEventDataPaymentStatusUnpaid CheckoutPaidEventDataPaymentStatus = "unpaid"
+)
+
+// Valid indicates whether the value is a known member of the CheckoutPaidEventDataPaymentStatus enum.
+func (e CheckoutPaidEventDataPaymentStatus) Valid() bool {
+	switch e {
+	case CheckoutPaidEventDataPaymentStatusFailed:
+		return true
+	case CheckoutPaidEventDataPaymentStatusPaid:
+		return true
+	case CheckoutPaidEventDataPaymentStatusUnpaid:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckoutPaidEventDataStatus.
+const (
+	CheckoutPaidEventDataStatusCompleted CheckoutPaidEventDataStatus = "completed"
+	CheckoutPaidEventDataStatusExpired   CheckoutPaidEventDataStatus = "expired"
+	CheckoutPaidEventDataStatusOpen      CheckoutPaidEventDataStatus = "open"
+)
+
+// Valid indicates whether the value is a known member of the CheckoutPaidEventDataStatus enum.
+func (e CheckoutPaidEventDataStatus) Valid() bool {
+	switch e {
+	case CheckoutPaidEventDataStatusCompleted:
+		return true
+	case CheckoutPaidEventDataStatusExpired:
+		return true
+	case CheckoutPaidEventDataStatusOpen:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckoutPaidEventExample.
+const (
+	CheckoutPaidEventExampleTrue CheckoutPaidEventExample = true
+)
+
+// Valid indicates whether the value is a known member of the CheckoutPaidEventExample enum.
+func (e CheckoutPaidEventExample) Valid() bool {
+	switch e {
+	case CheckoutPaidEventExampleTrue:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckoutPaidEventObject.
+const (
+	CheckoutPaidEventObjectEvent CheckoutPaidEventObject = "event"
+)
+
+// Valid indicates whether the value is a known member of the CheckoutPaidEventObject enum.
+func (e CheckoutPaidEventObject) Valid() bool {
+	switch e {
+	case CheckoutPaidEventObjectEvent:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckoutPaidEventType.
+const (
+	CheckoutPaid CheckoutPaidEventType = "checkout.paid"
+)
+
+// Valid indicates whether the value is a known member of the CheckoutPaidEventType enum.
+func (e CheckoutPaidEventType) Valid() bool {
+	switch e {
+	case CheckoutPaid:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for DeliveryObject.
+const (
+	DeliveryObjectDelivery DeliveryObject = "delivery"
+)
+
+// Valid indicates whether the value is a known member of the DeliveryObject enum.
+func (e DeliveryObject) Valid() bool {
+	switch e {
+	case DeliveryObjectDelivery:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for DeliveryStatus.
+const (
+	DeliveryStatusFailed    DeliveryStatus = "failed"
+	DeliveryStatusPending   DeliveryStatus = "pending"
+	DeliveryStatusSucceeded DeliveryStatus = "succeeded"
+)
+
+// Valid indicates whether the value is a known member of the DeliveryStatus enum.
+func (e DeliveryStatus) Valid() bool {
+	switch e {
+	case DeliveryStatusFailed:
+		return true
+	case DeliveryStatusPending:
+		return true
+	case DeliveryStatusSucceeded:
 		return true
 	default:
 		return false
@@ -48,6 +564,30 @@ func (e DeliveryListObject) Valid() bool {
 	}
 }
 
+// Defines values for ErrorBodyErrorType.
+const (
+	ApiError            ErrorBodyErrorType = "api_error"
+	AuthenticationError ErrorBodyErrorType = "authentication_error"
+	InvalidRequestError ErrorBodyErrorType = "invalid_request_error"
+	RateLimitError      ErrorBodyErrorType = "rate_limit_error"
+)
+
+// Valid indicates whether the value is a known member of the ErrorBodyErrorType enum.
+func (e ErrorBodyErrorType) Valid() bool {
+	switch e {
+	case ApiError:
+		return true
+	case AuthenticationError:
+		return true
+	case InvalidRequestError:
+		return true
+	case RateLimitError:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for EventListObject.
 const (
 	EventListObjectList EventListObject = "list"
@@ -57,6 +597,21 @@ const (
 func (e EventListObject) Valid() bool {
 	switch e {
 	case EventListObjectList:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for EventTypeObject.
+const (
+	EventTypeObjectEventType EventTypeObject = "event_type"
+)
+
+// Valid indicates whether the value is a known member of the EventTypeObject enum.
+func (e EventTypeObject) Valid() bool {
+	switch e {
+	case EventTypeObjectEventType:
 		return true
 	default:
 		return false
@@ -161,19 +716,19 @@ func (e OperatorDeliveryObject) Valid() bool {
 
 // Defines values for OperatorDeliveryStatus.
 const (
-	Failed    OperatorDeliveryStatus = "failed"
-	Pending   OperatorDeliveryStatus = "pending"
-	Succeeded OperatorDeliveryStatus = "succeeded"
+	OperatorDeliveryStatusFailed    OperatorDeliveryStatus = "failed"
+	OperatorDeliveryStatusPending   OperatorDeliveryStatus = "pending"
+	OperatorDeliveryStatusSucceeded OperatorDeliveryStatus = "succeeded"
 )
 
 // Valid indicates whether the value is a known member of the OperatorDeliveryStatus enum.
 func (e OperatorDeliveryStatus) Valid() bool {
 	switch e {
-	case Failed:
+	case OperatorDeliveryStatusFailed:
 		return true
-	case Pending:
+	case OperatorDeliveryStatusPending:
 		return true
-	case Succeeded:
+	case OperatorDeliveryStatusSucceeded:
 		return true
 	default:
 		return false
@@ -195,6 +750,618 @@ func (e OperatorDeliveryListObject) Valid() bool {
 	}
 }
 
+// Defines values for PaymentAttemptObject.
+const (
+	PaymentAttemptObjectPaymentAttempt PaymentAttemptObject = "payment_attempt"
+)
+
+// Valid indicates whether the value is a known member of the PaymentAttemptObject enum.
+func (e PaymentAttemptObject) Valid() bool {
+	switch e {
+	case PaymentAttemptObjectPaymentAttempt:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PaymentAttemptStatus.
+const (
+	PaymentAttemptStatusCreated    PaymentAttemptStatus = "created"
+	PaymentAttemptStatusFailed     PaymentAttemptStatus = "failed"
+	PaymentAttemptStatusProcessing PaymentAttemptStatus = "processing"
+	PaymentAttemptStatusSucceeded  PaymentAttemptStatus = "succeeded"
+)
+
+// Valid indicates whether the value is a known member of the PaymentAttemptStatus enum.
+func (e PaymentAttemptStatus) Valid() bool {
+	switch e {
+	case PaymentAttemptStatusCreated:
+		return true
+	case PaymentAttemptStatusFailed:
+		return true
+	case PaymentAttemptStatusProcessing:
+		return true
+	case PaymentAttemptStatusSucceeded:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PaymentAttemptCreatedEventDataObject.
+const (
+	PaymentAttemptCreatedEventDataObjectPaymentAttempt PaymentAttemptCreatedEventDataObject = "payment_attempt"
+)
+
+// Valid indicates whether the value is a known member of the PaymentAttemptCreatedEventDataObject enum.
+func (e PaymentAttemptCreatedEventDataObject) Valid() bool {
+	switch e {
+	case PaymentAttemptCreatedEventDataObjectPaymentAttempt:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PaymentAttemptCreatedEventDataStatus.
+const (
+	PaymentAttemptCreatedEventDataStatusCreated    PaymentAttemptCreatedEventDataStatus = "created"
+	PaymentAttemptCreatedEventDataStatusFailed     PaymentAttemptCreatedEventDataStatus = "failed"
+	PaymentAttemptCreatedEventDataStatusProcessing PaymentAttemptCreatedEventDataStatus = "processing"
+	PaymentAttemptCreatedEventDataStatusSucceeded  PaymentAttemptCreatedEventDataStatus = "succeeded"
+)
+
+// Valid indicates whether the value is a known member of the PaymentAttemptCreatedEventDataStatus enum.
+func (e PaymentAttemptCreatedEventDataStatus) Valid() bool {
+	switch e {
+	case PaymentAttemptCreatedEventDataStatusCreated:
+		return true
+	case PaymentAttemptCreatedEventDataStatusFailed:
+		return true
+	case PaymentAttemptCreatedEventDataStatusProcessing:
+		return true
+	case PaymentAttemptCreatedEventDataStatusSucceeded:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PaymentAttemptCreatedEventExample.
+const (
+	PaymentAttemptCreatedEventExampleTrue PaymentAttemptCreatedEventExample = true
+)
+
+// Valid indicates whether the value is a known member of the PaymentAttemptCreatedEventExample enum.
+func (e PaymentAttemptCreatedEventExample) Valid() bool {
+	switch e {
+	case PaymentAttemptCreatedEventExampleTrue:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PaymentAttemptCreatedEventObject.
+const (
+	PaymentAttemptCreatedEventObjectEvent PaymentAttemptCreatedEventObject = "event"
+)
+
+// Valid indicates whether the value is a known member of the PaymentAttemptCreatedEventObject enum.
+func (e PaymentAttemptCreatedEventObject) Valid() bool {
+	switch e {
+	case PaymentAttemptCreatedEventObjectEvent:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PaymentAttemptCreatedEventType.
+const (
+	PaymentAttemptCreated PaymentAttemptCreatedEventType = "payment_attempt.created"
+)
+
+// Valid indicates whether the value is a known member of the PaymentAttemptCreatedEventType enum.
+func (e PaymentAttemptCreatedEventType) Valid() bool {
+	switch e {
+	case PaymentAttemptCreated:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PaymentAttemptFailedEventDataObject.
+const (
+	PaymentAttemptFailedEventDataObjectPaymentAttempt PaymentAttemptFailedEventDataObject = "payment_attempt"
+)
+
+// Valid indicates whether the value is a known member of the PaymentAttemptFailedEventDataObject enum.
+func (e PaymentAttemptFailedEventDataObject) Valid() bool {
+	switch e {
+	case PaymentAttemptFailedEventDataObjectPaymentAttempt:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PaymentAttemptFailedEventDataStatus.
+const (
+	PaymentAttemptFailedEventDataStatusCreated    PaymentAttemptFailedEventDataStatus = "created"
+	PaymentAttemptFailedEventDataStatusFailed     PaymentAttemptFailedEventDataStatus = "failed"
+	PaymentAttemptFailedEventDataStatusProcessing PaymentAttemptFailedEventDataStatus = "processing"
+	PaymentAttemptFailedEventDataStatusSucceeded  PaymentAttemptFailedEventDataStatus = "succeeded"
+)
+
+// Valid indicates whether the value is a known member of the PaymentAttemptFailedEventDataStatus enum.
+func (e PaymentAttemptFailedEventDataStatus) Valid() bool {
+	switch e {
+	case PaymentAttemptFailedEventDataStatusCreated:
+		return true
+	case PaymentAttemptFailedEventDataStatusFailed:
+		return true
+	case PaymentAttemptFailedEventDataStatusProcessing:
+		return true
+	case PaymentAttemptFailedEventDataStatusSucceeded:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PaymentAttemptFailedEventExample.
+const (
+	PaymentAttemptFailedEventExampleTrue PaymentAttemptFailedEventExample = true
+)
+
+// Valid indicates whether the value is a known member of the PaymentAttemptFailedEventExample enum.
+func (e PaymentAttemptFailedEventExample) Valid() bool {
+	switch e {
+	case PaymentAttemptFailedEventExampleTrue:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PaymentAttemptFailedEventObject.
+const (
+	PaymentAttemptFailedEventObjectEvent PaymentAttemptFailedEventObject = "event"
+)
+
+// Valid indicates whether the value is a known member of the PaymentAttemptFailedEventObject enum.
+func (e PaymentAttemptFailedEventObject) Valid() bool {
+	switch e {
+	case PaymentAttemptFailedEventObjectEvent:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PaymentAttemptFailedEventType.
+const (
+	PaymentAttemptFailed PaymentAttemptFailedEventType = "payment_attempt.failed"
+)
+
+// Valid indicates whether the value is a known member of the PaymentAttemptFailedEventType enum.
+func (e PaymentAttemptFailedEventType) Valid() bool {
+	switch e {
+	case PaymentAttemptFailed:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PaymentAttemptProcessingEventDataObject.
+const (
+	PaymentAttemptProcessingEventDataObjectPaymentAttempt PaymentAttemptProcessingEventDataObject = "payment_attempt"
+)
+
+// Valid indicates whether the value is a known member of the PaymentAttemptProcessingEventDataObject enum.
+func (e PaymentAttemptProcessingEventDataObject) Valid() bool {
+	switch e {
+	case PaymentAttemptProcessingEventDataObjectPaymentAttempt:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PaymentAttemptProcessingEventDataStatus.
+const (
+	PaymentAttemptProcessingEventDataStatusCreated    PaymentAttemptProcessingEventDataStatus = "created"
+	PaymentAttemptProcessingEventDataStatusFailed     PaymentAttemptProcessingEventDataStatus = "failed"
+	PaymentAttemptProcessingEventDataStatusProcessing PaymentAttemptProcessingEventDataStatus = "processing"
+	PaymentAttemptProcessingEventDataStatusSucceeded  PaymentAttemptProcessingEventDataStatus = "succeeded"
+)
+
+// Valid indicates whether the value is a known member of the PaymentAttemptProcessingEventDataStatus enum.
+func (e PaymentAttemptProcessingEventDataStatus) Valid() bool {
+	switch e {
+	case PaymentAttemptProcessingEventDataStatusCreated:
+		return true
+	case PaymentAttemptProcessingEventDataStatusFailed:
+		return true
+	case PaymentAttemptProcessingEventDataStatusProcessing:
+		return true
+	case PaymentAttemptProcessingEventDataStatusSucceeded:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PaymentAttemptProcessingEventExample.
+const (
+	PaymentAttemptProcessingEventExampleTrue PaymentAttemptProcessingEventExample = true
+)
+
+// Valid indicates whether the value is a known member of the PaymentAttemptProcessingEventExample enum.
+func (e PaymentAttemptProcessingEventExample) Valid() bool {
+	switch e {
+	case PaymentAttemptProcessingEventExampleTrue:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PaymentAttemptProcessingEventObject.
+const (
+	PaymentAttemptProcessingEventObjectEvent PaymentAttemptProcessingEventObject = "event"
+)
+
+// Valid indicates whether the value is a known member of the PaymentAttemptProcessingEventObject enum.
+func (e PaymentAttemptProcessingEventObject) Valid() bool {
+	switch e {
+	case PaymentAttemptProcessingEventObjectEvent:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PaymentAttemptProcessingEventType.
+const (
+	PaymentAttemptProcessing PaymentAttemptProcessingEventType = "payment_attempt.processing"
+)
+
+// Valid indicates whether the value is a known member of the PaymentAttemptProcessingEventType enum.
+func (e PaymentAttemptProcessingEventType) Valid() bool {
+	switch e {
+	case PaymentAttemptProcessing:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PaymentAttemptSucceededEventDataObject.
+const (
+	PaymentAttemptSucceededEventDataObjectPaymentAttempt PaymentAttemptSucceededEventDataObject = "payment_attempt"
+)
+
+// Valid indicates whether the value is a known member of the PaymentAttemptSucceededEventDataObject enum.
+func (e PaymentAttemptSucceededEventDataObject) Valid() bool {
+	switch e {
+	case PaymentAttemptSucceededEventDataObjectPaymentAttempt:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PaymentAttemptSucceededEventDataStatus.
+const (
+	PaymentAttemptSucceededEventDataStatusCreated    PaymentAttemptSucceededEventDataStatus = "created"
+	PaymentAttemptSucceededEventDataStatusFailed     PaymentAttemptSucceededEventDataStatus = "failed"
+	PaymentAttemptSucceededEventDataStatusProcessing PaymentAttemptSucceededEventDataStatus = "processing"
+	PaymentAttemptSucceededEventDataStatusSucceeded  PaymentAttemptSucceededEventDataStatus = "succeeded"
+)
+
+// Valid indicates whether the value is a known member of the PaymentAttemptSucceededEventDataStatus enum.
+func (e PaymentAttemptSucceededEventDataStatus) Valid() bool {
+	switch e {
+	case PaymentAttemptSucceededEventDataStatusCreated:
+		return true
+	case PaymentAttemptSucceededEventDataStatusFailed:
+		return true
+	case PaymentAttemptSucceededEventDataStatusProcessing:
+		return true
+	case PaymentAttemptSucceededEventDataStatusSucceeded:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PaymentAttemptSucceededEventExample.
+const (
+	PaymentAttemptSucceededEventExampleTrue PaymentAttemptSucceededEventExample = true
+)
+
+// Valid indicates whether the value is a known member of the PaymentAttemptSucceededEventExample enum.
+func (e PaymentAttemptSucceededEventExample) Valid() bool {
+	switch e {
+	case PaymentAttemptSucceededEventExampleTrue:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PaymentAttemptSucceededEventObject.
+const (
+	PaymentAttemptSucceededEventObjectEvent PaymentAttemptSucceededEventObject = "event"
+)
+
+// Valid indicates whether the value is a known member of the PaymentAttemptSucceededEventObject enum.
+func (e PaymentAttemptSucceededEventObject) Valid() bool {
+	switch e {
+	case PaymentAttemptSucceededEventObjectEvent:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for PaymentAttemptSucceededEventType.
+const (
+	PaymentAttemptSucceeded PaymentAttemptSucceededEventType = "payment_attempt.succeeded"
+)
+
+// Valid indicates whether the value is a known member of the PaymentAttemptSucceededEventType enum.
+func (e PaymentAttemptSucceededEventType) Valid() bool {
+	switch e {
+	case PaymentAttemptSucceeded:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for WebhookEndpointDisabledReason.
+const (
+	WebhookEndpointDisabledReasonFailing      WebhookEndpointDisabledReason = "failing"
+	WebhookEndpointDisabledReasonGone         WebhookEndpointDisabledReason = "gone"
+	WebhookEndpointDisabledReasonLessThannil  WebhookEndpointDisabledReason = "<nil>"
+	WebhookEndpointDisabledReasonUnauthorized WebhookEndpointDisabledReason = "unauthorized"
+)
+
+// Valid indicates whether the value is a known member of the WebhookEndpointDisabledReason enum.
+func (e WebhookEndpointDisabledReason) Valid() bool {
+	switch e {
+	case WebhookEndpointDisabledReasonFailing:
+		return true
+	case WebhookEndpointDisabledReasonGone:
+		return true
+	case WebhookEndpointDisabledReasonLessThannil:
+		return true
+	case WebhookEndpointDisabledReasonUnauthorized:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for WebhookEndpointObject.
+const (
+	WebhookEndpointObjectWebhookEndpoint WebhookEndpointObject = "webhook_endpoint"
+)
+
+// Valid indicates whether the value is a known member of the WebhookEndpointObject enum.
+func (e WebhookEndpointObject) Valid() bool {
+	switch e {
+	case WebhookEndpointObjectWebhookEndpoint:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for WebhookEndpointSignatureScheme.
+const (
+	WebhookEndpointSignatureSchemeEd25519 WebhookEndpointSignatureScheme = "ed25519"
+	WebhookEndpointSignatureSchemeHmac    WebhookEndpointSignatureScheme = "hmac"
+)
+
+// Valid indicates whether the value is a known member of the WebhookEndpointSignatureScheme enum.
+func (e WebhookEndpointSignatureScheme) Valid() bool {
+	switch e {
+	case WebhookEndpointSignatureSchemeEd25519:
+		return true
+	case WebhookEndpointSignatureSchemeHmac:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for WebhookEndpointStatus.
+const (
+	WebhookEndpointStatusDisabled WebhookEndpointStatus = "disabled"
+	WebhookEndpointStatusEnabled  WebhookEndpointStatus = "enabled"
+)
+
+// Valid indicates whether the value is a known member of the WebhookEndpointStatus enum.
+func (e WebhookEndpointStatus) Valid() bool {
+	switch e {
+	case WebhookEndpointStatusDisabled:
+		return true
+	case WebhookEndpointStatusEnabled:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for WebhookEndpointType.
+const (
+	WebhookEndpointTypeDiscord WebhookEndpointType = "discord"
+	WebhookEndpointTypeSlack   WebhookEndpointType = "slack"
+	WebhookEndpointTypeWebhook WebhookEndpointType = "webhook"
+)
+
+// Valid indicates whether the value is a known member of the WebhookEndpointType enum.
+func (e WebhookEndpointType) Valid() bool {
+	switch e {
+	case WebhookEndpointTypeDiscord:
+		return true
+	case WebhookEndpointTypeSlack:
+		return true
+	case WebhookEndpointTypeWebhook:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for WebhookEndpointDisabledEventDataDisabledReason.
+const (
+	WebhookEndpointDisabledEventDataDisabledReasonFailing      WebhookEndpointDisabledEventDataDisabledReason = "failing"
+	WebhookEndpointDisabledEventDataDisabledReasonGone         WebhookEndpointDisabledEventDataDisabledReason = "gone"
+	WebhookEndpointDisabledEventDataDisabledReasonLessThannil  WebhookEndpointDisabledEventDataDisabledReason = "<nil>"
+	WebhookEndpointDisabledEventDataDisabledReasonUnauthorized WebhookEndpointDisabledEventDataDisabledReason = "unauthorized"
+)
+
+// Valid indicates whether the value is a known member of the WebhookEndpointDisabledEventDataDisabledReason enum.
+func (e WebhookEndpointDisabledEventDataDisabledReason) Valid() bool {
+	switch e {
+	case WebhookEndpointDisabledEventDataDisabledReasonFailing:
+		return true
+	case WebhookEndpointDisabledEventDataDisabledReasonGone:
+		return true
+	case WebhookEndpointDisabledEventDataDisabledReasonLessThannil:
+		return true
+	case WebhookEndpointDisabledEventDataDisabledReasonUnauthorized:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for WebhookEndpointDisabledEventDataObject.
+const (
+	WebhookEndpointDisabledEventDataObjectWebhookEndpoint WebhookEndpointDisabledEventDataObject = "webhook_endpoint"
+)
+
+// Valid indicates whether the value is a known member of the WebhookEndpointDisabledEventDataObject enum.
+func (e WebhookEndpointDisabledEventDataObject) Valid() bool {
+	switch e {
+	case WebhookEndpointDisabledEventDataObjectWebhookEndpoint:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for WebhookEndpointDisabledEventDataSignatureScheme.
+const (
+	WebhookEndpointDisabledEventDataSignatureSchemeEd25519 WebhookEndpointDisabledEventDataSignatureScheme = "ed25519"
+	WebhookEndpointDisabledEventDataSignatureSchemeHmac    WebhookEndpointDisabledEventDataSignatureScheme = "hmac"
+)
+
+// Valid indicates whether the value is a known member of the WebhookEndpointDisabledEventDataSignatureScheme enum.
+func (e WebhookEndpointDisabledEventDataSignatureScheme) Valid() bool {
+	switch e {
+	case WebhookEndpointDisabledEventDataSignatureSchemeEd25519:
+		return true
+	case WebhookEndpointDisabledEventDataSignatureSchemeHmac:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for WebhookEndpointDisabledEventDataStatus.
+const (
+	WebhookEndpointDisabledEventDataStatusDisabled WebhookEndpointDisabledEventDataStatus = "disabled"
+	WebhookEndpointDisabledEventDataStatusEnabled  WebhookEndpointDisabledEventDataStatus = "enabled"
+)
+
+// Valid indicates whether the value is a known member of the WebhookEndpointDisabledEventDataStatus enum.
+func (e WebhookEndpointDisabledEventDataStatus) Valid() bool {
+	switch e {
+	case WebhookEndpointDisabledEventDataStatusDisabled:
+		return true
+	case WebhookEndpointDisabledEventDataStatusEnabled:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for WebhookEndpointDisabledEventDataType.
+const (
+	WebhookEndpointDisabledEventDataTypeDiscord WebhookEndpointDisabledEventDataType = "discord"
+	WebhookEndpointDisabledEventDataTypeSlack   WebhookEndpointDisabledEventDataType = "slack"
+	WebhookEndpointDisabledEventDataTypeWebhook WebhookEndpointDisabledEventDataType = "webhook"
+)
+
+// Valid indicates whether the value is a known member of the WebhookEndpointDisabledEventDataType enum.
+func (e WebhookEndpointDisabledEventDataType) Valid() bool {
+	switch e {
+	case WebhookEndpointDisabledEventDataTypeDiscord:
+		return true
+	case WebhookEndpointDisabledEventDataTypeSlack:
+		return true
+	case WebhookEndpointDisabledEventDataTypeWebhook:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for WebhookEndpointDisabledEventExample.
+const (
+	WebhookEndpointDisabledEventExampleTrue WebhookEndpointDisabledEventExample = true
+)
+
+// Valid indicates whether the value is a known member of the WebhookEndpointDisabledEventExample enum.
+func (e WebhookEndpointDisabledEventExample) Valid() bool {
+	switch e {
+	case WebhookEndpointDisabledEventExampleTrue:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for WebhookEndpointDisabledEventObject.
+const (
+	WebhookEndpointDisabledEventObjectEvent WebhookEndpointDisabledEventObject = "event"
+)
+
+// Valid indicates whether the value is a known member of the WebhookEndpointDisabledEventObject enum.
+func (e WebhookEndpointDisabledEventObject) Valid() bool {
+	switch e {
+	case WebhookEndpointDisabledEventObjectEvent:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for WebhookEndpointDisabledEventType.
+const (
+	WebhookEndpointDisabled WebhookEndpointDisabledEventType = "webhook_endpoint.disabled"
+)
+
+// Valid indicates whether the value is a known member of the WebhookEndpointDisabledEventType enum.
+func (e WebhookEndpointDisabledEventType) Valid() bool {
+	switch e {
+	case WebhookEndpointDisabled:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for WebhookEndpointListObject.
 const (
 	WebhookEndpointListObjectList WebhookEndpointListObject = "list"
@@ -204,6 +1371,48 @@ const (
 func (e WebhookEndpointListObject) Valid() bool {
 	switch e {
 	case WebhookEndpointListObjectList:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ListDeliveriesParamsStatus.
+const (
+	ListDeliveriesParamsStatusFailed    ListDeliveriesParamsStatus = "failed"
+	ListDeliveriesParamsStatusPending   ListDeliveriesParamsStatus = "pending"
+	ListDeliveriesParamsStatusSucceeded ListDeliveriesParamsStatus = "succeeded"
+)
+
+// Valid indicates whether the value is a known member of the ListDeliveriesParamsStatus enum.
+func (e ListDeliveriesParamsStatus) Valid() bool {
+	switch e {
+	case ListDeliveriesParamsStatusFailed:
+		return true
+	case ListDeliveriesParamsStatusPending:
+		return true
+	case ListDeliveriesParamsStatusSucceeded:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for OperatorListDeliveriesParamsStatus.
+const (
+	OperatorListDeliveriesParamsStatusFailed    OperatorListDeliveriesParamsStatus = "failed"
+	OperatorListDeliveriesParamsStatusPending   OperatorListDeliveriesParamsStatus = "pending"
+	OperatorListDeliveriesParamsStatusSucceeded OperatorListDeliveriesParamsStatus = "succeeded"
+)
+
+// Valid indicates whether the value is a known member of the OperatorListDeliveriesParamsStatus enum.
+func (e OperatorListDeliveriesParamsStatus) Valid() bool {
+	switch e {
+	case OperatorListDeliveriesParamsStatusFailed:
+		return true
+	case OperatorListDeliveriesParamsStatusPending:
+		return true
+	case OperatorListDeliveriesParamsStatusSucceeded:
 		return true
 	default:
 		return false
@@ -227,13 +1436,28 @@ func (e OperatorRetryDelivery202JSONResponseBodyObject) Valid() bool {
 
 // Defines values for OperatorRetryDelivery202JSONResponseBodyRetried.
 const (
-	True OperatorRetryDelivery202JSONResponseBodyRetried = true
+	OperatorRetryDelivery202JSONResponseBodyRetriedTrue OperatorRetryDelivery202JSONResponseBodyRetried = true
 )
 
 // Valid indicates whether the value is a known member of the OperatorRetryDelivery202JSONResponseBodyRetried enum.
 func (e OperatorRetryDelivery202JSONResponseBodyRetried) Valid() bool {
 	switch e {
-	case True:
+	case OperatorRetryDelivery202JSONResponseBodyRetriedTrue:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for OperatorListFailingEndpointsParamsFailing.
+const (
+	OperatorListFailingEndpointsParamsFailingTrue OperatorListFailingEndpointsParamsFailing = "true"
+)
+
+// Valid indicates whether the value is a known member of the OperatorListFailingEndpointsParamsFailing enum.
+func (e OperatorListFailingEndpointsParamsFailing) Valid() bool {
+	switch e {
+	case OperatorListFailingEndpointsParamsFailingTrue:
 		return true
 	default:
 		return false
@@ -270,13 +1494,103 @@ func (e OperatorEnableEndpoint200JSONResponseBodyStatus) Valid() bool {
 	}
 }
 
+// Defines values for CreateWebhookEndpointJSONBodySignatureScheme.
+const (
+	CreateWebhookEndpointJSONBodySignatureSchemeEd25519 CreateWebhookEndpointJSONBodySignatureScheme = "ed25519"
+	CreateWebhookEndpointJSONBodySignatureSchemeHmac    CreateWebhookEndpointJSONBodySignatureScheme = "hmac"
+)
+
+// Valid indicates whether the value is a known member of the CreateWebhookEndpointJSONBodySignatureScheme enum.
+func (e CreateWebhookEndpointJSONBodySignatureScheme) Valid() bool {
+	switch e {
+	case CreateWebhookEndpointJSONBodySignatureSchemeEd25519:
+		return true
+	case CreateWebhookEndpointJSONBodySignatureSchemeHmac:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CreateWebhookEndpointJSONBodyType.
+const (
+	CreateWebhookEndpointJSONBodyTypeDiscord CreateWebhookEndpointJSONBodyType = "discord"
+	CreateWebhookEndpointJSONBodyTypeSlack   CreateWebhookEndpointJSONBodyType = "slack"
+	CreateWebhookEndpointJSONBodyTypeWebhook CreateWebhookEndpointJSONBodyType = "webhook"
+)
+
+// Valid indicates whether the value is a known member of the CreateWebhookEndpointJSONBodyType enum.
+func (e CreateWebhookEndpointJSONBodyType) Valid() bool {
+	switch e {
+	case CreateWebhookEndpointJSONBodyTypeDiscord:
+		return true
+	case CreateWebhookEndpointJSONBodyTypeSlack:
+		return true
+	case CreateWebhookEndpointJSONBodyTypeWebhook:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for DeleteWebhookEndpoint200JSONResponseBodyDeleted.
+const (
+	DeleteWebhookEndpoint200JSONResponseBodyDeletedTrue DeleteWebhookEndpoint200JSONResponseBodyDeleted = true
+)
+
+// Valid indicates whether the value is a known member of the DeleteWebhookEndpoint200JSONResponseBodyDeleted enum.
+func (e DeleteWebhookEndpoint200JSONResponseBodyDeleted) Valid() bool {
+	switch e {
+	case DeleteWebhookEndpoint200JSONResponseBodyDeletedTrue:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for DeleteWebhookEndpoint200JSONResponseBodyObject.
+const (
+	DeleteWebhookEndpoint200JSONResponseBodyObjectWebhookEndpoint DeleteWebhookEndpoint200JSONResponseBodyObject = "webhook_endpoint"
+)
+
+// Valid indicates whether the value is a known member of the DeleteWebhookEndpoint200JSONResponseBodyObject enum.
+func (e DeleteWebhookEndpoint200JSONResponseBodyObject) Valid() bool {
+	switch e {
+	case DeleteWebhookEndpoint200JSONResponseBodyObjectWebhookEndpoint:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for UpdateWebhookEndpointJSONBodyStatus.
+const (
+	UpdateWebhookEndpointJSONBodyStatusDisabled UpdateWebhookEndpointJSONBodyStatus = "disabled"
+	UpdateWebhookEndpointJSONBodyStatusEnabled  UpdateWebhookEndpointJSONBodyStatus = "enabled"
+)
+
+// Valid indicates whether the value is a known member of the UpdateWebhookEndpointJSONBodyStatus enum.
+func (e UpdateWebhookEndpointJSONBodyStatus) Valid() bool {
+	switch e {
+	case UpdateWebhookEndpointJSONBodyStatusDisabled:
+		return true
+	case UpdateWebhookEndpointJSONBodyStatusEnabled:
+		return true
+	default:
+		return false
+	}
+}
+
 // Account defines model for Account.
 type Account struct {
-	Id            string      `json:"id"`
-	Name          string      `json:"name"`
-	Object        interface{} `json:"object"`
-	WebhookSecret string      `json:"webhook_secret"`
+	Id            string        `json:"id"`
+	Name          string        `json:"name"`
+	Object        AccountObject `json:"object"`
+	WebhookSecret string        `json:"webhook_secret"`
 }
+
+// AccountObject defines model for Account.Object.
+type AccountObject string
 
 // AmountInput Minor units, as a string of digits or a non-negative integer.
 type AmountInput struct {
@@ -307,19 +1621,28 @@ type Checkout struct {
 	} `json:"customer_details"`
 
 	// ExpiryAt Unix seconds.
-	ExpiryAt               int               `json:"expiry_at"`
-	Id                     string            `json:"id"`
-	InvoiceCurrency        string            `json:"invoice_currency"`
-	Livemode               bool              `json:"livemode"`
-	Metadata               map[string]string `json:"metadata"`
-	Object                 interface{}       `json:"object"`
-	Payin                  string            `json:"payin"`
-	PaymentStatus          interface{}       `json:"payment_status"`
-	ReferenceId            *string           `json:"reference_id"`
-	Status                 interface{}       `json:"status"`
-	TransactionDescription *string           `json:"transaction_description"`
-	WebhookUrl             *string           `json:"webhook_url"`
+	ExpiryAt               int                   `json:"expiry_at"`
+	Id                     string                `json:"id"`
+	InvoiceCurrency        string                `json:"invoice_currency"`
+	Livemode               bool                  `json:"livemode"`
+	Metadata               map[string]string     `json:"metadata"`
+	Object                 CheckoutObject        `json:"object"`
+	Payin                  string                `json:"payin"`
+	PaymentStatus          CheckoutPaymentStatus `json:"payment_status"`
+	ReferenceId            *string               `json:"reference_id"`
+	Status                 CheckoutStatus        `json:"status"`
+	TransactionDescription *string               `json:"transaction_description"`
+	WebhookUrl             *string               `json:"webhook_url"`
 }
+
+// CheckoutObject defines model for Checkout.Object.
+type CheckoutObject string
+
+// CheckoutPaymentStatus defines model for Checkout.PaymentStatus.
+type CheckoutPaymentStatus string
+
+// CheckoutStatus defines model for Checkout.Status.
+type CheckoutStatus string
 
 // CheckoutCreate defines model for CheckoutCreate.
 type CheckoutCreate struct {
@@ -373,27 +1696,45 @@ type CheckoutCreatedEvent struct {
 		} `json:"customer_details"`
 
 		// ExpiryAt Unix seconds.
-		ExpiryAt               int               `json:"expiry_at"`
-		Id                     string            `json:"id"`
-		InvoiceCurrency        string            `json:"invoice_currency"`
-		Livemode               bool              `json:"livemode"`
-		Metadata               map[string]string `json:"metadata"`
-		Object                 interface{}       `json:"object"`
-		Payin                  string            `json:"payin"`
-		PaymentStatus          interface{}       `json:"payment_status"`
-		ReferenceId            *string           `json:"reference_id"`
-		Status                 interface{}       `json:"status"`
-		TransactionDescription *string           `json:"transaction_description"`
-		WebhookUrl             *string           `json:"webhook_url"`
+		ExpiryAt               int                                   `json:"expiry_at"`
+		Id                     string                                `json:"id"`
+		InvoiceCurrency        string                                `json:"invoice_currency"`
+		Livemode               bool                                  `json:"livemode"`
+		Metadata               map[string]string                     `json:"metadata"`
+		Object                 CheckoutCreatedEventDataObject        `json:"object"`
+		Payin                  string                                `json:"payin"`
+		PaymentStatus          CheckoutCreatedEventDataPaymentStatus `json:"payment_status"`
+		ReferenceId            *string                               `json:"reference_id"`
+		Status                 CheckoutCreatedEventDataStatus        `json:"status"`
+		TransactionDescription *string                               `json:"transaction_description"`
+		WebhookUrl             *string                               `json:"webhook_url"`
 	} `json:"data"`
 
 	// Example Present, and true, only on a test event made by POST /v1/webhook_endpoints/{id}/send_test_event from this schema's example: its objects are made up. Absent on every real event.
-	Example  interface{} `json:"example,omitempty"`
-	Id       string      `json:"id"`
-	Livemode bool        `json:"livemode"`
-	Object   interface{} `json:"object"`
-	Type     interface{} `json:"type"`
+	Example  *CheckoutCreatedEventExample `json:"example,omitempty"`
+	Id       string                       `json:"id"`
+	Livemode bool                         `json:"livemode"`
+	Object   CheckoutCreatedEventObject   `json:"object"`
+	Type     CheckoutCreatedEventType     `json:"type"`
 }
+
+// CheckoutCreatedEventDataObject defines model for CheckoutCreatedEvent.Data.Object.
+type CheckoutCreatedEventDataObject string
+
+// CheckoutCreatedEventDataPaymentStatus defines model for CheckoutCreatedEvent.Data.PaymentStatus.
+type CheckoutCreatedEventDataPaymentStatus string
+
+// CheckoutCreatedEventDataStatus defines model for CheckoutCreatedEvent.Data.Status.
+type CheckoutCreatedEventDataStatus string
+
+// CheckoutCreatedEventExample Present, and true, only on a test event made by POST /v1/webhook_endpoints/{id}/send_test_event from this schema's example: its objects are made up. Absent on every real event.
+type CheckoutCreatedEventExample bool
+
+// CheckoutCreatedEventObject defines model for CheckoutCreatedEvent.Object.
+type CheckoutCreatedEventObject string
+
+// CheckoutCreatedEventType defines model for CheckoutCreatedEvent.Type.
+type CheckoutCreatedEventType string
 
 // CheckoutExpiredEvent The envelope of a checkout.expired event; data is the checkout as it was when the event happened.
 //
@@ -418,27 +1759,45 @@ type CheckoutExpiredEvent struct {
 		} `json:"customer_details"`
 
 		// ExpiryAt Unix seconds.
-		ExpiryAt               int               `json:"expiry_at"`
-		Id                     string            `json:"id"`
-		InvoiceCurrency        string            `json:"invoice_currency"`
-		Livemode               bool              `json:"livemode"`
-		Metadata               map[string]string `json:"metadata"`
-		Object                 interface{}       `json:"object"`
-		Payin                  string            `json:"payin"`
-		PaymentStatus          interface{}       `json:"payment_status"`
-		ReferenceId            *string           `json:"reference_id"`
-		Status                 interface{}       `json:"status"`
-		TransactionDescription *string           `json:"transaction_description"`
-		WebhookUrl             *string           `json:"webhook_url"`
+		ExpiryAt               int                                   `json:"expiry_at"`
+		Id                     string                                `json:"id"`
+		InvoiceCurrency        string                                `json:"invoice_currency"`
+		Livemode               bool                                  `json:"livemode"`
+		Metadata               map[string]string                     `json:"metadata"`
+		Object                 CheckoutExpiredEventDataObject        `json:"object"`
+		Payin                  string                                `json:"payin"`
+		PaymentStatus          CheckoutExpiredEventDataPaymentStatus `json:"payment_status"`
+		ReferenceId            *string                               `json:"reference_id"`
+		Status                 CheckoutExpiredEventDataStatus        `json:"status"`
+		TransactionDescription *string                               `json:"transaction_description"`
+		WebhookUrl             *string                               `json:"webhook_url"`
 	} `json:"data"`
 
 	// Example Present, and true, only on a test event made by POST /v1/webhook_endpoints/{id}/send_test_event from this schema's example: its objects are made up. Absent on every real event.
-	Example  interface{} `json:"example,omitempty"`
-	Id       string      `json:"id"`
-	Livemode bool        `json:"livemode"`
-	Object   interface{} `json:"object"`
-	Type     interface{} `json:"type"`
+	Example  *CheckoutExpiredEventExample `json:"example,omitempty"`
+	Id       string                       `json:"id"`
+	Livemode bool                         `json:"livemode"`
+	Object   CheckoutExpiredEventObject   `json:"object"`
+	Type     CheckoutExpiredEventType     `json:"type"`
 }
+
+// CheckoutExpiredEventDataObject defines model for CheckoutExpiredEvent.Data.Object.
+type CheckoutExpiredEventDataObject string
+
+// CheckoutExpiredEventDataPaymentStatus defines model for CheckoutExpiredEvent.Data.PaymentStatus.
+type CheckoutExpiredEventDataPaymentStatus string
+
+// CheckoutExpiredEventDataStatus defines model for CheckoutExpiredEvent.Data.Status.
+type CheckoutExpiredEventDataStatus string
+
+// CheckoutExpiredEventExample Present, and true, only on a test event made by POST /v1/webhook_endpoints/{id}/send_test_event from this schema's example: its objects are made up. Absent on every real event.
+type CheckoutExpiredEventExample bool
+
+// CheckoutExpiredEventObject defines model for CheckoutExpiredEvent.Object.
+type CheckoutExpiredEventObject string
+
+// CheckoutExpiredEventType defines model for CheckoutExpiredEvent.Type.
+type CheckoutExpiredEventType string
 
 // CheckoutFailedEvent The envelope of a checkout.failed event; data is the checkout as it was when the event happened.
 //
@@ -463,27 +1822,45 @@ type CheckoutFailedEvent struct {
 		} `json:"customer_details"`
 
 		// ExpiryAt Unix seconds.
-		ExpiryAt               int               `json:"expiry_at"`
-		Id                     string            `json:"id"`
-		InvoiceCurrency        string            `json:"invoice_currency"`
-		Livemode               bool              `json:"livemode"`
-		Metadata               map[string]string `json:"metadata"`
-		Object                 interface{}       `json:"object"`
-		Payin                  string            `json:"payin"`
-		PaymentStatus          interface{}       `json:"payment_status"`
-		ReferenceId            *string           `json:"reference_id"`
-		Status                 interface{}       `json:"status"`
-		TransactionDescription *string           `json:"transaction_description"`
-		WebhookUrl             *string           `json:"webhook_url"`
+		ExpiryAt               int                                  `json:"expiry_at"`
+		Id                     string                               `json:"id"`
+		InvoiceCurrency        string                               `json:"invoice_currency"`
+		Livemode               bool                                 `json:"livemode"`
+		Metadata               map[string]string                    `json:"metadata"`
+		Object                 CheckoutFailedEventDataObject        `json:"object"`
+		Payin                  string                               `json:"payin"`
+		PaymentStatus          CheckoutFailedEventDataPaymentStatus `json:"payment_status"`
+		ReferenceId            *string                              `json:"reference_id"`
+		Status                 CheckoutFailedEventDataStatus        `json:"status"`
+		TransactionDescription *string                              `json:"transaction_description"`
+		WebhookUrl             *string                              `json:"webhook_url"`
 	} `json:"data"`
 
 	// Example Present, and true, only on a test event made by POST /v1/webhook_endpoints/{id}/send_test_event from this schema's example: its objects are made up. Absent on every real event.
-	Example  interface{} `json:"example,omitempty"`
-	Id       string      `json:"id"`
-	Livemode bool        `json:"livemode"`
-	Object   interface{} `json:"object"`
-	Type     interface{} `json:"type"`
+	Example  *CheckoutFailedEventExample `json:"example,omitempty"`
+	Id       string                      `json:"id"`
+	Livemode bool                        `json:"livemode"`
+	Object   CheckoutFailedEventObject   `json:"object"`
+	Type     CheckoutFailedEventType     `json:"type"`
 }
+
+// CheckoutFailedEventDataObject defines model for CheckoutFailedEvent.Data.Object.
+type CheckoutFailedEventDataObject string
+
+// CheckoutFailedEventDataPaymentStatus defines model for CheckoutFailedEvent.Data.PaymentStatus.
+type CheckoutFailedEventDataPaymentStatus string
+
+// CheckoutFailedEventDataStatus defines model for CheckoutFailedEvent.Data.Status.
+type CheckoutFailedEventDataStatus string
+
+// CheckoutFailedEventExample Present, and true, only on a test event made by POST /v1/webhook_endpoints/{id}/send_test_event from this schema's example: its objects are made up. Absent on every real event.
+type CheckoutFailedEventExample bool
+
+// CheckoutFailedEventObject defines model for CheckoutFailedEvent.Object.
+type CheckoutFailedEventObject string
+
+// CheckoutFailedEventType defines model for CheckoutFailedEvent.Type.
+type CheckoutFailedEventType string
 
 // CheckoutList A page of checkouts.
 type CheckoutList struct {
@@ -519,27 +1896,45 @@ type CheckoutPaidEvent struct {
 		} `json:"customer_details"`
 
 		// ExpiryAt Unix seconds.
-		ExpiryAt               int               `json:"expiry_at"`
-		Id                     string            `json:"id"`
-		InvoiceCurrency        string            `json:"invoice_currency"`
-		Livemode               bool              `json:"livemode"`
-		Metadata               map[string]string `json:"metadata"`
-		Object                 interface{}       `json:"object"`
-		Payin                  string            `json:"payin"`
-		PaymentStatus          interface{}       `json:"payment_status"`
-		ReferenceId            *string           `json:"reference_id"`
-		Status                 interface{}       `json:"status"`
-		TransactionDescription *string           `json:"transaction_description"`
-		WebhookUrl             *string           `json:"webhook_url"`
+		ExpiryAt               int                                `json:"expiry_at"`
+		Id                     string                             `json:"id"`
+		InvoiceCurrency        string                             `json:"invoice_currency"`
+		Livemode               bool                               `json:"livemode"`
+		Metadata               map[string]string                  `json:"metadata"`
+		Object                 CheckoutPaidEventDataObject        `json:"object"`
+		Payin                  string                             `json:"payin"`
+		PaymentStatus          CheckoutPaidEventDataPaymentStatus `json:"payment_status"`
+		ReferenceId            *string                            `json:"reference_id"`
+		Status                 CheckoutPaidEventDataStatus        `json:"status"`
+		TransactionDescription *string                            `json:"transaction_description"`
+		WebhookUrl             *string                            `json:"webhook_url"`
 	} `json:"data"`
 
 	// Example Present, and true, only on a test event made by POST /v1/webhook_endpoints/{id}/send_test_event from this schema's example: its objects are made up. Absent on every real event.
-	Example  interface{} `json:"example,omitempty"`
-	Id       string      `json:"id"`
-	Livemode bool        `json:"livemode"`
-	Object   interface{} `json:"object"`
-	Type     interface{} `json:"type"`
+	Example  *CheckoutPaidEventExample `json:"example,omitempty"`
+	Id       string                    `json:"id"`
+	Livemode bool                      `json:"livemode"`
+	Object   CheckoutPaidEventObject   `json:"object"`
+	Type     CheckoutPaidEventType     `json:"type"`
 }
+
+// CheckoutPaidEventDataObject defines model for CheckoutPaidEvent.Data.Object.
+type CheckoutPaidEventDataObject string
+
+// CheckoutPaidEventDataPaymentStatus defines model for CheckoutPaidEvent.Data.PaymentStatus.
+type CheckoutPaidEventDataPaymentStatus string
+
+// CheckoutPaidEventDataStatus defines model for CheckoutPaidEvent.Data.Status.
+type CheckoutPaidEventDataStatus string
+
+// CheckoutPaidEventExample Present, and true, only on a test event made by POST /v1/webhook_endpoints/{id}/send_test_event from this schema's example: its objects are made up. Absent on every real event.
+type CheckoutPaidEventExample bool
+
+// CheckoutPaidEventObject defines model for CheckoutPaidEvent.Object.
+type CheckoutPaidEventObject string
+
+// CheckoutPaidEventType defines model for CheckoutPaidEvent.Type.
+type CheckoutPaidEventType string
 
 // Delivery defines model for Delivery.
 type Delivery struct {
@@ -564,11 +1959,17 @@ type Delivery struct {
 	Livemode       bool    `json:"livemode"`
 
 	// NextAttemptAt Unix seconds; null unless a retry is scheduled
-	NextAttemptAt *int        `json:"next_attempt_at"`
-	Object        interface{} `json:"object"`
-	Status        interface{} `json:"status"`
-	Url           string      `json:"url"`
+	NextAttemptAt *int           `json:"next_attempt_at"`
+	Object        DeliveryObject `json:"object"`
+	Status        DeliveryStatus `json:"status"`
+	Url           string         `json:"url"`
 }
+
+// DeliveryObject defines model for Delivery.Object.
+type DeliveryObject string
+
+// DeliveryStatus defines model for Delivery.Status.
+type DeliveryStatus string
 
 // DeliveryList A page of deliveries (without attempts).
 type DeliveryList struct {
@@ -584,12 +1985,15 @@ type DeliveryListObject string
 // ErrorBody defines model for ErrorBody.
 type ErrorBody struct {
 	Error struct {
-		Code    string      `json:"code"`
-		Message string      `json:"message"`
-		Param   *string     `json:"param"`
-		Type    interface{} `json:"type"`
+		Code    string             `json:"code"`
+		Message string             `json:"message"`
+		Param   *string            `json:"param"`
+		Type    ErrorBodyErrorType `json:"type"`
 	} `json:"error"`
 }
+
+// ErrorBodyErrorType defines model for ErrorBody.Error.Type.
+type ErrorBodyErrorType string
 
 // Event An event envelope, as delivered: one of the catalog's types (schema/events/<type>.json), told apart by type.
 type Event struct {
@@ -611,10 +2015,13 @@ type EventListObject string
 type EventType struct {
 	DefaultEnabled bool                   `json:"default_enabled"`
 	Description    string                 `json:"description"`
-	Object         interface{}            `json:"object"`
+	Object         EventTypeObject        `json:"object"`
 	Schema         map[string]interface{} `json:"schema"`
 	Type           string                 `json:"type"`
 }
+
+// EventTypeObject defines model for EventType.Object.
+type EventTypeObject string
 
 // EventTypeList A page of the event catalog.
 type EventTypeList struct {
@@ -727,17 +2134,23 @@ type PaymentAttempt struct {
 	Checkout string `json:"checkout"`
 
 	// CreatedAt Unix seconds.
-	CreatedAt      int         `json:"created_at"`
-	Currency       string      `json:"currency"`
-	FailureCode    *string     `json:"failure_code"`
-	FailureMessage *string     `json:"failure_message"`
-	Id             string      `json:"id"`
-	Livemode       bool        `json:"livemode"`
-	Object         interface{} `json:"object"`
-	Payin          string      `json:"payin"`
-	PaymentMethod  string      `json:"payment_method"`
-	Status         interface{} `json:"status"`
+	CreatedAt      int                  `json:"created_at"`
+	Currency       string               `json:"currency"`
+	FailureCode    *string              `json:"failure_code"`
+	FailureMessage *string              `json:"failure_message"`
+	Id             string               `json:"id"`
+	Livemode       bool                 `json:"livemode"`
+	Object         PaymentAttemptObject `json:"object"`
+	Payin          string               `json:"payin"`
+	PaymentMethod  string               `json:"payment_method"`
+	Status         PaymentAttemptStatus `json:"status"`
 }
+
+// PaymentAttemptObject defines model for PaymentAttempt.Object.
+type PaymentAttemptObject string
+
+// PaymentAttemptStatus defines model for PaymentAttempt.Status.
+type PaymentAttemptStatus string
 
 // PaymentAttemptCreatedEvent The envelope of a payment_attempt.created event; data is the payment_attempt as it was when the event happened.
 //
@@ -751,25 +2164,40 @@ type PaymentAttemptCreatedEvent struct {
 		Checkout string `json:"checkout"`
 
 		// CreatedAt Unix seconds.
-		CreatedAt      int         `json:"created_at"`
-		Currency       string      `json:"currency"`
-		FailureCode    *string     `json:"failure_code"`
-		FailureMessage *string     `json:"failure_message"`
-		Id             string      `json:"id"`
-		Livemode       bool        `json:"livemode"`
-		Object         interface{} `json:"object"`
-		Payin          string      `json:"payin"`
-		PaymentMethod  string      `json:"payment_method"`
-		Status         interface{} `json:"status"`
+		CreatedAt      int                                  `json:"created_at"`
+		Currency       string                               `json:"currency"`
+		FailureCode    *string                              `json:"failure_code"`
+		FailureMessage *string                              `json:"failure_message"`
+		Id             string                               `json:"id"`
+		Livemode       bool                                 `json:"livemode"`
+		Object         PaymentAttemptCreatedEventDataObject `json:"object"`
+		Payin          string                               `json:"payin"`
+		PaymentMethod  string                               `json:"payment_method"`
+		Status         PaymentAttemptCreatedEventDataStatus `json:"status"`
 	} `json:"data"`
 
 	// Example Present, and true, only on a test event made by POST /v1/webhook_endpoints/{id}/send_test_event from this schema's example: its objects are made up. Absent on every real event.
-	Example  interface{} `json:"example,omitempty"`
-	Id       string      `json:"id"`
-	Livemode bool        `json:"livemode"`
-	Object   interface{} `json:"object"`
-	Type     interface{} `json:"type"`
+	Example  *PaymentAttemptCreatedEventExample `json:"example,omitempty"`
+	Id       string                             `json:"id"`
+	Livemode bool                               `json:"livemode"`
+	Object   PaymentAttemptCreatedEventObject   `json:"object"`
+	Type     PaymentAttemptCreatedEventType     `json:"type"`
 }
+
+// PaymentAttemptCreatedEventDataObject defines model for PaymentAttemptCreatedEvent.Data.Object.
+type PaymentAttemptCreatedEventDataObject string
+
+// PaymentAttemptCreatedEventDataStatus defines model for PaymentAttemptCreatedEvent.Data.Status.
+type PaymentAttemptCreatedEventDataStatus string
+
+// PaymentAttemptCreatedEventExample Present, and true, only on a test event made by POST /v1/webhook_endpoints/{id}/send_test_event from this schema's example: its objects are made up. Absent on every real event.
+type PaymentAttemptCreatedEventExample bool
+
+// PaymentAttemptCreatedEventObject defines model for PaymentAttemptCreatedEvent.Object.
+type PaymentAttemptCreatedEventObject string
+
+// PaymentAttemptCreatedEventType defines model for PaymentAttemptCreatedEvent.Type.
+type PaymentAttemptCreatedEventType string
 
 // PaymentAttemptFailedEvent The envelope of a payment_attempt.failed event; data is the payment_attempt as it was when the event happened.
 //
@@ -783,25 +2211,40 @@ type PaymentAttemptFailedEvent struct {
 		Checkout string `json:"checkout"`
 
 		// CreatedAt Unix seconds.
-		CreatedAt      int         `json:"created_at"`
-		Currency       string      `json:"currency"`
-		FailureCode    *string     `json:"failure_code"`
-		FailureMessage *string     `json:"failure_message"`
-		Id             string      `json:"id"`
-		Livemode       bool        `json:"livemode"`
-		Object         interface{} `json:"object"`
-		Payin          string      `json:"payin"`
-		PaymentMethod  string      `json:"payment_method"`
-		Status         interface{} `json:"status"`
+		CreatedAt      int                                 `json:"created_at"`
+		Currency       string                              `json:"currency"`
+		FailureCode    *string                             `json:"failure_code"`
+		FailureMessage *string                             `json:"failure_message"`
+		Id             string                              `json:"id"`
+		Livemode       bool                                `json:"livemode"`
+		Object         PaymentAttemptFailedEventDataObject `json:"object"`
+		Payin          string                              `json:"payin"`
+		PaymentMethod  string                              `json:"payment_method"`
+		Status         PaymentAttemptFailedEventDataStatus `json:"status"`
 	} `json:"data"`
 
 	// Example Present, and true, only on a test event made by POST /v1/webhook_endpoints/{id}/send_test_event from this schema's example: its objects are made up. Absent on every real event.
-	Example  interface{} `json:"example,omitempty"`
-	Id       string      `json:"id"`
-	Livemode bool        `json:"livemode"`
-	Object   interface{} `json:"object"`
-	Type     interface{} `json:"type"`
+	Example  *PaymentAttemptFailedEventExample `json:"example,omitempty"`
+	Id       string                            `json:"id"`
+	Livemode bool                              `json:"livemode"`
+	Object   PaymentAttemptFailedEventObject   `json:"object"`
+	Type     PaymentAttemptFailedEventType     `json:"type"`
 }
+
+// PaymentAttemptFailedEventDataObject defines model for PaymentAttemptFailedEvent.Data.Object.
+type PaymentAttemptFailedEventDataObject string
+
+// PaymentAttemptFailedEventDataStatus defines model for PaymentAttemptFailedEvent.Data.Status.
+type PaymentAttemptFailedEventDataStatus string
+
+// PaymentAttemptFailedEventExample Present, and true, only on a test event made by POST /v1/webhook_endpoints/{id}/send_test_event from this schema's example: its objects are made up. Absent on every real event.
+type PaymentAttemptFailedEventExample bool
+
+// PaymentAttemptFailedEventObject defines model for PaymentAttemptFailedEvent.Object.
+type PaymentAttemptFailedEventObject string
+
+// PaymentAttemptFailedEventType defines model for PaymentAttemptFailedEvent.Type.
+type PaymentAttemptFailedEventType string
 
 // PaymentAttemptProcessingEvent The envelope of a payment_attempt.processing event; data is the payment_attempt as it was when the event happened.
 //
@@ -815,25 +2258,40 @@ type PaymentAttemptProcessingEvent struct {
 		Checkout string `json:"checkout"`
 
 		// CreatedAt Unix seconds.
-		CreatedAt      int         `json:"created_at"`
-		Currency       string      `json:"currency"`
-		FailureCode    *string     `json:"failure_code"`
-		FailureMessage *string     `json:"failure_message"`
-		Id             string      `json:"id"`
-		Livemode       bool        `json:"livemode"`
-		Object         interface{} `json:"object"`
-		Payin          string      `json:"payin"`
-		PaymentMethod  string      `json:"payment_method"`
-		Status         interface{} `json:"status"`
+		CreatedAt      int                                     `json:"created_at"`
+		Currency       string                                  `json:"currency"`
+		FailureCode    *string                                 `json:"failure_code"`
+		FailureMessage *string                                 `json:"failure_message"`
+		Id             string                                  `json:"id"`
+		Livemode       bool                                    `json:"livemode"`
+		Object         PaymentAttemptProcessingEventDataObject `json:"object"`
+		Payin          string                                  `json:"payin"`
+		PaymentMethod  string                                  `json:"payment_method"`
+		Status         PaymentAttemptProcessingEventDataStatus `json:"status"`
 	} `json:"data"`
 
 	// Example Present, and true, only on a test event made by POST /v1/webhook_endpoints/{id}/send_test_event from this schema's example: its objects are made up. Absent on every real event.
-	Example  interface{} `json:"example,omitempty"`
-	Id       string      `json:"id"`
-	Livemode bool        `json:"livemode"`
-	Object   interface{} `json:"object"`
-	Type     interface{} `json:"type"`
+	Example  *PaymentAttemptProcessingEventExample `json:"example,omitempty"`
+	Id       string                                `json:"id"`
+	Livemode bool                                  `json:"livemode"`
+	Object   PaymentAttemptProcessingEventObject   `json:"object"`
+	Type     PaymentAttemptProcessingEventType     `json:"type"`
 }
+
+// PaymentAttemptProcessingEventDataObject defines model for PaymentAttemptProcessingEvent.Data.Object.
+type PaymentAttemptProcessingEventDataObject string
+
+// PaymentAttemptProcessingEventDataStatus defines model for PaymentAttemptProcessingEvent.Data.Status.
+type PaymentAttemptProcessingEventDataStatus string
+
+// PaymentAttemptProcessingEventExample Present, and true, only on a test event made by POST /v1/webhook_endpoints/{id}/send_test_event from this schema's example: its objects are made up. Absent on every real event.
+type PaymentAttemptProcessingEventExample bool
+
+// PaymentAttemptProcessingEventObject defines model for PaymentAttemptProcessingEvent.Object.
+type PaymentAttemptProcessingEventObject string
+
+// PaymentAttemptProcessingEventType defines model for PaymentAttemptProcessingEvent.Type.
+type PaymentAttemptProcessingEventType string
 
 // PaymentAttemptSucceededEvent The envelope of a payment_attempt.succeeded event; data is the payment_attempt as it was when the event happened.
 //
@@ -847,25 +2305,40 @@ type PaymentAttemptSucceededEvent struct {
 		Checkout string `json:"checkout"`
 
 		// CreatedAt Unix seconds.
-		CreatedAt      int         `json:"created_at"`
-		Currency       string      `json:"currency"`
-		FailureCode    *string     `json:"failure_code"`
-		FailureMessage *string     `json:"failure_message"`
-		Id             string      `json:"id"`
-		Livemode       bool        `json:"livemode"`
-		Object         interface{} `json:"object"`
-		Payin          string      `json:"payin"`
-		PaymentMethod  string      `json:"payment_method"`
-		Status         interface{} `json:"status"`
+		CreatedAt      int                                    `json:"created_at"`
+		Currency       string                                 `json:"currency"`
+		FailureCode    *string                                `json:"failure_code"`
+		FailureMessage *string                                `json:"failure_message"`
+		Id             string                                 `json:"id"`
+		Livemode       bool                                   `json:"livemode"`
+		Object         PaymentAttemptSucceededEventDataObject `json:"object"`
+		Payin          string                                 `json:"payin"`
+		PaymentMethod  string                                 `json:"payment_method"`
+		Status         PaymentAttemptSucceededEventDataStatus `json:"status"`
 	} `json:"data"`
 
 	// Example Present, and true, only on a test event made by POST /v1/webhook_endpoints/{id}/send_test_event from this schema's example: its objects are made up. Absent on every real event.
-	Example  interface{} `json:"example,omitempty"`
-	Id       string      `json:"id"`
-	Livemode bool        `json:"livemode"`
-	Object   interface{} `json:"object"`
-	Type     interface{} `json:"type"`
+	Example  *PaymentAttemptSucceededEventExample `json:"example,omitempty"`
+	Id       string                               `json:"id"`
+	Livemode bool                                 `json:"livemode"`
+	Object   PaymentAttemptSucceededEventObject   `json:"object"`
+	Type     PaymentAttemptSucceededEventType     `json:"type"`
 }
+
+// PaymentAttemptSucceededEventDataObject defines model for PaymentAttemptSucceededEvent.Data.Object.
+type PaymentAttemptSucceededEventDataObject string
+
+// PaymentAttemptSucceededEventDataStatus defines model for PaymentAttemptSucceededEvent.Data.Status.
+type PaymentAttemptSucceededEventDataStatus string
+
+// PaymentAttemptSucceededEventExample Present, and true, only on a test event made by POST /v1/webhook_endpoints/{id}/send_test_event from this schema's example: its objects are made up. Absent on every real event.
+type PaymentAttemptSucceededEventExample bool
+
+// PaymentAttemptSucceededEventObject defines model for PaymentAttemptSucceededEvent.Object.
+type PaymentAttemptSucceededEventObject string
+
+// PaymentAttemptSucceededEventType defines model for PaymentAttemptSucceededEvent.Type.
+type PaymentAttemptSucceededEventType string
 
 // RecoverRequest defines model for RecoverRequest.
 type RecoverRequest struct {
@@ -891,17 +2364,17 @@ type Recovery struct {
 // WebhookEndpoint defines model for WebhookEndpoint.
 type WebhookEndpoint struct {
 	// CreatedAt Unix seconds.
-	CreatedAt      int         `json:"created_at"`
-	Description    *string     `json:"description"`
-	DisabledReason interface{} `json:"disabled_reason"`
-	DisplayName    *string     `json:"display_name"`
-	EnabledEvents  []string    `json:"enabled_events"`
+	CreatedAt      int                            `json:"created_at"`
+	Description    *string                        `json:"description"`
+	DisabledReason *WebhookEndpointDisabledReason `json:"disabled_reason"`
+	DisplayName    *string                        `json:"display_name"`
+	EnabledEvents  []string                       `json:"enabled_events"`
 
 	// Headers Custom request headers sent with every attempt; an authorization value is shown masked ("Bearer ****abcd").
-	Headers  map[string]string `json:"headers"`
-	Id       string            `json:"id"`
-	Livemode bool              `json:"livemode"`
-	Object   interface{}       `json:"object"`
+	Headers  map[string]string     `json:"headers"`
+	Id       string                `json:"id"`
+	Livemode bool                  `json:"livemode"`
+	Object   WebhookEndpointObject `json:"object"`
 
 	// PublicKey An ed25519 endpoint's public key (whpk_ and the base64 of 32 bytes), only in the responses that create or rotate it; the private key never leaves hookline.
 	PublicKey *string `json:"public_key,omitempty"`
@@ -913,11 +2386,26 @@ type WebhookEndpoint struct {
 	Secret *string `json:"secret,omitempty"`
 
 	// SignatureScheme hmac: Standard Webhooks v1 signatures with a shared secret. ed25519: v1a signatures, verified with public_key.
-	SignatureScheme interface{} `json:"signature_scheme"`
-	Status          interface{} `json:"status"`
-	Type            interface{} `json:"type"`
-	Url             string      `json:"url"`
+	SignatureScheme WebhookEndpointSignatureScheme `json:"signature_scheme"`
+	Status          WebhookEndpointStatus          `json:"status"`
+	Type            WebhookEndpointType            `json:"type"`
+	Url             string                         `json:"url"`
 }
+
+// WebhookEndpointDisabledReason defines model for WebhookEndpoint.DisabledReason.
+type WebhookEndpointDisabledReason string
+
+// WebhookEndpointObject defines model for WebhookEndpoint.Object.
+type WebhookEndpointObject string
+
+// WebhookEndpointSignatureScheme hmac: Standard Webhooks v1 signatures with a shared secret. ed25519: v1a signatures, verified with public_key.
+type WebhookEndpointSignatureScheme string
+
+// WebhookEndpointStatus defines model for WebhookEndpoint.Status.
+type WebhookEndpointStatus string
+
+// WebhookEndpointType defines model for WebhookEndpoint.Type.
+type WebhookEndpointType string
 
 // WebhookEndpointDisabledEvent The envelope of a webhook_endpoint.disabled event; data is the webhook_endpoint as it was when the event happened.
 //
@@ -927,17 +2415,17 @@ type WebhookEndpointDisabledEvent struct {
 	CreatedAt int `json:"created_at"`
 	Data      struct {
 		// CreatedAt Unix seconds.
-		CreatedAt      int         `json:"created_at"`
-		Description    *string     `json:"description"`
-		DisabledReason interface{} `json:"disabled_reason"`
-		DisplayName    *string     `json:"display_name"`
-		EnabledEvents  []string    `json:"enabled_events"`
+		CreatedAt      int                                             `json:"created_at"`
+		Description    *string                                         `json:"description"`
+		DisabledReason *WebhookEndpointDisabledEventDataDisabledReason `json:"disabled_reason"`
+		DisplayName    *string                                         `json:"display_name"`
+		EnabledEvents  []string                                        `json:"enabled_events"`
 
 		// Headers Custom request headers sent with every attempt; an authorization value is shown masked ("Bearer ****abcd").
-		Headers  map[string]string `json:"headers"`
-		Id       string            `json:"id"`
-		Livemode bool              `json:"livemode"`
-		Object   interface{}       `json:"object"`
+		Headers  map[string]string                      `json:"headers"`
+		Id       string                                 `json:"id"`
+		Livemode bool                                   `json:"livemode"`
+		Object   WebhookEndpointDisabledEventDataObject `json:"object"`
 
 		// PublicKey An ed25519 endpoint's public key (whpk_ and the base64 of 32 bytes), only in the responses that create or rotate it; the private key never leaves hookline.
 		PublicKey *string `json:"public_key,omitempty"`
@@ -949,19 +2437,43 @@ type WebhookEndpointDisabledEvent struct {
 		Secret *string `json:"secret,omitempty"`
 
 		// SignatureScheme hmac: Standard Webhooks v1 signatures with a shared secret. ed25519: v1a signatures, verified with public_key.
-		SignatureScheme interface{} `json:"signature_scheme"`
-		Status          interface{} `json:"status"`
-		Type            interface{} `json:"type"`
-		Url             string      `json:"url"`
+		SignatureScheme WebhookEndpointDisabledEventDataSignatureScheme `json:"signature_scheme"`
+		Status          WebhookEndpointDisabledEventDataStatus          `json:"status"`
+		Type            WebhookEndpointDisabledEventDataType            `json:"type"`
+		Url             string                                          `json:"url"`
 	} `json:"data"`
 
 	// Example Present, and true, only on a test event made by POST /v1/webhook_endpoints/{id}/send_test_event from this schema's example: its objects are made up. Absent on every real event.
-	Example  interface{} `json:"example,omitempty"`
-	Id       string      `json:"id"`
-	Livemode bool        `json:"livemode"`
-	Object   interface{} `json:"object"`
-	Type     interface{} `json:"type"`
+	Example  *WebhookEndpointDisabledEventExample `json:"example,omitempty"`
+	Id       string                               `json:"id"`
+	Livemode bool                                 `json:"livemode"`
+	Object   WebhookEndpointDisabledEventObject   `json:"object"`
+	Type     WebhookEndpointDisabledEventType     `json:"type"`
 }
+
+// WebhookEndpointDisabledEventDataDisabledReason defines model for WebhookEndpointDisabledEvent.Data.DisabledReason.
+type WebhookEndpointDisabledEventDataDisabledReason string
+
+// WebhookEndpointDisabledEventDataObject defines model for WebhookEndpointDisabledEvent.Data.Object.
+type WebhookEndpointDisabledEventDataObject string
+
+// WebhookEndpointDisabledEventDataSignatureScheme hmac: Standard Webhooks v1 signatures with a shared secret. ed25519: v1a signatures, verified with public_key.
+type WebhookEndpointDisabledEventDataSignatureScheme string
+
+// WebhookEndpointDisabledEventDataStatus defines model for WebhookEndpointDisabledEvent.Data.Status.
+type WebhookEndpointDisabledEventDataStatus string
+
+// WebhookEndpointDisabledEventDataType defines model for WebhookEndpointDisabledEvent.Data.Type.
+type WebhookEndpointDisabledEventDataType string
+
+// WebhookEndpointDisabledEventExample Present, and true, only on a test event made by POST /v1/webhook_endpoints/{id}/send_test_event from this schema's example: its objects are made up. Absent on every real event.
+type WebhookEndpointDisabledEventExample bool
+
+// WebhookEndpointDisabledEventObject defines model for WebhookEndpointDisabledEvent.Object.
+type WebhookEndpointDisabledEventObject string
+
+// WebhookEndpointDisabledEventType defines model for WebhookEndpointDisabledEvent.Type.
+type WebhookEndpointDisabledEventType string
 
 // WebhookEndpointList A page of webhook endpoints.
 type WebhookEndpointList struct {
@@ -1032,11 +2544,14 @@ type ListDeliveriesParams struct {
 	StartingAfter *StartingAfter `form:"starting_after,omitempty" json:"starting_after,omitempty"`
 
 	// EndingBefore The page of newer objects before this id
-	EndingBefore *EndingBefore `form:"ending_before,omitempty" json:"ending_before,omitempty"`
-	Event        *string       `form:"event,omitempty" json:"event,omitempty"`
-	Endpoint     *string       `form:"endpoint,omitempty" json:"endpoint,omitempty"`
-	Status       interface{}   `form:"status,omitempty" json:"status,omitempty"`
+	EndingBefore *EndingBefore               `form:"ending_before,omitempty" json:"ending_before,omitempty"`
+	Event        *string                     `form:"event,omitempty" json:"event,omitempty"`
+	Endpoint     *string                     `form:"endpoint,omitempty" json:"endpoint,omitempty"`
+	Status       *ListDeliveriesParamsStatus `form:"status,omitempty" json:"status,omitempty"`
 }
+
+// ListDeliveriesParamsStatus defines parameters for ListDeliveries.
+type ListDeliveriesParamsStatus string
 
 // ListEventTypesParams defines parameters for ListEventTypes.
 type ListEventTypesParams struct {
@@ -1074,9 +2589,12 @@ type StreamEventsParams struct {
 
 // OperatorListDeliveriesParams defines parameters for OperatorListDeliveries.
 type OperatorListDeliveriesParams struct {
-	Status interface{} `form:"status,omitempty" json:"status,omitempty"`
-	Limit  *int        `form:"limit,omitempty" json:"limit,omitempty"`
+	Status *OperatorListDeliveriesParamsStatus `form:"status,omitempty" json:"status,omitempty"`
+	Limit  *int                                `form:"limit,omitempty" json:"limit,omitempty"`
 }
+
+// OperatorListDeliveriesParamsStatus defines parameters for OperatorListDeliveries.
+type OperatorListDeliveriesParamsStatus string
 
 // OperatorRetryDelivery202JSONResponseBodyObject defines parameters for OperatorRetryDelivery.
 type OperatorRetryDelivery202JSONResponseBodyObject string
@@ -1086,9 +2604,12 @@ type OperatorRetryDelivery202JSONResponseBodyRetried bool
 
 // OperatorListFailingEndpointsParams defines parameters for OperatorListFailingEndpoints.
 type OperatorListFailingEndpointsParams struct {
-	Failing interface{} `form:"failing" json:"failing"`
-	Limit   *int        `form:"limit,omitempty" json:"limit,omitempty"`
+	Failing OperatorListFailingEndpointsParamsFailing `form:"failing" json:"failing"`
+	Limit   *int                                      `form:"limit,omitempty" json:"limit,omitempty"`
 }
+
+// OperatorListFailingEndpointsParamsFailing defines parameters for OperatorListFailingEndpoints.
+type OperatorListFailingEndpointsParamsFailing string
 
 // OperatorEnableEndpoint200JSONResponseBodyObject defines parameters for OperatorEnableEndpoint.
 type OperatorEnableEndpoint200JSONResponseBodyObject string
@@ -1130,14 +2651,26 @@ type CreateWebhookEndpointJSONBody struct {
 	RateLimit *int `json:"rate_limit,omitempty"`
 
 	// SignatureScheme hmac: Standard Webhooks v1 (HMAC-SHA256), the response carries the shared secret. ed25519: v1a (Ed25519) signatures, the response carries public_key (whpk_…) and hookline keeps the private key. Webhook endpoints only: chat endpoints refuse it (400).
-	SignatureScheme interface{} `json:"signature_scheme,omitempty"`
+	SignatureScheme *CreateWebhookEndpointJSONBodySignatureScheme `json:"signature_scheme,omitempty"`
 
 	// Type webhook (default): signed envelopes. discord and slack: unsigned chat messages (see the README); in production their URLs must be Discord or Slack webhook URLs.
-	Type interface{} `json:"type,omitempty"`
+	Type *CreateWebhookEndpointJSONBodyType `json:"type,omitempty"`
 
 	// Url http(s); in production https resolving to public addresses only
 	Url string `json:"url"`
 }
+
+// CreateWebhookEndpointJSONBodySignatureScheme defines parameters for CreateWebhookEndpoint.
+type CreateWebhookEndpointJSONBodySignatureScheme string
+
+// CreateWebhookEndpointJSONBodyType defines parameters for CreateWebhookEndpoint.
+type CreateWebhookEndpointJSONBodyType string
+
+// DeleteWebhookEndpoint200JSONResponseBodyDeleted defines parameters for DeleteWebhookEndpoint.
+type DeleteWebhookEndpoint200JSONResponseBodyDeleted bool
+
+// DeleteWebhookEndpoint200JSONResponseBodyObject defines parameters for DeleteWebhookEndpoint.
+type DeleteWebhookEndpoint200JSONResponseBodyObject string
 
 // UpdateWebhookEndpointJSONBody defines parameters for UpdateWebhookEndpoint.
 type UpdateWebhookEndpointJSONBody struct {
@@ -1149,10 +2682,13 @@ type UpdateWebhookEndpointJSONBody struct {
 	Headers *map[string]string `json:"headers,omitempty"`
 
 	// RateLimit A new limit, or null to remove it; absent keeps it.
-	RateLimit *int        `json:"rate_limit,omitempty"`
-	Status    interface{} `json:"status,omitempty"`
-	Url       *string     `json:"url,omitempty"`
+	RateLimit *int                                 `json:"rate_limit,omitempty"`
+	Status    *UpdateWebhookEndpointJSONBodyStatus `json:"status,omitempty"`
+	Url       *string                              `json:"url,omitempty"`
 }
+
+// UpdateWebhookEndpointJSONBodyStatus defines parameters for UpdateWebhookEndpoint.
+type UpdateWebhookEndpointJSONBodyStatus string
 
 // RotateWebhookEndpointSecretJSONBody defines parameters for RotateWebhookEndpointSecret.
 type RotateWebhookEndpointSecretJSONBody struct {
@@ -3047,12 +4583,16 @@ func NewListDeliveriesRequest(server string, params *ListDeliveriesParams) (*htt
 
 		}
 
-		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "status", params.Status, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "", Format: ""}); err != nil {
-			return nil, err
-		} else {
-			for _, qp := range strings.Split(queryFrag, "&") {
-				rawQueryFragments = append(rawQueryFragments, qp)
+		if params.Status != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "status", *params.Status, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
 			}
+
 		}
 
 		if encoded := queryValues.Encode(); encoded != "" {
@@ -3436,12 +4976,16 @@ func NewOperatorListDeliveriesRequest(server string, params *OperatorListDeliver
 		// per the OpenAPI spec (e.g. "color=blue,black,brown").
 		var rawQueryFragments []string
 
-		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "status", params.Status, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "", Format: ""}); err != nil {
-			return nil, err
-		} else {
-			for _, qp := range strings.Split(queryFrag, "&") {
-				rawQueryFragments = append(rawQueryFragments, qp)
+		if params.Status != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "status", *params.Status, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
 			}
+
 		}
 
 		if params.Limit != nil {
@@ -3532,7 +5076,7 @@ func NewOperatorListFailingEndpointsRequest(server string, params *OperatorListF
 		// per the OpenAPI spec (e.g. "color=blue,black,brown").
 		var rawQueryFragments []string
 
-		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "failing", params.Failing, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "", Format: ""}); err != nil {
+		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "failing", params.Failing, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
 			return nil, err
 		} else {
 			for _, qp := range strings.Split(queryFrag, "&") {
@@ -6307,9 +7851,9 @@ type DeleteWebhookEndpointResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *struct {
-		Deleted interface{} `json:"deleted"`
-		Id      string      `json:"id"`
-		Object  interface{} `json:"object"`
+		Deleted DeleteWebhookEndpoint200JSONResponseBodyDeleted `json:"deleted"`
+		Id      string                                          `json:"id"`
+		Object  DeleteWebhookEndpoint200JSONResponseBodyObject  `json:"object"`
 	}
 	// JSON401 the response for an HTTP 401 `application/json` response
 	JSON401 *Unauthorized
@@ -6323,9 +7867,9 @@ type DeleteWebhookEndpointResponse struct {
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r DeleteWebhookEndpointResponse) GetJSON200() *struct {
-	Deleted interface{} `json:"deleted"`
-	Id      string      `json:"id"`
-	Object  interface{} `json:"object"`
+	Deleted DeleteWebhookEndpoint200JSONResponseBodyDeleted `json:"deleted"`
+	Id      string                                          `json:"id"`
+	Object  DeleteWebhookEndpoint200JSONResponseBodyObject  `json:"object"`
 } {
 	return r.JSON200
 }
@@ -8690,9 +10234,9 @@ func ParseDeleteWebhookEndpointResponse(rsp *http.Response) (*DeleteWebhookEndpo
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
 		var dest struct {
-			Deleted interface{} `json:"deleted"`
-			Id      string      `json:"id"`
-			Object  interface{} `json:"object"`
+			Deleted DeleteWebhookEndpoint200JSONResponseBodyDeleted `json:"deleted"`
+			Id      string                                          `json:"id"`
+			Object  DeleteWebhookEndpoint200JSONResponseBodyObject  `json:"object"`
 		}
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
