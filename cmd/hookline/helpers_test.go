@@ -53,13 +53,20 @@ func bootLogging(t *testing.T, env map[string]string, logger *slog.Logger) *Main
 // time.
 func launch(t *testing.T, env map[string]string, logger *slog.Logger) (*Main, func()) {
 	t.Helper()
+	return launchAs(t, RoleAll, env, logger)
+}
+
+// launchAs is launch with a role other than all (RoleAPI: a process that
+// delivers nothing).
+func launchAs(t *testing.T, role string, env map[string]string, logger *slog.Logger) (*Main, func()) {
+	t.Helper()
 	env["HOOKLINE_ADDR"] = "127.0.0.1:0"
 	env["HOOKLINE_ENCRYPTION_KEY"] = dbtest.KeySpec
 	cfg, err := loadConfig(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := New(context.Background(), cfg, RoleAll, dbtest.Keyring(t), logger)
+	m, err := New(context.Background(), cfg, role, dbtest.Keyring(t), logger)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hookline/hookline/api/client"
 	"github.com/hookline/hookline/delivery"
 	"github.com/hookline/hookline/events"
 )
@@ -162,21 +163,24 @@ func (e *retryLater) Error() string { return fmt.Sprintf("HTTP %d", e.status) }
 func (l *listener) session(ctx context.Context, onOpen func()) (bool, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	u := l.api + "/v1/events/stream"
-	if len(l.types) > 0 {
-		u += "?types=" + url.QueryEscape(strings.Join(l.types, ","))
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	api, err := client.NewClient(l.api, client.WithHTTPClient(l.stream),
+		client.WithRequestEditorFn(func(_ context.Context, req *http.Request) error {
+			req.Header.Set("Authorization", "Bearer "+l.key)
+			req.Header.Set("Accept", "text/event-stream")
+			req.Header.Set("User-Agent", "hookline-listen/"+delivery.Version)
+			return nil
+		}))
 	if err != nil {
 		return false, errFatal{err}
 	}
-	req.Header.Set("Authorization", "Bearer "+l.key)
-	req.Header.Set("Accept", "text/event-stream")
-	req.Header.Set("User-Agent", "hookline-listen/"+delivery.Version)
-	if l.lastID != "" {
-		req.Header.Set("Last-Event-ID", l.lastID)
+	params := &client.StreamEventsParams{}
+	if len(l.types) > 0 {
+		params.Types = new(strings.Join(l.types, ","))
 	}
-	res, err := l.stream.Do(req)
+	if l.lastID != "" {
+		params.LastEventID = new(l.lastID)
+	}
+	res, err := api.StreamEvents(ctx, params)
 	if err != nil {
 		return false, err
 	}
@@ -228,11 +232,7 @@ func (l *listener) session(ctx context.Context, onOpen func()) (bool, error) {
 // answerError reads a refused stream's error: fatal unless waiting can
 // change it.
 func answerError(res *http.Response) error {
-	var body struct {
-		Error struct {
-			Message string `json:"message"`
-		} `json:"error"`
-	}
+	var body client.ErrorBody
 	b, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
 	_ = json.Unmarshal(b, &body)
 	msg := fmt.Sprintf("hookline answered %d: %s", res.StatusCode, cmp.Or(body.Error.Message, strings.TrimSpace(string(b))))
