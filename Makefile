@@ -62,7 +62,11 @@ bench: build
 
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Redocly's linter of OpenAPI documents, from the npm registry at this version
-# (npx caches it under .hookline/, which git ignores).
+# (npx caches it under .hookline/, which git ignores). The pin fixes only this
+# top-level package: npx resolves its dependencies afresh within their semver
+# ranges, so a lint run may see newer transitive versions (no lockfile). The
+# pin must stay: later @redocly/cli releases require Node.js 22.12 or later,
+# and the machines that run make lint have Node.js 20.
 REDOCLY ?= @redocly/cli@2.77.0
 
 # The generated code: api/client, the typed client of schema/openapi.yaml.
