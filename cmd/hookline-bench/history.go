@@ -146,7 +146,7 @@ func (s *stack) seedHistory(deliveries int) (seed.History, string, []recoveryWin
 			return h, "", nil, err
 		}
 	}
-	if _, err := s.pool.Exec(ctx, `vacuum analyze merchants, webhook_endpoints, events, deliveries, delivery_attempts, checkouts`); err != nil {
+	if _, err := s.pool.Exec(ctx, `vacuum analyze merchants, webhook_endpoints, events, deliveries, delivery_attempts, checkouts, endpoint_stats`); err != nil {
 		return h, "", nil, err
 	}
 	if _, err := s.pool.Exec(ctx, `checkpoint`); err != nil {
