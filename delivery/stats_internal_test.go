@@ -1,0 +1,180 @@
+package delivery
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hookline/hookline/events"
+	"github.com/hookline/hookline/migrations/dbtest"
+)
+
+func TestLatencyBucket(t *testing.T) {
+	t.Parallel()
+
+	for _, tt := range []struct {
+		ms   int64
+		want int
+	}{
+		{-1, 0}, {0, 0}, {1, 1}, {2, 5}, {3, 7}, {4, 9}, {120, 28}, {1000, 40}, {92681, 66}, {92682, 67}, {10_000_000, 67},
+	} {
+		if got := latencyBucket(tt.ms); got != tt.want {
+			t.Errorf("latencyBucket(%d) = %d, want %d", tt.ms, got, tt.want)
+		}
+	}
+}
+
+// TestLatencyResolution checks the README's promise for every duration up to
+// the open last bucket: a percentile reads within 2^(1/8) (9.1 %) of it, give
+// or take the rounding to a millisecond.
+func TestLatencyResolution(t *testing.T) {
+	t.Parallel()
+
+	for ms := int64(0); ms < 92682; ms++ {
+		got := float64(latencyValue(latencyBucket(ms)))
+		if math.Abs(got-float64(ms)) > float64(ms)*(math.Exp2(1.0/8)-1)+0.5 {
+			t.Fatalf("%d ms reads as %.0f", ms, got)
+		}
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	t.Parallel()
+
+	hist := make([]int, latencyBuckets)
+	hist[latencyBucket(10)], hist[latencyBucket(100)], hist[latencyBucket(1000)] = 50, 40, 10
+	for _, tt := range []struct {
+		p    float64
+		want int
+	}{{0, 10}, {.5, 10}, {.51, 99}, {.9, 99}, {.91, 939}, {.99, 939}, {1, 939}} {
+		if got := percentile(hist, tt.p); got == nil || *got != tt.want {
+			t.Errorf("p%v = %v, want %d", tt.p, deref(got), tt.want)
+		}
+	}
+	if got := percentile(make([]int, latencyBuckets), .5); got != nil {
+		t.Errorf("an empty histogram's median is %d, want none", *got)
+	}
+}
+
+// TestRollupCountsWhatIsRecorded records attempts as jobs do, 40 batches at
+// once over two endpoints from the pool's connections (several shards, the
+// same minute rows): the rollup matches delivery_attempts exactly, no batch
+// fails on a deadlock, and a batch recorded again (a job run twice, whose
+// counts moved on) adds nothing.
+func TestRollupCountsWhatIsRecorded(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	pool := dbtest.NewPool(t)
+	m := dbtest.Merchant(t, pool, "Rollup")
+	const batches, perBatch = 40, 10
+	n := batches * perBatch
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{`insert into webhook_endpoints (id, merchant_id, livemode, type, url, status, secret, created_at)
+			select 'we_' || k, $1, false, 'webhook', 'https://example.com/' || k, 'enabled', 'whsec_x', now()
+			from generate_series(1, 2) k`, []any{m.ID}},
+		{`insert into events (id, merchant_id, livemode, type, payload, created_at)
+			select 'evt_' || g, $1, false, 'checkout.created', '{}', now() from generate_series(1, $2::int) g`, []any{m.ID, n}},
+		// Endpoints alternate every 4 deliveries, so that each gets every
+		// outcome.
+		{`insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status, attempt_count, created_at, updated_at)
+			select 'dlv_' || g, $1, false, 'evt_' || g, 'we_' || (1 + g / 4 % 2), 'https://example.com/', 'pending', 0, now(), now()
+			from generate_series(1, $2::int) g`, []any{m.ID, n}},
+	} {
+		if _, err := pool.Exec(ctx, q.sql, q.args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := &Worker{}
+	outcomes := []*outcome{
+		{statusCode: 200, duration: 40 * time.Millisecond},
+		{statusCode: 500, duration: 10 * time.Millisecond},
+		{err: errTimedOut, duration: time.Second},
+		{err: "connection failed: dial: refused"},
+	}
+	batch := func(b int) []any {
+		var rb recordBatch
+		for i := range perBatch {
+			n := b*perBatch + i + 1
+			o := *outcomes[n%len(outcomes)]
+			o.duration += time.Duration(n) * time.Millisecond // durations spread over buckets
+			o.started = time.Now()
+			rb.add(&target{deliveryID: fmt.Sprintf("dlv_%d", n), url: "https://example.com/"}, StatusFailed, nil, &o)
+		}
+		return rb.args(nil)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, batches)
+	for b := range batches {
+		wg.Go(func() {
+			recorded, err := w.recordAttempts(ctx, pool, batch(b))
+			if err == nil && len(recorded) != perBatch {
+				err = fmt.Errorf("batch %d recorded %d of %d", b, len(recorded), perBatch)
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if recorded, err := w.recordAttempts(ctx, pool, batch(0)); err != nil || len(recorded) != 0 {
+		t.Fatalf("a batch recorded again: %d recorded, %v", len(recorded), err)
+	}
+
+	now := time.Now()
+	for _, endpointID := range []string{"we_1", "we_2"} {
+		var want AttemptCounts
+		var p50, p90, p99 int64
+		if err := pool.QueryRow(ctx, `select count(*) filter (where status_code between 200 and 299),
+			count(*) filter (where status_code >= 300), count(*) filter (where error = 'timed out'),
+			count(*) filter (where status_code is null and error <> 'timed out'),
+			percentile_disc(.5) within group (order by duration_ms) filter (where status_code is not null),
+			percentile_disc(.9) within group (order by duration_ms) filter (where status_code is not null),
+			percentile_disc(.99) within group (order by duration_ms) filter (where status_code is not null)
+			from delivery_attempts a join deliveries d on d.id = a.delivery_id where d.endpoint_id = $1`, endpointID).
+			Scan(&want.Succeeded, &want.HTTPError, &want.Timeout, &want.ConnectionError, &p50, &p90, &p99); err != nil {
+			t.Fatal(err)
+		}
+		if want.Total() != n/2 || want.Succeeded == 0 || want.HTTPError == 0 || want.Timeout == 0 || want.ConnectionError == 0 {
+			t.Fatalf("%s has %+v attempts recorded, want %d of every outcome", endpointID, want, n/2)
+		}
+		for _, window := range []string{StatsWindowHour, StatsWindowDay} {
+			s, err := EndpointStats(ctx, pool, events.Scope{MerchantID: m.ID}, endpointID, window, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Attempts != want {
+				t.Errorf("%s %s: the rollup counts %+v, delivery_attempts %+v", endpointID, window, s.Attempts, want)
+			}
+			// The histogram keeps the order of its buckets: each percentile
+			// is the exact one's bucket.
+			for _, p := range []struct {
+				got   *int
+				exact int64
+			}{{s.LatencyMS.P50, p50}, {s.LatencyMS.P90, p90}, {s.LatencyMS.P99, p99}} {
+				if p.got == nil || *p.got != latencyValue(latencyBucket(p.exact)) {
+					t.Errorf("%s %s: latency %v, exact %d, want its bucket's %d", endpointID, window, deref(p.got), p.exact,
+						latencyValue(latencyBucket(p.exact)))
+				}
+			}
+		}
+	}
+}
+
+// deref shows a percentile, "none" for nil.
+func deref(p *int) string {
+	if p == nil {
+		return "none"
+	}
+	return fmt.Sprint(*p)
+}
