@@ -160,8 +160,8 @@ func percentile(hist []int, p float64) *int {
 // is not counted twice. Each batch upserts one row per endpoint, span and
 // bucket, aggregated in the statement, in (endpoint, span, bucket) order so
 // that two batches lock shared rows in the same order and never deadlock;
-// recordAttempts' transaction then takes endpoints' and destinations' rows,
-// as before. A row's lock is held until the recording commits, so batches of
+// recordAttempts takes endpoints' and destinations' rows after these (see
+// its lock order). A row's lock is held until the recording commits, so batches of
 // one busy endpoint would queue on its minute's row: the key holds a shard,
 // the recording connection's backend pid modulo 4, so that concurrent
 // batches (each on its own connection) mostly update different rows, and a
@@ -195,6 +195,7 @@ const rollupAttempts = `r as (
 			succeeded = t.succeeded + excluded.succeeded, http_error = t.http_error + excluded.http_error,
 			timeout = t.timeout + excluded.timeout, connection_error = t.connection_error + excluded.connection_error,
 			latency = array(select x + y from unnest(t.latency, excluded.latency) with ordinality u (x, y, n) order by n)
+		returning 1
 	)`
 
 // statsRows reads an endpoint's rollup rows of one span from $3 up to $4,

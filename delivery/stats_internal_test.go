@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/hookline/hookline/events"
 	"github.com/hookline/hookline/migrations/dbtest"
 )
@@ -177,4 +179,90 @@ func deref(p *int) string {
 		return "none"
 	}
 	return fmt.Sprint(*p)
+}
+
+// TestRollupLocksBeforeEndpoints is the interleaving that would deadlock if
+// recordAttempts locked an endpoint before its statistics rows: on a failing
+// endpoint, a job whose attempt failed holds its rollup rows in its
+// transaction and is about to mark the endpoint failing, while an
+// acknowledged job, on a connection of the same shard, records (and ends the
+// endpoint's failure streak). The second must wait on the rollup row
+// without holding the endpoint's, so the first goes on and both commit.
+func TestRollupLocksBeforeEndpoints(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	pool := dbtest.NewPool(t)
+	m := dbtest.Merchant(t, pool, "Locks")
+	for _, q := range []string{
+		`insert into webhook_endpoints (id, merchant_id, livemode, type, url, status, secret, created_at, failing_since)
+			values ('we_1', $1, false, 'webhook', 'https://example.com/', 'enabled', 'whsec_x', now(), now() - interval '1 minute')`,
+		`insert into events (id, merchant_id, livemode, type, payload, created_at)
+			select 'evt_' || g, $1, false, 'checkout.created', '{}', now() from generate_series(1, 2) g`,
+		`insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status, attempt_count, created_at, updated_at)
+			select 'dlv_' || g, $1, false, 'evt_' || g, 'we_1', 'https://example.com/', 'pending', 0, now(), now()
+			from generate_series(1, 2) g`,
+	} {
+		if _, err := pool.Exec(ctx, q, m.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Two connections whose backend pids share a shard: of five, two do.
+	var c1, c2 *pgxpool.Conn
+	byShard := map[uint32]*pgxpool.Conn{}
+	for c1 == nil {
+		c, err := pool.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Release()
+		shard := c.Conn().PgConn().PID() % 4
+		if other, ok := byShard[shard]; ok {
+			c1, c2 = other, c
+		}
+		byShard[shard] = c
+	}
+	batch := func(id string, o outcome) []any {
+		var rb recordBatch
+		o.started = time.Now()
+		rb.add(&target{deliveryID: id, url: "https://example.com/"}, StatusFailed, nil, &o)
+		var acknowledged []string
+		if o.acknowledged() {
+			acknowledged = []string{"we_1"}
+		}
+		return rb.args(acknowledged)
+	}
+	w := &Worker{}
+	tx, err := c1.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := w.recordAttempts(ctx, tx, batch("dlv_1", outcome{statusCode: 500})); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := w.recordAttempts(ctx, c2, batch("dlv_2", outcome{statusCode: 200}))
+		done <- err
+	}()
+	for waiting := false; !waiting; time.Sleep(10 * time.Millisecond) {
+		if err := pool.QueryRow(ctx, `select coalesce(bool_or(wait_event_type = 'Lock'), false) from pg_stat_activity where pid = $1`,
+			c2.Conn().PgConn().PID()).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.markFailing(ctx, tx, "we_1", time.Now()); err != nil {
+		t.Fatalf("mark the endpoint failing: %v", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the acknowledged job: %v", err)
+	}
+	var attempts int
+	if err := pool.QueryRow(ctx, `select sum(succeeded + http_error) from endpoint_stats where span_seconds = 60`).Scan(&attempts); err != nil || attempts != 2 {
+		t.Errorf("the rollup counts %d attempts (%v), want 2", attempts, err)
+	}
 }

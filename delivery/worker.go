@@ -733,6 +733,13 @@ func describe(err error, ctx context.Context) string {
 // It adds the attempts it recorded to their endpoints' statistics (see
 // rollupAttempts), in the same statement: an attempt is counted exactly when
 // it is recorded. It answers the ids it recorded.
+//
+// Its row locks come in one order: deliveries, statistics rows, endpoints,
+// destinations. Postgres runs data-modifying CTEs that the query does not
+// read in no documented order, so the endpoints' and destinations' updates
+// read st (a count that is never negative): st has written, and holds its
+// rows, before either locks a row. record's transaction then takes
+// endpoints and destinations after it, never statistics rows.
 const recordAttempts = `with i as (
 		select * from unnest($1::text[], $2::int[], $3::text[], $4::int[], $5::timestamptz[], $6::text[], $7::timestamptz[],
 			$8::int[], $9::text[], $10::text[], $12::text[], $13::int[])
@@ -749,12 +756,13 @@ const recordAttempts = `with i as (
 		insert into delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error, response_body)
 		select d.id, d.attempt_count, i.started_at, i.duration_ms, i.status_code, i.error, i.response_body
 		from d join i on i.id = d.id
-	), e as (
+	), ` + rollupAttempts + `, e as (
 		update webhook_endpoints set failing_since = null where id = any($11) and failing_since is not null
+			and (select count(*) from st) >= 0
 	), s as (
 		update delivery_destinations set probe_ms = 1000, paused_until = now()
-		where key = any($11) and probe_ms > 1000
-	), ` + rollupAttempts + `
+		where key = any($11) and probe_ms > 1000 and (select count(*) from st) >= 0
+	)
 	select id from d`
 
 // parkDeliveries sets deliveries aside for their destination's release, where
@@ -882,8 +890,9 @@ func (w *Worker) record(ctx context.Context, b *batch) error {
 				return fmt.Errorf("park deliveries: %w", err)
 			}
 		}
-		// Deliveries, then endpoints, then destinations: the order
-		// recordAttempts takes them in (an acknowledged attempt ends its
+		// Deliveries, then the statistics' rows, then endpoints, then
+		// destinations: the order recordAttempts takes them in (it adds the
+		// attempts to the statistics; an acknowledged attempt ends its
 		// endpoint's failure streak, then its destination's probing), so
 		// that no two jobs, or a job and a manual retry of one of its
 		// deliveries, wait on each other's locks crosswise (a deadlock
