@@ -2,6 +2,7 @@ package delivery_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"github.com/hookline/hookline/delivery"
 	"github.com/hookline/hookline/events"
 	"github.com/hookline/hookline/migrations/dbtest"
+	"github.com/hookline/hookline/schema/schematest"
 )
 
 // TestEndpointStats delivers to four real receivers, one per outcome (200
@@ -69,6 +71,11 @@ func TestEndpointStats(t *testing.T) {
 			if s.Object != "webhook_endpoint_stats" || s.Window != cmpOr(window, "24h") || s.Endpoint != ep.ID {
 				t.Errorf("%s %s: object %q window %q endpoint %q", name, window, s.Object, s.Window, s.Endpoint)
 			}
+			body, err := json.Marshal(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			schematest.Object(t, "webhook_endpoint_stats", body)
 			if s.Attempts != want[name] {
 				t.Errorf("%s %s: attempts %+v, want %+v", name, window, s.Attempts, want[name])
 			}
