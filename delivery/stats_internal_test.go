@@ -193,45 +193,8 @@ func TestRollupLocksBeforeEndpoints(t *testing.T) {
 
 	ctx := context.Background()
 	pool := dbtest.NewPool(t)
-	m := dbtest.Merchant(t, pool, "Locks")
-	for _, q := range []string{
-		`insert into webhook_endpoints (id, merchant_id, livemode, type, url, status, secret, created_at, failing_since)
-			values ('we_1', $1, false, 'webhook', 'https://example.com/', 'enabled', 'whsec_x', now(), now() - interval '1 minute')`,
-		`insert into events (id, merchant_id, livemode, type, payload, created_at)
-			select 'evt_' || g, $1, false, 'checkout.created', '{}', now() from generate_series(1, 2) g`,
-		`insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status, attempt_count, created_at, updated_at)
-			select 'dlv_' || g, $1, false, 'evt_' || g, 'we_1', 'https://example.com/', 'pending', 0, now(), now()
-			from generate_series(1, 2) g`,
-	} {
-		if _, err := pool.Exec(ctx, q, m.ID); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Two connections whose backend pids share a shard: of five, two do.
-	var c1, c2 *pgxpool.Conn
-	byShard := map[uint32]*pgxpool.Conn{}
-	for c1 == nil {
-		c, err := pool.Acquire(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Release()
-		shard := c.Conn().PgConn().PID() % 4
-		if other, ok := byShard[shard]; ok {
-			c1, c2 = other, c
-		}
-		byShard[shard] = c
-	}
-	batch := func(id string, o outcome) []any {
-		var rb recordBatch
-		o.started = time.Now()
-		rb.add(&target{deliveryID: id, url: "https://example.com/"}, StatusFailed, nil, &o)
-		var acknowledged []string
-		if o.acknowledged() {
-			acknowledged = []string{"we_1"}
-		}
-		return rb.args(acknowledged)
-	}
+	c1, c2 := lockSetup(t, pool, true)
+	batch := failingEndpointBatch
 	w := &Worker{}
 	tx, err := c1.Begin(ctx)
 	if err != nil {
@@ -246,12 +209,7 @@ func TestRollupLocksBeforeEndpoints(t *testing.T) {
 		_, err := w.recordAttempts(ctx, c2, batch("dlv_2", outcome{statusCode: 200}))
 		done <- err
 	}()
-	for waiting := false; !waiting; time.Sleep(10 * time.Millisecond) {
-		if err := pool.QueryRow(ctx, `select coalesce(bool_or(wait_event_type = 'Lock'), false) from pg_stat_activity where pid = $1`,
-			c2.Conn().PgConn().PID()).Scan(&waiting); err != nil {
-			t.Fatal(err)
-		}
-	}
+	waitForLock(t, pool, c2)
 	if _, err := w.markFailing(ctx, tx, "we_1", time.Now()); err != nil {
 		t.Fatalf("mark the endpoint failing: %v", err)
 	}
@@ -264,5 +222,110 @@ func TestRollupLocksBeforeEndpoints(t *testing.T) {
 	var attempts int
 	if err := pool.QueryRow(ctx, `select sum(succeeded + http_error) from endpoint_stats where span_seconds = 60`).Scan(&attempts); err != nil || attempts != 2 {
 		t.Errorf("the rollup counts %d attempts (%v), want 2", attempts, err)
+	}
+}
+
+// lockSetup gives a failing endpoint we_1, probed (its destination row's
+// probe_ms over 1000), two pending deliveries dlv_1 and dlv_2, and two
+// connections whose backend pids share a rollup shard, or do not.
+func lockSetup(t *testing.T, pool *pgxpool.Pool, sameShard bool) (*pgxpool.Conn, *pgxpool.Conn) {
+	t.Helper()
+	ctx := context.Background()
+	m := dbtest.Merchant(t, pool, "Locks")
+	for _, q := range []string{
+		`insert into webhook_endpoints (id, merchant_id, livemode, type, url, status, secret, created_at, failing_since)
+			values ('we_1', $1, false, 'webhook', 'https://example.com/', 'enabled', 'whsec_x', now(), now() - interval '1 minute')`,
+		`insert into events (id, merchant_id, livemode, type, payload, created_at)
+			select 'evt_' || g, $1, false, 'checkout.created', '{}', now() from generate_series(1, 2) g`,
+		`insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status, attempt_count, created_at, updated_at)
+			select 'dlv_' || g, $1, false, 'evt_' || g, 'we_1', 'https://example.com/', 'pending', 0, now(), now()
+			from generate_series(1, 2) g`,
+		`insert into delivery_destinations (key, probe_ms) select 'we_1', 4000 where $1::text is not null`,
+	} {
+		if _, err := pool.Exec(ctx, q, m.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Of five connections, two share a shard; of two, none or both.
+	byShard := map[uint32]*pgxpool.Conn{}
+	for {
+		c, err := pool.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Release)
+		shard := c.Conn().PgConn().PID() % 4
+		for other, o := range byShard {
+			if (other == shard) == sameShard {
+				return o, c
+			}
+		}
+		byShard[shard] = c
+	}
+}
+
+// failingEndpointBatch is the arguments of recordAttempts for one attempt
+// of a delivery to we_1 with outcome o.
+func failingEndpointBatch(id string, o outcome) []any {
+	var rb recordBatch
+	o.started = time.Now()
+	rb.add(&target{deliveryID: id, url: "https://example.com/"}, StatusFailed, nil, &o)
+	var acknowledged []string
+	if o.acknowledged() {
+		acknowledged = []string{"we_1"}
+	}
+	return rb.args(acknowledged)
+}
+
+// waitForLock waits until the connection's backend waits on a lock.
+func waitForLock(t *testing.T, pool *pgxpool.Pool, c *pgxpool.Conn) {
+	t.Helper()
+	for waiting := false; !waiting; time.Sleep(10 * time.Millisecond) {
+		if err := pool.QueryRow(context.Background(), `select coalesce(bool_or(wait_event_type = 'Lock'), false) from pg_stat_activity
+			where pid = $1`, c.Conn().PgConn().PID()).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestAcknowledgedRecordLocksEndpointsBeforeDestinations is the interleaving
+// that would deadlock if recordAttempts locked a destination before its
+// endpoint: a failing job's transaction has marked the endpoint failing and
+// is about to pause its destination's probing, while an acknowledged job of
+// the same endpoint, on a connection of another shard, records and ends the
+// endpoint's failure streak and its destination's probing. The second must
+// wait on the endpoint's row without holding the destination's.
+func TestAcknowledgedRecordLocksEndpointsBeforeDestinations(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	pool := dbtest.NewPool(t)
+	c1, c2 := lockSetup(t, pool, false)
+	w := &Worker{}
+	tx, err := c1.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := w.recordAttempts(ctx, tx, failingEndpointBatch("dlv_1", outcome{statusCode: 500})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.markFailing(ctx, tx, "we_1", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := w.recordAttempts(ctx, c2, failingEndpointBatch("dlv_2", outcome{statusCode: 200}))
+		done <- err
+	}()
+	waitForLock(t, pool, c2)
+	if _, err := tx.Exec(ctx, pauseProbed, []string{"we_1"}, maxProbeInterval.Milliseconds()); err != nil {
+		t.Fatalf("pause the probed destination: %v", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the acknowledged job: %v", err)
 	}
 }

@@ -735,11 +735,16 @@ func describe(err error, ctx context.Context) string {
 // it is recorded. It answers the ids it recorded.
 //
 // Its row locks come in one order: deliveries, statistics rows, endpoints,
-// destinations. Postgres runs data-modifying CTEs that the query does not
-// read in no documented order, so the endpoints' and destinations' updates
-// read st (a count that is never negative): st has written, and holds its
-// rows, before either locks a row. record's transaction then takes
-// endpoints and destinations after it, never statistics rows.
+// destinations. Postgres runs the data-modifying CTEs that the query does
+// not read in no documented order (Postgres 15 runs the last declared
+// first), so each reads the one before it (a count, never negative): the
+// endpoints' update reads st, the destinations' reads e, and each has
+// written, and holds its rows, before the next locks any. record's
+// transaction then takes endpoints and destinations after it, never
+// statistics rows. (Run destinations first, an acknowledged job could hold
+// a destination and wait for its endpoint while a failing job of that
+// endpoint, having marked it failing, waits to pause the destination:
+// TestAcknowledgedRecordLocksEndpointsBeforeDestinations.)
 const recordAttempts = `with i as (
 		select * from unnest($1::text[], $2::int[], $3::text[], $4::int[], $5::timestamptz[], $6::text[], $7::timestamptz[],
 			$8::int[], $9::text[], $10::text[], $12::text[], $13::int[])
@@ -759,9 +764,10 @@ const recordAttempts = `with i as (
 	), ` + rollupAttempts + `, e as (
 		update webhook_endpoints set failing_since = null where id = any($11) and failing_since is not null
 			and (select count(*) from st) >= 0
+		returning 1
 	), s as (
 		update delivery_destinations set probe_ms = 1000, paused_until = now()
-		where key = any($11) and probe_ms > 1000 and (select count(*) from st) >= 0
+		where key = any($11) and probe_ms > 1000 and (select count(*) from e) >= 0
 	)
 	select id from d`
 
