@@ -365,7 +365,7 @@ func TestPortalShowsOneMerchantAndMode(t *testing.T) {
 			t.Errorf("another merchant's delivery answers %d, want 404", res.status)
 		}
 	}
-	if res := b.get("/portal/deliveries?endpoint=" + foreign).must(t, http.StatusOK); strings.Contains(string(res.body), dlv) {
+	if res := b.get("/portal/deliveries?endpoint="+foreign).must(t, http.StatusOK); strings.Contains(string(res.body), dlv) {
 		t.Errorf("the deliveries filtered by another merchant's endpoint show its delivery")
 	}
 	for key, id := range map[string]string{h.b.TestAPIKey: foreign, h.a.LiveAPIKey: live} {
