@@ -181,10 +181,21 @@ func (p *Portal) Link(r *http.Request, token string) string {
 func (p *Portal) start(w http.ResponseWriter, r *http.Request) {
 	token := r.URL.Query().Get("token")
 	if token == "" {
-		p.notice(w, r, http.StatusBadRequest, errLinkUnknown, "")
+		p.fail(w, r, nil, errLinkUnknown)
 		return
 	}
 	cookie, err := exchange(r.Context(), p.cfg.Pool, token)
+	if errors.Is(err, errLinkUsed) {
+		// The browser that used the link, come back to it, is offered its
+		// session; any other gets the notice alone.
+		n := notices[errLinkUsed]
+		if s, err := p.authenticate(r); err == nil {
+			n.Continue = "/portal/endpoints"
+			n.ReturnURL = s.returnURL
+		}
+		p.render(w, r, nil, http.StatusGone, "notice", &view{Title: n.Heading, Data: n})
+		return
+	}
 	if err != nil {
 		p.fail(w, r, nil, err)
 		return
@@ -333,12 +344,15 @@ func (p *Portal) render(w http.ResponseWriter, r *http.Request, s *session, stat
 	}
 }
 
-// notice renders one of the pages that say why the portal cannot be shown.
+// noticeView is one of the pages that say why the portal cannot be shown.
 type noticeView struct {
 	Heading string
 	Body    string
 	// ReturnURL, when set, is where the merchant opens a new session.
 	ReturnURL string
+	// Continue, when set, is the portal of the browser's live session (a
+	// used link opened again from the browser that used it).
+	Continue string
 }
 
 var notices = map[error]noticeView{
@@ -393,13 +407,6 @@ func (p *Portal) fail(w http.ResponseWriter, r *http.Request, s *session, err er
 			slog.String("path", r.URL.Path), slog.String("error", err.Error()))
 	}
 	p.render(w, r, s, status, "notice", &view{Title: n.Heading, Data: n})
-}
-
-// notice renders a notice for err with status.
-func (p *Portal) notice(w http.ResponseWriter, r *http.Request, status int, err error, returnURL string) {
-	n := notices[err]
-	n.ReturnURL = returnURL
-	p.render(w, r, nil, status, "notice", &view{Title: n.Heading, Data: n})
 }
 
 // fieldError is a form value the domain (or the form's own parsing)
