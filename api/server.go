@@ -172,6 +172,7 @@ func (s *Server) routes() {
 	s.writePrepared("POST /v1/webhook_endpoints", http.StatusCreated, s.createEndpoint)
 	s.read("GET /v1/webhook_endpoints", s.listEndpoints)
 	s.read("GET /v1/webhook_endpoints/{id}", s.getEndpoint)
+	s.read("GET /v1/webhook_endpoints/{id}/stats", s.endpointStats)
 	s.writePrepared("PATCH /v1/webhook_endpoints/{id}", http.StatusOK, s.updateEndpoint)
 	s.write("DELETE /v1/webhook_endpoints/{id}", http.StatusOK, s.deleteEndpoint)
 	s.write("POST /v1/webhook_endpoints/{id}/rotate_secret", http.StatusOK, s.rotateSecret)

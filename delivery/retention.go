@@ -77,7 +77,9 @@ func (w *PruneWorker) Timeout(*river.Job[PruneArgs]) time.Duration { return 10 *
 // with their attempts, then events older than it that no delivery still
 // names, then idempotency keys past their 24 hours, then merchant portal
 // sessions older than the retention (kept that long, long after they end,
-// as the record of who opened the portal when).
+// as the record of who opened the portal when), then the endpoint
+// statistics' rollup rows past theirs (statsRetention: 24 hours for minutes,
+// 7 days for hours, whatever the retention).
 func (w *PruneWorker) Work(ctx context.Context, _ *river.Job[PruneArgs]) error {
 	return w.prune(ctx, time.Now().Add(-w.retention))
 }
@@ -145,9 +147,13 @@ func (w *PruneWorker) prune(ctx context.Context, cutoff time.Time) error {
 			break
 		}
 	}
-	if deliveries+evts > 0 {
+	stats, err := pruneEndpointStats(ctx, w.pool, time.Now())
+	if err != nil {
+		return err
+	}
+	if deliveries+evts+stats > 0 {
 		w.logger.InfoContext(ctx, "pruned", slog.Int64("deliveries", deliveries), slog.Int64("events", evts),
-			slog.Time("older_than", cutoff))
+			slog.Int64("endpoint_stats_rows", stats), slog.Time("older_than", cutoff))
 	}
 	return nil
 }

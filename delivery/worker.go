@@ -730,18 +730,21 @@ func describe(err error, ctx context.Context) string {
 // For destinations that acknowledged, it ends their endpoint's failure streak
 // and their probing (taking those rows' locks only when there is something to
 // end: every acknowledged attempt taking them would serialize the workers).
-// It answers the ids it recorded.
+// It adds the attempts it recorded to their endpoints' statistics (see
+// rollupAttempts), in the same statement: an attempt is counted exactly when
+// it is recorded. It answers the ids it recorded.
 const recordAttempts = `with i as (
 		select * from unnest($1::text[], $2::int[], $3::text[], $4::int[], $5::timestamptz[], $6::text[], $7::timestamptz[],
-			$8::int[], $9::text[], $10::text[])
-			as i (id, expected, status, status_code, next_attempt_at, url, started_at, duration_ms, error, response_body)
+			$8::int[], $9::text[], $10::text[], $12::text[], $13::int[])
+			as i (id, expected, status, status_code, next_attempt_at, url, started_at, duration_ms, error, response_body,
+				outcome, latency_bucket)
 	), d as (
 		update deliveries d set attempt_count = d.attempt_count + 1,
 			status = case when d.status = 'succeeded' then d.status else i.status end,
 			next_attempt_at = case when d.status = 'succeeded' then null else i.next_attempt_at end,
 			last_status_code = i.status_code, url = i.url, parked = false, updated_at = now()
 		from i where d.id = i.id and d.attempt_count = i.expected
-		returning d.id, d.attempt_count
+		returning d.id, d.attempt_count, d.endpoint_id
 	), a as (
 		insert into delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error, response_body)
 		select d.id, d.attempt_count, i.started_at, i.duration_ms, i.status_code, i.error, i.response_body
@@ -751,7 +754,7 @@ const recordAttempts = `with i as (
 	), s as (
 		update delivery_destinations set probe_ms = 1000, paused_until = now()
 		where key = any($11) and probe_ms > 1000
-	)
+	), ` + rollupAttempts + `
 	select id from d`
 
 // parkDeliveries sets deliveries aside for their destination's release, where
@@ -1000,6 +1003,8 @@ type recordBatch struct {
 	nexts                             []*time.Time
 	started                           []time.Time
 	errSet, bodySet                   []bool
+	outcomes                          []string // outcome.class, for the statistics
+	latencies                         []*int32 // latencyBucket of an attempt answered, null for the others
 }
 
 func (b *recordBatch) add(t *target, status string, next *time.Time, o *outcome) {
@@ -1016,11 +1021,18 @@ func (b *recordBatch) add(t *target, status string, next *time.Time, o *outcome)
 	b.codes = append(b.codes, code)
 	// No response, no body: null rather than "".
 	b.bodies, b.bodySet = append(b.bodies, o.body), append(b.bodySet, o.statusCode != 0)
+	b.outcomes = append(b.outcomes, o.class())
+	var latency *int32
+	if o.statusCode != 0 {
+		l := int32(latencyBucket(o.duration.Milliseconds()))
+		latency = &l
+	}
+	b.latencies = append(b.latencies, latency)
 }
 
 func (b *recordBatch) args(acknowledged []string) []any {
 	return []any{b.ids, b.expected, b.statuses, b.codes, b.nexts, b.urls, b.started, b.durations,
-		nullable(b.errs, b.errSet), nullable(b.bodies, b.bodySet), acknowledged}
+		nullable(b.errs, b.errSet), nullable(b.bodies, b.bodySet), acknowledged, b.outcomes, b.latencies}
 }
 
 // nullable is values with those not set as SQL nulls.
