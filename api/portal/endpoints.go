@@ -2,6 +2,7 @@ package portal
 
 import (
 	"context"
+	"html/template"
 	"maps"
 	"net/http"
 	"slices"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/hookline/hookline/api/chart"
 	"github.com/hookline/hookline/delivery"
 	"github.com/hookline/hookline/events"
 )
@@ -362,6 +364,12 @@ type endpointView struct {
 	Catalog     []events.CatalogEntry
 	Graces      any
 	AllEvents   bool
+	// Stats are the endpoint's statistics over Window, drawn by api/chart.
+	Stats    *delivery.Stats
+	Window   string
+	Windows  []string
+	Outcomes template.HTML
+	Latency  template.HTML
 }
 
 func (p *Portal) endpointPage(w http.ResponseWriter, r *http.Request, s *session) error {
@@ -370,6 +378,15 @@ func (p *Portal) endpointPage(w http.ResponseWriter, r *http.Request, s *session
 		return err
 	}
 	return p.showEndpoint(w, r, s, http.StatusOK, e, "")
+}
+
+// statsWindow is the window a page asks for (?window=), or the default.
+func statsWindow(r *http.Request) string {
+	w := r.URL.Query().Get("window")
+	if _, ok := delivery.StatsBucketWidth(w); !ok {
+		return delivery.DefaultStatsWindow
+	}
+	return w
 }
 
 // showEndpoint renders an endpoint's page, with its secret when e carries
@@ -384,8 +401,15 @@ func (p *Portal) showEndpoint(w http.ResponseWriter, r *http.Request, s *session
 	if err != nil {
 		return err
 	}
+	window := statsWindow(r)
+	stats, err := delivery.EndpointStats(r.Context(), p.cfg.Pool, s.scope, e.ID, window, time.Now())
+	if err != nil {
+		return err
+	}
 	v := endpointView{Endpoint: e, Deliveries: rows, Catalog: events.Catalog, Graces: gracePeriods,
-		AllEvents: slices.Contains(e.EnabledEvents, delivery.AllEvents)}
+		AllEvents: slices.Contains(e.EnabledEvents, delivery.AllEvents), Stats: stats, Window: window,
+		Windows:  []string{delivery.StatsWindowHour, delivery.StatsWindowDay, delivery.StatsWindowWeek},
+		Outcomes: chart.Outcomes(stats.Series, window), Latency: chart.Latency(stats.Series, window)}
 	switch {
 	case e.Secret != "":
 		v.Secret, v.SecretLabel = e.Secret, "Signing secret"

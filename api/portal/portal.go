@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -474,6 +475,19 @@ func parsePages() map[string]*template.Template {
 		"title":     title,
 		"allEvents": func(types []string) bool { return slices.Contains(types, delivery.AllEvents) },
 		"reason":    func(r string) string { return cmp.Or(disabledReasons[r], r) },
+		"capped":    delivery.Capped,
+		"percent": func(rate *float64) string {
+			if rate == nil {
+				return "–"
+			}
+			return strconv.FormatFloat(*rate*100, 'f', 1, 64) + " %"
+		},
+		"ms": func(v *int) string {
+			if v == nil {
+				return "–"
+			}
+			return strconv.Itoa(*v) + " ms"
+		},
 	}
 	names, err := fs.Glob(files, "templates/*.html")
 	if err != nil {

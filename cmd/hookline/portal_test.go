@@ -187,6 +187,23 @@ func TestPortalInChromium(t *testing.T) {
 	<-got
 	shot("05-delivery-retried")
 
+	// The endpoint's statistics: the two attempts, as charts.
+	step("open the statistics", chromedp.Do(ctx,
+		chromedp.Navigate(endpointPage+"?window=1h#stats"),
+		chromedp.WaitVisible(chromedp.CSS("#stats svg")),
+	))
+	if attempts, rate := text("#stats-attempts"), text("#stats-success"); attempts != "2" || rate != "100.0 %" {
+		t.Errorf("the last hour's statistics read %s attempts, %s success, want 2 and 100.0 %%", attempts, rate)
+	}
+	shot("05b-endpoint-stats-1h")
+	step("change the window", chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS("#window-7d")),
+		chromedp.WaitVisible(chromedp.CSS(`#window-7d[aria-current]`)),
+	))
+	if attempts := text("#stats-attempts"); attempts != "2" {
+		t.Errorf("the week's statistics read %s attempts, want 2", attempts)
+	}
+
 	// Subscriptions: from the recommended types to two chosen ones.
 	step("edit the subscriptions", chromedp.Do(ctx,
 		chromedp.Navigate(endpointPage),
@@ -224,6 +241,12 @@ func TestPortalInChromium(t *testing.T) {
 		t.Errorf("the rotated secret reads %q (the first was %q)", rotated, secret)
 	}
 	shot("08-secret-rotated")
+
+	// As narrow as a frame in a merchant's dashboard may be.
+	step("narrow window", chromedp.Do(ctx, chromedp.EmulateViewport(420, 860), chromedp.Navigate(endpointPage),
+		chromedp.WaitVisible(chromedp.CSS("#stats svg"))))
+	shot("08b-endpoint-narrow")
+	step("wide window", chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900)))
 
 	step("browse the catalog", chromedp.Do(ctx,
 		chromedp.Click(chromedp.CSS(`nav.tabs a[href="/portal/events"]`)),
