@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -174,6 +175,9 @@ func TestPortalSessionTokenIsHashedAndSingleUse(t *testing.T) {
 	c := cookies[0]
 	if !c.HttpOnly || c.Secure || c.SameSite != http.SameSiteLaxMode || c.Path != "/portal" || c.Value == token {
 		t.Errorf("the session cookie is %s: want HttpOnly, SameSite=Lax, Path=/portal, not Secure over plain http, not the token", c)
+	}
+	if d := time.Until(c.Expires); d < 59*time.Minute || d > 61*time.Minute {
+		t.Errorf("the session cookie expires in %s, want with its session, in an hour", d)
 	}
 	read()
 	if sum := sha256.Sum256([]byte(c.Value)); string(sessionHash) != string(sum[:]) || strings.Contains(row, c.Value) {
@@ -456,5 +460,26 @@ func TestPortalSessionReturnURL(t *testing.T) {
 	}
 	if d := time.Until(time.Unix(body.ExpiresAt, 0)); d < 59*time.Minute || d > 61*time.Minute {
 		t.Errorf("the session expires in %s, want an hour", d)
+	}
+}
+
+// TestPortalGuessesCountAsFailedAuthentications sends forged session
+// cookies: each is a failed authentication of the client's address, and
+// past 20 in a minute the address is refused (429) before any cookie or
+// token is looked up, as it is for wrong API keys.
+func TestPortalGuessesCountAsFailedAuthentications(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	b := h.browser()
+	for i := range 20 {
+		if res := b.get("/portal/endpoints", "Cookie", "hookline_portal=guess"+strconv.Itoa(i)); res.status != http.StatusUnauthorized {
+			t.Fatalf("guess %d answers %d, want 401", i+1, res.status)
+		}
+	}
+	for _, path := range []string{"/portal/endpoints", "/portal/start?token=GUESS"} {
+		res := b.get(path, "Cookie", "hookline_portal=guess")
+		if res.status != http.StatusTooManyRequests || res.header.Get("Retry-After") == "" {
+			t.Errorf("%s after 20 failures answers %d (Retry-After %q), want 429 with Retry-After", path, res.status, res.header.Get("Retry-After"))
+		}
 	}
 }

@@ -98,7 +98,7 @@ func New(cfg Config) *Server {
 }
 
 func newServer(cfg Config) *Server {
-	return &Server{
+	s := &Server{
 		checkouts:     cfg.Checkouts,
 		dispatcher:    cfg.Dispatcher,
 		endpoints:     cfg.Endpoints,
@@ -113,16 +113,30 @@ func newServer(cfg Config) *Server {
 		mux:           http.NewServeMux(),
 		operatorToken: cfg.OperatorToken,
 		pool:          cfg.Pool,
-		portal: portal.New(portal.Config{
-			Pool: cfg.Pool, Endpoints: cfg.Endpoints, Dispatcher: cfg.Dispatcher, Service: cfg.Service, Logger: cfg.Logger,
-			FrameAncestors: cfg.PortalFrameAncestors, TrustedProxies: cfg.TrustedProxies, PublicURL: cfg.PublicURL,
-		}),
-		registry:  cfg.Metrics,
-		service:   cfg.Service,
-		streams:   cfg.Streams,
-		keepAlive: cmp.Or(cfg.StreamKeepAlive, defaultKeepAlive),
-		validate:  newValidator(),
+		registry:      cfg.Metrics,
+		service:       cfg.Service,
+		streams:       cfg.Streams,
+		keepAlive:     cmp.Or(cfg.StreamKeepAlive, defaultKeepAlive),
+		validate:      newValidator(),
 	}
+	s.portal = portal.New(portal.Config{
+		Pool: cfg.Pool, Endpoints: cfg.Endpoints, Dispatcher: cfg.Dispatcher, Service: cfg.Service, Logger: cfg.Logger,
+		FrameAncestors: cfg.PortalFrameAncestors, TrustedProxies: cfg.TrustedProxies, PublicURL: cfg.PublicURL,
+		Admit: s.admitPortal,
+	})
+	return s
+}
+
+// admitPortal is the portal's Config.Admit: a portal link's token and
+// session cookie count towards the failure limit of the client's address
+// like API keys (beginAuth).
+func (s *Server) admitPortal(w http.ResponseWriter, r *http.Request) (func(failed bool), bool) {
+	a, err := s.beginAuth(w, r)
+	if err != nil {
+		s.renderError(w, r, err)
+		return nil, false
+	}
+	return a.done, true
 }
 
 // NewHealth returns a handler of the operational routes only (/healthz,

@@ -37,11 +37,11 @@ func TestSessionPlansAtScale(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		cookie, err := exchange(ctx, db, s.Token)
+		cookie, _, err := exchange(ctx, db, s.Token)
 		if err != nil {
 			return err
 		}
-		if _, err := exchange(ctx, db, s.Token); !errors.Is(err, errLinkUsed) {
+		if _, _, err := exchange(ctx, db, s.Token); !errors.Is(err, errLinkUsed) {
 			t.Errorf("the token exchanged again: %v, want errLinkUsed", err)
 		}
 		found, err := lookup(ctx, db, cookie)

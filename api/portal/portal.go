@@ -40,6 +40,12 @@ type Config struct {
 	// TrustedProxies are the proxies whose X-Forwarded-Proto says whether
 	// the browser's connection is https (HOOKLINE_TRUSTED_PROXIES).
 	TrustedProxies []netip.Prefix
+	// Admit, when set, runs before a request's token or cookie is looked
+	// up: it answers the request itself, and reports false, for a client
+	// address past the limit of failed authentications, and the done it
+	// returns is told whether the lookup failed (an unknown token or
+	// cookie), which counts towards that limit like a wrong API key.
+	Admit func(w http.ResponseWriter, r *http.Request) (done func(failed bool), ok bool)
 	// PublicURL is where browsers reach hookline (HOOKLINE_PUBLIC_URL, such
 	// as https://hooks.example.com), the base of every portal link; empty,
 	// the origin the API request that creates the link reached.
@@ -185,14 +191,20 @@ func (p *Portal) start(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, nil, errLinkUnknown)
 		return
 	}
-	cookie, err := exchange(r.Context(), p.cfg.Pool, token)
+	done, ok := p.admit(w, r)
+	if !ok {
+		return
+	}
+	cookie, expires, err := exchange(r.Context(), p.cfg.Pool, token)
+	done(errors.Is(err, errLinkUnknown))
 	if errors.Is(err, errLinkUsed) {
 		// The browser that used the link, come back to it, is offered its
 		// session; any other gets the notice alone.
 		n := notices[errLinkUsed]
-		if s, err := p.authenticate(r); err == nil {
-			n.Continue = "/portal/endpoints"
-			n.ReturnURL = s.returnURL
+		if c, err := r.Cookie(cookieName); err == nil {
+			if s, err := lookup(r.Context(), p.cfg.Pool, c.Value); err == nil {
+				n.Continue, n.ReturnURL = "/portal/endpoints", s.returnURL
+			}
 		}
 		p.render(w, r, nil, http.StatusGone, "notice", &view{Title: n.Heading, Data: n})
 		return
@@ -202,7 +214,7 @@ func (p *Portal) start(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &http.Cookie{Name: cookieName, Value: cookie, Path: "/portal", HttpOnly: true, Secure: p.secure(r),
-		SameSite: http.SameSiteLaxMode, MaxAge: int(SessionLength / time.Second)}
+		SameSite: http.SameSiteLaxMode, Expires: expires}
 	if c.Secure && len(p.cfg.FrameAncestors) > 0 {
 		c.SameSite, c.Partitioned = http.SameSiteNoneMode, true
 	}
@@ -210,13 +222,29 @@ func (p *Portal) start(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/portal/endpoints", http.StatusSeeOther)
 }
 
-// authenticate returns the request's live session.
-func (p *Portal) authenticate(r *http.Request) (*session, error) {
+// admit is Config.Admit, or admits every request when there is none.
+func (p *Portal) admit(w http.ResponseWriter, r *http.Request) (func(failed bool), bool) {
+	if p.cfg.Admit == nil {
+		return func(bool) {}, true
+	}
+	return p.cfg.Admit(w, r)
+}
+
+// authenticate returns the request's live session. A cookie that no
+// session has counts as a failed authentication (Config.Admit); none at all
+// does not.
+func (p *Portal) authenticate(w http.ResponseWriter, r *http.Request) (s *session, answered bool, err error) {
 	c, err := r.Cookie(cookieName)
 	if err != nil || c.Value == "" {
-		return nil, errSessionAbsent
+		return nil, false, errSessionAbsent
 	}
-	return lookup(r.Context(), p.cfg.Pool, c.Value)
+	done, ok := p.admit(w, r)
+	if !ok {
+		return nil, true, errSessionAbsent
+	}
+	s, err = lookup(r.Context(), p.cfg.Pool, c.Value)
+	done(errors.Is(err, errSessionAbsent))
+	return s, false, err
 }
 
 // csrf is the session's CSRF token: an HMAC of a label under the session
@@ -235,7 +263,10 @@ type handler func(w http.ResponseWriter, r *http.Request, s *session) error
 // page wraps a GET: signed in, or a page saying the session has ended.
 func (p *Portal) page(h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		s, err := p.authenticate(r)
+		s, answered, err := p.authenticate(w, r)
+		if answered {
+			return
+		}
 		if err == nil {
 			err = h(w, r, s)
 		}
@@ -260,7 +291,10 @@ func (p *Portal) action(h handler) http.HandlerFunc {
 			p.fail(w, r, nil, errForbidden)
 			return
 		}
-		s, err := p.authenticate(r)
+		s, answered, err := p.authenticate(w, r)
+		if answered {
+			return
+		}
 		if err != nil {
 			p.fail(w, r, s, err)
 			return

@@ -94,7 +94,7 @@ func hash(secret string) []byte {
 // racing with one link get one session between them.
 const exchangeToken = `update portal_sessions set used_at = now(), session_hash = $2
 	where token_hash = $1 and used_at is null and expires_at > now()
-	returning id`
+	returning expires_at`
 
 // tokenState reads why a token was not exchanged: used, expired, or unknown
 // (no row).
@@ -110,31 +110,36 @@ var (
 )
 
 // exchange spends token and returns the value of the session cookie that
-// replaces it, or why it cannot.
-func exchange(ctx context.Context, db events.DB, token string) (string, error) {
+// replaces it and when the session ends, or why it cannot.
+func exchange(ctx context.Context, db events.DB, token string) (string, time.Time, error) {
 	cookie := rand.Text() + rand.Text()
-	var id string
-	err := db.QueryRow(ctx, exchangeToken, hash(token), hash(cookie)).Scan(&id)
+	var expires time.Time
+	err := db.QueryRow(ctx, exchangeToken, hash(token), hash(cookie)).Scan(&expires)
 	if err == nil {
-		return cookie, nil
+		return cookie, expires, nil
 	}
 	if !errors.Is(err, pgx.ErrNoRows) {
-		return "", fmt.Errorf("exchange portal token: %w", err)
+		return "", time.Time{}, fmt.Errorf("exchange portal token: %w", err)
 	}
+	return "", time.Time{}, spentToken(ctx, db, token)
+}
+
+// spentToken says why a token was not exchanged.
+func spentToken(ctx context.Context, db events.DB, token string) error {
 	var used, expired bool
-	err = db.QueryRow(ctx, tokenState, hash(token)).Scan(&used, &expired)
+	err := db.QueryRow(ctx, tokenState, hash(token)).Scan(&used, &expired)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		return "", errLinkUnknown
+		return errLinkUnknown
 	case err != nil:
-		return "", fmt.Errorf("read portal token: %w", err)
+		return fmt.Errorf("read portal token: %w", err)
 	case used:
-		return "", errLinkUsed
+		return errLinkUsed
 	case expired:
-		return "", errLinkExpired
+		return errLinkExpired
 	}
 	// Spent or expired between the two statements.
-	return "", errLinkUsed
+	return errLinkUsed
 }
 
 // session is a signed-in portal session: whose objects it shows, and the
