@@ -483,3 +483,55 @@ func TestPortalGuessesCountAsFailedAuthentications(t *testing.T) {
 		}
 	}
 }
+
+// TestPortalEditKeepsTheSealedAuthorization creates an endpoint with custom
+// headers and a rate limit in the portal, then saves its edit form as shown
+// (the Authorization value masked) with the rate limit emptied: the sealed
+// Authorization stays as it was, the other header too, and the limit is
+// gone; the endpoint reads through the API as the portal shows it.
+func TestPortalEditKeepsTheSealedAuthorization(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	ctx := context.Background()
+	b := h.signIn(h.a.TestAPIKey)
+	csrf := b.csrf("/portal/endpoints/new")
+	b.post("/portal/endpoints", url.Values{"csrf": {csrf}, "url": {"https://example.com/hooks"}, "subscribe": {"all"},
+		"headers": {"Authorization: Bearer tok_0123456789abcdef_wxyz\nX-Team: payments"}, "rate_limit": {"5"}}).must(t, http.StatusCreated)
+	var id, sealed string
+	if err := h.pool.QueryRow(ctx, `select id, header_authorization from webhook_endpoints`).Scan(&id, &sealed); err != nil {
+		t.Fatal(err)
+	}
+
+	edit := b.get("/portal/endpoints/" + id + "/edit").must(t, http.StatusOK)
+	edit.has(t, "Authorization: Bearer ****wxyz\nX-Team: payments</textarea>", `value="5"`)
+	if strings.Contains(string(edit.body), "0123456789abcdef") {
+		t.Errorf("the edit form shows the Authorization value")
+	}
+	res := b.post("/portal/endpoints/"+id, url.Values{"csrf": {csrf}, "url": {"https://example.com/hooks"}, "subscribe": {"all"},
+		"headers": {"Authorization: Bearer ****wxyz\r\nX-Team: payments"}, "rate_limit": {""}, "description": {"Payments"}})
+	if res.status != http.StatusSeeOther || res.header.Get("Location") != "/portal/endpoints/"+id+"?flash=saved" {
+		t.Fatalf("saving answers %d to %q: %s", res.status, res.header.Get("Location"), res.body)
+	}
+	var kept string
+	if err := h.pool.QueryRow(ctx, `select header_authorization from webhook_endpoints`).Scan(&kept); err != nil {
+		t.Fatal(err)
+	}
+	if kept != sealed {
+		t.Errorf("saving the masked value changed the sealed Authorization")
+	}
+	var e struct {
+		Headers       map[string]string `json:"headers"`
+		RateLimit     *int              `json:"rate_limit"`
+		Description   string            `json:"description"`
+		EnabledEvents []string          `json:"enabled_events"`
+	}
+	if err := json.Unmarshal(h.do("GET", "/v1/webhook_endpoints/"+id, h.a.TestAPIKey, nil).must(t, http.StatusOK).body, &e); err != nil {
+		t.Fatal(err)
+	}
+	if e.Headers["Authorization"] != "Bearer ****wxyz" || e.Headers["X-Team"] != "payments" || e.RateLimit != nil ||
+		e.Description != "Payments" || len(e.EnabledEvents) != 1 || e.EnabledEvents[0] != "*" {
+		t.Errorf("after the edit the endpoint is %+v", e)
+	}
+	page := b.get("/portal/endpoints/" + id + "?flash=saved").must(t, http.StatusOK)
+	page.has(t, "Endpoint saved.", "Bearer ****wxyz", "All events")
+}

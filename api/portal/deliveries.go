@@ -46,6 +46,32 @@ type deliveriesView struct {
 	Next, Prev string
 }
 
+// pageOf is the page a list's URL asks for: ?after= (older) or ?before=
+// (newer) a cursor, or the first.
+func pageOf(r *http.Request) events.Page {
+	page := events.Page{Limit: pageSize, StartingAfter: r.URL.Query().Get("after")}
+	if page.StartingAfter == "" {
+		page.EndingBefore = r.URL.Query().Get("before")
+	}
+	return page
+}
+
+// cursors are the cursors of the pages older (next) and newer (prev) than
+// the n rows read for page, "" where there is none: read newer than a
+// cursor, more says there are newer ones; otherwise, older ones.
+func cursors(page events.Page, more bool, id func(int) string, n int) (next, prev string) {
+	if n == 0 {
+		return "", ""
+	}
+	if page.EndingBefore != "" || more {
+		next = id(n - 1)
+	}
+	if page.StartingAfter != "" || page.EndingBefore != "" && more {
+		prev = id(0)
+	}
+	return next, prev
+}
+
 // filterURL is the deliveries list with the view's endpoint filter and a
 // status (and a cursor, when given).
 func (v deliveriesView) FilterURL(status string) string {
@@ -81,10 +107,7 @@ func (p *Portal) deliveriesPage(w http.ResponseWriter, r *http.Request, s *sessi
 	default:
 		v.Status = ""
 	}
-	page := events.Page{Limit: pageSize, StartingAfter: q.Get("after")}
-	if page.StartingAfter == "" {
-		page.EndingBefore = q.Get("before")
-	}
+	page := pageOf(r)
 	list, err := delivery.ListDeliveries(r.Context(), p.cfg.Pool, s.scope,
 		delivery.DeliveryFilter{EndpointID: v.Endpoint, Status: v.Status}, page)
 	if err != nil {
@@ -93,18 +116,7 @@ func (p *Portal) deliveriesPage(w http.ResponseWriter, r *http.Request, s *sessi
 	if v.Rows, err = p.deliveryRows(r.Context(), s, list.Data); err != nil {
 		return err
 	}
-	if n := len(list.Data); n > 0 {
-		// Read newer than a cursor, the list has more newer ones when
-		// HasMore; read older, more older ones.
-		older := page.EndingBefore == "" && list.HasMore || page.EndingBefore != ""
-		newer := page.StartingAfter != "" || page.EndingBefore != "" && list.HasMore
-		if older {
-			v.Next = list.Data[n-1].ID
-		}
-		if newer {
-			v.Prev = list.Data[0].ID
-		}
-	}
+	v.Next, v.Prev = cursors(page, list.HasMore, func(i int) string { return list.Data[i].ID }, len(list.Data))
 	p.render(w, r, s, http.StatusOK, "deliveries", &view{Title: "Deliveries", Nav: "deliveries", Data: v})
 	return nil
 }

@@ -24,19 +24,18 @@ const pageSize = 20
 const maxDescription = 500
 
 type endpointsView struct {
-	Endpoints []*delivery.Endpoint
-	Next      string
+	Endpoints  []*delivery.Endpoint
+	Next, Prev string
 }
 
 func (p *Portal) endpointsPage(w http.ResponseWriter, r *http.Request, s *session) error {
-	list, err := delivery.List(r.Context(), p.cfg.Pool, s.scope, events.Page{Limit: pageSize, StartingAfter: r.URL.Query().Get("after")})
+	page := pageOf(r)
+	list, err := delivery.List(r.Context(), p.cfg.Pool, s.scope, page)
 	if err != nil {
 		return err
 	}
 	v := endpointsView{Endpoints: list.Data}
-	if list.HasMore {
-		v.Next = list.Data[len(list.Data)-1].ID
-	}
+	v.Next, v.Prev = cursors(page, list.HasMore, func(i int) string { return list.Data[i].ID }, len(list.Data))
 	p.render(w, r, s, http.StatusOK, "endpoints", &view{Title: "Endpoints", Nav: "endpoints", Data: v})
 	return nil
 }
