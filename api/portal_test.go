@@ -502,7 +502,7 @@ func TestPortalEditKeepsTheSealedAuthorization(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	edit := b.get("/portal/endpoints/" + id + "/edit").must(t, http.StatusOK)
+	edit := b.get("/portal/endpoints/"+id+"/edit").must(t, http.StatusOK)
 	edit.has(t, "Authorization: Bearer ****wxyz\nX-Team: payments</textarea>", `value="5"`)
 	if strings.Contains(string(edit.body), "0123456789abcdef") {
 		t.Errorf("the edit form shows the Authorization value")
@@ -532,6 +532,6 @@ func TestPortalEditKeepsTheSealedAuthorization(t *testing.T) {
 		e.Description != "Payments" || len(e.EnabledEvents) != 1 || e.EnabledEvents[0] != "*" {
 		t.Errorf("after the edit the endpoint is %+v", e)
 	}
-	page := b.get("/portal/endpoints/" + id + "?flash=saved").must(t, http.StatusOK)
+	page := b.get("/portal/endpoints/"+id+"?flash=saved").must(t, http.StatusOK)
 	page.has(t, "Endpoint saved.", "Bearer ****wxyz", "All events")
 }
