@@ -289,6 +289,17 @@ var gracePeriods = []struct {
 	Label   string
 }{{0, "none: stop the old secret now"}, {3600, "1 hour"}, {86400, "24 hours"}, {604800, "7 days"}}
 
+// graceLabel says a grace period as the rotate form offers it ("24 hours"),
+// or in seconds for any other.
+func graceLabel(seconds int64) string {
+	for _, g := range gracePeriods {
+		if g.Seconds == seconds && seconds > 0 {
+			return g.Label
+		}
+	}
+	return strconv.FormatInt(seconds, 10) + " seconds"
+}
+
 // rotateSecret rotates an endpoint's secret and shows the new one, once, as
 // the POST's answer.
 func (p *Portal) rotateSecret(w http.ResponseWriter, r *http.Request, s *session) error {
@@ -307,8 +318,8 @@ func (p *Portal) rotateSecret(w http.ResponseWriter, r *http.Request, s *session
 	}
 	msg := "Secret rotated. The previous one stops signing now."
 	if grace > 0 {
-		msg = "Secret rotated. Deliveries are signed with the previous secret too for " +
-			(time.Duration(grace) * time.Second).String() + ", while you update your receiver."
+		msg = "Secret rotated. Deliveries are signed with the previous secret too for the next " + graceLabel(grace) +
+			", while you update your receiver."
 	}
 	return p.showEndpoint(w, r, s, http.StatusOK, e, msg)
 }
