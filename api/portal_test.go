@@ -399,6 +399,7 @@ func TestPortalFormShowsErrorsBesideTheirFields(t *testing.T) {
 		{"rate_limit", "rate_limit", "fast", "A whole number of deliveries per second, or empty for no limit."},
 		{"headers", "headers", "Webhook-Id: mine", "Webhook-Id is set by hookline or by the connection, not by an endpoint."},
 		{"headers", "headers", "no colon here", "Line 1 is not Name: value."},
+		{"headers", "headers", "X-Bad Name: 1", "X-Bad Name: A header name is 1 to 64 letters, digits or !#$%&amp;&#39;*&#43;-.^_`|~."},
 		{"enabled_events", "subscribe", "selected", "Choose at least one event type, or all of them."},
 	} {
 		form := url.Values{"csrf": {csrf}, "url": {"https://example.com/hooks"}, "subscribe": {"default"}}

@@ -72,7 +72,7 @@ func cursors(page events.Page, more bool, id func(int) string, n int) (next, pre
 	return next, prev
 }
 
-// filterURL is the deliveries list with the view's endpoint filter and a
+// FilterURL is the deliveries list with the view's endpoint filter and a
 // status (and a cursor, when given).
 func (v deliveriesView) FilterURL(status string) string {
 	return listURL(v.Endpoint, status, "", "")

@@ -462,7 +462,12 @@ func domainMessage(err error) *fieldError {
 	var state *events.StateError
 	switch {
 	case errors.As(err, &invalid):
-		return &fieldError{field: formField(invalid.Param), message: sentence(invalid.Message)}
+		msg := sentence(invalid.Message)
+		// A header's error names the header, unless its message does.
+		if name, ok := strings.CutPrefix(invalid.Param, "headers."); ok && !strings.HasPrefix(invalid.Message, name+" ") {
+			msg = name + ": " + msg
+		}
+		return &fieldError{field: formField(invalid.Param), message: msg}
 	case errors.As(err, &limit):
 		return &fieldError{field: "form", message: limit.Message}
 	case errors.As(err, &state):
