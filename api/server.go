@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/hookline/hookline/api/portal"
 	"github.com/hookline/hookline/api/stream"
 	"github.com/hookline/hookline/delivery"
 	"github.com/hookline/hookline/events"
@@ -43,6 +44,7 @@ type Server struct {
 	mux           *http.ServeMux
 	operatorToken string
 	pool          *pgxpool.Pool
+	portal        *portal.Portal
 	registry      *prometheus.Registry
 	service       *events.Service
 	streams       *stream.Hub
@@ -67,8 +69,14 @@ type Config struct {
 	// OperatorToken enables the operator API; empty leaves it off.
 	OperatorToken string
 	Pool          *pgxpool.Pool
-	RateLimit     RateLimit
-	Service       *events.Service
+	// PortalFrameAncestors are the origins that may frame the merchant
+	// portal (HOOKLINE_PORTAL_FRAME_ANCESTORS); none by default.
+	PortalFrameAncestors []string
+	// PublicURL is where browsers reach hookline (HOOKLINE_PUBLIC_URL), the
+	// base of portal links; empty, the origin of the request creating one.
+	PublicURL string
+	RateLimit RateLimit
+	Service   *events.Service
 	// Streams is the process's event streams (GET /v1/events/stream); the
 	// process closes it when it stops, which ends them.
 	Streams *stream.Hub
@@ -90,7 +98,7 @@ func New(cfg Config) *Server {
 }
 
 func newServer(cfg Config) *Server {
-	return &Server{
+	s := &Server{
 		checkouts:     cfg.Checkouts,
 		dispatcher:    cfg.Dispatcher,
 		endpoints:     cfg.Endpoints,
@@ -111,6 +119,24 @@ func newServer(cfg Config) *Server {
 		keepAlive:     cmp.Or(cfg.StreamKeepAlive, defaultKeepAlive),
 		validate:      newValidator(),
 	}
+	s.portal = portal.New(portal.Config{
+		Pool: cfg.Pool, Endpoints: cfg.Endpoints, Dispatcher: cfg.Dispatcher, Service: cfg.Service, Logger: cfg.Logger,
+		FrameAncestors: cfg.PortalFrameAncestors, TrustedProxies: cfg.TrustedProxies, PublicURL: cfg.PublicURL,
+		Admit: s.admitPortal,
+	})
+	return s
+}
+
+// admitPortal is the portal's Config.Admit: a portal link's token and
+// session cookie count towards the failure limit of the client's address
+// like API keys (beginAuth).
+func (s *Server) admitPortal(w http.ResponseWriter, r *http.Request) (func(failed bool), bool) {
+	a, err := s.beginAuth(w, r)
+	if err != nil {
+		s.renderError(w, r, err)
+		return nil, false
+	}
+	return a.done, true
 }
 
 // NewHealth returns a handler of the operational routes only (/healthz,
@@ -176,6 +202,9 @@ func (s *Server) routes() {
 	s.writeAs(s.authenticateOperator, "POST /v1/operator/endpoints/{id}/recover", http.StatusAccepted, s.operatorRecover)
 	s.readAs(s.authenticateOperator, "GET /v1/operator/deliveries", s.operatorDeliveries)
 	s.writeAs(s.authenticateOperator, "POST /v1/operator/deliveries/{id}/retry", http.StatusAccepted, s.operatorRetry)
+
+	s.write("POST /v1/portal_sessions", http.StatusCreated, s.createPortalSession)
+	s.mux.Handle("/portal/", s.portal)
 
 	s.dashboardRoutes()
 }

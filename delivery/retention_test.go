@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/hookline/hookline/delivery"
+	"github.com/hookline/hookline/events"
 	"github.com/hookline/hookline/migrations/dbtest"
 )
 
@@ -93,5 +94,39 @@ func TestPruneRemovesOldStatsRows(t *testing.T) {
 	}
 	if want := []string{"we_kept 3600 144", "we_kept 60 23"}; !slices.Equal(left, want) {
 		t.Errorf("rows left %q, want %q", left, want)
+	}
+}
+
+// TestPruneRemovesOldPortalSessions prunes merchant portal sessions: one
+// minted before the cutoff goes, one minted after it stays.
+func TestPruneRemovesOldPortalSessions(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	pool := dbtest.NewPool(t)
+	m := dbtest.Merchant(t, pool, "Portal merchant")
+	cutoff := time.Now().Add(-30 * 24 * time.Hour)
+	old := events.FirstIDAt(events.PrefixPortalSession, cutoff.Add(-time.Hour))
+	recent := events.NewID(events.PrefixPortalSession)
+	for i, id := range []string{old, recent} {
+		if _, err := pool.Exec(ctx, `insert into portal_sessions (id, merchant_id, livemode, token_hash, expires_at)
+			values ($1, $2, false, $3, now())`, id, m.ID, []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := delivery.NewPruneWorker(pool, 30*24*time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := delivery.PruneBefore(w, ctx, cutoff); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := pool.Query(ctx, `select id from portal_sessions`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kept) != 1 || kept[0] != recent {
+		t.Errorf("after pruning the sessions are %q, want only the recent %s", kept, recent)
 	}
 }

@@ -61,6 +61,19 @@ func TestLoadConfig(t *testing.T) {
 		{"trusted proxies", map[string]string{"DATABASE_URL": "x", "HOOKLINE_TRUSTED_PROXIES": "10.0.3.1/16, 2001:db8::/32"}, "", func(c config) bool {
 			return len(c.TrustedProxies) == 2 && c.TrustedProxies[0].String() == "10.0.0.0/16" && c.TrustedProxies[1].String() == "2001:db8::/32"
 		}},
+		{"frame ancestors", map[string]string{"DATABASE_URL": "x", "HOOKLINE_PORTAL_FRAME_ANCESTORS": " https://dash.example.com  https://*.shop.example:8443 'self'"}, "",
+			func(c config) bool {
+				return strings.Join(c.PortalFrameAncestors, " ") == "https://dash.example.com https://*.shop.example:8443 'self'"
+			}},
+		{"a frame ancestor with a path", map[string]string{"DATABASE_URL": "x", "HOOKLINE_PORTAL_FRAME_ANCESTORS": "https://dash.example.com/app"}, "HOOKLINE_PORTAL_FRAME_ANCESTORS", nil},
+		{"a frame ancestor adding a directive", map[string]string{"DATABASE_URL": "x", "HOOKLINE_PORTAL_FRAME_ANCESTORS": "https://a.example; script-src *"}, "HOOKLINE_PORTAL_FRAME_ANCESTORS", nil},
+		{"a frame ancestor that is a keyword", map[string]string{"DATABASE_URL": "x", "HOOKLINE_PORTAL_FRAME_ANCESTORS": "*"}, "HOOKLINE_PORTAL_FRAME_ANCESTORS", nil},
+		{"public URL", map[string]string{"DATABASE_URL": "x", "HOOKLINE_PUBLIC_URL": "https://hooks.example.com/"}, "", func(c config) bool {
+			return c.PublicURL == "https://hooks.example.com"
+		}},
+		{"a public URL with a path", map[string]string{"DATABASE_URL": "x", "HOOKLINE_PUBLIC_URL": "https://hooks.example.com/x"}, "HOOKLINE_PUBLIC_URL", nil},
+		{"an http public URL in production", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ENV": "production", "HOOKLINE_ENCRYPTION_KEY": dbtest.KeySpec,
+			"HOOKLINE_PUBLIC_URL": "http://hooks.example.com"}, "HOOKLINE_PUBLIC_URL", nil},
 		{"retention shorter than the retries", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RETENTION": "24h"}, "HOOKLINE_RETENTION", nil},
 		{"bad rate", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RATE_LIMIT": "fast"}, "HOOKLINE_RATE_LIMIT", nil},
 		{"bad burst", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RATE_BURST": "0"}, "HOOKLINE_RATE_BURST", nil},

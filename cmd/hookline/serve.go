@@ -170,6 +170,7 @@ func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 	apiConfig := api.Config{
 		Checkouts: events.NewCheckoutBatcher(service, m.apiPool, m.logger), Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard, keyring, cfg.MaxEndpoints), Guard: guard, Keyring: keyring,
 		Logger: m.logger, Metrics: registry, MetricsElsewhere: cfg.MetricsAddr != "", OperatorToken: cfg.OperatorToken, Pool: m.apiPool,
+		PortalFrameAncestors: cfg.PortalFrameAncestors, PublicURL: cfg.PublicURL,
 		RateLimit: api.RateLimit{Rate: cfg.RateLimit, Burst: cfg.RateBurst}, Service: service, Streams: streams, TrustedProxies: cfg.TrustedProxies,
 	}
 	var handler http.Handler
