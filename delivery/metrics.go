@@ -60,16 +60,10 @@ func NewMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, logger *slog.Logg
 }
 
 func (m *Metrics) observe(o *outcome, final bool, attempts int, eventCreated time.Time) {
-	switch {
-	case o.acknowledged():
-		m.attempts.WithLabelValues(outcomeSucceeded).Inc()
+	kind := o.kind()
+	m.attempts.WithLabelValues(kind).Inc()
+	if kind == outcomeSucceeded {
 		m.latency.Observe(time.Since(eventCreated).Seconds())
-	case o.statusCode != 0:
-		m.attempts.WithLabelValues(outcomeHTTPError).Inc()
-	case o.err == errTimedOut:
-		m.attempts.WithLabelValues(outcomeTimeout).Inc()
-	default:
-		m.attempts.WithLabelValues(outcomeConnectionError).Inc()
 	}
 	if final {
 		m.attemptsPerDelivery.Observe(float64(attempts))
