@@ -135,4 +135,3 @@ func randomSpanID() trace.SpanID {
 	}
 	return id
 }
-
