@@ -22,9 +22,9 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/hookline/hookline/api"
+	"github.com/hookline/hookline/api/stream"
 	"github.com/hookline/hookline/delivery"
 	"github.com/hookline/hookline/events"
-	"github.com/hookline/hookline/stream"
 )
 
 // deliveryWorkers is the delivery queue's workers: each makes one job's
