@@ -76,7 +76,7 @@ func newHarnessWith(t *testing.T, o harnessOptions) *harness {
 	if o.logger == nil {
 		o.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	dispatcher := delivery.NewDispatcher(inserter)
+	dispatcher := delivery.NewDispatcher(inserter, nil)
 	service := events.NewService(events.NewPublisher(dispatcher))
 	streams := stream.NewHub(pool, o.logger)
 	srv := httptest.NewServer(api.New(api.Config{

@@ -21,6 +21,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/hookline/hookline/api/portal"
 	"github.com/hookline/hookline/api/stream"
@@ -49,6 +54,7 @@ type Server struct {
 	service       *events.Service
 	streams       *stream.Hub
 	keepAlive     time.Duration
+	tracer        trace.Tracer // nil: tracing off
 	validate      *validator.Validate
 }
 
@@ -88,6 +94,9 @@ type Config struct {
 	// against the client address it appended to X-Forwarded-For, not its own,
 	// by the failed-authentication limit (clientAddr).
 	TrustedProxies []netip.Prefix
+	// Tracer makes a server span of each request (README, "Traces"); nil,
+	// tracing is off and none is made.
+	Tracer trace.Tracer
 }
 
 // New returns the API's handler with every route registered.
@@ -117,6 +126,7 @@ func newServer(cfg Config) *Server {
 		service:       cfg.Service,
 		streams:       cfg.Streams,
 		keepAlive:     cmp.Or(cfg.StreamKeepAlive, defaultKeepAlive),
+		tracer:        cfg.Tracer,
 		validate:      newValidator(),
 	}
 	s.portal = portal.New(portal.Config{
@@ -215,6 +225,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	h, pattern := s.mux.Handler(r)
+	if s.tracer != nil {
+		var span trace.Span
+		r, span = s.startSpan(r, pattern)
+		defer func() { endSpan(span, rec.status) }()
+	}
 	if err := unreadableURL(r); err != nil {
 		s.renderError(rec, r, err)
 	} else if pattern == "" {
@@ -256,6 +271,44 @@ func unreadableURL(r *http.Request) error {
 // NUL.
 func isText(s string) bool {
 	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
+
+// startSpan starts the server span of a request that the route table
+// matched to pattern ("" for none), a child of the caller's span when the
+// request carries a W3C traceparent, and returns the request with the span
+// in its context: the events it writes keep it (events.Event.Trace).
+func (s *Server) startSpan(r *http.Request, pattern string) (*http.Request, trace.Span) {
+	ctx := propagation.TraceContext{}.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	name, route := r.Method, ""
+	if pattern != "" {
+		// A pattern is "METHOD /path/{id}": the route is its path.
+		name, route = pattern, pattern[strings.IndexByte(pattern, ' ')+1:]
+	}
+	attrs := []attribute.KeyValue{semconv.HTTPRequestMethodKey.String(r.Method), semconv.URLPath(r.URL.Path), semconv.URLScheme(scheme(r))}
+	if route != "" {
+		attrs = append(attrs, semconv.HTTPRoute(route))
+	}
+	ctx, span := s.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
+	return r.WithContext(ctx), span
+}
+
+// scheme is the scheme the request reached hookline's listener with.
+func scheme(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// endSpan ends a request's span with its response's status: an error for a
+// 5xx, hookline's failure, not for a 4xx, the client's (OpenTelemetry's
+// HTTP server conventions).
+func endSpan(span trace.Span, status int) {
+	span.SetAttributes(semconv.HTTPResponseStatusCode(status))
+	if status >= http.StatusInternalServerError {
+		span.SetStatus(codes.Error, http.StatusText(status))
+	}
+	span.End()
 }
 
 type statusRecorder struct {

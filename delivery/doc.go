@@ -42,6 +42,13 @@
 // jobs too, and so is the reconciler (ReconcileWorker), which gives a job to
 // any pending delivery that a fault left without one.
 //
+// Traces (trace.go): every attempt sends a W3C traceparent. With tracing on
+// (a tracer given to NewDispatcher and the Worker), the fan-out makes a span
+// per event and each attempt a client span, both children of the span whose
+// context the event kept (the API request that wrote it), read with the
+// attempt's other data by the same query; off, no span is made, and the
+// header is formatted from the event alone.
+//
 // A test event ([Dispatcher.SendTestEvent]) takes the same path: it is
 // published (events.Service.PublishExample) addressed to one endpoint, and
 // the fan-out gives it that endpoint as its only destination.

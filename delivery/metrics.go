@@ -19,8 +19,8 @@ const (
 )
 
 // class is the attempt's outcome: succeeded (2xx), http_error (any other
-// status), timeout or connection_error (no response), as the metrics and the
-// endpoint statistics count it.
+// status), timeout or connection_error (no response), as the metrics, the
+// endpoint statistics and the attempts' spans name it.
 func (o *outcome) class() string {
 	switch {
 	case o.acknowledged():

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/hookline/hookline/events"
 )
@@ -61,6 +62,9 @@ type WorkerConfig struct {
 	Publisher *events.Publisher
 	Schedule  Schedule
 	Timeout   time.Duration
+	// Tracer makes each attempt's span (README, "Traces"); nil, tracing is
+	// off and none is made.
+	Tracer trace.Tracer
 }
 
 // Worker makes delivery attempts: it is the River worker of DeliverArgs.
@@ -76,6 +80,7 @@ type Worker struct {
 	publisher *events.Publisher
 	schedule  Schedule
 	timeout   time.Duration
+	tracer    trace.Tracer // nil: tracing off
 }
 
 // NewWorker returns the delivery worker.
@@ -91,6 +96,7 @@ func NewWorker(cfg WorkerConfig) *Worker {
 		publisher: cfg.Publisher,
 		schedule:  cfg.Schedule,
 		timeout:   cfg.Timeout,
+		tracer:    cfg.Tracer,
 	}
 }
 
@@ -149,7 +155,9 @@ type target struct {
 	destination    string // see destinationKey
 	paused         bool   // the destination's pause has not ended
 	eventID        string
+	eventType      string
 	eventCreated   time.Time
+	traceparent    string // the event's stored trace context, or ""
 	payload        []byte
 	scope          events.Scope
 	endpointID     *string
@@ -169,7 +177,7 @@ type target struct {
 
 // loadTargets reads a job's deliveries with what sending them needs.
 const loadTargets = `select d.id, d.status, d.attempt_count, d.schedule_base, d.parked, coalesce(w.url, d.url),
-		coalesce(d.endpoint_id, 'url:' || md5(d.url)), coalesce(s.paused_until > now(), false), e.id, e.created_at, e.payload,
+		coalesce(d.endpoint_id, 'url:' || md5(d.url)), coalesce(s.paused_until > now(), false), e.id, e.type, e.created_at, coalesce(e.traceparent, ''), e.payload,
 		d.merchant_id, d.livemode, w.id, coalesce(w.type, 'webhook'), coalesce(w.display_name, m.name), w.status,
 		coalesce(w.failing_since < now() - $2::interval, false), w.deleted_at is not null, coalesce(w.signature_scheme, 'hmac'), w.rate_limit, w.headers, w.header_authorization, w.secret, w.previous_secrets, w.previous_secrets_expire_at,
 		case when d.livemode then m.webhook_secret else m.test_webhook_secret end
@@ -192,7 +200,7 @@ func (w *Worker) load(ctx context.Context, ids []string) ([]*target, error) {
 	targets, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*target, error) {
 		t := &target{}
 		var s sealedSecrets
-		if err := row.Scan(&t.deliveryID, &t.status, &t.attemptCount, &t.scheduleBase, &t.parked, &t.url, &t.destination, &t.paused, &t.eventID, &t.eventCreated, &t.payload,
+		if err := row.Scan(&t.deliveryID, &t.status, &t.attemptCount, &t.scheduleBase, &t.parked, &t.url, &t.destination, &t.paused, &t.eventID, &t.eventType, &t.eventCreated, &t.traceparent, &t.payload,
 			&t.scope.MerchantID, &t.scope.Livemode, &t.endpointID, &t.endpointType, &t.displayName, &t.endpointStatus, &t.failing, &t.deleted,
 			&t.scheme, &t.rateLimit, &t.headers, &s.authorization, &s.endpoint, &s.previous, &s.previousExpires, &s.account); err != nil {
 			return nil, err
@@ -630,7 +638,16 @@ func (w *Worker) sendAdmitted(ctx context.Context, start time.Time, ts []*target
 // send makes the HTTP request of one attempt.
 func (w *Worker) send(ctx context.Context, t *target) *outcome {
 	o := &outcome{started: time.Now()}
-	defer func() { o.duration, o.err = time.Since(o.started), cleanText(o.err) }()
+	var span trace.Span // nil: tracing off
+	if w.tracer != nil {
+		span = w.startAttempt(ctx, t)
+	}
+	defer func() {
+		o.duration, o.err = time.Since(o.started), cleanText(o.err)
+		if span != nil {
+			endAttempt(span, o)
+		}
+	}()
 	if t.unusable != "" {
 		o.err = t.unusable
 		return o
@@ -651,6 +668,13 @@ func (w *Worker) send(ctx context.Context, t *target) *outcome {
 	for name, value := range t.headers {
 		req.Header.Set(name, value) // checkHeaders kept hookline's own names out
 	}
+	if len(t.headers) > 0 {
+		// An endpoint stored before tracestate was reserved: it must not
+		// travel with a traceparent of ours.
+		req.Header.Del("Tracestate")
+	}
+	// Set after the custom headers, as the ones below: hookline's own.
+	req.Header["Traceparent"] = []string{attemptTraceparent(span, t)}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "hookline/"+Version)
 	if t.endpointType == TypeWebhook {

@@ -44,6 +44,7 @@ type config struct {
 	Retention            time.Duration
 	RateLimit            float64
 	RetrySchedule        delivery.Schedule
+	Traces               tracesConfig
 	TrustedProxies       []netip.Prefix
 
 	// LocalCluster is the directory of the development cluster DatabaseURL
@@ -173,6 +174,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 		if err := cfg.LogLevel.UnmarshalText([]byte(v)); err != nil {
 			return cfg, fmt.Errorf("HOOKLINE_LOG_LEVEL must be debug, info, warn or error, not %q", v)
 		}
+	}
+	var err error
+	if cfg.Traces, err = loadTracesConfig(getenv); err != nil {
+		return cfg, err
 	}
 	return cfg, nil
 }

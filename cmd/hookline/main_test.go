@@ -98,6 +98,40 @@ func TestLoadConfig(t *testing.T) {
 		}},
 		{"production needs an encryption key", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ENV": "production"}, "HOOKLINE_ENCRYPTION_KEY", nil},
 		{"a short encryption key", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ENCRYPTION_KEY": "k1:c2hvcnQ="}, "HOOKLINE_ENCRYPTION_KEY", nil},
+		{"no traces by default", map[string]string{"DATABASE_URL": "x", "OTEL_SERVICE_NAME": "h"}, "", func(c config) bool {
+			return c.Traces.Endpoint == ""
+		}},
+		{"traces to a collector", map[string]string{"DATABASE_URL": "x", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, "", func(c config) bool {
+			return c.Traces.Endpoint == "http://collector:4318/v1/traces" && !c.Traces.JSON &&
+				c.Traces.Sampler.Description() == "ParentBased{root:AlwaysOnSampler,remoteParentSampled:AlwaysOnSampler,remoteParentNotSampled:AlwaysOffSampler,localParentSampled:AlwaysOnSampler,localParentNotSampled:AlwaysOffSampler}"
+		}},
+		{"traces below a base path", map[string]string{"DATABASE_URL": "x", "OTEL_EXPORTER_OTLP_ENDPOINT": "https://otel.example/base/"}, "", func(c config) bool {
+			return c.Traces.Endpoint == "https://otel.example/base/v1/traces"
+		}},
+		{"a traces endpoint as it is", map[string]string{"DATABASE_URL": "x", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318",
+			"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://b:4318/spans"}, "", func(c config) bool {
+			return c.Traces.Endpoint == "http://b:4318/spans"
+		}},
+		{"traces in JSON", map[string]string{"DATABASE_URL": "x", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+			"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json", "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"}, "", func(c config) bool {
+			return c.Traces.JSON && c.Traces.Sampler.Description() == "TraceIDRatioBased{0.25}"
+		}},
+		{"traces over gRPC", map[string]string{"DATABASE_URL": "x", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+			"OTEL_EXPORTER_OTLP_PROTOCOL", nil},
+		{"a traces endpoint without a scheme", map[string]string{"DATABASE_URL": "x", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "collector:4318"},
+			"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", nil},
+		{"the SDK disabled", map[string]string{"DATABASE_URL": "x", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318", "OTEL_SDK_DISABLED": "TRUE"}, "", func(c config) bool {
+			return c.Traces.Endpoint == ""
+		}},
+		{"no trace exporter", map[string]string{"DATABASE_URL": "x", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318", "OTEL_TRACES_EXPORTER": "none"}, "", func(c config) bool {
+			return c.Traces.Endpoint == ""
+		}},
+		{"another trace exporter", map[string]string{"DATABASE_URL": "x", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318", "OTEL_TRACES_EXPORTER": "zipkin"},
+			"OTEL_TRACES_EXPORTER", nil},
+		{"an unknown sampler", map[string]string{"DATABASE_URL": "x", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318", "OTEL_TRACES_SAMPLER": "sometimes"},
+			"OTEL_TRACES_SAMPLER", nil},
+		{"a ratio above 1", map[string]string{"DATABASE_URL": "x", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318", "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+			"OTEL_TRACES_SAMPLER_ARG": "2"}, "OTEL_TRACES_SAMPLER_ARG", nil},
 		{"the checkout's cluster", map[string]string{"HOOKLINE_DATA_DIR": withCluster}, "", connectsTo(pg, 54331, "hookline")},
 		{"another database of the checkout's cluster", map[string]string{"HOOKLINE_DATA_DIR": withCluster, "PGDATABASE": "hookline_test"}, "",
 			connectsTo(pg, 54331, "hookline_test")},
