@@ -566,6 +566,7 @@ func TestTenantIsolation(t *testing.T) {
 		{"POST", "/v1/payment_attempts/" + pat + "/fail", map[string]any{"failure_code": "x"}},
 		{"GET", "/v1/events/" + evt.ID, nil},
 		{"GET", "/v1/webhook_endpoints/" + ep.ID, nil},
+		{"GET", "/v1/webhook_endpoints/" + ep.ID + "/stats", nil},
 		{"PATCH", "/v1/webhook_endpoints/" + ep.ID, nil},
 		{"DELETE", "/v1/webhook_endpoints/" + ep.ID, nil},
 		{"POST", "/v1/webhook_endpoints/" + ep.ID + "/rotate_secret", nil},

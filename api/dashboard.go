@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/hookline/hookline/api/chart"
 	"github.com/hookline/hookline/delivery"
 	"github.com/hookline/hookline/events"
 )
@@ -32,7 +33,9 @@ import (
 var dashboardFiles embed.FS
 
 var dashboardTemplates = template.Must(template.New("").Funcs(template.FuncMap{
-	"unix": func(s int64) string { return time.Unix(s, 0).UTC().Format("2006-01-02 15:04:05 MST") },
+	"unix":    func(s int64) string { return time.Unix(s, 0).UTC().Format("2006-01-02 15:04:05 MST") },
+	"capped":  delivery.Capped,
+	"percent": func(f float64) string { return strconv.FormatFloat(f*100, 'f', 1, 64) + " %" },
 }).ParseFS(dashboardFiles, "dashboard.html"))
 
 const sessionCookie = "hookline_operator"
@@ -51,6 +54,7 @@ func (s *Server) derive(purpose string) string {
 func (s *Server) dashboardRoutes() {
 	s.mux.HandleFunc("GET /dashboard", s.dashboard(s.overviewPage))
 	s.mux.HandleFunc("GET /dashboard/deliveries/{id}", s.dashboard(s.deliveryPage))
+	s.mux.HandleFunc("GET /dashboard/endpoints/{id}", s.dashboard(s.endpointPage))
 	s.mux.HandleFunc("POST /dashboard/login", s.login)
 	s.mux.HandleFunc("POST /dashboard/logout", s.logout)
 	s.mux.HandleFunc("POST /dashboard/deliveries/{id}/retry", s.dashboardAction(s.dashboardRetry))
@@ -127,6 +131,13 @@ type page struct {
 	Endpoints  []delivery.FailingEndpoint
 	Deliveries []delivery.OperatorDelivery
 	Delivery   *delivery.Delivery
+	// Endpoint's page: the endpoint, its scope, its statistics over the
+	// window asked for, and their charts.
+	Endpoint          *delivery.Endpoint
+	Scope             events.Scope
+	Stats             *delivery.Stats
+	Windows           []string
+	Outcomes, Latency template.HTML
 	// Waiting says that the attempt a retry queued is not recorded yet, and
 	// Refresh, when not 0, reloads the page after that many seconds to show
 	// it (the dashboard has no JavaScript).
@@ -219,6 +230,27 @@ func (s *Server) deliveryPage(_ http.ResponseWriter, r *http.Request) (string, *
 		}
 	}
 	return "delivery-content", p, nil
+}
+
+// endpointPage shows an endpoint of any merchant with its statistics over
+// ?window= (24h by default) as the merchant API reads them, and their charts.
+func (s *Server) endpointPage(_ http.ResponseWriter, r *http.Request) (string, *page, error) {
+	id := r.PathValue("id")
+	scope, err := delivery.EndpointScope(r.Context(), s.pool, id)
+	if err != nil {
+		return "", nil, named(err, "webhook_endpoint", id)
+	}
+	e, err := delivery.Get(r.Context(), s.pool, scope, id)
+	if err != nil {
+		return "", nil, named(err, "webhook_endpoint", id)
+	}
+	stats, err := delivery.EndpointStats(r.Context(), s.pool, scope, id, r.URL.Query().Get("window"), time.Now())
+	if err != nil {
+		return "", nil, named(err, "webhook_endpoint", id)
+	}
+	return "endpoint-content", &page{Title: "endpoint " + id, Endpoint: e, Scope: scope, Stats: stats,
+		Windows:  []string{delivery.StatsWindowHour, delivery.StatsWindowDay, delivery.StatsWindowWeek},
+		Outcomes: chart.Outcomes(stats.Series, stats.Window), Latency: chart.Latency(stats.Series, stats.Window)}, nil
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {

@@ -23,4 +23,9 @@
 // key's streams (the stream package), and writes Server-Sent Events read from
 // the log in stream order (events.ReadStream) until the client goes or the
 // process stops, each write with a deadline of its own.
+//
+// With tracing on (Config.Tracer), ServeHTTP makes each request a server span
+// named by its route, a child of the caller's traceparent if it sent one;
+// the events a request writes keep that span's context (events.Event.Trace),
+// which their deliveries descend from.
 package api

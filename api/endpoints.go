@@ -69,6 +69,22 @@ func (s *Server) getEndpoint(ctx context.Context, c *call) (any, error) {
 	return withNotFound(delivery.Get(ctx, s.pool, c.scope, c.id()))("webhook_endpoint", c.id())
 }
 
+// endpointStats answers the endpoint's statistics over ?window= (1h, 24h
+// or 7d; 24h when absent), read from the rollup (delivery.EndpointStats).
+func (s *Server) endpointStats(ctx context.Context, c *call) (any, error) {
+	q := c.r.URL.Query()
+	for name := range q {
+		if name != "window" {
+			return nil, invalid(name, "Received unknown parameter: "+name)
+		}
+	}
+	window := q.Get("window")
+	if q.Has("window") && window == "" {
+		return nil, invalid("window", "window must be 1h, 24h or 7d")
+	}
+	return withNotFound(delivery.EndpointStats(ctx, s.pool, c.scope, c.id(), window, time.Now()))("webhook_endpoint", c.id())
+}
+
 func (s *Server) listEndpoints(ctx context.Context, c *call) (any, error) {
 	page, err := pageParams(c.r)
 	if err != nil {

@@ -128,6 +128,8 @@ func TestWebhookEndpointRefusesBadInput(t *testing.T) {
 		{"rate limit negative on update", "PATCH", "/v1/webhook_endpoints/" + ep.ID, map[string]any{"rate_limit": -3}, "rate_limit"},
 		{"signature header", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "headers": map[string]string{"Webhook-Signature": "x"}}, "headers.Webhook-Signature"},
 		{"content type header", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "headers": map[string]string{"content-type": "text/plain"}}, "headers.content-type"},
+		{"trace context header", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "headers": map[string]string{"Traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}, "headers.Traceparent"},
+		{"trace state header", "PATCH", "/v1/webhook_endpoints/" + ep.ID, map[string]any{"headers": map[string]string{"tracestate": "vendor=x"}}, "headers.tracestate"},
 		{"hop-by-hop header", "PATCH", "/v1/webhook_endpoints/" + ep.ID, map[string]any{"headers": map[string]string{"Proxy-Authorization": "x"}}, "headers.Proxy-Authorization"},
 		{"header name not a token", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "headers": map[string]string{"X Key": "x"}}, "headers.X Key"},
 		{"header name too long", "POST", "/v1/webhook_endpoints", map[string]any{"url": "http://127.0.0.1:9/", "headers": map[string]string{"X-" + strings.Repeat("a", 63): "x"}}, "headers.X-" + strings.Repeat("a", 63)},

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +56,10 @@ type harnessOptions struct {
 	maxEndpoints int
 	guard        *delivery.Guard
 	keepAlive    time.Duration
+	// frameAncestors may frame the portal; trusted are the proxies whose
+	// X-Forwarded-Proto the portal reads.
+	frameAncestors []string
+	trusted        []netip.Prefix
 }
 
 func newHarnessWith(t *testing.T, o harnessOptions) *harness {
@@ -71,13 +76,14 @@ func newHarnessWith(t *testing.T, o harnessOptions) *harness {
 	if o.logger == nil {
 		o.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	dispatcher := delivery.NewDispatcher(inserter)
+	dispatcher := delivery.NewDispatcher(inserter, nil)
 	service := events.NewService(events.NewPublisher(dispatcher))
 	streams := stream.NewHub(pool, o.logger)
 	srv := httptest.NewServer(api.New(api.Config{
 		Checkouts: events.NewCheckoutBatcher(service, pool, o.logger), Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard, keyring, cmp.Or(o.maxEndpoints, 50)), Guard: guard, Keyring: keyring,
 		Logger: o.logger, Metrics: prometheus.NewRegistry(), OperatorToken: o.token, Pool: pool,
 		RateLimit: o.limit, Service: service, Streams: streams, StreamKeepAlive: o.keepAlive,
+		PortalFrameAncestors: o.frameAncestors, TrustedProxies: o.trusted,
 	}))
 	t.Cleanup(srv.Close)
 	t.Cleanup(streams.Close) // first: open streams end, so that srv.Close need not wait for them

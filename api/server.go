@@ -21,7 +21,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/hookline/hookline/api/portal"
 	"github.com/hookline/hookline/api/stream"
 	"github.com/hookline/hookline/delivery"
 	"github.com/hookline/hookline/events"
@@ -43,10 +49,12 @@ type Server struct {
 	mux           *http.ServeMux
 	operatorToken string
 	pool          *pgxpool.Pool
+	portal        *portal.Portal
 	registry      *prometheus.Registry
 	service       *events.Service
 	streams       *stream.Hub
 	keepAlive     time.Duration
+	tracer        trace.Tracer // nil: tracing off
 	validate      *validator.Validate
 }
 
@@ -67,8 +75,14 @@ type Config struct {
 	// OperatorToken enables the operator API; empty leaves it off.
 	OperatorToken string
 	Pool          *pgxpool.Pool
-	RateLimit     RateLimit
-	Service       *events.Service
+	// PortalFrameAncestors are the origins that may frame the merchant
+	// portal (HOOKLINE_PORTAL_FRAME_ANCESTORS); none by default.
+	PortalFrameAncestors []string
+	// PublicURL is where browsers reach hookline (HOOKLINE_PUBLIC_URL), the
+	// base of portal links; empty, the origin of the request creating one.
+	PublicURL string
+	RateLimit RateLimit
+	Service   *events.Service
 	// Streams is the process's event streams (GET /v1/events/stream); the
 	// process closes it when it stops, which ends them.
 	Streams *stream.Hub
@@ -80,6 +94,9 @@ type Config struct {
 	// against the client address it appended to X-Forwarded-For, not its own,
 	// by the failed-authentication limit (clientAddr).
 	TrustedProxies []netip.Prefix
+	// Tracer makes a server span of each request (README, "Traces"); nil,
+	// tracing is off and none is made.
+	Tracer trace.Tracer
 }
 
 // New returns the API's handler with every route registered.
@@ -90,7 +107,7 @@ func New(cfg Config) *Server {
 }
 
 func newServer(cfg Config) *Server {
-	return &Server{
+	s := &Server{
 		checkouts:     cfg.Checkouts,
 		dispatcher:    cfg.Dispatcher,
 		endpoints:     cfg.Endpoints,
@@ -109,8 +126,27 @@ func newServer(cfg Config) *Server {
 		service:       cfg.Service,
 		streams:       cfg.Streams,
 		keepAlive:     cmp.Or(cfg.StreamKeepAlive, defaultKeepAlive),
+		tracer:        cfg.Tracer,
 		validate:      newValidator(),
 	}
+	s.portal = portal.New(portal.Config{
+		Pool: cfg.Pool, Endpoints: cfg.Endpoints, Dispatcher: cfg.Dispatcher, Service: cfg.Service, Logger: cfg.Logger,
+		FrameAncestors: cfg.PortalFrameAncestors, TrustedProxies: cfg.TrustedProxies, PublicURL: cfg.PublicURL,
+		Admit: s.admitPortal,
+	})
+	return s
+}
+
+// admitPortal is the portal's Config.Admit: a portal link's token and
+// session cookie count towards the failure limit of the client's address
+// like API keys (beginAuth).
+func (s *Server) admitPortal(w http.ResponseWriter, r *http.Request) (func(failed bool), bool) {
+	a, err := s.beginAuth(w, r)
+	if err != nil {
+		s.renderError(w, r, err)
+		return nil, false
+	}
+	return a.done, true
 }
 
 // NewHealth returns a handler of the operational routes only (/healthz,
@@ -160,6 +196,7 @@ func (s *Server) routes() {
 	s.writePrepared("POST /v1/webhook_endpoints", http.StatusCreated, s.createEndpoint)
 	s.read("GET /v1/webhook_endpoints", s.listEndpoints)
 	s.read("GET /v1/webhook_endpoints/{id}", s.getEndpoint)
+	s.read("GET /v1/webhook_endpoints/{id}/stats", s.endpointStats)
 	s.writePrepared("PATCH /v1/webhook_endpoints/{id}", http.StatusOK, s.updateEndpoint)
 	s.write("DELETE /v1/webhook_endpoints/{id}", http.StatusOK, s.deleteEndpoint)
 	s.write("POST /v1/webhook_endpoints/{id}/rotate_secret", http.StatusOK, s.rotateSecret)
@@ -176,6 +213,9 @@ func (s *Server) routes() {
 	s.readAs(s.authenticateOperator, "GET /v1/operator/deliveries", s.operatorDeliveries)
 	s.writeAs(s.authenticateOperator, "POST /v1/operator/deliveries/{id}/retry", http.StatusAccepted, s.operatorRetry)
 
+	s.write("POST /v1/portal_sessions", http.StatusCreated, s.createPortalSession)
+	s.mux.Handle("/portal/", s.portal)
+
 	s.dashboardRoutes()
 }
 
@@ -185,6 +225,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	h, pattern := s.mux.Handler(r)
+	if s.tracer != nil {
+		var span trace.Span
+		r, span = s.startSpan(r, pattern)
+		defer func() { endSpan(span, rec.status) }()
+	}
 	if err := unreadableURL(r); err != nil {
 		s.renderError(rec, r, err)
 	} else if pattern == "" {
@@ -226,6 +271,44 @@ func unreadableURL(r *http.Request) error {
 // NUL.
 func isText(s string) bool {
 	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
+
+// startSpan starts the server span of a request that the route table
+// matched to pattern ("" for none), a child of the caller's span when the
+// request carries a W3C traceparent, and returns the request with the span
+// in its context: the events it writes keep it (events.Event.Trace).
+func (s *Server) startSpan(r *http.Request, pattern string) (*http.Request, trace.Span) {
+	ctx := propagation.TraceContext{}.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	name, route := r.Method, ""
+	if pattern != "" {
+		// A pattern is "METHOD /path/{id}": the route is its path.
+		name, route = pattern, pattern[strings.IndexByte(pattern, ' ')+1:]
+	}
+	attrs := []attribute.KeyValue{semconv.HTTPRequestMethodKey.String(r.Method), semconv.URLPath(r.URL.Path), semconv.URLScheme(scheme(r))}
+	if route != "" {
+		attrs = append(attrs, semconv.HTTPRoute(route))
+	}
+	ctx, span := s.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
+	return r.WithContext(ctx), span
+}
+
+// scheme is the scheme the request reached hookline's listener with.
+func scheme(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// endSpan ends a request's span with its response's status: an error for a
+// 5xx, hookline's failure, not for a 4xx, the client's (OpenTelemetry's
+// HTTP server conventions).
+func endSpan(span trace.Span, status int) {
+	span.SetAttributes(semconv.HTTPResponseStatusCode(status))
+	if status >= http.StatusInternalServerError {
+		span.SetStatus(codes.Error, http.StatusText(status))
+	}
+	span.End()
 }
 
 type statusRecorder struct {

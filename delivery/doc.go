@@ -21,7 +21,10 @@
 // acknowledged, otherwise in one transaction with the jobs of the next
 // attempts (the schedule with jitter, or a later Retry-After), until the
 // schedule is spent and the delivery is failed, and with the endpoints'
-// health.
+// health. The same statement adds the attempts it recorded to the endpoints'
+// statistics (endpoint_stats, a rollup per endpoint and minute or hour with
+// a latency histogram), which [EndpointStats] reads without touching
+// delivery_attempts.
 //
 // Isolation: a process's limiter admits at most HOOKLINE_ENDPOINT_CONCURRENCY
 // jobs of one destination, sharing as many in-flight slots, and holds a
@@ -38,6 +41,13 @@
 // saturated. Recovery (RecoverWorker) and retention (PruneWorker) are River
 // jobs too, and so is the reconciler (ReconcileWorker), which gives a job to
 // any pending delivery that a fault left without one.
+//
+// Traces (trace.go): every attempt sends a W3C traceparent. With tracing on
+// (a tracer given to NewDispatcher and the Worker), the fan-out makes a span
+// per event and each attempt a client span, both children of the span whose
+// context the event kept (the API request that wrote it), read with the
+// attempt's other data by the same query; off, no span is made, and the
+// header is formatted from the event alone.
 //
 // A test event ([Dispatcher.SendTestEvent]) takes the same path: it is
 // published (events.Service.PublishExample) addressed to one endpoint, and

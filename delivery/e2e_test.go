@@ -73,7 +73,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	guard, keyring := delivery.NewGuard(false), dbtest.Keyring(t)
-	dispatcher := delivery.NewDispatcher(inserter)
+	dispatcher := delivery.NewDispatcher(inserter, nil)
 	publisher := events.NewPublisher(dispatcher)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	registry := prometheus.NewRegistry()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/hookline/hookline/events"
 )
@@ -83,13 +84,15 @@ func (DeliverArgs) Kind() string { return "deliver" }
 // Dispatcher fans events out to their destinations: it implements
 // events.Fanout.
 type Dispatcher struct {
-	river *river.Client[pgx.Tx]
+	river  *river.Client[pgx.Tx]
+	tracer trace.Tracer // nil: tracing off
 }
 
 // NewDispatcher returns a Dispatcher that enqueues with riverClient (an
-// insert-only client is enough).
-func NewDispatcher(riverClient *river.Client[pgx.Tx]) *Dispatcher {
-	return &Dispatcher{river: riverClient}
+// insert-only client is enough) and records each event's fan-out as a span of
+// tracer, or, with a nil tracer (tracing off), none.
+func NewDispatcher(riverClient *river.Client[pgx.Tx], tracer trace.Tracer) *Dispatcher {
+	return &Dispatcher{river: riverClient, tracer: tracer}
 }
 
 // destination is one place an event goes: an endpoint, or (endpointID "")
@@ -111,14 +114,27 @@ type destination struct {
 // or, for an event addressed to one endpoint (a test event), that endpoint
 // alone. The statements are the same whatever the number of events.
 func (d *Dispatcher) FanOut(ctx context.Context, tx pgx.Tx, evts []*events.Event) error {
+	if d.tracer == nil {
+		_, err := d.fanOut(ctx, tx, evts)
+		return err
+	}
+	start := time.Now()
+	byEvent, err := d.fanOut(ctx, tx, evts)
+	d.traceFanOut(ctx, evts, byEvent, start, err)
+	return err
+}
+
+// fanOut is FanOut, answering each event's destinations (nil if it fails
+// before finding them).
+func (d *Dispatcher) fanOut(ctx context.Context, tx pgx.Tx, evts []*events.Event) ([][]destination, error) {
 	byEvent, err := subscribed(ctx, tx, evts)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := addressed(ctx, tx, evts, byEvent); err != nil {
-		return err
+		return nil, err
 	}
-	return d.enqueue(ctx, tx, evts, byEvent)
+	return byEvent, d.enqueue(ctx, tx, evts, byEvent)
 }
 
 // subscribed returns, for each event not addressed to one endpoint, its

@@ -18,11 +18,13 @@ const (
 )
 
 // reservedHeaders are the names a merchant may not set: hookline's own
-// (the signature, the body's type and length, who sends it) and the
-// hop-by-hop ones, which belong to the connection, not the request.
+// (the signature, the body's type and length, who sends it, the W3C trace
+// context every delivery carries) and the hop-by-hop ones, which belong to
+// the connection, not the request.
 var reservedHeaders = map[string]bool{
 	"content-type": true, "content-length": true, "host": true, "user-agent": true, "connection": true,
 	"transfer-encoding": true, "te": true, "upgrade": true, "keep-alive": true, "trailer": true,
+	"traceparent": true, "tracestate": true,
 }
 
 // checkHeaders refuses a custom header set that breaks contract §6's rules,

@@ -18,6 +18,22 @@ const (
 	outcomeConnectionError = "connection_error"
 )
 
+// class is the attempt's outcome: succeeded (2xx), http_error (any other
+// status), timeout or connection_error (no response), as the metrics, the
+// endpoint statistics and the attempts' spans name it.
+func (o *outcome) class() string {
+	switch {
+	case o.acknowledged():
+		return outcomeSucceeded
+	case o.statusCode != 0:
+		return outcomeHTTPError
+	case o.err == errTimedOut:
+		return outcomeTimeout
+	default:
+		return outcomeConnectionError
+	}
+}
+
 // Metrics are the delivery engine's Prometheus metrics.
 type Metrics struct {
 	attempts            *prometheus.CounterVec
@@ -60,16 +76,10 @@ func NewMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, logger *slog.Logg
 }
 
 func (m *Metrics) observe(o *outcome, final bool, attempts int, eventCreated time.Time) {
-	switch {
-	case o.acknowledged():
-		m.attempts.WithLabelValues(outcomeSucceeded).Inc()
+	class := o.class()
+	m.attempts.WithLabelValues(class).Inc()
+	if class == outcomeSucceeded {
 		m.latency.Observe(time.Since(eventCreated).Seconds())
-	case o.statusCode != 0:
-		m.attempts.WithLabelValues(outcomeHTTPError).Inc()
-	case o.err == errTimedOut:
-		m.attempts.WithLabelValues(outcomeTimeout).Inc()
-	default:
-		m.attempts.WithLabelValues(outcomeConnectionError).Inc()
 	}
 	if final {
 		m.attemptsPerDelivery.Observe(float64(attempts))

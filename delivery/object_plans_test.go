@@ -29,7 +29,7 @@ func TestObjectPlansAtScale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dispatcher := NewDispatcher(inserter)
+	dispatcher := NewDispatcher(inserter, nil)
 	keyring := dbtest.Keyring(t)
 	endpoints := NewEndpoints(NewGuard(false), keyring, 20)
 	worker := &Worker{publisher: events.NewPublisher(dispatcher), logger: slog.New(slog.NewTextHandler(io.Discard, nil))}

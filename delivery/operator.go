@@ -183,3 +183,15 @@ func Enable(ctx context.Context, tx pgx.Tx, endpointID string) error {
 	}
 	return nil
 }
+
+// EndpointScope returns the merchant and mode of an endpoint of any
+// merchant (the operator's views), ErrNotFound for an unknown or deleted one.
+func EndpointScope(ctx context.Context, db events.DB, endpointID string) (events.Scope, error) {
+	var scope events.Scope
+	err := db.QueryRow(ctx, `select merchant_id, livemode from webhook_endpoints where id = $1 and deleted_at is null`, endpointID).
+		Scan(&scope.MerchantID, &scope.Livemode)
+	if err != nil {
+		return events.Scope{}, events.WrapNotFound(err, "find endpoint")
+	}
+	return scope, nil
+}

@@ -37,6 +37,8 @@ var planExemptions = []dbtest.Exemption{
 	{SQL: `select w.id, w.url, coalesce(s.paused_until > now(), false), w.status <> 'enabled' from webhook_endpoints w
 		left join delivery_destinations s on s.key = w.id where w.id = any($1) and w.deleted_at is null`,
 		Why: "the endpoints an event is addressed to (a test event's one), by primary key"},
+	{SQL: `select merchant_id, livemode from webhook_endpoints where id = $1 and deleted_at is null`,
+		Why: "one endpoint by primary key (the operator's endpoint page)"},
 	{SQL: `select true from webhook_endpoints where id = $1 and merchant_id = $2 and livemode = $3 and deleted_at is null for share`,
 		Why: "one endpoint by primary key"},
 	{SQL: `select id, livemode, event_id, endpoint_id, url, status, attempt_count, last_status_code, next_attempt_at, created_at

@@ -47,7 +47,7 @@ func TestHotStatementsUseIndexesOnAFreshSchema(t *testing.T) {
 			indexes   []string
 		}{
 			{"loadTargets", loadTargets, 2, []string{"deliveries_pkey", "events_pkey"}},
-			{"recordAttempts", recordAttempts, 11, []string{"deliveries_pkey"}},
+			{"recordAttempts", recordAttempts, 13, []string{"deliveries_pkey"}},
 		} {
 			if _, err := conn.Exec(ctx, "prepare "+s.name+" as "+s.sql); err != nil {
 				t.Fatalf("%s: %v", s.name, err)

@@ -40,6 +40,12 @@ const pruneEvents = `delete from events where id in (select e.id from events e
 // idempotency_keys_created_idx.
 const pruneIdempotencyKeys = `delete from idempotency_keys where created_at < now() - interval '24 hours'`
 
+// prunePortalSessions deletes the next batch of merchant portal sessions
+// minted before the id $1 (every one of them ended an hour after it was
+// minted), from the low end of the primary key.
+const prunePortalSessions = `delete from portal_sessions where id in (select id from portal_sessions
+	where id < $1 order by id limit $2)`
+
 // PruneArgs is the periodic River job that keeps the tables at the size of
 // the retention window, so that a delivery costs the same at 10 million rows
 // as at 10 thousand.
@@ -69,7 +75,11 @@ func (w *PruneWorker) Timeout(*river.Job[PruneArgs]) time.Duration { return 10 *
 
 // Work deletes, batch by batch, finished deliveries older than the retention
 // with their attempts, then events older than it that no delivery still
-// names, then idempotency keys past their 24 hours.
+// names, then idempotency keys past their 24 hours, then merchant portal
+// sessions older than the retention (kept that long, long after they end,
+// as the record of who opened the portal when), then the endpoint
+// statistics' rollup rows past theirs (statsRetention: 24 hours for minutes,
+// 7 days for hours, whatever the retention).
 func (w *PruneWorker) Work(ctx context.Context, _ *river.Job[PruneArgs]) error {
 	return w.prune(ctx, time.Now().Add(-w.retention))
 }
@@ -128,9 +138,22 @@ func (w *PruneWorker) prune(ctx context.Context, cutoff time.Time) error {
 	if _, err := w.pool.Exec(ctx, pruneIdempotencyKeys); err != nil {
 		return fmt.Errorf("prune idempotency keys: %w", err)
 	}
-	if deliveries+evts > 0 {
+	for {
+		tag, err := w.pool.Exec(ctx, prunePortalSessions, events.FirstIDAt(events.PrefixPortalSession, cutoff), pruneBatch)
+		if err != nil {
+			return fmt.Errorf("prune portal sessions: %w", err)
+		}
+		if tag.RowsAffected() < pruneBatch {
+			break
+		}
+	}
+	stats, err := pruneEndpointStats(ctx, w.pool, time.Now())
+	if err != nil {
+		return err
+	}
+	if deliveries+evts+stats > 0 {
 		w.logger.InfoContext(ctx, "pruned", slog.Int64("deliveries", deliveries), slog.Int64("events", evts),
-			slog.Time("older_than", cutoff))
+			slog.Int64("endpoint_stats_rows", stats), slog.Time("older_than", cutoff))
 	}
 	return nil
 }

@@ -387,7 +387,7 @@ func TestRecoveryPlansAtScale(t *testing.T) {
 			if err := window(ctx, db); err != nil {
 				return err
 			}
-			r, err := NewDispatcher(nil).Recover(ctx, db.(pgx.Tx), nil, busy, since, until, true)
+			r, err := NewDispatcher(nil, nil).Recover(ctx, db.(pgx.Tx), nil, busy, since, until, true)
 			if err == nil && r.Matched != inWindow {
 				t.Errorf("the dry run matched %d, want the window's %d", r.Matched, inWindow)
 			}

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/hookline/hookline/events"
 )
@@ -61,6 +62,9 @@ type WorkerConfig struct {
 	Publisher *events.Publisher
 	Schedule  Schedule
 	Timeout   time.Duration
+	// Tracer makes each attempt's span (README, "Traces"); nil, tracing is
+	// off and none is made.
+	Tracer trace.Tracer
 }
 
 // Worker makes delivery attempts: it is the River worker of DeliverArgs.
@@ -76,6 +80,7 @@ type Worker struct {
 	publisher *events.Publisher
 	schedule  Schedule
 	timeout   time.Duration
+	tracer    trace.Tracer // nil: tracing off
 }
 
 // NewWorker returns the delivery worker.
@@ -91,6 +96,7 @@ func NewWorker(cfg WorkerConfig) *Worker {
 		publisher: cfg.Publisher,
 		schedule:  cfg.Schedule,
 		timeout:   cfg.Timeout,
+		tracer:    cfg.Tracer,
 	}
 }
 
@@ -149,7 +155,9 @@ type target struct {
 	destination    string // see destinationKey
 	paused         bool   // the destination's pause has not ended
 	eventID        string
+	eventType      string
 	eventCreated   time.Time
+	traceparent    string // the event's stored trace context, or ""
 	payload        []byte
 	scope          events.Scope
 	endpointID     *string
@@ -169,7 +177,7 @@ type target struct {
 
 // loadTargets reads a job's deliveries with what sending them needs.
 const loadTargets = `select d.id, d.status, d.attempt_count, d.schedule_base, d.parked, coalesce(w.url, d.url),
-		coalesce(d.endpoint_id, 'url:' || md5(d.url)), coalesce(s.paused_until > now(), false), e.id, e.created_at, e.payload,
+		coalesce(d.endpoint_id, 'url:' || md5(d.url)), coalesce(s.paused_until > now(), false), e.id, e.type, e.created_at, coalesce(e.traceparent, ''), e.payload,
 		d.merchant_id, d.livemode, w.id, coalesce(w.type, 'webhook'), coalesce(w.display_name, m.name), w.status,
 		coalesce(w.failing_since < now() - $2::interval, false), w.deleted_at is not null, coalesce(w.signature_scheme, 'hmac'), w.rate_limit, w.headers, w.header_authorization, w.secret, w.previous_secrets, w.previous_secrets_expire_at,
 		case when d.livemode then m.webhook_secret else m.test_webhook_secret end
@@ -192,7 +200,7 @@ func (w *Worker) load(ctx context.Context, ids []string) ([]*target, error) {
 	targets, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*target, error) {
 		t := &target{}
 		var s sealedSecrets
-		if err := row.Scan(&t.deliveryID, &t.status, &t.attemptCount, &t.scheduleBase, &t.parked, &t.url, &t.destination, &t.paused, &t.eventID, &t.eventCreated, &t.payload,
+		if err := row.Scan(&t.deliveryID, &t.status, &t.attemptCount, &t.scheduleBase, &t.parked, &t.url, &t.destination, &t.paused, &t.eventID, &t.eventType, &t.eventCreated, &t.traceparent, &t.payload,
 			&t.scope.MerchantID, &t.scope.Livemode, &t.endpointID, &t.endpointType, &t.displayName, &t.endpointStatus, &t.failing, &t.deleted,
 			&t.scheme, &t.rateLimit, &t.headers, &s.authorization, &s.endpoint, &s.previous, &s.previousExpires, &s.account); err != nil {
 			return nil, err
@@ -630,7 +638,16 @@ func (w *Worker) sendAdmitted(ctx context.Context, start time.Time, ts []*target
 // send makes the HTTP request of one attempt.
 func (w *Worker) send(ctx context.Context, t *target) *outcome {
 	o := &outcome{started: time.Now()}
-	defer func() { o.duration, o.err = time.Since(o.started), cleanText(o.err) }()
+	var span trace.Span // nil: tracing off
+	if w.tracer != nil {
+		span = w.startAttempt(ctx, t)
+	}
+	defer func() {
+		o.duration, o.err = time.Since(o.started), cleanText(o.err)
+		if span != nil {
+			endAttempt(span, o)
+		}
+	}()
 	if t.unusable != "" {
 		o.err = t.unusable
 		return o
@@ -651,6 +668,13 @@ func (w *Worker) send(ctx context.Context, t *target) *outcome {
 	for name, value := range t.headers {
 		req.Header.Set(name, value) // checkHeaders kept hookline's own names out
 	}
+	if len(t.headers) > 0 {
+		// An endpoint stored before tracestate was reserved: it must not
+		// travel with a traceparent of ours.
+		req.Header.Del("Tracestate")
+	}
+	// Set after the custom headers, as the ones below: hookline's own.
+	req.Header["Traceparent"] = []string{attemptTraceparent(span, t)}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "hookline/"+Version)
 	if t.endpointType == TypeWebhook {
@@ -730,27 +754,44 @@ func describe(err error, ctx context.Context) string {
 // For destinations that acknowledged, it ends their endpoint's failure streak
 // and their probing (taking those rows' locks only when there is something to
 // end: every acknowledged attempt taking them would serialize the workers).
-// It answers the ids it recorded.
+// It adds the attempts it recorded to their endpoints' statistics (see
+// rollupAttempts), in the same statement: an attempt is counted exactly when
+// it is recorded. It answers the ids it recorded.
+//
+// Its row locks come in one order: deliveries, statistics rows, endpoints,
+// destinations. Postgres runs the data-modifying CTEs that the query does
+// not read in no documented order (Postgres 15 runs the last declared
+// first), so each reads the one before it (a count, never negative): the
+// endpoints' update reads st, the destinations' reads e, and each has
+// written, and holds its rows, before the next locks any. record's
+// transaction then takes endpoints and destinations after it, never
+// statistics rows. (Run destinations first, an acknowledged job could hold
+// a destination and wait for its endpoint while a failing job of that
+// endpoint, having marked it failing, waits to pause the destination:
+// TestAcknowledgedRecordLocksEndpointsBeforeDestinations.)
 const recordAttempts = `with i as (
 		select * from unnest($1::text[], $2::int[], $3::text[], $4::int[], $5::timestamptz[], $6::text[], $7::timestamptz[],
-			$8::int[], $9::text[], $10::text[])
-			as i (id, expected, status, status_code, next_attempt_at, url, started_at, duration_ms, error, response_body)
+			$8::int[], $9::text[], $10::text[], $12::text[], $13::int[])
+			as i (id, expected, status, status_code, next_attempt_at, url, started_at, duration_ms, error, response_body,
+				outcome, latency_bucket)
 	), d as (
 		update deliveries d set attempt_count = d.attempt_count + 1,
 			status = case when d.status = 'succeeded' then d.status else i.status end,
 			next_attempt_at = case when d.status = 'succeeded' then null else i.next_attempt_at end,
 			last_status_code = i.status_code, url = i.url, parked = false, updated_at = now()
 		from i where d.id = i.id and d.attempt_count = i.expected
-		returning d.id, d.attempt_count
+		returning d.id, d.attempt_count, d.endpoint_id
 	), a as (
 		insert into delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error, response_body)
 		select d.id, d.attempt_count, i.started_at, i.duration_ms, i.status_code, i.error, i.response_body
 		from d join i on i.id = d.id
-	), e as (
+	), ` + rollupAttempts + `, e as (
 		update webhook_endpoints set failing_since = null where id = any($11) and failing_since is not null
+			and (select count(*) from st) >= 0
+		returning 1
 	), s as (
 		update delivery_destinations set probe_ms = 1000, paused_until = now()
-		where key = any($11) and probe_ms > 1000
+		where key = any($11) and probe_ms > 1000 and (select count(*) from e) >= 0
 	)
 	select id from d`
 
@@ -879,8 +920,9 @@ func (w *Worker) record(ctx context.Context, b *batch) error {
 				return fmt.Errorf("park deliveries: %w", err)
 			}
 		}
-		// Deliveries, then endpoints, then destinations: the order
-		// recordAttempts takes them in (an acknowledged attempt ends its
+		// Deliveries, then the statistics' rows, then endpoints, then
+		// destinations: the order recordAttempts takes them in (it adds the
+		// attempts to the statistics; an acknowledged attempt ends its
 		// endpoint's failure streak, then its destination's probing), so
 		// that no two jobs, or a job and a manual retry of one of its
 		// deliveries, wait on each other's locks crosswise (a deadlock
@@ -1000,6 +1042,8 @@ type recordBatch struct {
 	nexts                             []*time.Time
 	started                           []time.Time
 	errSet, bodySet                   []bool
+	outcomes                          []string // outcome.class, for the statistics
+	latencies                         []*int32 // latencyBucket of an attempt answered, null for the others
 }
 
 func (b *recordBatch) add(t *target, status string, next *time.Time, o *outcome) {
@@ -1016,11 +1060,18 @@ func (b *recordBatch) add(t *target, status string, next *time.Time, o *outcome)
 	b.codes = append(b.codes, code)
 	// No response, no body: null rather than "".
 	b.bodies, b.bodySet = append(b.bodies, o.body), append(b.bodySet, o.statusCode != 0)
+	b.outcomes = append(b.outcomes, o.class())
+	var latency *int32
+	if o.statusCode != 0 {
+		l := int32(latencyBucket(o.duration.Milliseconds()))
+		latency = &l
+	}
+	b.latencies = append(b.latencies, latency)
 }
 
 func (b *recordBatch) args(acknowledged []string) []any {
 	return []any{b.ids, b.expected, b.statuses, b.codes, b.nexts, b.urls, b.started, b.durations,
-		nullable(b.errs, b.errSet), nullable(b.bodies, b.bodySet), acknowledged}
+		nullable(b.errs, b.errSet), nullable(b.bodies, b.bodySet), acknowledged, b.outcomes, b.latencies}
 }
 
 // nullable is values with those not set as SQL nulls.

@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/hookline/hookline/events/traceparent"
 )
 
 // Bounds of the checkout batcher: how many checkouts one transaction writes at
@@ -79,6 +81,9 @@ func (b *CheckoutBatcher) Create(ctx context.Context, scope Scope, p CheckoutPar
 	if err != nil {
 		return nil, err
 	}
+	// The batch is written under another request's context: each checkout's
+	// event keeps the trace of its own.
+	row.trace = traceparent.FromContext(ctx)
 	q := &queuedCheckout{row: row, done: make(chan struct{})}
 	b.mu.Lock()
 	b.queue = append(b.queue, q)

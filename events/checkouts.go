@@ -123,6 +123,9 @@ type newCheckoutRow struct {
 	scope    Scope
 	checkout *Checkout
 	created  time.Time // CreatedAt to the microsecond
+	// trace is the traceparent of the request that asked for it, which a
+	// batch shares with others (Publication.Trace).
+	trace string
 }
 
 // newCheckout validates p and makes the checkout it asks for.
@@ -191,7 +194,7 @@ func (s *Service) insertCheckouts(ctx context.Context, tx pgx.Tx, rows []*newChe
 		ids[i], merchants[i], modes[i], payins[i], currencies[i], amounts[i] = c.ID, r.scope.MerchantID, c.Livemode, c.Payin, c.InvoiceCurrency, c.Amount
 		customers[i], metadata[i], descriptions[i], references[i], webhookURLs[i] = string(customer), string(meta), c.TransactionDescription, c.ReferenceID, c.WebhookURL
 		expiries[i], created[i], statuses[i], paymentStatuses[i] = time.Unix(c.ExpiryAt, 0), r.created, c.Status, c.PaymentStatus
-		pubs[i] = Publication{Scope: r.scope, Type: CheckoutCreated, Object: c, WebhookURL: deref(c.WebhookURL)}
+		pubs[i] = Publication{Scope: r.scope, Type: CheckoutCreated, Object: c, WebhookURL: deref(c.WebhookURL), Trace: r.trace}
 	}
 	_, err := tx.Exec(ctx, `insert into checkouts (id, merchant_id, livemode, payin, status, payment_status,
 		invoice_currency, amount, customer_details, transaction_description, reference_id, metadata, webhook_url,

@@ -7,7 +7,9 @@
 // [Publisher.Publish] in that same transaction, which writes the evt_ row and
 // hands it to the [Fanout] (the delivery package) to enqueue its deliveries,
 // still in that transaction. Commit makes the change, its event and its
-// deliveries visible together; a rollback leaves none of them.
+// deliveries visible together; a rollback leaves none of them. The event row
+// keeps the W3C trace context of the span that caused it (Event.Trace, the
+// traceparent package), so that its deliveries' spans descend from it.
 //
 // Creating checkouts, the API's busiest write, can also go through a
 // [CheckoutBatcher], which writes the checkouts of concurrent requests in one

@@ -30,23 +30,37 @@ type schemaExampleEvent struct {
 	Data      json.RawMessage `json:"data"`
 }
 
-// schemaExample is the first example in t's JSON Schema
-// (schema/events/<type>.json, "examples").
-func schemaExample(t EventType) (schemaExampleEvent, error) {
+// SchemaExample is the first example in t's JSON Schema
+// (schema/events/<type>.json, "examples"): a whole event envelope, as the
+// catalog shows it and test events are made from.
+func SchemaExample(t EventType) (json.RawMessage, error) {
 	raw, ok := schema.Event(string(t))
 	if !ok {
-		return schemaExampleEvent{}, fmt.Errorf("example: event type %q has no schema", t)
+		return nil, fmt.Errorf("example: event type %q has no schema", t)
 	}
 	var doc struct {
-		Examples []schemaExampleEvent `json:"examples"`
+		Examples []json.RawMessage `json:"examples"`
 	}
 	if err := json.Unmarshal(raw, &doc); err != nil {
-		return schemaExampleEvent{}, fmt.Errorf("example of %s: %w", t, err)
+		return nil, fmt.Errorf("example of %s: %w", t, err)
 	}
 	if len(doc.Examples) == 0 {
-		return schemaExampleEvent{}, fmt.Errorf("example: the schema of %s has no example", t)
+		return nil, fmt.Errorf("example: the schema of %s has no example", t)
 	}
 	return doc.Examples[0], nil
+}
+
+// schemaExample is SchemaExample's time and data.
+func schemaExample(t EventType) (schemaExampleEvent, error) {
+	raw, err := SchemaExample(t)
+	if err != nil {
+		return schemaExampleEvent{}, err
+	}
+	var ex schemaExampleEvent
+	if err := json.Unmarshal(raw, &ex); err != nil {
+		return schemaExampleEvent{}, fmt.Errorf("example of %s: %w", t, err)
+	}
+	return ex, nil
 }
 
 // Example returns the data of a test event of type t, made from the example

@@ -19,6 +19,7 @@ const (
 	PrefixEvent           = "evt"
 	PrefixPaymentAttempt  = "pat"
 	PrefixPayin           = "pay"
+	PrefixPortalSession   = "ps"
 	secretPrefix          = "whsec_"
 	testKeyPrefix         = "sk_test_"
 	liveKeyPrefix         = "sk_live_"

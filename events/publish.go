@@ -1,6 +1,7 @@
 package events
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/hookline/hookline/events/traceparent"
 )
 
 // DB is what reads need: a pool or a transaction.
@@ -42,6 +45,11 @@ type Event struct {
 	// the endpoint subscribes to and whatever the merchant's other endpoints
 	// do: a test event's (Service.PublishExample). Not stored either.
 	Endpoint string
+	// Trace is the W3C traceparent of the span that caused the event (the
+	// API request's), or "" (tracing off, or no span): stored with the event
+	// so that its fan-out and every delivery attempt, whenever and wherever
+	// they run, are that span's children.
+	Trace string
 }
 
 // envelope is the wire form of an event (contract §3, seed 001).
@@ -87,6 +95,10 @@ type Publication struct {
 	Example bool
 	// Endpoint sends the event to that endpoint alone (see Event.Endpoint).
 	Endpoint string
+	// Trace is the traceparent of the span that caused the event (see
+	// Event.Trace); "" takes the span of PublishMany's ctx, if any. A batch
+	// that serves several requests sets each one's.
+	Trace string
 }
 
 // Publish records an event of type t whose data is object, as it is now, and
@@ -105,7 +117,8 @@ func (p *Publisher) Publish(ctx context.Context, tx pgx.Tx, scope Scope, t Event
 // creation publishes a batch's events at once.
 func (p *Publisher) PublishMany(ctx context.Context, tx pgx.Tx, pubs []Publication) ([]*Event, error) {
 	evts := make([]*Event, len(pubs))
-	var ids, merchants, types []string
+	callerTrace := traceparent.FromContext(ctx)
+	var ids, merchants, types, traces []string
 	var modes []bool
 	var payloads [][]byte
 	var created []time.Time
@@ -121,6 +134,7 @@ func (p *Publisher) PublishMany(ctx context.Context, tx pgx.Tx, pubs []Publicati
 			CreatedAt:  time.Now().UTC().Truncate(time.Microsecond),
 			WebhookURL: pub.WebhookURL,
 			Endpoint:   pub.Endpoint,
+			Trace:      cmp.Or(pub.Trace, callerTrace),
 		}
 		payload, err := json.Marshal(envelope{
 			ID: evt.ID, Object: "event", Type: evt.Type, CreatedAt: evt.CreatedAt.Unix(), Livemode: evt.Livemode, Example: pub.Example, Data: pub.Object,
@@ -131,7 +145,7 @@ func (p *Publisher) PublishMany(ctx context.Context, tx pgx.Tx, pubs []Publicati
 		evt.Payload = payload
 		evts[i] = evt
 		ids, merchants, modes, types = append(ids, evt.ID), append(merchants, evt.MerchantID), append(modes, evt.Livemode), append(types, string(evt.Type))
-		payloads, created = append(payloads, payload), append(created, evt.CreatedAt)
+		payloads, created, traces = append(payloads, payload), append(created, evt.CreatedAt), append(traces, evt.Trace)
 	}
 	// An event is a fact the merchant may hear of at once: its transaction
 	// commits durably even on a connection that commits its own bookkeeping
@@ -140,9 +154,11 @@ func (p *Publisher) PublishMany(ctx context.Context, tx pgx.Tx, pubs []Publicati
 	if _, err := tx.Exec(ctx, "set local synchronous_commit = on"); err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
-	_, err := tx.Exec(ctx, `insert into events (id, merchant_id, livemode, type, payload, created_at)
-		select * from unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::bytea[], $6::timestamptz[])`,
-		ids, merchants, modes, types, payloads, created)
+	_, err := tx.Exec(ctx, `insert into events (id, merchant_id, livemode, type, payload, created_at, traceparent)
+		select e.id, e.merchant_id, e.livemode, e.type, e.payload, e.created_at, nullif(e.traceparent, '')
+		from unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::bytea[], $6::timestamptz[], $7::text[])
+			as e (id, merchant_id, livemode, type, payload, created_at, traceparent)`,
+		ids, merchants, modes, types, payloads, created, traces)
 	if err != nil {
 		return nil, fmt.Errorf("insert events: %w", err)
 	}

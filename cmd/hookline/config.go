@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -35,11 +36,16 @@ type config struct {
 	MaxEndpoints     int
 	MetricsAddr      string
 	OperatorToken    string
-	RateBurst        int
-	Retention        time.Duration
-	RateLimit        float64
-	RetrySchedule    delivery.Schedule
-	TrustedProxies   []netip.Prefix
+	// PortalFrameAncestors are the origins that may frame the merchant
+	// portal; PublicURL is where browsers reach hookline.
+	PortalFrameAncestors []string
+	PublicURL            string
+	RateBurst            int
+	Retention            time.Duration
+	RateLimit            float64
+	RetrySchedule        delivery.Schedule
+	Traces               tracesConfig
+	TrustedProxies       []netip.Prefix
 
 	// LocalCluster is the directory of the development cluster DatabaseURL
 	// names when DATABASE_URL is unset (localCluster), else "".
@@ -140,6 +146,12 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if err := prefixesVar(getenv, "HOOKLINE_TRUSTED_PROXIES", "10.0.0.0/8,fd00::/8", &cfg.TrustedProxies); err != nil {
 		return cfg, err
 	}
+	if err := frameAncestorsVar(getenv, &cfg.PortalFrameAncestors); err != nil {
+		return cfg, err
+	}
+	if err := publicURLVar(getenv, cfg.Env, &cfg.PublicURL); err != nil {
+		return cfg, err
+	}
 	if v := getenv("HOOKLINE_RETENTION"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 96*time.Hour {
@@ -162,6 +174,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 		if err := cfg.LogLevel.UnmarshalText([]byte(v)); err != nil {
 			return cfg, fmt.Errorf("HOOKLINE_LOG_LEVEL must be debug, info, warn or error, not %q", v)
 		}
+	}
+	var err error
+	if cfg.Traces, err = loadTracesConfig(getenv); err != nil {
+		return cfg, err
 	}
 	return cfg, nil
 }
@@ -229,6 +245,44 @@ func prefixesVar(getenv func(string) string, name, example string, dst *[]netip.
 		}
 		*dst = append(*dst, p.Masked())
 	}
+	return nil
+}
+
+// frameAncestor is one source of HOOKLINE_PORTAL_FRAME_ANCESTORS: an
+// origin (a host may start with *. for its subdomains), or 'self'. Nothing
+// else passes, so that no value can add a directive to the portal's CSP.
+var frameAncestor = regexp.MustCompile(`^(https?://(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:[0-9]{1,5})?|'self')$`)
+
+// frameAncestorsVar reads HOOKLINE_PORTAL_FRAME_ANCESTORS, the space-separated
+// origins that may show the merchant portal in a frame (its CSP's
+// frame-ancestors); unset, none may.
+func frameAncestorsVar(getenv func(string) string, dst *[]string) error {
+	for _, origin := range strings.Fields(getenv("HOOKLINE_PORTAL_FRAME_ANCESTORS")) {
+		if !frameAncestor.MatchString(origin) {
+			return fmt.Errorf("HOOKLINE_PORTAL_FRAME_ANCESTORS must be space-separated origins such as https://dashboard.example.com https://*.example.com (scheme, host and port only), or 'self'; %q is not", origin)
+		}
+		*dst = append(*dst, origin)
+	}
+	return nil
+}
+
+// publicURLVar reads HOOKLINE_PUBLIC_URL, where browsers reach hookline
+// (the base of portal links): an absolute URL with no path, query or
+// fragment; https in production.
+func publicURLVar(getenv func(string) string, env string, dst *string) error {
+	v := getenv("HOOKLINE_PUBLIC_URL")
+	if v == "" {
+		return nil
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || strings.Trim(u.Path, "/") != "" ||
+		u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("HOOKLINE_PUBLIC_URL must be the origin browsers reach hookline at, such as https://hooks.example.com, not %q", v)
+	}
+	if env == "production" && u.Scheme != "https" {
+		return fmt.Errorf("HOOKLINE_PUBLIC_URL must be https in production, not %q", v)
+	}
+	*dst = strings.TrimSuffix(v, "/")
 	return nil
 }
 

@@ -5,7 +5,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -172,6 +174,36 @@ func TestDashboardRetryInChromium(t *testing.T) {
 		t.Errorf("with attempt 3 shown the delivery is %q and the page still waits (%d): want succeeded, done", status, waiting)
 	}
 
+	// The endpoint's page: its figures and both charts, drawn from the
+	// three attempts recorded (two 500s, then the retry's 204).
+	step("open the endpoint", chromedp.Do(browserCtx,
+		chromedp.Navigate(dashboard+"/endpoints/"+endpointID+"?window=1h"),
+		chromedp.WaitVisible(chromedp.CSS(`#outcomes-chart svg`)),
+		chromedp.WaitVisible(chromedp.CSS(`#latency-chart svg`)),
+	))
+	figures, err := chromedp.Run(browserCtx, chromedp.Text(chromedp.CSS(`#figures`)))
+	step("read the figures", err)
+	words := strings.Join(strings.Fields(figures), " ")
+	for _, want := range []string{"Succeeded 1 HTTP errors 2 Timeouts 0 Connection errors 0", "Success rate 33.3 %"} {
+		if !strings.Contains(words, want) {
+			t.Errorf("the endpoint's figures do not say %q: %s", want, words)
+		}
+	}
+	drawn, err := chromedp.Run(browserCtx, chromedp.Evaluate[[]float64](`[
+		document.querySelectorAll("#outcomes-chart rect.succeeded").length,
+		document.querySelectorAll("#outcomes-chart rect.failed").length,
+		document.querySelectorAll("#latency-chart polyline, #latency-chart circle").length,
+		document.querySelector("#outcomes-chart svg").getBoundingClientRect().width,
+		document.querySelector("#outcomes-chart rect.failed").getBoundingClientRect().height]`))
+	step("measure the charts", err)
+	chartTitle, err := chromedp.Run(browserCtx, chromedp.Evaluate[string](`document.querySelector("#outcomes-chart svg > title").textContent`))
+	step("read the chart's title", err)
+	if len(drawn) != 5 || drawn[0] < 1 || drawn[1] < 1 || drawn[2] < 1 || drawn[3] < 300 || drawn[4] <= 0 ||
+		chartTitle != "Attempts per minute over the last 1h: 1 succeeded, 2 failed." {
+		t.Errorf("charts drawn as %v (succeeded bars, failed bars, latency marks, width, a failed bar's height), titled %q", drawn, chartTitle)
+	}
+	screenshot(t, browserCtx, step, "dashboard-endpoint-stats.png")
+
 	// Logging out ends the session: the dashboard asks for the token again.
 	step("log out", chromedp.Do(browserCtx,
 		chromedp.Navigate(dashboard),
@@ -235,5 +267,23 @@ func TestDashboardDryRunInChromium(t *testing.T) {
 	want = "Recovery queued: 1 delivery to " + endpointID + " will be retried."
 	if got := click("recover", "false"); got != want {
 		t.Errorf("the recovery says %q, want %q", got, want)
+	}
+}
+
+// screenshot saves the browser's page as name under HOOKLINE_TEST_ARTIFACTS,
+// when it is set, for a person to look at.
+func screenshot(t *testing.T, ctx context.Context, step func(string, error), name string) {
+	t.Helper()
+	dir := os.Getenv("HOOKLINE_TEST_ARTIFACTS")
+	if dir == "" {
+		return
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	step("take a screenshot", err)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

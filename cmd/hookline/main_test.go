@@ -61,6 +61,19 @@ func TestLoadConfig(t *testing.T) {
 		{"trusted proxies", map[string]string{"DATABASE_URL": "x", "HOOKLINE_TRUSTED_PROXIES": "10.0.3.1/16, 2001:db8::/32"}, "", func(c config) bool {
 			return len(c.TrustedProxies) == 2 && c.TrustedProxies[0].String() == "10.0.0.0/16" && c.TrustedProxies[1].String() == "2001:db8::/32"
 		}},
+		{"frame ancestors", map[string]string{"DATABASE_URL": "x", "HOOKLINE_PORTAL_FRAME_ANCESTORS": " https://dash.example.com  https://*.shop.example:8443 'self'"}, "",
+			func(c config) bool {
+				return strings.Join(c.PortalFrameAncestors, " ") == "https://dash.example.com https://*.shop.example:8443 'self'"
+			}},
+		{"a frame ancestor with a path", map[string]string{"DATABASE_URL": "x", "HOOKLINE_PORTAL_FRAME_ANCESTORS": "https://dash.example.com/app"}, "HOOKLINE_PORTAL_FRAME_ANCESTORS", nil},
+		{"a frame ancestor adding a directive", map[string]string{"DATABASE_URL": "x", "HOOKLINE_PORTAL_FRAME_ANCESTORS": "https://a.example; script-src *"}, "HOOKLINE_PORTAL_FRAME_ANCESTORS", nil},
+		{"a frame ancestor that is a keyword", map[string]string{"DATABASE_URL": "x", "HOOKLINE_PORTAL_FRAME_ANCESTORS": "*"}, "HOOKLINE_PORTAL_FRAME_ANCESTORS", nil},
+		{"public URL", map[string]string{"DATABASE_URL": "x", "HOOKLINE_PUBLIC_URL": "https://hooks.example.com/"}, "", func(c config) bool {
+			return c.PublicURL == "https://hooks.example.com"
+		}},
+		{"a public URL with a path", map[string]string{"DATABASE_URL": "x", "HOOKLINE_PUBLIC_URL": "https://hooks.example.com/x"}, "HOOKLINE_PUBLIC_URL", nil},
+		{"an http public URL in production", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ENV": "production", "HOOKLINE_ENCRYPTION_KEY": dbtest.KeySpec,
+			"HOOKLINE_PUBLIC_URL": "http://hooks.example.com"}, "HOOKLINE_PUBLIC_URL", nil},
 		{"retention shorter than the retries", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RETENTION": "24h"}, "HOOKLINE_RETENTION", nil},
 		{"bad rate", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RATE_LIMIT": "fast"}, "HOOKLINE_RATE_LIMIT", nil},
 		{"bad burst", map[string]string{"DATABASE_URL": "x", "HOOKLINE_RATE_BURST": "0"}, "HOOKLINE_RATE_BURST", nil},
@@ -85,6 +98,40 @@ func TestLoadConfig(t *testing.T) {
 		}},
 		{"production needs an encryption key", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ENV": "production"}, "HOOKLINE_ENCRYPTION_KEY", nil},
 		{"a short encryption key", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ENCRYPTION_KEY": "k1:c2hvcnQ="}, "HOOKLINE_ENCRYPTION_KEY", nil},
+		{"no traces by default", map[string]string{"DATABASE_URL": "x", "OTEL_SERVICE_NAME": "h"}, "", func(c config) bool {
+			return c.Traces.Endpoint == ""
+		}},
+		{"traces to a collector", map[string]string{"DATABASE_URL": "x", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, "", func(c config) bool {
+			return c.Traces.Endpoint == "http://collector:4318/v1/traces" && !c.Traces.JSON &&
+				c.Traces.Sampler.Description() == "ParentBased{root:AlwaysOnSampler,remoteParentSampled:AlwaysOnSampler,remoteParentNotSampled:AlwaysOffSampler,localParentSampled:AlwaysOnSampler,localParentNotSampled:AlwaysOffSampler}"
+		}},
+		{"traces below a base path", map[string]string{"DATABASE_URL": "x", "OTEL_EXPORTER_OTLP_ENDPOINT": "https://otel.example/base/"}, "", func(c config) bool {
+			return c.Traces.Endpoint == "https://otel.example/base/v1/traces"
+		}},
+		{"a traces endpoint as it is", map[string]string{"DATABASE_URL": "x", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318",
+			"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://b:4318/spans"}, "", func(c config) bool {
+			return c.Traces.Endpoint == "http://b:4318/spans"
+		}},
+		{"traces in JSON", map[string]string{"DATABASE_URL": "x", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+			"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json", "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"}, "", func(c config) bool {
+			return c.Traces.JSON && c.Traces.Sampler.Description() == "TraceIDRatioBased{0.25}"
+		}},
+		{"traces over gRPC", map[string]string{"DATABASE_URL": "x", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+			"OTEL_EXPORTER_OTLP_PROTOCOL", nil},
+		{"a traces endpoint without a scheme", map[string]string{"DATABASE_URL": "x", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "collector:4318"},
+			"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", nil},
+		{"the SDK disabled", map[string]string{"DATABASE_URL": "x", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318", "OTEL_SDK_DISABLED": "TRUE"}, "", func(c config) bool {
+			return c.Traces.Endpoint == ""
+		}},
+		{"no trace exporter", map[string]string{"DATABASE_URL": "x", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318", "OTEL_TRACES_EXPORTER": "none"}, "", func(c config) bool {
+			return c.Traces.Endpoint == ""
+		}},
+		{"another trace exporter", map[string]string{"DATABASE_URL": "x", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318", "OTEL_TRACES_EXPORTER": "zipkin"},
+			"OTEL_TRACES_EXPORTER", nil},
+		{"an unknown sampler", map[string]string{"DATABASE_URL": "x", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318", "OTEL_TRACES_SAMPLER": "sometimes"},
+			"OTEL_TRACES_SAMPLER", nil},
+		{"a ratio above 1", map[string]string{"DATABASE_URL": "x", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318", "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+			"OTEL_TRACES_SAMPLER_ARG": "2"}, "OTEL_TRACES_SAMPLER_ARG", nil},
 		{"the checkout's cluster", map[string]string{"HOOKLINE_DATA_DIR": withCluster}, "", connectsTo(pg, 54331, "hookline")},
 		{"another database of the checkout's cluster", map[string]string{"HOOKLINE_DATA_DIR": withCluster, "PGDATABASE": "hookline_test"}, "",
 			connectsTo(pg, 54331, "hookline_test")},

@@ -47,7 +47,7 @@ func (a *app) withOperator(cmd *cobra.Command, f func(pool *pgxpool.Pool, d *del
 		if err != nil {
 			return fmt.Errorf("create river inserter: %w", err)
 		}
-		return f(pool, delivery.NewDispatcher(inserter))
+		return f(pool, delivery.NewDispatcher(inserter, nil))
 	})
 }
 

@@ -84,7 +84,7 @@ func seedDeliveries(t *testing.T, pool *pgxpool.Pool, url string, n int) (mercha
 	if err != nil {
 		t.Fatal(err)
 	}
-	service := events.NewService(events.NewPublisher(delivery.NewDispatcher(inserter)))
+	service := events.NewService(events.NewPublisher(delivery.NewDispatcher(inserter, nil)))
 	endpoints := delivery.NewEndpoints(delivery.NewGuard(false), dbtest.Keyring(t), 50)
 	checked, err := endpoints.Check(ctx, delivery.EndpointParams{URL: url, EnabledEvents: []string{"checkout.created"}})
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/hookline/hookline/api"
 	"github.com/hookline/hookline/api/stream"
@@ -68,6 +69,8 @@ type Main struct {
 	apiPool         *pgxpool.Pool // the API's, or on a worker node pool (for /readyz)
 	role            string
 	workers         *river.Client[pgx.Tx] // nil on an API node
+	// traces exports the process's spans; nil when tracing is off.
+	traces *sdktrace.TracerProvider
 }
 
 // New connects to the database and wires the process. It listens at once so
@@ -78,8 +81,12 @@ func New(ctx context.Context, cfg config, role string, keyring *events.Keyring, 
 	}
 	m := &Main{logger: logger, role: role}
 	var err error
+	if m.traces, err = newTracerProvider(ctx, cfg.Traces, logger); err != nil {
+		return nil, err
+	}
 	if role != RoleWorker {
 		if m.apiPool, err = newPool(ctx, cfg, poolSizes[RoleAPI], nil); err != nil {
+			m.Close()
 			return nil, err
 		}
 	}
@@ -158,7 +165,7 @@ func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 		return fmt.Errorf("create river inserter: %w", err)
 	}
 	guard := delivery.NewGuard(cfg.Env == "production", cfg.AllowPrivate...)
-	dispatcher := delivery.NewDispatcher(inserter)
+	dispatcher := delivery.NewDispatcher(inserter, m.tracer("delivery"))
 	publisher := events.NewPublisher(dispatcher)
 	service := events.NewService(publisher)
 
@@ -170,7 +177,9 @@ func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 	apiConfig := api.Config{
 		Checkouts: events.NewCheckoutBatcher(service, m.apiPool, m.logger), Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard, keyring, cfg.MaxEndpoints), Guard: guard, Keyring: keyring,
 		Logger: m.logger, Metrics: registry, MetricsElsewhere: cfg.MetricsAddr != "", OperatorToken: cfg.OperatorToken, Pool: m.apiPool,
+		PortalFrameAncestors: cfg.PortalFrameAncestors, PublicURL: cfg.PublicURL,
 		RateLimit: api.RateLimit{Rate: cfg.RateLimit, Burst: cfg.RateBurst}, Service: service, Streams: streams, TrustedProxies: cfg.TrustedProxies,
+		Tracer: m.tracer("api"),
 	}
 	var handler http.Handler
 	if m.role == RoleWorker {
@@ -199,7 +208,7 @@ func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 	river.AddWorker(workers, delivery.NewReconcileWorker(m.pool, dispatcher, metrics, m.logger, cfg.DeliveryTimeout))
 	river.AddWorker(workers, delivery.NewWorker(delivery.WorkerConfig{
 		Guard: guard, InFlight: cfg.EndpointInFlight, Workers: deliveryWorkers, Keyring: keyring, Logger: m.logger, Metrics: metrics, Pool: m.pool, Publisher: publisher,
-		Schedule: cfg.RetrySchedule, Timeout: cfg.DeliveryTimeout,
+		Schedule: cfg.RetrySchedule, Timeout: cfg.DeliveryTimeout, Tracer: m.tracer("delivery"),
 	}))
 	m.workers, err = river.NewClient(driver, riverConfig(cfg, workers, riverLog))
 	if err != nil {
@@ -358,12 +367,25 @@ func (m *Main) drain(ctx context.Context) error {
 		})
 	}
 	wg.Wait()
+	// Last: the spans of the requests and attempts that just finished go
+	// too. A collector away costs them, not the exit code.
+	if m.traces != nil {
+		if flushErr := m.traces.Shutdown(ctx); flushErr != nil {
+			m.logger.WarnContext(ctx, "flush traces", slog.String("error", flushErr.Error()))
+		}
+	}
 	m.logger.InfoContext(ctx, "hookline stopped")
 	return err
 }
 
-// Close releases the listeners and the pools.
+// Close releases the listeners, the pools and the trace exporter (after
+// Run's drain, which flushed it, there is nothing left to send).
 func (m *Main) Close() {
+	if m.traces != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = m.traces.Shutdown(ctx) // spans still unsent are dropped: Close is not a drain
+	}
 	if m.listener != nil {
 		m.listener.Close()
 	}

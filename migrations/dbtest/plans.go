@@ -289,3 +289,18 @@ func LogPlans(tb testing.TB, plans []Plan) {
 		tb.Logf("%.3f ms, %.0f rows returned, %.0f read, %.0f thrown away", p.ExecutionTime, p.Returned, p.Read, p.Removed)
 	}
 }
+
+// IndexConds returns the index conditions (and recheck conditions) of a
+// plan, for a test whose function runs set-up statements besides those it
+// checks, which Want.Conds would hold to the same conditions.
+func (p *Plan) IndexConds() []string {
+	var conds []string
+	p.Root.walk(func(n *PlanNode) {
+		for _, c := range []string{n.IndexCond, n.RecheckCond} {
+			if c != "" {
+				conds = append(conds, c)
+			}
+		}
+	})
+	return conds
+}

@@ -14,7 +14,10 @@
 // those past their expiry. Events are a second apart, ending now. River's
 // table holds the jobs of a backlog: a completed job for each pending
 // delivery and the newest tenth of them, and a waiting job for each pending
-// delivery but 1 in 20 (which the reconciler should find).
+// delivery but 1 in 20 (which the reconciler should find). The endpoint
+// statistics' rollup (endpoint_stats) holds the attempts of the last 7 days
+// by hour and of the last 24 hours by minute, as the worker would have
+// written it (one shard).
 package seed
 
 import (
@@ -94,6 +97,30 @@ insert into delivery_attempts (delivery_id, attempt, started_at, duration_ms, st
 		case when status = 'succeeded' and a = @attempts::int then 200 else 500 end,
 		case when status = 'succeeded' and a = @attempts::int then null else 'HTTP 500' end
 	from deliveries, generate_series(1, case when @attempts::int = 0 then (status <> 'succeeded')::int else @attempts::int end) a`, `
+with a as (
+	select d.endpoint_id, s.span, date_bin(make_interval(secs => s.span), a.started_at, timestamptz '2000-01-01 00:00:00+00') as bucket,
+		a.status_code, a.error,
+		case when a.status_code is null then null when a.duration_ms <= 0 then 0
+			else least(67, 1 + floor(4 * log(2, a.duration_ms::numeric))::int) end as lb
+	from delivery_attempts a join deliveries d on d.id = a.delivery_id
+		cross join (values (60, interval '24 hours'), (3600, interval '7 days')) s (span, keep)
+	where d.endpoint_id is not null and a.started_at > now() - s.keep
+), h as (
+	select endpoint_id, span, bucket, lb, count(*)::int as n from a where lb is not null group by 1, 2, 3, 4
+), g as (
+	select endpoint_id, span, bucket,
+		count(*) filter (where status_code between 200 and 299)::int as succeeded,
+		count(*) filter (where status_code is not null and status_code not between 200 and 299)::int as http_error,
+		count(*) filter (where status_code is null and error = 'timed out')::int as timeout,
+		count(*) filter (where status_code is null and error is distinct from 'timed out')::int as connection_error
+	from a group by 1, 2, 3
+)
+insert into endpoint_stats (endpoint_id, span_seconds, bucket, shard, succeeded, http_error, timeout, connection_error, latency)
+	select g.endpoint_id, g.span, g.bucket, 0, g.succeeded, g.http_error, g.timeout, g.connection_error,
+		array_agg(coalesce(h.n, 0) order by k)
+	from g cross join generate_series(0, 67) k
+		left join h on h.endpoint_id = g.endpoint_id and h.span = g.span and h.bucket = g.bucket and h.lb = k
+	group by g.endpoint_id, g.span, g.bucket, g.succeeded, g.http_error, g.timeout, g.connection_error`, `
 insert into checkouts (id, merchant_id, livemode, payin, status, payment_status, invoice_currency, amount,
 	customer_details, metadata, expiry_at, created_at)
 	select 'chk_' || @id_time::text || lpad(g::text, 26 - length(@id_time::text), '0'),

@@ -1,0 +1,310 @@
+package delivery
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hookline/hookline/events"
+)
+
+// The statistics' windows (GET /v1/webhook_endpoints/{id}/stats?window=).
+const (
+	StatsWindowHour    = "1h"
+	StatsWindowDay     = "24h"
+	StatsWindowWeek    = "7d"
+	DefaultStatsWindow = StatsWindowDay
+)
+
+// statsWindow is how a window is read: its buckets' width, how many of them
+// (the last one holds now), and the span of the rollup rows summed into them.
+type statsWindow struct {
+	step    time.Duration
+	buckets int
+	span    int // endpoint_stats.span_seconds
+}
+
+var statsWindows = map[string]statsWindow{
+	StatsWindowHour: {time.Minute, 60, 60},
+	StatsWindowDay:  {time.Hour, 24, 3600},
+	StatsWindowWeek: {6 * time.Hour, 28, 3600},
+}
+
+// StatsBucketWidth is the width of one series bucket of a window (a minute,
+// an hour or 6 hours), and false for an unknown window: the charts' axis.
+func StatsBucketWidth(window string) (time.Duration, bool) {
+	w, ok := statsWindows[window]
+	return w.step, ok
+}
+
+// Stats is an endpoint's statistics over a window, the body of
+// GET /v1/webhook_endpoints/{id}/stats. The window is its Series: the
+// buckets (minutes, hours or 6 hours, aligned on UTC) that end with the one
+// holding now, so the 24h window starts between 23 and 24 hours ago. Counts
+// are exact for those buckets: they are the rollup the worker writes in the
+// statement that records the attempts.
+type Stats struct {
+	Object   string        `json:"object"`
+	Endpoint string        `json:"endpoint"`
+	Window   string        `json:"window"`
+	Attempts AttemptCounts `json:"attempts"`
+	// SuccessRate is succeeded attempts over all attempts, 0 to 1; null
+	// without attempts.
+	SuccessRate *float64 `json:"success_rate"`
+	// LatencyMS is of the attempts that got an HTTP response (a timeout or a
+	// connection error has no latency of the receiver's), read from a
+	// histogram: see latencyBucket for the resolution.
+	LatencyMS Percentiles `json:"latency_ms"`
+	// Pending and Failed are the endpoint's deliveries in those states now,
+	// counted up to CountCap: CountCap means at least that many.
+	Pending int           `json:"pending"`
+	Failed  int           `json:"failed"`
+	Series  []StatsBucket `json:"series"`
+}
+
+// AttemptCounts counts attempts by outcome, as hookline_delivery_attempts_total
+// does.
+type AttemptCounts struct {
+	Succeeded       int `json:"succeeded"`
+	HTTPError       int `json:"http_error"`
+	Timeout         int `json:"timeout"`
+	ConnectionError int `json:"connection_error"`
+}
+
+// Total is every attempt counted.
+func (c AttemptCounts) Total() int { return c.Succeeded + c.HTTPError + c.Timeout + c.ConnectionError }
+
+// Percentiles are latency percentiles in milliseconds; null where no attempt
+// got a response.
+type Percentiles struct {
+	P50 *int `json:"p50"`
+	P90 *int `json:"p90"`
+	P99 *int `json:"p99"`
+}
+
+// StatsBucket is one bucket of a window's series: its start (Unix seconds),
+// its attempts succeeded and failed (any other outcome), and its latency
+// median and 99th percentile for the latency chart (a contract extension;
+// null where no attempt got a response).
+type StatsBucket struct {
+	Start        int64 `json:"start"`
+	Succeeded    int   `json:"succeeded"`
+	Failed       int   `json:"failed"`
+	LatencyP50MS *int  `json:"latency_ms_p50"`
+	LatencyP99MS *int  `json:"latency_ms_p99"`
+}
+
+// The latency histogram: bucket 0 holds 0 ms, bucket k (1 to
+// latencyBuckets-1) the durations d with 2^((k-1)/4) <= d < 2^(k/4) ms, four
+// buckets per doubling, the last open-ended from 2^16.5 ms (92.7 s). A
+// percentile reads as its bucket's geometric middle, within 2^(1/8), 9.1 %,
+// of the exact figure (plus the rounding to whole milliseconds).
+const (
+	latencyBuckets   = 68 // rollupAttempts's generate_series(0, 67)
+	latencyPerDouble = 4
+)
+
+// latencyBucket is the histogram bucket of a duration in milliseconds.
+func latencyBucket(ms int64) int {
+	if ms <= 0 {
+		return 0
+	}
+	return min(latencyBuckets-1, 1+int(math.Floor(latencyPerDouble*math.Log2(float64(ms)))))
+}
+
+// latencyValue is what a percentile falling in bucket k reads as: its
+// geometric middle, or the last bucket's lower bound.
+func latencyValue(k int) int {
+	switch {
+	case k <= 0:
+		return 0
+	case k == latencyBuckets-1:
+		return int(math.Round(math.Exp2(float64(k-1) / latencyPerDouble)))
+	}
+	return int(math.Round(math.Exp2((float64(k) - 0.5) / latencyPerDouble)))
+}
+
+// percentile is the p-th (0 to 1) percentile of a histogram, nearest rank;
+// nil for an empty one.
+func percentile(hist []int, p float64) *int {
+	total := 0
+	for _, n := range hist {
+		total += n
+	}
+	if total == 0 {
+		return nil
+	}
+	rank := max(1, int(math.Ceil(p*float64(total))))
+	seen := 0
+	for k, n := range hist {
+		if seen += n; seen >= rank {
+			v := latencyValue(k)
+			return &v
+		}
+	}
+	return nil
+}
+
+// rollupAttempts is the part of recordAttempts that adds the attempts it
+// recorded (its CTEs d and i; $12 each attempt's outcome class, $13 its
+// latencyBucket or null) to endpoint_stats: per endpoint, one row of the
+// attempts' minute and one of their hour.
+//
+// Why this shape. The rollup rides in the statement that records the
+// attempts, so it costs no round trip, and an attempt is counted if and only
+// if its row is written (a crash loses or doubles neither). It counts the
+// rows d updated, not the batch sent: an attempt another job recorded first
+// is not counted twice. Each batch upserts one row per endpoint, span and
+// bucket, aggregated in the statement, in (endpoint, span, bucket) order so
+// that two batches lock shared rows in the same order and never deadlock;
+// recordAttempts takes endpoints' and destinations' rows after these (see
+// its lock order). A row's lock is held until the recording commits, so batches of
+// one busy endpoint would queue on its minute's row: the key holds a shard,
+// the recording connection's backend pid modulo 4, so that concurrent
+// batches (each on its own connection) mostly update different rows, and a
+// reader sums at most 4 rows a bucket. Insert-only rows summed at read time
+// would take no lock at all, but a busy endpoint would then leave a row per
+// batch (thousands a minute) for each stats call to read, or need a
+// compaction job; four shards keep the read at 60, 24 or 168 buckets times
+// four rows, whatever the traffic.
+const rollupAttempts = `r as (
+		select d.endpoint_id, s.span, date_bin(make_interval(secs => s.span), i.started_at, timestamptz '2000-01-01 00:00:00+00') as bucket,
+			i.outcome, i.latency_bucket
+		from d join i on i.id = d.id cross join (values (60), (3600)) s (span)
+		where d.endpoint_id is not null
+	), h as (
+		select endpoint_id, span, bucket, latency_bucket, count(*)::int as n from r where latency_bucket is not null
+		group by endpoint_id, span, bucket, latency_bucket
+	), st as (
+		insert into endpoint_stats as t (endpoint_id, span_seconds, bucket, shard, succeeded, http_error, timeout, connection_error, latency)
+		select g.endpoint_id, g.span, g.bucket, pg_backend_pid() % 4, g.succeeded, g.http_error, g.timeout, g.connection_error,
+			array(select coalesce(h.n, 0) from generate_series(0, 67) k
+				left join h on h.latency_bucket = k and h.endpoint_id = g.endpoint_id and h.span = g.span and h.bucket = g.bucket
+				order by k)
+		from (select endpoint_id, span, bucket,
+				count(*) filter (where outcome = 'succeeded')::int as succeeded,
+				count(*) filter (where outcome = 'http_error')::int as http_error,
+				count(*) filter (where outcome = 'timeout')::int as timeout,
+				count(*) filter (where outcome = 'connection_error')::int as connection_error
+			from r group by endpoint_id, span, bucket) g
+		order by g.endpoint_id, g.span, g.bucket
+		on conflict (endpoint_id, span_seconds, bucket, shard) do update set
+			succeeded = t.succeeded + excluded.succeeded, http_error = t.http_error + excluded.http_error,
+			timeout = t.timeout + excluded.timeout, connection_error = t.connection_error + excluded.connection_error,
+			latency = array(select x + y from unnest(t.latency, excluded.latency) with ordinality u (x, y, n) order by n)
+		returning 1
+	)`
+
+// statsRows reads an endpoint's rollup rows of one span from $3 up to $4,
+// every shard: at most 4 a bucket, through the primary key.
+const statsRows = `select bucket, succeeded, http_error, timeout, connection_error, latency from endpoint_stats
+	where endpoint_id = $1 and span_seconds = $2 and bucket >= $3 and bucket < $4`
+
+// statsCounts counts an endpoint's pending and failed deliveries up to
+// CountCap each, through deliveries_endpoint_status_idx (the statuses are
+// parameters: see PendingDeliveries).
+const statsCounts = `select
+	(select count(*) from (select 1 from deliveries where endpoint_id = $1 and status = $2 limit $4) c),
+	(select count(*) from (select 1 from deliveries where endpoint_id = $1 and status = $3 limit $4) c)`
+
+// EndpointStats returns the statistics of the scope's endpoint endpointID
+// over window (StatsWindowHour, StatsWindowDay or StatsWindowWeek; ""
+// means DefaultStatsWindow) ending at now. It reads the rollup
+// (rollupAttempts), never delivery_attempts: at most 672 rows for 7 days,
+// and two counts capped at CountCap. An unknown window is an
+// *events.InvalidError naming "window"; an endpoint that is not the scope's
+// (another merchant's or mode's, deleted, unknown) is events.ErrNotFound.
+func EndpointStats(ctx context.Context, db events.DB, scope events.Scope, endpointID, window string, now time.Time) (*Stats, error) {
+	if window == "" {
+		window = DefaultStatsWindow
+	}
+	w, ok := statsWindows[window]
+	if !ok {
+		return nil, &events.InvalidError{Param: "window", Message: "must be 1h, 24h or 7d"}
+	}
+	if _, err := Get(ctx, db, scope, endpointID); err != nil {
+		return nil, err
+	}
+	s := &Stats{Object: "webhook_endpoint_stats", Endpoint: endpointID, Window: window, Series: make([]StatsBucket, w.buckets)}
+	last := now.UTC().Truncate(w.step) // Truncate is from the zero time: UTC-aligned for these widths
+	first := last.Add(-time.Duration(w.buckets-1) * w.step)
+	if err := db.QueryRow(ctx, statsCounts, endpointID, StatusPending, StatusFailed, CountCap).Scan(&s.Pending, &s.Failed); err != nil {
+		return nil, fmt.Errorf("count deliveries: %w", err)
+	}
+	rows, err := db.Query(ctx, statsRows, endpointID, w.span, first, last.Add(w.step))
+	if err != nil {
+		return nil, fmt.Errorf("read endpoint stats: %w", err)
+	}
+	hists := make([][]int, w.buckets)
+	total := make([]int, latencyBuckets)
+	var bucket time.Time
+	var c AttemptCounts
+	var latency []int32
+	_, err = pgx.ForEachRow(rows, []any{&bucket, &c.Succeeded, &c.HTTPError, &c.Timeout, &c.ConnectionError, &latency}, func() error {
+		i := int(bucket.Sub(first) / w.step)
+		if i < 0 || i >= w.buckets {
+			return nil
+		}
+		s.Attempts.Succeeded += c.Succeeded
+		s.Attempts.HTTPError += c.HTTPError
+		s.Attempts.Timeout += c.Timeout
+		s.Attempts.ConnectionError += c.ConnectionError
+		s.Series[i].Succeeded += c.Succeeded
+		s.Series[i].Failed += c.HTTPError + c.Timeout + c.ConnectionError
+		if hists[i] == nil {
+			hists[i] = make([]int, latencyBuckets)
+		}
+		for k, n := range latency[:min(len(latency), latencyBuckets)] {
+			hists[i][k] += int(n)
+			total[k] += int(n)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read endpoint stats: %w", err)
+	}
+	for i := range s.Series {
+		s.Series[i].Start = first.Add(time.Duration(i) * w.step).Unix()
+		s.Series[i].LatencyP50MS, s.Series[i].LatencyP99MS = percentile(hists[i], .5), percentile(hists[i], .99)
+	}
+	if n := s.Attempts.Total(); n > 0 {
+		rate := float64(s.Attempts.Succeeded) / float64(n)
+		s.SuccessRate = &rate
+	}
+	s.LatencyMS = Percentiles{P50: percentile(total, .5), P90: percentile(total, .9), P99: percentile(total, .99)}
+	return s, nil
+}
+
+// The rollup's retention: minute rows serve the 1h window, hour rows the
+// 24h and 7d windows.
+var statsRetention = []struct {
+	span int
+	keep time.Duration
+}{{60, 24 * time.Hour}, {3600, 7 * 24 * time.Hour}}
+
+// pruneStats deletes up to $3 rollup rows of span $1 older than $2, through
+// endpoint_stats_prune_idx.
+const pruneStats = `delete from endpoint_stats where ctid = any(array(select ctid from endpoint_stats
+	where span_seconds = $1 and bucket < $2 limit $3))`
+
+// pruneEndpointStats deletes the rollup rows past statsRetention of now, in
+// batches of pruneBatch, and answers how many.
+func pruneEndpointStats(ctx context.Context, db events.DB, now time.Time) (int64, error) {
+	var deleted int64
+	for _, r := range statsRetention {
+		for {
+			tag, err := db.Exec(ctx, pruneStats, r.span, now.Add(-r.keep), pruneBatch)
+			if err != nil {
+				return deleted, fmt.Errorf("prune endpoint stats: %w", err)
+			}
+			deleted += tag.RowsAffected()
+			if tag.RowsAffected() < pruneBatch {
+				break
+			}
+		}
+	}
+	return deleted, nil
+}
