@@ -54,6 +54,11 @@ func TestEveryOperationThroughTheClient(t *testing.T) {
 	if account.Id != h.a.ID || account.WebhookSecret != h.a.TestWebhookSecret {
 		t.Fatalf("account %+v", account)
 	}
+	portal := strict[client.PortalSession](t, http.StatusCreated)(merchant.CreatePortalSessionWithResponse(ctx,
+		client.CreatePortalSessionJSONRequestBody{ReturnUrl: ptr("https://shop.example.com/settings")}))
+	if !strings.Contains(portal.Url, "/portal/") || time.Until(time.Unix(int64(portal.ExpiresAt), 0)) <= 0 {
+		t.Fatalf("portal session %+v", portal)
+	}
 
 	// Endpoints first, so that the events below have deliveries.
 	ep := strict[client.WebhookEndpoint](t, http.StatusCreated)(merchant.CreateWebhookEndpointWithResponse(ctx,
@@ -71,6 +76,11 @@ func TestEveryOperationThroughTheClient(t *testing.T) {
 		client.RotateWebhookEndpointSecretJSONRequestBody{GracePeriodSeconds: ptr(60)}))
 	if rotated.Secret == nil || *rotated.Secret == *ep.Secret {
 		t.Fatalf("rotation kept the secret: %+v", rotated)
+	}
+	stats := strict[client.WebhookEndpointStats](t, http.StatusOK)(merchant.GetWebhookEndpointStatsWithResponse(ctx, ep.Id,
+		&client.GetWebhookEndpointStatsParams{Window: ptr(client.GetWebhookEndpointStatsParamsWindowN1h)}))
+	if stats.Endpoint != ep.Id || stats.Window != client.WebhookEndpointStatsWindowN1h || len(stats.Series) != 60 || stats.SuccessRate != nil {
+		t.Fatalf("stats of a new endpoint %+v", stats)
 	}
 	endpoints := strict[client.WebhookEndpointList](t, http.StatusOK)(merchant.ListWebhookEndpointsWithResponse(ctx,
 		&client.ListWebhookEndpointsParams{Limit: ptr(10)}))
