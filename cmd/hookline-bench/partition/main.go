@@ -113,7 +113,7 @@ func connect(ctx context.Context, url string, size int32, extra map[string]strin
 
 // day returns the midnight (UTC) d days from today's.
 func day(d int) time.Time {
-	return time.Now().UTC().Truncate(24 * time.Hour).AddDate(0, 0, d)
+	return time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, d)
 }
 
 // setup migrates the database, partitions it if asked, and seeds it: days of
