@@ -84,8 +84,10 @@ func main() {
 		rounds := fs.Int("rounds", 3, "rounds, each measuring A then B")
 		n := fs.Int("n", 100_000, "deliveries inserted, then settled, per run")
 		what := fs.String("measure", "insert,retention", "insert (insert then settle), retention")
+		load := fs.String("load", "any", "the settle's load statements, each measured in every round: any (hookline's, where d.id = any($1)), join (ids joined from unnest($1), which prunes partitions id by id)")
+		bPlans := fs.String("b-plans", "", "plan_cache_mode of B's connections in place of hookline's force_generic_plan (such as force_custom_plan)")
 		_ = fs.Parse(os.Args[2:])
-		err = run(ctx, *a, *b, *rounds, *n, strings.Split(*what, ","))
+		err = run(ctx, *a, *b, *rounds, *n, strings.Split(*what, ","), strings.Split(*load, ","), *bPlans)
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -103,7 +105,9 @@ func connect(ctx context.Context, url string, size int32, extra map[string]strin
 	}
 	cfg.MaxConns = size
 	for k, v := range delivery.PlannerSettings() {
-		cfg.ConnConfig.RuntimeParams[k] = v
+		if _, set := cfg.ConnConfig.RuntimeParams[k]; !set {
+			cfg.ConnConfig.RuntimeParams[k] = v
+		}
 	}
 	for k, v := range extra {
 		cfg.ConnConfig.RuntimeParams[k] = v
@@ -245,20 +249,32 @@ func printSizes(ctx context.Context, pool *pgxpool.Pool, label string) error {
 }
 
 // run measures A and B interleaved.
-func run(ctx context.Context, a, b string, rounds, n int, what []string) error {
+func run(ctx context.Context, a, b string, rounds, n int, what, loads []string, bPlans string) error {
 	dbs := []struct{ label, url string }{{"A plain", a}, {"B partitioned", b}}
+	if bPlans != "" {
+		// A runtime parameter in the URL, which connect's settings do not
+		// override.
+		dbs[1].url += "&plan_cache_mode=" + bPlans
+		dbs[1].label += " (" + bPlans + ")"
+	}
 	results := map[string][]float64{}
 	note := func(key string, v float64) { results[key] = append(results[key], v) }
 	if slices.Contains(what, "insert") {
 		for r := range rounds {
-			for _, db := range dbs {
-				ins, set, err := insertThenSettle(ctx, db.url, n)
-				if err != nil {
-					return fmt.Errorf("%s: %w", db.label, err)
+			for _, load := range loads {
+				stmt, ok := map[string]string{"any": loadTargets, "join": loadTargetsJoin}[load]
+				if !ok {
+					return fmt.Errorf("unknown load statement %q", load)
 				}
-				fmt.Printf("round %d %s: insert %.0f deliveries/s, settle %.0f deliveries/s\n", r+1, db.label, ins, set)
-				note(db.label+" insert deliveries/s", ins)
-				note(db.label+" settle deliveries/s", set)
+				for _, db := range dbs {
+					ins, set, err := insertThenSettle(ctx, db.url, n, stmt)
+					if err != nil {
+						return fmt.Errorf("%s: %w", db.label, err)
+					}
+					fmt.Printf("round %d %s (load %s): insert %.0f deliveries/s, settle %.0f deliveries/s\n", r+1, db.label, load, ins, set)
+					note(db.label+" insert deliveries/s", ins)
+					note(db.label+" settle (load "+load+") deliveries/s", set)
+				}
 			}
 		}
 	}
@@ -322,6 +338,20 @@ const (
 		left join webhook_endpoints w on w.id = d.endpoint_id
 		left join delivery_destinations s on s.key = coalesce(d.endpoint_id, 'url:' || md5(d.url))
 		where d.id = any($1)`
+	// loadTargetsJoin is loadTargets with its ids joined from unnest: an
+	// array parameter (= any($1)) prunes no partition, a join prunes each
+	// id's lookup to its partition at run time.
+	loadTargetsJoin = `select d.id, d.status, d.attempt_count, d.schedule_base, d.parked, coalesce(w.url, d.url),
+		coalesce(d.endpoint_id, 'url:' || md5(d.url)), coalesce(s.paused_until > now(), false), e.id, e.created_at, e.payload,
+		d.merchant_id, d.livemode, w.id, coalesce(w.type, 'webhook'), coalesce(w.display_name, m.name), w.status,
+		coalesce(w.failing_since < now() - $2::interval, false), w.deleted_at is not null, coalesce(w.signature_scheme, 'hmac'), w.rate_limit, w.headers, w.header_authorization, w.secret, w.previous_secrets, w.previous_secrets_expire_at,
+		case when d.livemode then m.webhook_secret else m.test_webhook_secret end
+		from unnest($1::text[]) as k (id)
+		join deliveries d on d.id = k.id
+		join events e on e.id = d.event_id
+		join merchants m on m.id = d.merchant_id
+		left join webhook_endpoints w on w.id = d.endpoint_id
+		left join delivery_destinations s on s.key = coalesce(d.endpoint_id, 'url:' || md5(d.url))`
 	recordAttempts = `with i as (
 		select * from unnest($1::text[], $2::int[], $3::text[], $4::int[], $5::timestamptz[], $6::text[], $7::timestamptz[],
 			$8::int[], $9::text[], $10::text[])
@@ -349,7 +379,7 @@ const (
 // insertThenSettle publishes n deliveries (n/5 events) from 8 connections,
 // 10 events a transaction, then settles them from 12 connections, 50 a job,
 // and answers each phase's deliveries per second.
-func insertThenSettle(ctx context.Context, url string, n int) (float64, float64, error) {
+func insertThenSettle(ctx context.Context, url string, n int, load string) (float64, float64, error) {
 	api, err := connect(ctx, url, 8, nil)
 	if err != nil {
 		return 0, 0, err
@@ -420,18 +450,21 @@ func insertThenSettle(ctx context.Context, url string, n int) (float64, float64,
 		}
 	}
 	next.Store(0)
-	var settled atomic.Int64
+	var settled, loadNs, recordNs atomic.Int64
 	start = time.Now()
 	err = parallel(12, func() error {
 		for i := int(next.Add(1)) - 1; i < len(merged); i = int(next.Add(1)) - 1 {
 			job := merged[i]
-			rows, err := workers.Query(ctx, loadTargets, job, 72*time.Hour)
+			t0 := time.Now()
+			rows, err := workers.Query(ctx, load, job, 72*time.Hour)
 			if err != nil {
 				return fmt.Errorf("load: %w", err)
 			}
 			if _, err := pgx.CollectRows(rows, func(pgx.CollectableRow) (struct{}, error) { return struct{}{}, nil }); err != nil {
 				return fmt.Errorf("load: %w", err)
 			}
+			t1 := time.Now()
+			loadNs.Add(int64(t1.Sub(t0)))
 			m := len(job)
 			now := time.Now()
 			expected, statuses, codes, urls := make([]int32, m), make([]string, m), make([]int32, m), make([]string, m)
@@ -449,11 +482,14 @@ func insertThenSettle(ctx context.Context, url string, n int) (float64, float64,
 			if err != nil {
 				return fmt.Errorf("record: %w", err)
 			}
+			recordNs.Add(int64(time.Since(t1)))
 			settled.Add(int64(len(recorded)))
 		}
 		return nil
 	})
 	settleRate := float64(settled.Load()) / time.Since(start).Seconds()
+	fmt.Printf("  settle: %d jobs, mean load %.2f ms, mean record %.2f ms (each on one of 12 connections)\n", len(merged),
+		float64(loadNs.Load())/1e6/float64(len(merged)), float64(recordNs.Load())/1e6/float64(len(merged)))
 	if err == nil && settled.Load() != int64(n) {
 		err = fmt.Errorf("settled %d of %d deliveries", settled.Load(), n)
 	}

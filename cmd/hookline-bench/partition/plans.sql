@@ -39,3 +39,12 @@ prepare stream(text, bool, text, text, int) as select id, type, payload, txid::t
 		and txid < pg_snapshot_xmin(pg_current_snapshot())
 	order by txid, id limit $5;
 explain (analyze, costs off, summary off, timing off) execute stream('acct_part', false, '0', '', 10);
+
+-- What a generic plan costs before pruning: executing it locks every
+-- partition of its tables (Postgres 15), beyond the 16 locks a backend takes
+-- on its fast path. On the plain table this is 3 relation locks.
+begin;
+execute by_id(:'newest');
+select count(*) as relation_locks, count(*) filter (where fastpath) as fast_path
+	from pg_locks where pid = pg_backend_pid() and locktype = 'relation';
+commit;
