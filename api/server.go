@@ -273,6 +273,12 @@ func isText(s string) bool {
 	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }
 
+// asText is s with what isText refuses replaced: invalid UTF-8 by U+FFFD,
+// NUL removed.
+func asText(s string) string {
+	return strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", ""), "\uFFFD")
+}
+
 // startSpan starts the server span of a request that the route table
 // matched to pattern ("" for none), a child of the caller's span when the
 // request carries a W3C traceparent, and returns the request with the span
@@ -284,7 +290,10 @@ func (s *Server) startSpan(r *http.Request, pattern string) (*http.Request, trac
 		// A pattern is "METHOD /path/{id}": the route is its path.
 		name, route = pattern, pattern[strings.IndexByte(pattern, ' ')+1:]
 	}
-	attrs := []attribute.KeyValue{semconv.HTTPRequestMethodKey.String(r.Method), semconv.URLPath(r.URL.Path), semconv.URLScheme(scheme(r))}
+	// The path as text OTLP can carry: one span with bytes that are not
+	// UTF-8 (GET /%ff, refused by unreadableURL) would make the exporter
+	// fail to encode its whole batch, everyone's spans.
+	attrs := []attribute.KeyValue{semconv.HTTPRequestMethodKey.String(r.Method), semconv.URLPath(asText(r.URL.Path)), semconv.URLScheme(scheme(r))}
 	if route != "" {
 		attrs = append(attrs, semconv.HTTPRoute(route))
 	}

@@ -155,6 +155,14 @@ func postAs(t *testing.T, addr, key, path, body, tp string) (int, []byte) {
 	return res.StatusCode, b
 }
 
+// deref is *s, or "<nil>".
+func deref(s *string) string {
+	if s == nil {
+		return "<nil>"
+	}
+	return *s
+}
+
 // tracedEvent is an event as stored, with the trace context it kept.
 type tracedEvent struct {
 	id, typ string
@@ -216,6 +224,17 @@ func TestTracesOfACheckoutPayment(t *testing.T) {
 		}
 		return b
 	}
+	// An unauthenticated request whose path is not UTF-8: its span goes in
+	// the same batch as the checkouts', which the exporter must still be
+	// able to encode (OTLP's strings are UTF-8).
+	res, err := http.Get("http://" + m.Addr() + "/%ff%00")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 400 {
+		t.Errorf("GET /%%ff%%00: %d, want 400", res.StatusCode)
+	}
 	var endpoint struct{ ID string }
 	_ = json.Unmarshal(post("/v1/webhook_endpoints", `{"url":"`+receiver.srv.URL+`/hook","enabled_events":["*"]}`, "", 201), &endpoint)
 
@@ -266,6 +285,15 @@ func TestTracesOfACheckoutPayment(t *testing.T) {
 			attempts[attr(s, "hookline.event.id")] = append(attempts[attr(s, "hookline.event.id")], s)
 		}
 	}
+	unreadable := 0
+	for _, s := range otlp.spans {
+		if s.Kind == tracepb.Span_SPAN_KIND_SERVER && s.Name == "GET" && attr(s, "url.path") == "/\uFFFD" && attr(s, "http.response.status_code") == "400" {
+			unreadable++
+		}
+	}
+	if unreadable != 1 {
+		t.Errorf("%d spans of GET /%%ff%%00 with url.path %q, want 1", unreadable, "/\uFFFD")
+	}
 	// Which request wrote each event: checkout i's checkout.created, the
 	// attempt's payment_attempt.created, and the rest (succeeded, paid) the
 	// succeed request.
@@ -306,7 +334,7 @@ func TestTracesOfACheckoutPayment(t *testing.T) {
 				attr(req, "http.request.method"), attr(req, "http.response.status_code"), routes[e.id])
 		}
 		if want := traceparent.Format([16]byte(req.TraceId), [8]byte(req.SpanId), 1); e.trace == nil || *e.trace != want {
-			t.Errorf("%s %s keeps the trace context %v, want its request's %s", e.typ, e.id, e.trace, want)
+			t.Errorf("%s %s keeps the trace context %s, want its request's %s", e.typ, e.id, deref(e.trace), want)
 		}
 		fan := fanOuts[e.id]
 		if fan == nil || traceID(fan) != traceID(req) || parentOf(fan) != spanID(req) ||
