@@ -92,8 +92,9 @@ func loadTracesConfig(getenv func(string) string) (tracesConfig, error) {
 }
 
 // sampler is the sampler OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG
-// name; by default, parentbased_always_on: every trace, unless a caller's
-// traceparent says its trace is not sampled.
+// name; by default, parentbased_always_on: every trace. The parents that
+// count are hookline's own (an attempt's is the span of the request that
+// wrote its event), never a client's: a request's span is a new root.
 func sampler(getenv func(string) string) (sdktrace.Sampler, error) {
 	ratio := 1.0
 	if arg := strings.TrimSpace(getenv("OTEL_TRACES_SAMPLER_ARG")); arg != "" {

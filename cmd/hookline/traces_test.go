@@ -192,7 +192,7 @@ func merchantEvents(t *testing.T, pool *pgxpool.Pool) []tracedEvent {
 // pointing at a real OTLP/HTTP receiver, runs checkout → payment attempt →
 // succeed against an endpoint, shuts hookline down as SIGTERM does (which
 // flushes the spans), and reads the span tree: each request's server span
-// (a child of the client's traceparent), each event's fan-out span and each
+// (the root of a new trace, linked to the client's traceparent), each event's fan-out span and each
 // delivery attempt's client span, both children of the request that wrote
 // the event, with their attributes; the event row keeps the request's
 // context; the receiver got a traceparent naming the attempt's span. The
@@ -277,8 +277,17 @@ func TestTracesOfACheckoutPayment(t *testing.T) {
 	fanOuts, attempts := map[string]*tracepb.Span{}, map[string][]*tracepb.Span{}
 	for _, s := range otlp.spans {
 		switch {
-		case s.Kind == tracepb.Span_SPAN_KIND_SERVER && len(s.ParentSpanId) > 0:
-			requests[fmt.Sprintf("00-%s-%s-01", traceID(s), parentOf(s))] = s
+		case s.Kind == tracepb.Span_SPAN_KIND_SERVER && len(s.Links) == 1:
+			// A root of hookline's, linked to the client's span (the API is
+			// a public endpoint).
+			if len(s.ParentSpanId) > 0 {
+				t.Errorf("the server span %s has the parent %s, want a root", s.Name, parentOf(s))
+			}
+			l := s.Links[0]
+			if hex.EncodeToString(l.TraceId) == traceID(s) {
+				t.Errorf("the server span %s has its client's trace id %s", s.Name, traceID(s))
+			}
+			requests[fmt.Sprintf("00-%s-%s-01", hex.EncodeToString(l.TraceId), hex.EncodeToString(l.SpanId))] = s
 		case s.Name == "fan-out":
 			fanOuts[attr(s, "hookline.event.id")] = s
 		case s.Name == "delivery attempt":
@@ -325,7 +334,7 @@ func TestTracesOfACheckoutPayment(t *testing.T) {
 	for _, e := range evts {
 		req := requests[causes[e.id]]
 		if req == nil {
-			t.Errorf("%s %s: no server span is a child of its client's traceparent %s", e.typ, e.id, causes[e.id])
+			t.Errorf("%s %s: no server span links to its client's traceparent %s", e.typ, e.id, causes[e.id])
 			continue
 		}
 		if req.Name != routes[e.id] || attr(req, "http.route") != strings.TrimPrefix(routes[e.id], "POST ") ||
