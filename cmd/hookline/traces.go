@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"path"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -24,7 +28,9 @@ import (
 // traces (README, "Traces"). hookline reads these itself, to validate them
 // at start with messages naming the variable; the SDK reads the others it
 // knows (OTEL_EXPORTER_OTLP_HEADERS, _TIMEOUT, _COMPRESSION, _CERTIFICATE,
-// OTEL_RESOURCE_ATTRIBUTES, OTEL_BSP_*) from the process's environment.
+// OTEL_RESOURCE_ATTRIBUTES, OTEL_BSP_*) from the process's environment,
+// which checkSDKVariables validates first: the SDK would log a bad value
+// (a header's, a vendor's API key, included) and go on without it.
 type tracesConfig struct {
 	// Endpoint is the URL spans are POSTed to; "" turns tracing off: no
 	// exporter, no spans, nothing sent.
@@ -43,8 +49,12 @@ const defaultTracesPath = "v1/traces"
 // set, unless OTEL_SDK_DISABLED is true or OTEL_TRACES_EXPORTER is none.
 func loadTracesConfig(getenv func(string) string) (tracesConfig, error) {
 	cfg := tracesConfig{ServiceName: getenv("OTEL_SERVICE_NAME")}
-	if strings.EqualFold(strings.TrimSpace(getenv("OTEL_SDK_DISABLED")), "true") {
+	switch disabled := strings.ToLower(strings.TrimSpace(getenv("OTEL_SDK_DISABLED"))); disabled {
+	case "true":
 		return tracesConfig{}, nil
+	case "", "false":
+	default:
+		return cfg, fmt.Errorf("OTEL_SDK_DISABLED must be true or false, not %q", disabled)
 	}
 	switch exporter := strings.TrimSpace(getenv("OTEL_TRACES_EXPORTER")); exporter {
 	case "", "otlp":
@@ -62,9 +72,15 @@ func loadTracesConfig(getenv func(string) string) (tracesConfig, error) {
 	if endpoint == "" {
 		return tracesConfig{}, nil
 	}
+	// The messages never quote the URL: it may hold credentials.
 	u, err := url.Parse(endpoint)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return cfg, fmt.Errorf("%s must be an http or https URL, such as http://localhost:4318, not %q", name, endpoint)
+	switch {
+	case err != nil:
+		return cfg, fmt.Errorf("%s must be an http or https URL, such as http://localhost:4318: it does not parse as a URL", name)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return cfg, fmt.Errorf("%s must be an http or https URL, such as http://localhost:4318, not a URL of the scheme %q", name, u.Scheme)
+	case u.Host == "":
+		return cfg, fmt.Errorf("%s must be an http or https URL, such as http://localhost:4318: it names no host", name)
 	}
 	if base {
 		// The signal's path goes below the base URL's.
@@ -88,7 +104,89 @@ func loadTracesConfig(getenv func(string) string) (tracesConfig, error) {
 	if cfg.Sampler, err = sampler(getenv); err != nil {
 		return cfg, err
 	}
+	if err := checkSDKVariables(getenv); err != nil {
+		return cfg, err
+	}
 	return cfg, nil
+}
+
+// checkSDKVariables refuses the values of the variables the SDK reads itself
+// that it would ignore (logging them with its own logger, header values
+// included) or that would cost every span (a queue of 0). Its messages name
+// the variable and never quote a header's value or a file's content.
+func checkSDKVariables(getenv func(string) string) error {
+	for _, name := range []string{"OTEL_BSP_SCHEDULE_DELAY", "OTEL_BSP_EXPORT_TIMEOUT", "OTEL_BSP_MAX_QUEUE_SIZE",
+		"OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"} {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			if n, err := strconv.Atoi(v); err != nil || n <= 0 {
+				return fmt.Errorf("%s must be a whole number above 0 (milliseconds for a delay or a timeout), not %q", name, v)
+			}
+		}
+	}
+	for _, signal := range []string{"", "TRACES_"} {
+		prefix := "OTEL_EXPORTER_OTLP_" + signal
+		switch v := strings.TrimSpace(getenv(prefix + "COMPRESSION")); v {
+		case "", "gzip", "none":
+		default:
+			return fmt.Errorf("%sCOMPRESSION must be gzip or none, not %q", prefix, v)
+		}
+		switch v := strings.ToLower(strings.TrimSpace(getenv(prefix + "INSECURE"))); v {
+		case "", "true", "false":
+		default:
+			return fmt.Errorf("%sINSECURE must be true or false, not %q", prefix, v)
+		}
+		if err := checkHeaders(prefix+"HEADERS", getenv(prefix+"HEADERS")); err != nil {
+			return err
+		}
+		if file := strings.TrimSpace(getenv(prefix + "CERTIFICATE")); file != "" {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return fmt.Errorf("%sCERTIFICATE: %w", prefix, err)
+			}
+			if !x509.NewCertPool().AppendCertsFromPEM(b) {
+				return fmt.Errorf("%sCERTIFICATE must name a file of PEM certificates: %s holds none", prefix, file)
+			}
+		}
+		certFile, keyFile := strings.TrimSpace(getenv(prefix+"CLIENT_CERTIFICATE")), strings.TrimSpace(getenv(prefix+"CLIENT_KEY"))
+		if (certFile == "") != (keyFile == "") {
+			return fmt.Errorf("%sCLIENT_CERTIFICATE and %sCLIENT_KEY go together: set both or neither", prefix, prefix)
+		}
+		if certFile != "" {
+			if _, err := tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+				return fmt.Errorf("%sCLIENT_CERTIFICATE and %sCLIENT_KEY must name a PEM certificate and its key: %w", prefix, prefix, err)
+			}
+		}
+	}
+	return nil
+}
+
+// checkHeaders refuses a value of OTEL_EXPORTER_OTLP_HEADERS (named name)
+// that is not a comma-separated list of name=value pairs, with names that
+// are HTTP tokens and values, URL-decoded, that HTTP can carry. It names the
+// pair at fault by its position only: values are credentials.
+func checkHeaders(name, value string) error {
+	if strings.TrimSpace(value) == "" {
+		return nil
+	}
+	for i, pair := range strings.Split(value, ",") {
+		key, v, found := strings.Cut(pair, "=")
+		if !found || !isToken(strings.TrimSpace(key)) {
+			return fmt.Errorf("%s must be comma-separated name=value pairs (values URL-encoded): pair %d has no name or no =", name, i+1)
+		}
+		decoded, err := url.PathUnescape(v)
+		if err != nil || strings.ContainsFunc(decoded, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) {
+			return fmt.Errorf("%s must be comma-separated name=value pairs (values URL-encoded): the value of pair %d (%s) is not", name, i+1, strings.TrimSpace(key))
+		}
+	}
+	return nil
+}
+
+// isToken reports whether s is an HTTP token (RFC 9110), as a header's name
+// must be.
+func isToken(s string) bool {
+	return s != "" && !strings.ContainsFunc(s, func(r rune) bool {
+		return r > unicode.MaxASCII || !(unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune("!#$%&'*+-.^_`|~", r))
+	})
 }
 
 // sampler is the sampler OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG
@@ -146,8 +244,10 @@ func newTracerProvider(ctx context.Context, cfg tracesConfig, logger *slog.Logge
 		detectors = append(detectors, resource.WithAttributes(semconv.ServiceName(cfg.ServiceName)))
 	}
 	res, err := resource.New(ctx, detectors...)
-	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
-		return nil, fmt.Errorf("OTEL_RESOURCE_ATTRIBUTES: %w", err)
+	if err != nil {
+		// Only OTEL_RESOURCE_ATTRIBUTES can fail; the SDK's error quotes the
+		// pairs at fault, this one does not.
+		return nil, errors.New("OTEL_RESOURCE_ATTRIBUTES must be comma-separated key=value pairs, values URL-encoded")
 	}
 	// The SDK reports what it cannot export to OpenTelemetry's global error
 	// handler, which would otherwise print it with the log package.
