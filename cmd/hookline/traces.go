@@ -117,7 +117,8 @@ func loadTracesConfig(getenv func(string) string) (tracesConfig, error) {
 func checkSDKVariables(getenv func(string) string) error {
 	for _, name := range []string{"OTEL_BSP_SCHEDULE_DELAY", "OTEL_BSP_EXPORT_TIMEOUT", "OTEL_BSP_MAX_QUEUE_SIZE",
 		"OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"} {
-		if v := strings.TrimSpace(getenv(name)); v != "" {
+		// Untrimmed: the SDK reads OTEL_BSP_* so.
+		if v := getenv(name); v != "" {
 			if n, err := strconv.Atoi(v); err != nil || n <= 0 {
 				return fmt.Errorf("%s must be a whole number above 0 (milliseconds for a delay or a timeout), not %q", name, v)
 			}
