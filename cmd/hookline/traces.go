@@ -12,6 +12,8 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 	"unicode"
 
 	"go.opentelemetry.io/otel"
@@ -223,8 +225,9 @@ func sampler(getenv func(string) string) (sdktrace.Sampler, error) {
 
 // newTracerProvider returns the provider of hookline's spans, which a batch
 // processor exports to cfg.Endpoint, or nil when tracing is off. Export
-// failures are logged at warn: a collector away costs spans, never a
-// request or a delivery.
+// failures are logged at warn, the first at once and then at most once a
+// minute (exportFailures): a collector away costs spans, never a request or
+// a delivery, nor a log flooded with a line per batch.
 func newTracerProvider(ctx context.Context, cfg tracesConfig, logger *slog.Logger) (*sdktrace.TracerProvider, error) {
 	if cfg.Endpoint == "" {
 		return nil, nil
@@ -250,12 +253,88 @@ func newTracerProvider(ctx context.Context, cfg tracesConfig, logger *slog.Logge
 		// pairs at fault, this one does not.
 		return nil, errors.New("OTEL_RESOURCE_ATTRIBUTES must be comma-separated key=value pairs, values URL-encoded")
 	}
-	// The SDK reports what it cannot export to OpenTelemetry's global error
-	// handler, which would otherwise print it with the log package.
-	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
-		logger.Warn("traces", slog.String("error", err.Error()))
-	}))
-	return sdktrace.NewTracerProvider(sdktrace.WithBatcher(exporter), sdktrace.WithResource(res), sdktrace.WithSampler(cfg.Sampler)), nil
+	failures := &exportFailures{logger: logger, now: time.Now}
+	// The SDK reports its other errors (a collector's partial success, say)
+	// to OpenTelemetry's global error handler, which would otherwise print
+	// them with the log package.
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { failures.report(err, 0) }))
+	return sdktrace.NewTracerProvider(sdktrace.WithBatcher(&loggedExporter{SpanExporter: exporter, failures: failures}),
+		sdktrace.WithResource(res), sdktrace.WithSampler(cfg.Sampler)), nil
+}
+
+// loggedExporter is a span exporter whose failures exportFailures logs,
+// with the spans each cost.
+type loggedExporter struct {
+	sdktrace.SpanExporter
+	failures *exportFailures
+}
+
+// ExportSpans exports a batch, and reports its failure itself: the batch
+// processor, given the error, would pass it to the global handler without
+// the number of spans lost.
+func (e *loggedExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	if err := e.SpanExporter.ExportSpans(ctx, spans); err != nil {
+		e.failures.report(err, len(spans))
+	}
+	return nil
+}
+
+// Shutdown shuts the exporter down, then logs the failures not yet logged.
+func (e *loggedExporter) Shutdown(ctx context.Context) error {
+	err := e.SpanExporter.Shutdown(ctx)
+	e.failures.flush()
+	return err
+}
+
+// exportLogEvery is how often, at most, failures to export are logged after
+// the first.
+const exportLogEvery = time.Minute
+
+// exportFailures logs the failures of the trace exporter: the first at
+// once, then at most one line every exportLogEvery, with the failures and
+// the spans lost since the previous line. A collector refusing every batch
+// (a wrong API key) would otherwise log a line per batch, several a second.
+type exportFailures struct {
+	logger *slog.Logger
+	now    func() time.Time
+
+	mu       sync.Mutex
+	logged   time.Time // the last line's time; zero before the first
+	failures int       // since the last line
+	spans    int       // lost since the last line
+	last     error     // the latest failure
+}
+
+// report counts a failure that lost spans spans (0: unknown, or none), and
+// logs it and those before it unless a line went less than exportLogEvery
+// ago.
+func (f *exportFailures) report(err error, spans int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failures, f.spans, f.last = f.failures+1, f.spans+spans, err
+	now := f.now()
+	if !f.logged.IsZero() && now.Sub(f.logged) < exportLogEvery {
+		return
+	}
+	f.logged = now
+	f.log()
+}
+
+// flush logs the failures not logged yet, if any (at shutdown).
+func (f *exportFailures) flush() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failures > 0 {
+		f.log()
+	}
+}
+
+// log writes the line of the failures counted, and starts counting anew.
+// f.mu is held.
+func (f *exportFailures) log() {
+	f.logger.Warn("traces not exported", slog.String("error", f.last.Error()), slog.Int("failures", f.failures),
+		slog.Int("spans_lost", f.spans))
+	f.failures, f.spans = 0, 0
 }
 
 // tracer is the tracer of a package of hookline's (its instrumentation
