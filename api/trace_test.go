@@ -1,14 +1,17 @@
 package api_test
 
 import (
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -112,6 +115,49 @@ func TestOperationalRoutesAreNotTraced(t *testing.T) {
 	for _, s := range spans {
 		if s.Name() != "GET /v1/account" {
 			t.Errorf("a span %q, want only GET /v1/account's", s.Name())
+		}
+	}
+}
+
+// A retry's request span (the merchant's, the operator's) names the
+// delivery it queued and the attempt it will be, in an event: the attempt's
+// span, a descendant of the event's original request, carries the same
+// delivery id and attempt number.
+func TestRetrySpansNameTheAttempt(t *testing.T) {
+	t.Parallel()
+
+	h, rec := tracedHarness(t, sdktrace.AlwaysSample())
+	decodeEndpoint(t, h.do("POST", "/v1/webhook_endpoints", h.a.TestAPIKey,
+		map[string]any{"url": "http://127.0.0.1:9/hooks"}).must(t, http.StatusCreated))
+	chk := h.checkout(map[string]any{})
+	h.attempt(chk, map[string]any{})
+	data, _ := h.do("GET", "/v1/deliveries", h.a.TestAPIKey, nil).must(t, http.StatusOK).list(t)
+	if len(data) != 1 {
+		t.Fatalf("%d deliveries, want 1", len(data))
+	}
+	var dlv struct{ ID string }
+	if err := json.Unmarshal(data[0], &dlv); err != nil {
+		t.Fatal(err)
+	}
+	h.do("POST", "/v1/deliveries/"+dlv.ID+"/retry", h.a.TestAPIKey, nil).must(t, http.StatusAccepted)
+	h.do("POST", "/v1/operator/deliveries/"+dlv.ID+"/retry", "", nil, "Authorization", "Bearer "+operatorToken).must(t, http.StatusAccepted)
+	for _, route := range []string{"POST /v1/deliveries/{id}/retry", "POST /v1/operator/deliveries/{id}/retry"} {
+		var found bool
+		for deadline := time.Now().Add(10 * time.Second); !found && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			for _, s := range rec.Ended() {
+				if s.Name() != route {
+					continue
+				}
+				found = true
+				evts := s.Events()
+				if len(evts) != 1 || evts[0].Name != "delivery retried" || !slices.Contains(evts[0].Attributes, attribute.String("hookline.delivery.id", dlv.ID)) ||
+					!slices.Contains(evts[0].Attributes, attribute.Int("hookline.attempt", 1)) {
+					t.Errorf("%s's events %v, want a delivery retried naming %s, attempt 1", route, evts, dlv.ID)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no span of %s", route)
 		}
 	}
 }
