@@ -336,8 +336,9 @@ func (m *Main) Run(ctx context.Context) error {
 // still queued, may take, after shutdownTimeout's.
 const traceFlushTimeout = 5 * time.Second
 
-// drain stops the process within shutdownTimeout (and traceFlushTimeout). River's Stop starts first
-// and ends fetching at once (a job started after the signal would only be
+// drain stops the process within shutdownTimeout, then sends the spans
+// still queued within traceFlushTimeout. River's Stop starts first and ends
+// fetching at once (a job started after the signal would only be
 // cut off or handed back), then waits for the jobs under way, whose attempts
 // get SoftStopTimeout to finish. Meanwhile, not afterwards, the listeners
 // stop taking requests and those in flight finish: a slow request must
