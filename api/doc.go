@@ -24,8 +24,10 @@
 // the log in stream order (events.ReadStream) until the client goes or the
 // process stops, each write with a deadline of its own.
 //
-// With tracing on (Config.Tracer), ServeHTTP makes each request a server span
-// named by its route, a child of the caller's traceparent if it sent one;
-// the events a request writes keep that span's context (events.Event.Trace),
-// which their deliveries descend from.
+// With tracing on (Config.Tracer), ServeHTTP makes each request (but the
+// probes and /metrics) a server span named by its route, the root of a new
+// trace linked to the caller's traceparent if it sent one (the API is a
+// public endpoint: callers choose neither hookline's trace ids nor its
+// sampling); the events a request writes keep that span's context
+// (events.Event.Trace), which their deliveries descend from.
 package api

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/hookline/hookline/api"
 	"github.com/hookline/hookline/api/stream"
@@ -60,6 +61,8 @@ type harnessOptions struct {
 	// X-Forwarded-Proto the portal reads.
 	frameAncestors []string
 	trusted        []netip.Prefix
+	// tracer makes the requests' spans (nil: tracing off).
+	tracer trace.Tracer
 }
 
 func newHarnessWith(t *testing.T, o harnessOptions) *harness {
@@ -83,7 +86,7 @@ func newHarnessWith(t *testing.T, o harnessOptions) *harness {
 		Checkouts: events.NewCheckoutBatcher(service, pool, o.logger), Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard, keyring, cmp.Or(o.maxEndpoints, 50)), Guard: guard, Keyring: keyring,
 		Logger: o.logger, Metrics: prometheus.NewRegistry(), OperatorToken: o.token, Pool: pool,
 		RateLimit: o.limit, Service: service, Streams: streams, StreamKeepAlive: o.keepAlive,
-		PortalFrameAncestors: o.frameAncestors, TrustedProxies: o.trusted,
+		PortalFrameAncestors: o.frameAncestors, TrustedProxies: o.trusted, Tracer: o.tracer,
 	}))
 	t.Cleanup(srv.Close)
 	t.Cleanup(streams.Close) // first: open streams end, so that srv.Close need not wait for them

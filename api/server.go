@@ -225,10 +225,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	h, pattern := s.mux.Handler(r)
-	if s.tracer != nil {
+	if s.tracer != nil && traced(pattern) {
 		var span trace.Span
 		r, span = s.startSpan(r, pattern)
-		defer func() { endSpan(span, rec.status) }()
+		defer func() {
+			if p := recover(); p != nil {
+				// net/http recovers it and drops the connection: the
+				// client got no 200, whatever rec says.
+				span.SetStatus(codes.Error, "handler panicked")
+				span.End()
+				panic(p)
+			}
+			endSpan(span, rec.status)
+		}()
 	}
 	if err := unreadableURL(r); err != nil {
 		s.renderError(rec, r, err)
@@ -273,22 +282,54 @@ func isText(s string) bool {
 	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }
 
+// asText is s with what isText refuses replaced: invalid UTF-8 by U+FFFD,
+// NUL removed.
+func asText(s string) string {
+	return strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", ""), "\uFFFD")
+}
+
+// traced reports whether requests to the route pattern make spans: not the
+// probes and scrapes, which every load balancer and Prometheus sends every
+// few seconds to every node.
+func traced(pattern string) bool {
+	switch pattern {
+	case "GET /healthz", "GET /readyz", "GET /metrics":
+		return false
+	}
+	return true
+}
+
 // startSpan starts the server span of a request that the route table
-// matched to pattern ("" for none), a child of the caller's span when the
-// request carries a W3C traceparent, and returns the request with the span
-// in its context: the events it writes keep it (events.Event.Trace).
+// matched to pattern ("" for none), and returns the request with the span in
+// its context: the events it writes keep it (events.Event.Trace).
+//
+// The API is a public endpoint (otelhttp's WithPublicEndpoint): anyone can
+// send a traceparent, which must neither choose the trace id of hookline's
+// spans nor their sampling (a "sampled" flag on every request would force
+// the operator's sampler to record everything, "not sampled" would hide a
+// request from it). So the span is always the root of a new trace, sampled
+// by the operator's sampler alone, with a link to the caller's span when the
+// request carries a W3C traceparent. Always, even from HOOKLINE_TRUSTED_PROXIES:
+// a proxy that does not trace passes its client's header on unchanged.
 func (s *Server) startSpan(r *http.Request, pattern string) (*http.Request, trace.Span) {
-	ctx := propagation.TraceContext{}.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	caller := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(r.Context(), propagation.HeaderCarrier(r.Header)))
 	name, route := r.Method, ""
 	if pattern != "" {
 		// A pattern is "METHOD /path/{id}": the route is its path.
 		name, route = pattern, pattern[strings.IndexByte(pattern, ' ')+1:]
 	}
-	attrs := []attribute.KeyValue{semconv.HTTPRequestMethodKey.String(r.Method), semconv.URLPath(r.URL.Path), semconv.URLScheme(scheme(r))}
+	// The path as text OTLP can carry: one span with bytes that are not
+	// UTF-8 (GET /%ff, refused by unreadableURL) would make the exporter
+	// fail to encode its whole batch, everyone's spans.
+	attrs := []attribute.KeyValue{semconv.HTTPRequestMethodKey.String(r.Method), semconv.URLPath(asText(r.URL.Path)), semconv.URLScheme(scheme(r))}
 	if route != "" {
 		attrs = append(attrs, semconv.HTTPRoute(route))
 	}
-	ctx, span := s.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
+	opts := []trace.SpanStartOption{trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...)}
+	if caller.IsValid() {
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: caller}))
+	}
+	ctx, span := s.tracer.Start(r.Context(), name, opts...)
 	return r.WithContext(ctx), span
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/hookline/hookline/events"
 )
@@ -170,5 +171,8 @@ func (d *Dispatcher) enqueueManual(ctx context.Context, tx pgx.Tx, id string) er
 	if _, err := d.river.InsertManyTx(ctx, tx, deliverJobs([]string{id}, []int{count}, true, time.Time{})); err != nil {
 		return fmt.Errorf("enqueue retry: %w", err)
 	}
+	// The attempt's span descends from the event's request, not from this
+	// one: the retry's span names it instead (a no-op with tracing off).
+	trace.SpanFromContext(ctx).AddEvent("delivery retried", trace.WithAttributes(attrDeliveryID.String(id), attrAttempt.Int(count+1)))
 	return nil
 }

@@ -101,8 +101,10 @@ func endAttempt(span trace.Span, o *outcome) {
 // event's stored context (when tracing was on as the event was written)
 // or, without one, a trace id that is the event id's 128 bits (a ULID), so
 // that every attempt of an event shares one trace id either way, with a new
-// span id and, without a stored context, the flag "not sampled" (nothing
-// was recorded).
+// span id and, without a stored context, the flag "sampled". hookline
+// recorded nothing, but "not sampled" would tell a receiver's parent-based
+// sampler (OpenTelemetry's default) to record nothing of its handler: with
+// "sampled", the receiver's own tracing works as if hookline sent nothing.
 func attemptTraceparent(span trace.Span, t *target) string {
 	if span != nil {
 		sc := span.SpanContext()
@@ -111,7 +113,7 @@ func attemptTraceparent(span trace.Span, t *target) string {
 	if parent := traceparent.Parse(t.traceparent); parent.IsValid() {
 		return traceparent.Format(parent.TraceID(), randomSpanID(), parent.TraceFlags())
 	}
-	return traceparent.Format(eventTraceID(t.eventID), randomSpanID(), 0)
+	return traceparent.Format(eventTraceID(t.eventID), randomSpanID(), trace.FlagsSampled)
 }
 
 // eventTraceID is the trace id of an event's attempts when it has no stored

@@ -83,7 +83,7 @@ func launchAs(t *testing.T, role string, env map[string]string, logger *slog.Log
 				if err != nil {
 					t.Errorf("Run returned %v after shutdown, want nil (exit 0)", err)
 				}
-			case <-time.After(shutdownTimeout + 5*time.Second):
+			case <-time.After(shutdownTimeout + traceFlushTimeout + 5*time.Second):
 				t.Error("Run did not return after its context ended")
 			}
 		})

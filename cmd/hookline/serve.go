@@ -332,8 +332,13 @@ func (m *Main) Run(ctx context.Context) error {
 	return errors.Join(err, m.drain(context.WithoutCancel(ctx)))
 }
 
-// drain stops the process within shutdownTimeout. River's Stop starts first
-// and ends fetching at once (a job started after the signal would only be
+// traceFlushTimeout is how long the drain's last step, sending the spans
+// still queued, may take, after shutdownTimeout's.
+const traceFlushTimeout = 5 * time.Second
+
+// drain stops the process within shutdownTimeout, then sends the spans
+// still queued within traceFlushTimeout. River's Stop starts first and ends
+// fetching at once (a job started after the signal would only be
 // cut off or handed back), then waits for the jobs under way, whose attempts
 // get SoftStopTimeout to finish. Meanwhile, not afterwards, the listeners
 // stop taking requests and those in flight finish: a slow request must
@@ -368,9 +373,13 @@ func (m *Main) drain(ctx context.Context) error {
 	}
 	wg.Wait()
 	// Last: the spans of the requests and attempts that just finished go
-	// too. A collector away costs them, not the exit code.
+	// too, with a budget of their own (a drain that took all of
+	// shutdownTimeout would leave them none). A collector away costs them,
+	// not the exit code.
 	if m.traces != nil {
-		if flushErr := m.traces.Shutdown(ctx); flushErr != nil {
+		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), traceFlushTimeout)
+		defer cancel()
+		if flushErr := m.traces.Shutdown(flushCtx); flushErr != nil {
 			m.logger.WarnContext(ctx, "flush traces", slog.String("error", flushErr.Error()))
 		}
 	}

@@ -155,6 +155,14 @@ func postAs(t *testing.T, addr, key, path, body, tp string) (int, []byte) {
 	return res.StatusCode, b
 }
 
+// deref is *s, or "<nil>".
+func deref(s *string) string {
+	if s == nil {
+		return "<nil>"
+	}
+	return *s
+}
+
 // tracedEvent is an event as stored, with the trace context it kept.
 type tracedEvent struct {
 	id, typ string
@@ -184,7 +192,7 @@ func merchantEvents(t *testing.T, pool *pgxpool.Pool) []tracedEvent {
 // pointing at a real OTLP/HTTP receiver, runs checkout → payment attempt →
 // succeed against an endpoint, shuts hookline down as SIGTERM does (which
 // flushes the spans), and reads the span tree: each request's server span
-// (a child of the client's traceparent), each event's fan-out span and each
+// (the root of a new trace, linked to the client's traceparent), each event's fan-out span and each
 // delivery attempt's client span, both children of the request that wrote
 // the event, with their attributes; the event row keeps the request's
 // context; the receiver got a traceparent naming the attempt's span. The
@@ -215,6 +223,17 @@ func TestTracesOfACheckoutPayment(t *testing.T) {
 			t.Errorf("POST %s: %d %s", path, code, b)
 		}
 		return b
+	}
+	// An unauthenticated request whose path is not UTF-8: its span goes in
+	// the same batch as the checkouts', which the exporter must still be
+	// able to encode (OTLP's strings are UTF-8).
+	res, err := http.Get("http://" + m.Addr() + "/%ff%00")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 400 {
+		t.Errorf("GET /%%ff%%00: %d, want 400", res.StatusCode)
 	}
 	var endpoint struct{ ID string }
 	_ = json.Unmarshal(post("/v1/webhook_endpoints", `{"url":"`+receiver.srv.URL+`/hook","enabled_events":["*"]}`, "", 201), &endpoint)
@@ -258,13 +277,31 @@ func TestTracesOfACheckoutPayment(t *testing.T) {
 	fanOuts, attempts := map[string]*tracepb.Span{}, map[string][]*tracepb.Span{}
 	for _, s := range otlp.spans {
 		switch {
-		case s.Kind == tracepb.Span_SPAN_KIND_SERVER && len(s.ParentSpanId) > 0:
-			requests[fmt.Sprintf("00-%s-%s-01", traceID(s), parentOf(s))] = s
+		case s.Kind == tracepb.Span_SPAN_KIND_SERVER && len(s.Links) == 1:
+			// A root of hookline's, linked to the client's span (the API is
+			// a public endpoint).
+			if len(s.ParentSpanId) > 0 {
+				t.Errorf("the server span %s has the parent %s, want a root", s.Name, parentOf(s))
+			}
+			l := s.Links[0]
+			if hex.EncodeToString(l.TraceId) == traceID(s) {
+				t.Errorf("the server span %s has its client's trace id %s", s.Name, traceID(s))
+			}
+			requests[fmt.Sprintf("00-%s-%s-01", hex.EncodeToString(l.TraceId), hex.EncodeToString(l.SpanId))] = s
 		case s.Name == "fan-out":
 			fanOuts[attr(s, "hookline.event.id")] = s
 		case s.Name == "delivery attempt":
 			attempts[attr(s, "hookline.event.id")] = append(attempts[attr(s, "hookline.event.id")], s)
 		}
+	}
+	unreadable := 0
+	for _, s := range otlp.spans {
+		if s.Kind == tracepb.Span_SPAN_KIND_SERVER && s.Name == "GET" && attr(s, "url.path") == "/\uFFFD" && attr(s, "http.response.status_code") == "400" {
+			unreadable++
+		}
+	}
+	if unreadable != 1 {
+		t.Errorf("%d spans of GET /%%ff%%00 with url.path %q, want 1", unreadable, "/\uFFFD")
 	}
 	// Which request wrote each event: checkout i's checkout.created, the
 	// attempt's payment_attempt.created, and the rest (succeeded, paid) the
@@ -297,7 +334,7 @@ func TestTracesOfACheckoutPayment(t *testing.T) {
 	for _, e := range evts {
 		req := requests[causes[e.id]]
 		if req == nil {
-			t.Errorf("%s %s: no server span is a child of its client's traceparent %s", e.typ, e.id, causes[e.id])
+			t.Errorf("%s %s: no server span links to its client's traceparent %s", e.typ, e.id, causes[e.id])
 			continue
 		}
 		if req.Name != routes[e.id] || attr(req, "http.route") != strings.TrimPrefix(routes[e.id], "POST ") ||
@@ -306,7 +343,7 @@ func TestTracesOfACheckoutPayment(t *testing.T) {
 				attr(req, "http.request.method"), attr(req, "http.response.status_code"), routes[e.id])
 		}
 		if want := traceparent.Format([16]byte(req.TraceId), [8]byte(req.SpanId), 1); e.trace == nil || *e.trace != want {
-			t.Errorf("%s %s keeps the trace context %v, want its request's %s", e.typ, e.id, e.trace, want)
+			t.Errorf("%s %s keeps the trace context %s, want its request's %s", e.typ, e.id, deref(e.trace), want)
 		}
 		fan := fanOuts[e.id]
 		if fan == nil || traceID(fan) != traceID(req) || parentOf(fan) != spanID(req) ||
@@ -338,7 +375,7 @@ func TestTracesOfACheckoutPayment(t *testing.T) {
 // although OTEL_EXPORTER_OTLP_ENDPOINT names a receiver: nothing is
 // exported, events keep no trace context, and every delivery still carries
 // a valid traceparent, whose trace id is its event id's ULID and whose flags
-// say nothing was sampled.
+// say sampled: a receiver's parent-based sampler then records its handler.
 func TestTracesOff(t *testing.T) {
 	t.Parallel()
 
@@ -376,8 +413,8 @@ func TestTracesOff(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !sc.IsValid() || sc.TraceID() != [16]byte(want) || sc.IsSampled() {
-			t.Errorf("event %s reached the receiver with traceparent %q, want the event's ULID as the trace id, not sampled", id, sent[id][0])
+		if !sc.IsValid() || sc.TraceID() != [16]byte(want) || !sc.IsSampled() {
+			t.Errorf("event %s reached the receiver with traceparent %q, want the event's ULID as the trace id, sampled (the receiver's sampler decides)", id, sent[id][0])
 		}
 	}
 	otlp.mu.Lock()
