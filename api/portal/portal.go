@@ -427,7 +427,7 @@ type view struct {
 	// Nav is the navigation entry the page belongs to.
 	Nav     string
 	Session *sessionView
-	CSRF string
+	CSRF    string
 	// Once is a fresh random key for the forms that must act once (create,
 	// rotate): see onceForm.
 	Once  string
