@@ -566,22 +566,22 @@ func (e DeliveryListObject) Valid() bool {
 
 // Defines values for ErrorBodyErrorType.
 const (
-	ApiError            ErrorBodyErrorType = "api_error"
-	AuthenticationError ErrorBodyErrorType = "authentication_error"
-	InvalidRequestError ErrorBodyErrorType = "invalid_request_error"
-	RateLimitError      ErrorBodyErrorType = "rate_limit_error"
+	ErrorBodyErrorTypeApiError            ErrorBodyErrorType = "api_error"
+	ErrorBodyErrorTypeAuthenticationError ErrorBodyErrorType = "authentication_error"
+	ErrorBodyErrorTypeInvalidRequestError ErrorBodyErrorType = "invalid_request_error"
+	ErrorBodyErrorTypeRateLimitError      ErrorBodyErrorType = "rate_limit_error"
 )
 
 // Valid indicates whether the value is a known member of the ErrorBodyErrorType enum.
 func (e ErrorBodyErrorType) Valid() bool {
 	switch e {
-	case ApiError:
+	case ErrorBodyErrorTypeApiError:
 		return true
-	case AuthenticationError:
+	case ErrorBodyErrorTypeAuthenticationError:
 		return true
-	case InvalidRequestError:
+	case ErrorBodyErrorTypeInvalidRequestError:
 		return true
-	case RateLimitError:
+	case ErrorBodyErrorTypeRateLimitError:
 		return true
 	default:
 		return false
@@ -1494,6 +1494,126 @@ func (e OperatorEnableEndpoint200JSONResponseBodyStatus) Valid() bool {
 	}
 }
 
+// Defines values for CreatePortalSession400JSONResponseBodyErrorType.
+const (
+	CreatePortalSession400JSONResponseBodyErrorTypeApiError            CreatePortalSession400JSONResponseBodyErrorType = "api_error"
+	CreatePortalSession400JSONResponseBodyErrorTypeAuthenticationError CreatePortalSession400JSONResponseBodyErrorType = "authentication_error"
+	CreatePortalSession400JSONResponseBodyErrorTypeInvalidRequestError CreatePortalSession400JSONResponseBodyErrorType = "invalid_request_error"
+	CreatePortalSession400JSONResponseBodyErrorTypeRateLimitError      CreatePortalSession400JSONResponseBodyErrorType = "rate_limit_error"
+)
+
+// Valid indicates whether the value is a known member of the CreatePortalSession400JSONResponseBodyErrorType enum.
+func (e CreatePortalSession400JSONResponseBodyErrorType) Valid() bool {
+	switch e {
+	case CreatePortalSession400JSONResponseBodyErrorTypeApiError:
+		return true
+	case CreatePortalSession400JSONResponseBodyErrorTypeAuthenticationError:
+		return true
+	case CreatePortalSession400JSONResponseBodyErrorTypeInvalidRequestError:
+		return true
+	case CreatePortalSession400JSONResponseBodyErrorTypeRateLimitError:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CreatePortalSession401JSONResponseBodyErrorType.
+const (
+	CreatePortalSession401JSONResponseBodyErrorTypeApiError            CreatePortalSession401JSONResponseBodyErrorType = "api_error"
+	CreatePortalSession401JSONResponseBodyErrorTypeAuthenticationError CreatePortalSession401JSONResponseBodyErrorType = "authentication_error"
+	CreatePortalSession401JSONResponseBodyErrorTypeInvalidRequestError CreatePortalSession401JSONResponseBodyErrorType = "invalid_request_error"
+	CreatePortalSession401JSONResponseBodyErrorTypeRateLimitError      CreatePortalSession401JSONResponseBodyErrorType = "rate_limit_error"
+)
+
+// Valid indicates whether the value is a known member of the CreatePortalSession401JSONResponseBodyErrorType enum.
+func (e CreatePortalSession401JSONResponseBodyErrorType) Valid() bool {
+	switch e {
+	case CreatePortalSession401JSONResponseBodyErrorTypeApiError:
+		return true
+	case CreatePortalSession401JSONResponseBodyErrorTypeAuthenticationError:
+		return true
+	case CreatePortalSession401JSONResponseBodyErrorTypeInvalidRequestError:
+		return true
+	case CreatePortalSession401JSONResponseBodyErrorTypeRateLimitError:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CreatePortalSession409JSONResponseBodyErrorType.
+const (
+	CreatePortalSession409JSONResponseBodyErrorTypeApiError            CreatePortalSession409JSONResponseBodyErrorType = "api_error"
+	CreatePortalSession409JSONResponseBodyErrorTypeAuthenticationError CreatePortalSession409JSONResponseBodyErrorType = "authentication_error"
+	CreatePortalSession409JSONResponseBodyErrorTypeInvalidRequestError CreatePortalSession409JSONResponseBodyErrorType = "invalid_request_error"
+	CreatePortalSession409JSONResponseBodyErrorTypeRateLimitError      CreatePortalSession409JSONResponseBodyErrorType = "rate_limit_error"
+)
+
+// Valid indicates whether the value is a known member of the CreatePortalSession409JSONResponseBodyErrorType enum.
+func (e CreatePortalSession409JSONResponseBodyErrorType) Valid() bool {
+	switch e {
+	case CreatePortalSession409JSONResponseBodyErrorTypeApiError:
+		return true
+	case CreatePortalSession409JSONResponseBodyErrorTypeAuthenticationError:
+		return true
+	case CreatePortalSession409JSONResponseBodyErrorTypeInvalidRequestError:
+		return true
+	case CreatePortalSession409JSONResponseBodyErrorTypeRateLimitError:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CreatePortalSession415JSONResponseBodyErrorType.
+const (
+	CreatePortalSession415JSONResponseBodyErrorTypeApiError            CreatePortalSession415JSONResponseBodyErrorType = "api_error"
+	CreatePortalSession415JSONResponseBodyErrorTypeAuthenticationError CreatePortalSession415JSONResponseBodyErrorType = "authentication_error"
+	CreatePortalSession415JSONResponseBodyErrorTypeInvalidRequestError CreatePortalSession415JSONResponseBodyErrorType = "invalid_request_error"
+	CreatePortalSession415JSONResponseBodyErrorTypeRateLimitError      CreatePortalSession415JSONResponseBodyErrorType = "rate_limit_error"
+)
+
+// Valid indicates whether the value is a known member of the CreatePortalSession415JSONResponseBodyErrorType enum.
+func (e CreatePortalSession415JSONResponseBodyErrorType) Valid() bool {
+	switch e {
+	case CreatePortalSession415JSONResponseBodyErrorTypeApiError:
+		return true
+	case CreatePortalSession415JSONResponseBodyErrorTypeAuthenticationError:
+		return true
+	case CreatePortalSession415JSONResponseBodyErrorTypeInvalidRequestError:
+		return true
+	case CreatePortalSession415JSONResponseBodyErrorTypeRateLimitError:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CreatePortalSession429JSONResponseBodyErrorType.
+const (
+	CreatePortalSession429JSONResponseBodyErrorTypeApiError            CreatePortalSession429JSONResponseBodyErrorType = "api_error"
+	CreatePortalSession429JSONResponseBodyErrorTypeAuthenticationError CreatePortalSession429JSONResponseBodyErrorType = "authentication_error"
+	CreatePortalSession429JSONResponseBodyErrorTypeInvalidRequestError CreatePortalSession429JSONResponseBodyErrorType = "invalid_request_error"
+	CreatePortalSession429JSONResponseBodyErrorTypeRateLimitError      CreatePortalSession429JSONResponseBodyErrorType = "rate_limit_error"
+)
+
+// Valid indicates whether the value is a known member of the CreatePortalSession429JSONResponseBodyErrorType enum.
+func (e CreatePortalSession429JSONResponseBodyErrorType) Valid() bool {
+	switch e {
+	case CreatePortalSession429JSONResponseBodyErrorTypeApiError:
+		return true
+	case CreatePortalSession429JSONResponseBodyErrorTypeAuthenticationError:
+		return true
+	case CreatePortalSession429JSONResponseBodyErrorTypeInvalidRequestError:
+		return true
+	case CreatePortalSession429JSONResponseBodyErrorTypeRateLimitError:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for CreateWebhookEndpointJSONBodySignatureScheme.
 const (
 	CreateWebhookEndpointJSONBodySignatureSchemeEd25519 CreateWebhookEndpointJSONBodySignatureScheme = "ed25519"
@@ -1575,6 +1695,78 @@ func (e UpdateWebhookEndpointJSONBodyStatus) Valid() bool {
 	case UpdateWebhookEndpointJSONBodyStatusDisabled:
 		return true
 	case UpdateWebhookEndpointJSONBodyStatusEnabled:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetWebhookEndpointStats400JSONResponseBodyErrorType.
+const (
+	GetWebhookEndpointStats400JSONResponseBodyErrorTypeApiError            GetWebhookEndpointStats400JSONResponseBodyErrorType = "api_error"
+	GetWebhookEndpointStats400JSONResponseBodyErrorTypeAuthenticationError GetWebhookEndpointStats400JSONResponseBodyErrorType = "authentication_error"
+	GetWebhookEndpointStats400JSONResponseBodyErrorTypeInvalidRequestError GetWebhookEndpointStats400JSONResponseBodyErrorType = "invalid_request_error"
+	GetWebhookEndpointStats400JSONResponseBodyErrorTypeRateLimitError      GetWebhookEndpointStats400JSONResponseBodyErrorType = "rate_limit_error"
+)
+
+// Valid indicates whether the value is a known member of the GetWebhookEndpointStats400JSONResponseBodyErrorType enum.
+func (e GetWebhookEndpointStats400JSONResponseBodyErrorType) Valid() bool {
+	switch e {
+	case GetWebhookEndpointStats400JSONResponseBodyErrorTypeApiError:
+		return true
+	case GetWebhookEndpointStats400JSONResponseBodyErrorTypeAuthenticationError:
+		return true
+	case GetWebhookEndpointStats400JSONResponseBodyErrorTypeInvalidRequestError:
+		return true
+	case GetWebhookEndpointStats400JSONResponseBodyErrorTypeRateLimitError:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetWebhookEndpointStats401JSONResponseBodyErrorType.
+const (
+	GetWebhookEndpointStats401JSONResponseBodyErrorTypeApiError            GetWebhookEndpointStats401JSONResponseBodyErrorType = "api_error"
+	GetWebhookEndpointStats401JSONResponseBodyErrorTypeAuthenticationError GetWebhookEndpointStats401JSONResponseBodyErrorType = "authentication_error"
+	GetWebhookEndpointStats401JSONResponseBodyErrorTypeInvalidRequestError GetWebhookEndpointStats401JSONResponseBodyErrorType = "invalid_request_error"
+	GetWebhookEndpointStats401JSONResponseBodyErrorTypeRateLimitError      GetWebhookEndpointStats401JSONResponseBodyErrorType = "rate_limit_error"
+)
+
+// Valid indicates whether the value is a known member of the GetWebhookEndpointStats401JSONResponseBodyErrorType enum.
+func (e GetWebhookEndpointStats401JSONResponseBodyErrorType) Valid() bool {
+	switch e {
+	case GetWebhookEndpointStats401JSONResponseBodyErrorTypeApiError:
+		return true
+	case GetWebhookEndpointStats401JSONResponseBodyErrorTypeAuthenticationError:
+		return true
+	case GetWebhookEndpointStats401JSONResponseBodyErrorTypeInvalidRequestError:
+		return true
+	case GetWebhookEndpointStats401JSONResponseBodyErrorTypeRateLimitError:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetWebhookEndpointStats404JSONResponseBodyErrorType.
+const (
+	GetWebhookEndpointStats404JSONResponseBodyErrorTypeApiError            GetWebhookEndpointStats404JSONResponseBodyErrorType = "api_error"
+	GetWebhookEndpointStats404JSONResponseBodyErrorTypeAuthenticationError GetWebhookEndpointStats404JSONResponseBodyErrorType = "authentication_error"
+	GetWebhookEndpointStats404JSONResponseBodyErrorTypeInvalidRequestError GetWebhookEndpointStats404JSONResponseBodyErrorType = "invalid_request_error"
+	GetWebhookEndpointStats404JSONResponseBodyErrorTypeRateLimitError      GetWebhookEndpointStats404JSONResponseBodyErrorType = "rate_limit_error"
+)
+
+// Valid indicates whether the value is a known member of the GetWebhookEndpointStats404JSONResponseBodyErrorType enum.
+func (e GetWebhookEndpointStats404JSONResponseBodyErrorType) Valid() bool {
+	switch e {
+	case GetWebhookEndpointStats404JSONResponseBodyErrorTypeApiError:
+		return true
+	case GetWebhookEndpointStats404JSONResponseBodyErrorTypeAuthenticationError:
+		return true
+	case GetWebhookEndpointStats404JSONResponseBodyErrorTypeInvalidRequestError:
+		return true
+	case GetWebhookEndpointStats404JSONResponseBodyErrorTypeRateLimitError:
 		return true
 	default:
 		return false
@@ -2623,6 +2815,27 @@ type FailPaymentAttemptJSONBody struct {
 	FailureMessage *string `json:"failure_message,omitempty"`
 }
 
+// CreatePortalSessionJSONBody defines parameters for CreatePortalSession.
+type CreatePortalSessionJSONBody struct {
+	// ReturnUrl Where the portal's Back link leads
+	ReturnUrl *string `json:"return_url,omitempty"`
+}
+
+// CreatePortalSession400JSONResponseBodyErrorType defines parameters for CreatePortalSession.
+type CreatePortalSession400JSONResponseBodyErrorType string
+
+// CreatePortalSession401JSONResponseBodyErrorType defines parameters for CreatePortalSession.
+type CreatePortalSession401JSONResponseBodyErrorType string
+
+// CreatePortalSession409JSONResponseBodyErrorType defines parameters for CreatePortalSession.
+type CreatePortalSession409JSONResponseBodyErrorType string
+
+// CreatePortalSession415JSONResponseBodyErrorType defines parameters for CreatePortalSession.
+type CreatePortalSession415JSONResponseBodyErrorType string
+
+// CreatePortalSession429JSONResponseBodyErrorType defines parameters for CreatePortalSession.
+type CreatePortalSession429JSONResponseBodyErrorType string
+
 // ListWebhookEndpointsParams defines parameters for ListWebhookEndpoints.
 type ListWebhookEndpointsParams struct {
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
@@ -2644,7 +2857,7 @@ type CreateWebhookEndpointJSONBody struct {
 	// EnabledEvents Event types, or ["*"] for every type, present and future. Omitted: every default-on type, following the catalog (reported as that list).
 	EnabledEvents *[]string `json:"enabled_events,omitempty"`
 
-	// Headers Custom request headers sent with every attempt (webhook endpoints only). Names are HTTP tokens of at most 64 characters; webhook-*, content-type, content-length, host, user-agent, the hop-by-hop names and proxy-* are refused. An authorization value is stored sealed and shown masked.
+	// Headers Custom request headers sent with every attempt (webhook endpoints only). Names are HTTP tokens of at most 64 characters; webhook-*, content-type, content-length, host, user-agent, traceparent, tracestate, the hop-by-hop names and proxy-* are refused. An authorization value is stored sealed and shown masked.
 	Headers *map[string]string `json:"headers,omitempty"`
 
 	// RateLimit Deliveries per second to this endpoint, held across every worker process; deliveries over it wait, parked, without spending an attempt. null (the default): no limit.
@@ -2701,6 +2914,21 @@ type SendTestEventJSONBody struct {
 	Type *string `json:"type,omitempty"`
 }
 
+// GetWebhookEndpointStatsParams defines parameters for GetWebhookEndpointStats.
+type GetWebhookEndpointStatsParams struct {
+	// Window The window: the last 60 minutes, 24 hours or 28 six-hour buckets, the last one holding now (aligned on UTC)
+	Window interface{} `form:"window,omitempty" json:"window,omitempty"`
+}
+
+// GetWebhookEndpointStats400JSONResponseBodyErrorType defines parameters for GetWebhookEndpointStats.
+type GetWebhookEndpointStats400JSONResponseBodyErrorType string
+
+// GetWebhookEndpointStats401JSONResponseBodyErrorType defines parameters for GetWebhookEndpointStats.
+type GetWebhookEndpointStats401JSONResponseBodyErrorType string
+
+// GetWebhookEndpointStats404JSONResponseBodyErrorType defines parameters for GetWebhookEndpointStats.
+type GetWebhookEndpointStats404JSONResponseBodyErrorType string
+
 // CreateCheckoutJSONRequestBody defines body for CreateCheckout for application/json ContentType.
 type CreateCheckoutJSONRequestBody = CheckoutCreate
 
@@ -2712,6 +2940,9 @@ type OperatorRecoverEndpointJSONRequestBody = RecoverRequest
 
 // FailPaymentAttemptJSONRequestBody defines body for FailPaymentAttempt for application/json ContentType.
 type FailPaymentAttemptJSONRequestBody FailPaymentAttemptJSONBody
+
+// CreatePortalSessionJSONRequestBody defines body for CreatePortalSession for application/json ContentType.
+type CreatePortalSessionJSONRequestBody CreatePortalSessionJSONBody
 
 // CreateWebhookEndpointJSONRequestBody defines body for CreateWebhookEndpoint for application/json ContentType.
 type CreateWebhookEndpointJSONRequestBody CreateWebhookEndpointJSONBody
@@ -3382,6 +3613,34 @@ type ClientInterface interface {
 	// Corresponds with POST /v1/payment_attempts/{id}/succeed (the `SucceedPaymentAttempt` operationId).
 	SucceedPaymentAttempt(ctx context.Context, id Id, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// CreatePortalSessionWithBody A link to the merchant portal for the key's merchant and mode: one use, within an hour (see the README's Merchant portal)
+	//
+	// Send the merchant's browser to `url` at once: its first visit swaps the
+	// token for a session cookie and opens the portal (endpoints, event
+	// catalog, deliveries, statistics) until `expires_at`; a second visit is
+	// refused. The token is stored only as its SHA-256. `return_url` is
+	// shown in the portal as a "Back to <host>" link: https, or in development
+	// http on localhost, 127.0.0.1 or [::1].
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/portal_sessions (the `CreatePortalSession` operationId).
+	CreatePortalSessionWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreatePortalSession A link to the merchant portal for the key's merchant and mode: one use, within an hour (see the README's Merchant portal)
+	//
+	// Send the merchant's browser to `url` at once: its first visit swaps the
+	// token for a session cookie and opens the portal (endpoints, event
+	// catalog, deliveries, statistics) until `expires_at`; a second visit is
+	// refused. The token is stored only as its SHA-256. `return_url` is
+	// shown in the portal as a "Back to <host>" link: https, or in development
+	// http on localhost, 127.0.0.1 or [::1].
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/portal_sessions (the `CreatePortalSession` operationId).
+	CreatePortalSession(ctx context.Context, body CreatePortalSessionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListWebhookEndpoints List endpoints, newest first (no secrets)
 	//
 	// Corresponds with GET /v1/webhook_endpoints (the `ListWebhookEndpoints` operationId).
@@ -3474,6 +3733,11 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /v1/webhook_endpoints/{id}/send_test_event (the `SendTestEvent` operationId).
 	SendTestEvent(ctx context.Context, id Id, body SendTestEventJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetWebhookEndpointStats The endpoint's attempts over a window by outcome, success rate, latency p50/p90/p99, pending and failed deliveries now, and a series of buckets (a minute each for 1h, an hour for 24h, 6 hours for 7d); read from a rollup kept as attempts are recorded
+	//
+	// Corresponds with GET /v1/webhook_endpoints/{id}/stats (the `GetWebhookEndpointStats` operationId).
+	GetWebhookEndpointStats(ctx context.Context, id Id, params *GetWebhookEndpointStatsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 }
 
 // Healthz Liveness
@@ -3931,6 +4195,54 @@ func (c *Client) SucceedPaymentAttempt(ctx context.Context, id Id, reqEditors ..
 	return c.Client.Do(req)
 }
 
+// CreatePortalSessionWithBody A link to the merchant portal for the key's merchant and mode: one use, within an hour (see the README's Merchant portal)
+//
+// Send the merchant's browser to `url` at once: its first visit swaps the
+// token for a session cookie and opens the portal (endpoints, event
+// catalog, deliveries, statistics) until `expires_at`; a second visit is
+// refused. The token is stored only as its SHA-256. `return_url` is
+// shown in the portal as a "Back to <host>" link: https, or in development
+// http on localhost, 127.0.0.1 or [::1].
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/portal_sessions (the `CreatePortalSession` operationId).
+func (c *Client) CreatePortalSessionWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreatePortalSessionRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreatePortalSession A link to the merchant portal for the key's merchant and mode: one use, within an hour (see the README's Merchant portal)
+//
+// Send the merchant's browser to `url` at once: its first visit swaps the
+// token for a session cookie and opens the portal (endpoints, event
+// catalog, deliveries, statistics) until `expires_at`; a second visit is
+// refused. The token is stored only as its SHA-256. `return_url` is
+// shown in the portal as a "Back to <host>" link: https, or in development
+// http on localhost, 127.0.0.1 or [::1].
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/portal_sessions (the `CreatePortalSession` operationId).
+func (c *Client) CreatePortalSession(ctx context.Context, body CreatePortalSessionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreatePortalSessionRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // ListWebhookEndpoints List endpoints, newest first (no secrets)
 //
 // Corresponds with GET /v1/webhook_endpoints (the `ListWebhookEndpoints` operationId).
@@ -4144,6 +4456,21 @@ func (c *Client) SendTestEventWithBody(ctx context.Context, id Id, contentType s
 // Corresponds with POST /v1/webhook_endpoints/{id}/send_test_event (the `SendTestEvent` operationId).
 func (c *Client) SendTestEvent(ctx context.Context, id Id, body SendTestEventJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewSendTestEventRequest(c.Server, id, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetWebhookEndpointStats The endpoint's attempts over a window by outcome, success rate, latency p50/p90/p99, pending and failed deliveries now, and a series of buckets (a minute each for 1h, an hour for 24h, 6 hours for 7d); read from a rollup kept as attempts are recorded
+//
+// Corresponds with GET /v1/webhook_endpoints/{id}/stats (the `GetWebhookEndpointStats` operationId).
+func (c *Client) GetWebhookEndpointStats(ctx context.Context, id Id, params *GetWebhookEndpointStatsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetWebhookEndpointStatsRequest(c.Server, id, params)
 	if err != nil {
 		return nil, err
 	}
@@ -5340,6 +5667,46 @@ func NewSucceedPaymentAttemptRequest(server string, id Id) (*http.Request, error
 	return req, nil
 }
 
+// NewCreatePortalSessionRequest calls the generic CreatePortalSession builder with application/json body
+func NewCreatePortalSessionRequest(server string, body CreatePortalSessionJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreatePortalSessionRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewCreatePortalSessionRequestWithBody constructs an http.Request for the CreatePortalSession method, with any body, and a specified content type
+func NewCreatePortalSessionRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/portal_sessions")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewListWebhookEndpointsRequest constructs an http.Request for the ListWebhookEndpoints method
 func NewListWebhookEndpointsRequest(server string, params *ListWebhookEndpointsParams) (*http.Request, error) {
 	var err error
@@ -5714,6 +6081,63 @@ func NewSendTestEventRequestWithBody(server string, id Id, contentType string, b
 	return req, nil
 }
 
+// NewGetWebhookEndpointStatsRequest constructs an http.Request for the GetWebhookEndpointStats method
+func NewGetWebhookEndpointStatsRequest(server string, id Id, params *GetWebhookEndpointStatsParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/webhook_endpoints/%s/stats", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "window", params.Window, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "", Format: ""}); err != nil {
+			return nil, err
+		} else {
+			for _, qp := range strings.Split(queryFrag, "&") {
+				rawQueryFragments = append(rawQueryFragments, qp)
+			}
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 func (c *Client) applyEditors(ctx context.Context, req *http.Request, additionalEditors []RequestEditorFn) error {
 	for _, r := range c.RequestEditors {
 		if err := r(ctx, req); err != nil {
@@ -5965,6 +6389,34 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /v1/payment_attempts/{id}/succeed (the `SucceedPaymentAttempt` operationId).
 	SucceedPaymentAttemptWithResponse(ctx context.Context, id Id, reqEditors ...RequestEditorFn) (*SucceedPaymentAttemptResponse, error)
 
+	// CreatePortalSessionWithBodyWithResponse A link to the merchant portal for the key's merchant and mode: one use, within an hour (see the README's Merchant portal)
+	//
+	// Send the merchant's browser to `url` at once: its first visit swaps the
+	// token for a session cookie and opens the portal (endpoints, event
+	// catalog, deliveries, statistics) until `expires_at`; a second visit is
+	// refused. The token is stored only as its SHA-256. `return_url` is
+	// shown in the portal as a "Back to <host>" link: https, or in development
+	// http on localhost, 127.0.0.1 or [::1].
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/portal_sessions (the `CreatePortalSession` operationId).
+	CreatePortalSessionWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreatePortalSessionResponse, error)
+
+	// CreatePortalSessionWithResponse A link to the merchant portal for the key's merchant and mode: one use, within an hour (see the README's Merchant portal)
+	//
+	// Send the merchant's browser to `url` at once: its first visit swaps the
+	// token for a session cookie and opens the portal (endpoints, event
+	// catalog, deliveries, statistics) until `expires_at`; a second visit is
+	// refused. The token is stored only as its SHA-256. `return_url` is
+	// shown in the portal as a "Back to <host>" link: https, or in development
+	// http on localhost, 127.0.0.1 or [::1].
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/portal_sessions (the `CreatePortalSession` operationId).
+	CreatePortalSessionWithResponse(ctx context.Context, body CreatePortalSessionJSONRequestBody, reqEditors ...RequestEditorFn) (*CreatePortalSessionResponse, error)
+
 	// ListWebhookEndpointsWithResponse List endpoints, newest first (no secrets)
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -6063,6 +6515,13 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /v1/webhook_endpoints/{id}/send_test_event (the `SendTestEvent` operationId).
 	SendTestEventWithResponse(ctx context.Context, id Id, body SendTestEventJSONRequestBody, reqEditors ...RequestEditorFn) (*SendTestEventResponse, error)
+
+	// GetWebhookEndpointStatsWithResponse The endpoint's attempts over a window by outcome, success rate, latency p50/p90/p99, pending and failed deliveries now, and a series of buckets (a minute each for 1h, an hour for 24h, 6 hours for 7d); read from a rollup kept as attempts are recorded
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/webhook_endpoints/{id}/stats (the `GetWebhookEndpointStats` operationId).
+	GetWebhookEndpointStatsWithResponse(ctx context.Context, id Id, params *GetWebhookEndpointStatsParams, reqEditors ...RequestEditorFn) (*GetWebhookEndpointStatsResponse, error)
 }
 
 type HealthzResponse struct {
@@ -7715,6 +8174,173 @@ func (r SucceedPaymentAttemptResponse) ContentType() string {
 	return ""
 }
 
+type CreatePortalSessionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *struct {
+		// ExpiresAt Unix seconds: when the link, and the session it opens, end (an hour after creation).
+		ExpiresAt int         `json:"expires_at"`
+		Object    interface{} `json:"object"`
+
+		// Url Send the merchant's browser here (a redirect, or a link they click) at once: the first visit spends it.
+		Url string `json:"url"`
+	}
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *struct {
+		Error struct {
+			Code    string                                          `json:"code"`
+			Message string                                          `json:"message"`
+			Param   *string                                         `json:"param"`
+			Type    CreatePortalSession400JSONResponseBodyErrorType `json:"type"`
+		} `json:"error"`
+	}
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *struct {
+		Error struct {
+			Code    string                                          `json:"code"`
+			Message string                                          `json:"message"`
+			Param   *string                                         `json:"param"`
+			Type    CreatePortalSession401JSONResponseBodyErrorType `json:"type"`
+		} `json:"error"`
+	}
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *struct {
+		Error struct {
+			Code    string                                          `json:"code"`
+			Message string                                          `json:"message"`
+			Param   *string                                         `json:"param"`
+			Type    CreatePortalSession409JSONResponseBodyErrorType `json:"type"`
+		} `json:"error"`
+	}
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *struct {
+		Error struct {
+			Code    string                                          `json:"code"`
+			Message string                                          `json:"message"`
+			Param   *string                                         `json:"param"`
+			Type    CreatePortalSession415JSONResponseBodyErrorType `json:"type"`
+		} `json:"error"`
+	}
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *struct {
+		Error struct {
+			Code    string                                          `json:"code"`
+			Message string                                          `json:"message"`
+			Param   *string                                         `json:"param"`
+			Type    CreatePortalSession429JSONResponseBodyErrorType `json:"type"`
+		} `json:"error"`
+	}
+	// JSONDefault the response for an HTTP default `application/json` response
+	JSONDefault *Error
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r CreatePortalSessionResponse) GetJSON201() *struct {
+	// ExpiresAt Unix seconds: when the link, and the session it opens, end (an hour after creation).
+	ExpiresAt int         `json:"expires_at"`
+	Object    interface{} `json:"object"`
+
+	// Url Send the merchant's browser here (a redirect, or a link they click) at once: the first visit spends it.
+	Url string `json:"url"`
+} {
+	return r.JSON201
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r CreatePortalSessionResponse) GetJSON400() *struct {
+	Error struct {
+		Code    string                                          `json:"code"`
+		Message string                                          `json:"message"`
+		Param   *string                                         `json:"param"`
+		Type    CreatePortalSession400JSONResponseBodyErrorType `json:"type"`
+	} `json:"error"`
+} {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CreatePortalSessionResponse) GetJSON401() *struct {
+	Error struct {
+		Code    string                                          `json:"code"`
+		Message string                                          `json:"message"`
+		Param   *string                                         `json:"param"`
+		Type    CreatePortalSession401JSONResponseBodyErrorType `json:"type"`
+	} `json:"error"`
+} {
+	return r.JSON401
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r CreatePortalSessionResponse) GetJSON409() *struct {
+	Error struct {
+		Code    string                                          `json:"code"`
+		Message string                                          `json:"message"`
+		Param   *string                                         `json:"param"`
+		Type    CreatePortalSession409JSONResponseBodyErrorType `json:"type"`
+	} `json:"error"`
+} {
+	return r.JSON409
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r CreatePortalSessionResponse) GetJSON415() *struct {
+	Error struct {
+		Code    string                                          `json:"code"`
+		Message string                                          `json:"message"`
+		Param   *string                                         `json:"param"`
+		Type    CreatePortalSession415JSONResponseBodyErrorType `json:"type"`
+	} `json:"error"`
+} {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r CreatePortalSessionResponse) GetJSON429() *struct {
+	Error struct {
+		Code    string                                          `json:"code"`
+		Message string                                          `json:"message"`
+		Param   *string                                         `json:"param"`
+		Type    CreatePortalSession429JSONResponseBodyErrorType `json:"type"`
+	} `json:"error"`
+} {
+	return r.JSON429
+}
+
+// GetJSONDefault returns the response for an HTTP default `application/json` response
+func (r CreatePortalSessionResponse) GetJSONDefault() *Error {
+	return r.JSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r CreatePortalSessionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreatePortalSessionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreatePortalSessionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreatePortalSessionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type ListWebhookEndpointsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -8289,6 +8915,203 @@ func (r SendTestEventResponse) ContentType() string {
 	return ""
 }
 
+type GetWebhookEndpointStatsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *struct {
+		Attempts struct {
+			// ConnectionError no response: refused, reset, DNS, TLS
+			ConnectionError int `json:"connection_error"`
+
+			// HttpError any other HTTP status
+			HttpError int `json:"http_error"`
+
+			// Succeeded 2xx within the delivery timeout
+			Succeeded int `json:"succeeded"`
+			Timeout   int `json:"timeout"`
+		} `json:"attempts"`
+		Endpoint string `json:"endpoint"`
+
+		// Failed the endpoint's failed deliveries now, counted up to 1000 (1000 means at least 1000)
+		Failed    int `json:"failed"`
+		LatencyMs struct {
+			P50 *int `json:"p50"`
+			P90 *int `json:"p90"`
+			P99 *int `json:"p99"`
+		} `json:"latency_ms"`
+		Object interface{} `json:"object"`
+
+		// Pending the endpoint's pending deliveries now, counted up to 1000 (1000 means at least 1000)
+		Pending int `json:"pending"`
+		Series  []struct {
+			// Failed http_error, timeout and connection_error attempts
+			Failed int `json:"failed"`
+
+			// LatencyMsP50 extension: the bucket's median latency, null without a response
+			LatencyMsP50 *int `json:"latency_ms_p50"`
+
+			// LatencyMsP99 extension: the bucket's 99th percentile latency
+			LatencyMsP99 *int `json:"latency_ms_p99"`
+
+			// Start Unix seconds
+			Start     int `json:"start"`
+			Succeeded int `json:"succeeded"`
+		} `json:"series"`
+
+		// SuccessRate succeeded over all attempts; null without attempts
+		SuccessRate *float32    `json:"success_rate"`
+		Window      interface{} `json:"window"`
+	}
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *struct {
+		Error struct {
+			Code    string                                              `json:"code"`
+			Message string                                              `json:"message"`
+			Param   *string                                             `json:"param"`
+			Type    GetWebhookEndpointStats400JSONResponseBodyErrorType `json:"type"`
+		} `json:"error"`
+	}
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *struct {
+		Error struct {
+			Code    string                                              `json:"code"`
+			Message string                                              `json:"message"`
+			Param   *string                                             `json:"param"`
+			Type    GetWebhookEndpointStats401JSONResponseBodyErrorType `json:"type"`
+		} `json:"error"`
+	}
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *struct {
+		Error struct {
+			Code    string                                              `json:"code"`
+			Message string                                              `json:"message"`
+			Param   *string                                             `json:"param"`
+			Type    GetWebhookEndpointStats404JSONResponseBodyErrorType `json:"type"`
+		} `json:"error"`
+	}
+	// JSONDefault the response for an HTTP default `application/json` response
+	JSONDefault *Error
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetWebhookEndpointStatsResponse) GetJSON200() *struct {
+	Attempts struct {
+		// ConnectionError no response: refused, reset, DNS, TLS
+		ConnectionError int `json:"connection_error"`
+
+		// HttpError any other HTTP status
+		HttpError int `json:"http_error"`
+
+		// Succeeded 2xx within the delivery timeout
+		Succeeded int `json:"succeeded"`
+		Timeout   int `json:"timeout"`
+	} `json:"attempts"`
+	Endpoint string `json:"endpoint"`
+
+	// Failed the endpoint's failed deliveries now, counted up to 1000 (1000 means at least 1000)
+	Failed    int `json:"failed"`
+	LatencyMs struct {
+		P50 *int `json:"p50"`
+		P90 *int `json:"p90"`
+		P99 *int `json:"p99"`
+	} `json:"latency_ms"`
+	Object interface{} `json:"object"`
+
+	// Pending the endpoint's pending deliveries now, counted up to 1000 (1000 means at least 1000)
+	Pending int `json:"pending"`
+	Series  []struct {
+		// Failed http_error, timeout and connection_error attempts
+		Failed int `json:"failed"`
+
+		// LatencyMsP50 extension: the bucket's median latency, null without a response
+		LatencyMsP50 *int `json:"latency_ms_p50"`
+
+		// LatencyMsP99 extension: the bucket's 99th percentile latency
+		LatencyMsP99 *int `json:"latency_ms_p99"`
+
+		// Start Unix seconds
+		Start     int `json:"start"`
+		Succeeded int `json:"succeeded"`
+	} `json:"series"`
+
+	// SuccessRate succeeded over all attempts; null without attempts
+	SuccessRate *float32    `json:"success_rate"`
+	Window      interface{} `json:"window"`
+} {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetWebhookEndpointStatsResponse) GetJSON400() *struct {
+	Error struct {
+		Code    string                                              `json:"code"`
+		Message string                                              `json:"message"`
+		Param   *string                                             `json:"param"`
+		Type    GetWebhookEndpointStats400JSONResponseBodyErrorType `json:"type"`
+	} `json:"error"`
+} {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetWebhookEndpointStatsResponse) GetJSON401() *struct {
+	Error struct {
+		Code    string                                              `json:"code"`
+		Message string                                              `json:"message"`
+		Param   *string                                             `json:"param"`
+		Type    GetWebhookEndpointStats401JSONResponseBodyErrorType `json:"type"`
+	} `json:"error"`
+} {
+	return r.JSON401
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetWebhookEndpointStatsResponse) GetJSON404() *struct {
+	Error struct {
+		Code    string                                              `json:"code"`
+		Message string                                              `json:"message"`
+		Param   *string                                             `json:"param"`
+		Type    GetWebhookEndpointStats404JSONResponseBodyErrorType `json:"type"`
+	} `json:"error"`
+} {
+	return r.JSON404
+}
+
+// GetJSONDefault returns the response for an HTTP default `application/json` response
+func (r GetWebhookEndpointStatsResponse) GetJSONDefault() *Error {
+	return r.JSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetWebhookEndpointStatsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetWebhookEndpointStatsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetWebhookEndpointStatsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetWebhookEndpointStatsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // HealthzWithResponse Liveness
 //
 // Returns a wrapper object for the known response body format(s).
@@ -8670,6 +9493,46 @@ func (c *ClientWithResponses) SucceedPaymentAttemptWithResponse(ctx context.Cont
 	return ParseSucceedPaymentAttemptResponse(rsp)
 }
 
+// CreatePortalSessionWithBodyWithResponse A link to the merchant portal for the key's merchant and mode: one use, within an hour (see the README's Merchant portal)
+//
+// Send the merchant's browser to `url` at once: its first visit swaps the
+// token for a session cookie and opens the portal (endpoints, event
+// catalog, deliveries, statistics) until `expires_at`; a second visit is
+// refused. The token is stored only as its SHA-256. `return_url` is
+// shown in the portal as a "Back to <host>" link: https, or in development
+// http on localhost, 127.0.0.1 or [::1].
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/portal_sessions (the `CreatePortalSession` operationId).
+func (c *ClientWithResponses) CreatePortalSessionWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreatePortalSessionResponse, error) {
+	rsp, err := c.CreatePortalSessionWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreatePortalSessionResponse(rsp)
+}
+
+// CreatePortalSessionWithResponse A link to the merchant portal for the key's merchant and mode: one use, within an hour (see the README's Merchant portal)
+//
+// Send the merchant's browser to `url` at once: its first visit swaps the
+// token for a session cookie and opens the portal (endpoints, event
+// catalog, deliveries, statistics) until `expires_at`; a second visit is
+// refused. The token is stored only as its SHA-256. `return_url` is
+// shown in the portal as a "Back to <host>" link: https, or in development
+// http on localhost, 127.0.0.1 or [::1].
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/portal_sessions (the `CreatePortalSession` operationId).
+func (c *ClientWithResponses) CreatePortalSessionWithResponse(ctx context.Context, body CreatePortalSessionJSONRequestBody, reqEditors ...RequestEditorFn) (*CreatePortalSessionResponse, error) {
+	rsp, err := c.CreatePortalSession(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreatePortalSessionResponse(rsp)
+}
+
 // ListWebhookEndpointsWithResponse List endpoints, newest first (no secrets)
 //
 // Returns a wrapper object for the known response body format(s).
@@ -8845,6 +9708,19 @@ func (c *ClientWithResponses) SendTestEventWithResponse(ctx context.Context, id 
 		return nil, err
 	}
 	return ParseSendTestEventResponse(rsp)
+}
+
+// GetWebhookEndpointStatsWithResponse The endpoint's attempts over a window by outcome, success rate, latency p50/p90/p99, pending and failed deliveries now, and a series of buckets (a minute each for 1h, an hour for 24h, 6 hours for 7d); read from a rollup kept as attempts are recorded
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/webhook_endpoints/{id}/stats (the `GetWebhookEndpointStats` operationId).
+func (c *ClientWithResponses) GetWebhookEndpointStatsWithResponse(ctx context.Context, id Id, params *GetWebhookEndpointStatsParams, reqEditors ...RequestEditorFn) (*GetWebhookEndpointStatsResponse, error) {
+	rsp, err := c.GetWebhookEndpointStats(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetWebhookEndpointStatsResponse(rsp)
 }
 
 // ParseHealthzResponse parses an HTTP response from a HealthzWithResponse call
@@ -10117,6 +10993,116 @@ func ParseSucceedPaymentAttemptResponse(rsp *http.Response) (*SucceedPaymentAtte
 	return response, nil
 }
 
+// ParseCreatePortalSessionResponse parses an HTTP response from a CreatePortalSessionWithResponse call
+func ParseCreatePortalSessionResponse(rsp *http.Response) (*CreatePortalSessionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreatePortalSessionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest struct {
+			// ExpiresAt Unix seconds: when the link, and the session it opens, end (an hour after creation).
+			ExpiresAt int         `json:"expires_at"`
+			Object    interface{} `json:"object"`
+
+			// Url Send the merchant's browser here (a redirect, or a link they click) at once: the first visit spends it.
+			Url string `json:"url"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest struct {
+			Error struct {
+				Code    string                                          `json:"code"`
+				Message string                                          `json:"message"`
+				Param   *string                                         `json:"param"`
+				Type    CreatePortalSession400JSONResponseBodyErrorType `json:"type"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest struct {
+			Error struct {
+				Code    string                                          `json:"code"`
+				Message string                                          `json:"message"`
+				Param   *string                                         `json:"param"`
+				Type    CreatePortalSession401JSONResponseBodyErrorType `json:"type"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest struct {
+			Error struct {
+				Code    string                                          `json:"code"`
+				Message string                                          `json:"message"`
+				Param   *string                                         `json:"param"`
+				Type    CreatePortalSession409JSONResponseBodyErrorType `json:"type"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest struct {
+			Error struct {
+				Code    string                                          `json:"code"`
+				Message string                                          `json:"message"`
+				Param   *string                                         `json:"param"`
+				Type    CreatePortalSession415JSONResponseBodyErrorType `json:"type"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest struct {
+			Error struct {
+				Code    string                                          `json:"code"`
+				Message string                                          `json:"message"`
+				Param   *string                                         `json:"param"`
+				Type    CreatePortalSession429JSONResponseBodyErrorType `json:"type"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
 // ParseListWebhookEndpointsResponse parses an HTTP response from a ListWebhookEndpointsWithResponse call
 func ParseListWebhookEndpointsResponse(rsp *http.Response) (*ListWebhookEndpointsResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -10554,6 +11540,124 @@ func ParseSendTestEventResponse(rsp *http.Response) (*SendTestEventResponse, err
 			return nil, err
 		}
 		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetWebhookEndpointStatsResponse parses an HTTP response from a GetWebhookEndpointStatsWithResponse call
+func ParseGetWebhookEndpointStatsResponse(rsp *http.Response) (*GetWebhookEndpointStatsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetWebhookEndpointStatsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest struct {
+			Attempts struct {
+				// ConnectionError no response: refused, reset, DNS, TLS
+				ConnectionError int `json:"connection_error"`
+
+				// HttpError any other HTTP status
+				HttpError int `json:"http_error"`
+
+				// Succeeded 2xx within the delivery timeout
+				Succeeded int `json:"succeeded"`
+				Timeout   int `json:"timeout"`
+			} `json:"attempts"`
+			Endpoint string `json:"endpoint"`
+
+			// Failed the endpoint's failed deliveries now, counted up to 1000 (1000 means at least 1000)
+			Failed    int `json:"failed"`
+			LatencyMs struct {
+				P50 *int `json:"p50"`
+				P90 *int `json:"p90"`
+				P99 *int `json:"p99"`
+			} `json:"latency_ms"`
+			Object interface{} `json:"object"`
+
+			// Pending the endpoint's pending deliveries now, counted up to 1000 (1000 means at least 1000)
+			Pending int `json:"pending"`
+			Series  []struct {
+				// Failed http_error, timeout and connection_error attempts
+				Failed int `json:"failed"`
+
+				// LatencyMsP50 extension: the bucket's median latency, null without a response
+				LatencyMsP50 *int `json:"latency_ms_p50"`
+
+				// LatencyMsP99 extension: the bucket's 99th percentile latency
+				LatencyMsP99 *int `json:"latency_ms_p99"`
+
+				// Start Unix seconds
+				Start     int `json:"start"`
+				Succeeded int `json:"succeeded"`
+			} `json:"series"`
+
+			// SuccessRate succeeded over all attempts; null without attempts
+			SuccessRate *float32    `json:"success_rate"`
+			Window      interface{} `json:"window"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest struct {
+			Error struct {
+				Code    string                                              `json:"code"`
+				Message string                                              `json:"message"`
+				Param   *string                                             `json:"param"`
+				Type    GetWebhookEndpointStats400JSONResponseBodyErrorType `json:"type"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest struct {
+			Error struct {
+				Code    string                                              `json:"code"`
+				Message string                                              `json:"message"`
+				Param   *string                                             `json:"param"`
+				Type    GetWebhookEndpointStats401JSONResponseBodyErrorType `json:"type"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest struct {
+			Error struct {
+				Code    string                                              `json:"code"`
+				Message string                                              `json:"message"`
+				Param   *string                                             `json:"param"`
+				Type    GetWebhookEndpointStats404JSONResponseBodyErrorType `json:"type"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Error
