@@ -566,22 +566,22 @@ func (e DeliveryListObject) Valid() bool {
 
 // Defines values for ErrorBodyErrorType.
 const (
-	ErrorBodyErrorTypeApiError            ErrorBodyErrorType = "api_error"
-	ErrorBodyErrorTypeAuthenticationError ErrorBodyErrorType = "authentication_error"
-	ErrorBodyErrorTypeInvalidRequestError ErrorBodyErrorType = "invalid_request_error"
-	ErrorBodyErrorTypeRateLimitError      ErrorBodyErrorType = "rate_limit_error"
+	ApiError            ErrorBodyErrorType = "api_error"
+	AuthenticationError ErrorBodyErrorType = "authentication_error"
+	InvalidRequestError ErrorBodyErrorType = "invalid_request_error"
+	RateLimitError      ErrorBodyErrorType = "rate_limit_error"
 )
 
 // Valid indicates whether the value is a known member of the ErrorBodyErrorType enum.
 func (e ErrorBodyErrorType) Valid() bool {
 	switch e {
-	case ErrorBodyErrorTypeApiError:
+	case ApiError:
 		return true
-	case ErrorBodyErrorTypeAuthenticationError:
+	case AuthenticationError:
 		return true
-	case ErrorBodyErrorTypeInvalidRequestError:
+	case InvalidRequestError:
 		return true
-	case ErrorBodyErrorTypeRateLimitError:
+	case RateLimitError:
 		return true
 	default:
 		return false
@@ -1494,126 +1494,6 @@ func (e OperatorEnableEndpoint200JSONResponseBodyStatus) Valid() bool {
 	}
 }
 
-// Defines values for CreatePortalSession400JSONResponseBodyErrorType.
-const (
-	CreatePortalSession400JSONResponseBodyErrorTypeApiError            CreatePortalSession400JSONResponseBodyErrorType = "api_error"
-	CreatePortalSession400JSONResponseBodyErrorTypeAuthenticationError CreatePortalSession400JSONResponseBodyErrorType = "authentication_error"
-	CreatePortalSession400JSONResponseBodyErrorTypeInvalidRequestError CreatePortalSession400JSONResponseBodyErrorType = "invalid_request_error"
-	CreatePortalSession400JSONResponseBodyErrorTypeRateLimitError      CreatePortalSession400JSONResponseBodyErrorType = "rate_limit_error"
-)
-
-// Valid indicates whether the value is a known member of the CreatePortalSession400JSONResponseBodyErrorType enum.
-func (e CreatePortalSession400JSONResponseBodyErrorType) Valid() bool {
-	switch e {
-	case CreatePortalSession400JSONResponseBodyErrorTypeApiError:
-		return true
-	case CreatePortalSession400JSONResponseBodyErrorTypeAuthenticationError:
-		return true
-	case CreatePortalSession400JSONResponseBodyErrorTypeInvalidRequestError:
-		return true
-	case CreatePortalSession400JSONResponseBodyErrorTypeRateLimitError:
-		return true
-	default:
-		return false
-	}
-}
-
-// Defines values for CreatePortalSession401JSONResponseBodyErrorType.
-const (
-	CreatePortalSession401JSONResponseBodyErrorTypeApiError            CreatePortalSession401JSONResponseBodyErrorType = "api_error"
-	CreatePortalSession401JSONResponseBodyErrorTypeAuthenticationError CreatePortalSession401JSONResponseBodyErrorType = "authentication_error"
-	CreatePortalSession401JSONResponseBodyErrorTypeInvalidRequestError CreatePortalSession401JSONResponseBodyErrorType = "invalid_request_error"
-	CreatePortalSession401JSONResponseBodyErrorTypeRateLimitError      CreatePortalSession401JSONResponseBodyErrorType = "rate_limit_error"
-)
-
-// Valid indicates whether the value is a known member of the CreatePortalSession401JSONResponseBodyErrorType enum.
-func (e CreatePortalSession401JSONResponseBodyErrorType) Valid() bool {
-	switch e {
-	case CreatePortalSession401JSONResponseBodyErrorTypeApiError:
-		return true
-	case CreatePortalSession401JSONResponseBodyErrorTypeAuthenticationError:
-		return true
-	case CreatePortalSession401JSONResponseBodyErrorTypeInvalidRequestError:
-		return true
-	case CreatePortalSession401JSONResponseBodyErrorTypeRateLimitError:
-		return true
-	default:
-		return false
-	}
-}
-
-// Defines values for CreatePortalSession409JSONResponseBodyErrorType.
-const (
-	CreatePortalSession409JSONResponseBodyErrorTypeApiError            CreatePortalSession409JSONResponseBodyErrorType = "api_error"
-	CreatePortalSession409JSONResponseBodyErrorTypeAuthenticationError CreatePortalSession409JSONResponseBodyErrorType = "authentication_error"
-	CreatePortalSession409JSONResponseBodyErrorTypeInvalidRequestError CreatePortalSession409JSONResponseBodyErrorType = "invalid_request_error"
-	CreatePortalSession409JSONResponseBodyErrorTypeRateLimitError      CreatePortalSession409JSONResponseBodyErrorType = "rate_limit_error"
-)
-
-// Valid indicates whether the value is a known member of the CreatePortalSession409JSONResponseBodyErrorType enum.
-func (e CreatePortalSession409JSONResponseBodyErrorType) Valid() bool {
-	switch e {
-	case CreatePortalSession409JSONResponseBodyErrorTypeApiError:
-		return true
-	case CreatePortalSession409JSONResponseBodyErrorTypeAuthenticationError:
-		return true
-	case CreatePortalSession409JSONResponseBodyErrorTypeInvalidRequestError:
-		return true
-	case CreatePortalSession409JSONResponseBodyErrorTypeRateLimitError:
-		return true
-	default:
-		return false
-	}
-}
-
-// Defines values for CreatePortalSession415JSONResponseBodyErrorType.
-const (
-	CreatePortalSession415JSONResponseBodyErrorTypeApiError            CreatePortalSession415JSONResponseBodyErrorType = "api_error"
-	CreatePortalSession415JSONResponseBodyErrorTypeAuthenticationError CreatePortalSession415JSONResponseBodyErrorType = "authentication_error"
-	CreatePortalSession415JSONResponseBodyErrorTypeInvalidRequestError CreatePortalSession415JSONResponseBodyErrorType = "invalid_request_error"
-	CreatePortalSession415JSONResponseBodyErrorTypeRateLimitError      CreatePortalSession415JSONResponseBodyErrorType = "rate_limit_error"
-)
-
-// Valid indicates whether the value is a known member of the CreatePortalSession415JSONResponseBodyErrorType enum.
-func (e CreatePortalSession415JSONResponseBodyErrorType) Valid() bool {
-	switch e {
-	case CreatePortalSession415JSONResponseBodyErrorTypeApiError:
-		return true
-	case CreatePortalSession415JSONResponseBodyErrorTypeAuthenticationError:
-		return true
-	case CreatePortalSession415JSONResponseBodyErrorTypeInvalidRequestError:
-		return true
-	case CreatePortalSession415JSONResponseBodyErrorTypeRateLimitError:
-		return true
-	default:
-		return false
-	}
-}
-
-// Defines values for CreatePortalSession429JSONResponseBodyErrorType.
-const (
-	CreatePortalSession429JSONResponseBodyErrorTypeApiError            CreatePortalSession429JSONResponseBodyErrorType = "api_error"
-	CreatePortalSession429JSONResponseBodyErrorTypeAuthenticationError CreatePortalSession429JSONResponseBodyErrorType = "authentication_error"
-	CreatePortalSession429JSONResponseBodyErrorTypeInvalidRequestError CreatePortalSession429JSONResponseBodyErrorType = "invalid_request_error"
-	CreatePortalSession429JSONResponseBodyErrorTypeRateLimitError      CreatePortalSession429JSONResponseBodyErrorType = "rate_limit_error"
-)
-
-// Valid indicates whether the value is a known member of the CreatePortalSession429JSONResponseBodyErrorType enum.
-func (e CreatePortalSession429JSONResponseBodyErrorType) Valid() bool {
-	switch e {
-	case CreatePortalSession429JSONResponseBodyErrorTypeApiError:
-		return true
-	case CreatePortalSession429JSONResponseBodyErrorTypeAuthenticationError:
-		return true
-	case CreatePortalSession429JSONResponseBodyErrorTypeInvalidRequestError:
-		return true
-	case CreatePortalSession429JSONResponseBodyErrorTypeRateLimitError:
-		return true
-	default:
-		return false
-	}
-}
-
 // Defines values for CreateWebhookEndpointJSONBodySignatureScheme.
 const (
 	CreateWebhookEndpointJSONBodySignatureSchemeEd25519 CreateWebhookEndpointJSONBodySignatureScheme = "ed25519"
@@ -1695,78 +1575,6 @@ func (e UpdateWebhookEndpointJSONBodyStatus) Valid() bool {
 	case UpdateWebhookEndpointJSONBodyStatusDisabled:
 		return true
 	case UpdateWebhookEndpointJSONBodyStatusEnabled:
-		return true
-	default:
-		return false
-	}
-}
-
-// Defines values for GetWebhookEndpointStats400JSONResponseBodyErrorType.
-const (
-	GetWebhookEndpointStats400JSONResponseBodyErrorTypeApiError            GetWebhookEndpointStats400JSONResponseBodyErrorType = "api_error"
-	GetWebhookEndpointStats400JSONResponseBodyErrorTypeAuthenticationError GetWebhookEndpointStats400JSONResponseBodyErrorType = "authentication_error"
-	GetWebhookEndpointStats400JSONResponseBodyErrorTypeInvalidRequestError GetWebhookEndpointStats400JSONResponseBodyErrorType = "invalid_request_error"
-	GetWebhookEndpointStats400JSONResponseBodyErrorTypeRateLimitError      GetWebhookEndpointStats400JSONResponseBodyErrorType = "rate_limit_error"
-)
-
-// Valid indicates whether the value is a known member of the GetWebhookEndpointStats400JSONResponseBodyErrorType enum.
-func (e GetWebhookEndpointStats400JSONResponseBodyErrorType) Valid() bool {
-	switch e {
-	case GetWebhookEndpointStats400JSONResponseBodyErrorTypeApiError:
-		return true
-	case GetWebhookEndpointStats400JSONResponseBodyErrorTypeAuthenticationError:
-		return true
-	case GetWebhookEndpointStats400JSONResponseBodyErrorTypeInvalidRequestError:
-		return true
-	case GetWebhookEndpointStats400JSONResponseBodyErrorTypeRateLimitError:
-		return true
-	default:
-		return false
-	}
-}
-
-// Defines values for GetWebhookEndpointStats401JSONResponseBodyErrorType.
-const (
-	GetWebhookEndpointStats401JSONResponseBodyErrorTypeApiError            GetWebhookEndpointStats401JSONResponseBodyErrorType = "api_error"
-	GetWebhookEndpointStats401JSONResponseBodyErrorTypeAuthenticationError GetWebhookEndpointStats401JSONResponseBodyErrorType = "authentication_error"
-	GetWebhookEndpointStats401JSONResponseBodyErrorTypeInvalidRequestError GetWebhookEndpointStats401JSONResponseBodyErrorType = "invalid_request_error"
-	GetWebhookEndpointStats401JSONResponseBodyErrorTypeRateLimitError      GetWebhookEndpointStats401JSONResponseBodyErrorType = "rate_limit_error"
-)
-
-// Valid indicates whether the value is a known member of the GetWebhookEndpointStats401JSONResponseBodyErrorType enum.
-func (e GetWebhookEndpointStats401JSONResponseBodyErrorType) Valid() bool {
-	switch e {
-	case GetWebhookEndpointStats401JSONResponseBodyErrorTypeApiError:
-		return true
-	case GetWebhookEndpointStats401JSONResponseBodyErrorTypeAuthenticationError:
-		return true
-	case GetWebhookEndpointStats401JSONResponseBodyErrorTypeInvalidRequestError:
-		return true
-	case GetWebhookEndpointStats401JSONResponseBodyErrorTypeRateLimitError:
-		return true
-	default:
-		return false
-	}
-}
-
-// Defines values for GetWebhookEndpointStats404JSONResponseBodyErrorType.
-const (
-	GetWebhookEndpointStats404JSONResponseBodyErrorTypeApiError            GetWebhookEndpointStats404JSONResponseBodyErrorType = "api_error"
-	GetWebhookEndpointStats404JSONResponseBodyErrorTypeAuthenticationError GetWebhookEndpointStats404JSONResponseBodyErrorType = "authentication_error"
-	GetWebhookEndpointStats404JSONResponseBodyErrorTypeInvalidRequestError GetWebhookEndpointStats404JSONResponseBodyErrorType = "invalid_request_error"
-	GetWebhookEndpointStats404JSONResponseBodyErrorTypeRateLimitError      GetWebhookEndpointStats404JSONResponseBodyErrorType = "rate_limit_error"
-)
-
-// Valid indicates whether the value is a known member of the GetWebhookEndpointStats404JSONResponseBodyErrorType enum.
-func (e GetWebhookEndpointStats404JSONResponseBodyErrorType) Valid() bool {
-	switch e {
-	case GetWebhookEndpointStats404JSONResponseBodyErrorTypeApiError:
-		return true
-	case GetWebhookEndpointStats404JSONResponseBodyErrorTypeAuthenticationError:
-		return true
-	case GetWebhookEndpointStats404JSONResponseBodyErrorTypeInvalidRequestError:
-		return true
-	case GetWebhookEndpointStats404JSONResponseBodyErrorTypeRateLimitError:
 		return true
 	default:
 		return false
@@ -2821,21 +2629,6 @@ type CreatePortalSessionJSONBody struct {
 	ReturnUrl *string `json:"return_url,omitempty"`
 }
 
-// CreatePortalSession400JSONResponseBodyErrorType defines parameters for CreatePortalSession.
-type CreatePortalSession400JSONResponseBodyErrorType string
-
-// CreatePortalSession401JSONResponseBodyErrorType defines parameters for CreatePortalSession.
-type CreatePortalSession401JSONResponseBodyErrorType string
-
-// CreatePortalSession409JSONResponseBodyErrorType defines parameters for CreatePortalSession.
-type CreatePortalSession409JSONResponseBodyErrorType string
-
-// CreatePortalSession415JSONResponseBodyErrorType defines parameters for CreatePortalSession.
-type CreatePortalSession415JSONResponseBodyErrorType string
-
-// CreatePortalSession429JSONResponseBodyErrorType defines parameters for CreatePortalSession.
-type CreatePortalSession429JSONResponseBodyErrorType string
-
 // ListWebhookEndpointsParams defines parameters for ListWebhookEndpoints.
 type ListWebhookEndpointsParams struct {
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
@@ -2919,15 +2712,6 @@ type GetWebhookEndpointStatsParams struct {
 	// Window The window: the last 60 minutes, 24 hours or 28 six-hour buckets, the last one holding now (aligned on UTC)
 	Window interface{} `form:"window,omitempty" json:"window,omitempty"`
 }
-
-// GetWebhookEndpointStats400JSONResponseBodyErrorType defines parameters for GetWebhookEndpointStats.
-type GetWebhookEndpointStats400JSONResponseBodyErrorType string
-
-// GetWebhookEndpointStats401JSONResponseBodyErrorType defines parameters for GetWebhookEndpointStats.
-type GetWebhookEndpointStats401JSONResponseBodyErrorType string
-
-// GetWebhookEndpointStats404JSONResponseBodyErrorType defines parameters for GetWebhookEndpointStats.
-type GetWebhookEndpointStats404JSONResponseBodyErrorType string
 
 // CreateCheckoutJSONRequestBody defines body for CreateCheckout for application/json ContentType.
 type CreateCheckoutJSONRequestBody = CheckoutCreate
@@ -8187,50 +7971,15 @@ type CreatePortalSessionResponse struct {
 		Url string `json:"url"`
 	}
 	// JSON400 the response for an HTTP 400 `application/json` response
-	JSON400 *struct {
-		Error struct {
-			Code    string                                          `json:"code"`
-			Message string                                          `json:"message"`
-			Param   *string                                         `json:"param"`
-			Type    CreatePortalSession400JSONResponseBodyErrorType `json:"type"`
-		} `json:"error"`
-	}
+	JSON400 *ErrorBody
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *struct {
-		Error struct {
-			Code    string                                          `json:"code"`
-			Message string                                          `json:"message"`
-			Param   *string                                         `json:"param"`
-			Type    CreatePortalSession401JSONResponseBodyErrorType `json:"type"`
-		} `json:"error"`
-	}
+	JSON401 *ErrorBody
 	// JSON409 the response for an HTTP 409 `application/json` response
-	JSON409 *struct {
-		Error struct {
-			Code    string                                          `json:"code"`
-			Message string                                          `json:"message"`
-			Param   *string                                         `json:"param"`
-			Type    CreatePortalSession409JSONResponseBodyErrorType `json:"type"`
-		} `json:"error"`
-	}
+	JSON409 *ErrorBody
 	// JSON415 the response for an HTTP 415 `application/json` response
-	JSON415 *struct {
-		Error struct {
-			Code    string                                          `json:"code"`
-			Message string                                          `json:"message"`
-			Param   *string                                         `json:"param"`
-			Type    CreatePortalSession415JSONResponseBodyErrorType `json:"type"`
-		} `json:"error"`
-	}
+	JSON415 *ErrorBody
 	// JSON429 the response for an HTTP 429 `application/json` response
-	JSON429 *struct {
-		Error struct {
-			Code    string                                          `json:"code"`
-			Message string                                          `json:"message"`
-			Param   *string                                         `json:"param"`
-			Type    CreatePortalSession429JSONResponseBodyErrorType `json:"type"`
-		} `json:"error"`
-	}
+	JSON429 *ErrorBody
 	// JSONDefault the response for an HTTP default `application/json` response
 	JSONDefault *Error
 }
@@ -8248,62 +7997,27 @@ func (r CreatePortalSessionResponse) GetJSON201() *struct {
 }
 
 // GetJSON400 returns the response for an HTTP 400 `application/json` response
-func (r CreatePortalSessionResponse) GetJSON400() *struct {
-	Error struct {
-		Code    string                                          `json:"code"`
-		Message string                                          `json:"message"`
-		Param   *string                                         `json:"param"`
-		Type    CreatePortalSession400JSONResponseBodyErrorType `json:"type"`
-	} `json:"error"`
-} {
+func (r CreatePortalSessionResponse) GetJSON400() *ErrorBody {
 	return r.JSON400
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r CreatePortalSessionResponse) GetJSON401() *struct {
-	Error struct {
-		Code    string                                          `json:"code"`
-		Message string                                          `json:"message"`
-		Param   *string                                         `json:"param"`
-		Type    CreatePortalSession401JSONResponseBodyErrorType `json:"type"`
-	} `json:"error"`
-} {
+func (r CreatePortalSessionResponse) GetJSON401() *ErrorBody {
 	return r.JSON401
 }
 
 // GetJSON409 returns the response for an HTTP 409 `application/json` response
-func (r CreatePortalSessionResponse) GetJSON409() *struct {
-	Error struct {
-		Code    string                                          `json:"code"`
-		Message string                                          `json:"message"`
-		Param   *string                                         `json:"param"`
-		Type    CreatePortalSession409JSONResponseBodyErrorType `json:"type"`
-	} `json:"error"`
-} {
+func (r CreatePortalSessionResponse) GetJSON409() *ErrorBody {
 	return r.JSON409
 }
 
 // GetJSON415 returns the response for an HTTP 415 `application/json` response
-func (r CreatePortalSessionResponse) GetJSON415() *struct {
-	Error struct {
-		Code    string                                          `json:"code"`
-		Message string                                          `json:"message"`
-		Param   *string                                         `json:"param"`
-		Type    CreatePortalSession415JSONResponseBodyErrorType `json:"type"`
-	} `json:"error"`
-} {
+func (r CreatePortalSessionResponse) GetJSON415() *ErrorBody {
 	return r.JSON415
 }
 
 // GetJSON429 returns the response for an HTTP 429 `application/json` response
-func (r CreatePortalSessionResponse) GetJSON429() *struct {
-	Error struct {
-		Code    string                                          `json:"code"`
-		Message string                                          `json:"message"`
-		Param   *string                                         `json:"param"`
-		Type    CreatePortalSession429JSONResponseBodyErrorType `json:"type"`
-	} `json:"error"`
-} {
+func (r CreatePortalSessionResponse) GetJSON429() *ErrorBody {
 	return r.JSON429
 }
 
@@ -8964,32 +8678,11 @@ type GetWebhookEndpointStatsResponse struct {
 		Window      interface{} `json:"window"`
 	}
 	// JSON400 the response for an HTTP 400 `application/json` response
-	JSON400 *struct {
-		Error struct {
-			Code    string                                              `json:"code"`
-			Message string                                              `json:"message"`
-			Param   *string                                             `json:"param"`
-			Type    GetWebhookEndpointStats400JSONResponseBodyErrorType `json:"type"`
-		} `json:"error"`
-	}
+	JSON400 *ErrorBody
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *struct {
-		Error struct {
-			Code    string                                              `json:"code"`
-			Message string                                              `json:"message"`
-			Param   *string                                             `json:"param"`
-			Type    GetWebhookEndpointStats401JSONResponseBodyErrorType `json:"type"`
-		} `json:"error"`
-	}
+	JSON401 *ErrorBody
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *struct {
-		Error struct {
-			Code    string                                              `json:"code"`
-			Message string                                              `json:"message"`
-			Param   *string                                             `json:"param"`
-			Type    GetWebhookEndpointStats404JSONResponseBodyErrorType `json:"type"`
-		} `json:"error"`
-	}
+	JSON404 *ErrorBody
 	// JSONDefault the response for an HTTP default `application/json` response
 	JSONDefault *Error
 }
@@ -9043,38 +8736,17 @@ func (r GetWebhookEndpointStatsResponse) GetJSON200() *struct {
 }
 
 // GetJSON400 returns the response for an HTTP 400 `application/json` response
-func (r GetWebhookEndpointStatsResponse) GetJSON400() *struct {
-	Error struct {
-		Code    string                                              `json:"code"`
-		Message string                                              `json:"message"`
-		Param   *string                                             `json:"param"`
-		Type    GetWebhookEndpointStats400JSONResponseBodyErrorType `json:"type"`
-	} `json:"error"`
-} {
+func (r GetWebhookEndpointStatsResponse) GetJSON400() *ErrorBody {
 	return r.JSON400
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetWebhookEndpointStatsResponse) GetJSON401() *struct {
-	Error struct {
-		Code    string                                              `json:"code"`
-		Message string                                              `json:"message"`
-		Param   *string                                             `json:"param"`
-		Type    GetWebhookEndpointStats401JSONResponseBodyErrorType `json:"type"`
-	} `json:"error"`
-} {
+func (r GetWebhookEndpointStatsResponse) GetJSON401() *ErrorBody {
 	return r.JSON401
 }
 
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetWebhookEndpointStatsResponse) GetJSON404() *struct {
-	Error struct {
-		Code    string                                              `json:"code"`
-		Message string                                              `json:"message"`
-		Param   *string                                             `json:"param"`
-		Type    GetWebhookEndpointStats404JSONResponseBodyErrorType `json:"type"`
-	} `json:"error"`
-} {
+func (r GetWebhookEndpointStatsResponse) GetJSON404() *ErrorBody {
 	return r.JSON404
 }
 
@@ -11022,70 +10694,35 @@ func ParseCreatePortalSessionResponse(rsp *http.Response) (*CreatePortalSessionR
 		response.JSON201 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
-		var dest struct {
-			Error struct {
-				Code    string                                          `json:"code"`
-				Message string                                          `json:"message"`
-				Param   *string                                         `json:"param"`
-				Type    CreatePortalSession400JSONResponseBodyErrorType `json:"type"`
-			} `json:"error"`
-		}
+		var dest ErrorBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON400 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest struct {
-			Error struct {
-				Code    string                                          `json:"code"`
-				Message string                                          `json:"message"`
-				Param   *string                                         `json:"param"`
-				Type    CreatePortalSession401JSONResponseBodyErrorType `json:"type"`
-			} `json:"error"`
-		}
+		var dest ErrorBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
-		var dest struct {
-			Error struct {
-				Code    string                                          `json:"code"`
-				Message string                                          `json:"message"`
-				Param   *string                                         `json:"param"`
-				Type    CreatePortalSession409JSONResponseBodyErrorType `json:"type"`
-			} `json:"error"`
-		}
+		var dest ErrorBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON409 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
-		var dest struct {
-			Error struct {
-				Code    string                                          `json:"code"`
-				Message string                                          `json:"message"`
-				Param   *string                                         `json:"param"`
-				Type    CreatePortalSession415JSONResponseBodyErrorType `json:"type"`
-			} `json:"error"`
-		}
+		var dest ErrorBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON415 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
-		var dest struct {
-			Error struct {
-				Code    string                                          `json:"code"`
-				Message string                                          `json:"message"`
-				Param   *string                                         `json:"param"`
-				Type    CreatePortalSession429JSONResponseBodyErrorType `json:"type"`
-			} `json:"error"`
-		}
+		var dest ErrorBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -11618,42 +11255,21 @@ func ParseGetWebhookEndpointStatsResponse(rsp *http.Response) (*GetWebhookEndpoi
 		response.JSON200 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
-		var dest struct {
-			Error struct {
-				Code    string                                              `json:"code"`
-				Message string                                              `json:"message"`
-				Param   *string                                             `json:"param"`
-				Type    GetWebhookEndpointStats400JSONResponseBodyErrorType `json:"type"`
-			} `json:"error"`
-		}
+		var dest ErrorBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON400 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest struct {
-			Error struct {
-				Code    string                                              `json:"code"`
-				Message string                                              `json:"message"`
-				Param   *string                                             `json:"param"`
-				Type    GetWebhookEndpointStats401JSONResponseBodyErrorType `json:"type"`
-			} `json:"error"`
-		}
+		var dest ErrorBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest struct {
-			Error struct {
-				Code    string                                              `json:"code"`
-				Message string                                              `json:"message"`
-				Param   *string                                             `json:"param"`
-				Type    GetWebhookEndpointStats404JSONResponseBodyErrorType `json:"type"`
-			} `json:"error"`
-		}
+		var dest ErrorBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
