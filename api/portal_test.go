@@ -323,6 +323,15 @@ func TestPortalSecurityHeaders(t *testing.T) {
 	if strings.Contains(string(res.body), "<script") || strings.Contains(string(res.body), "style=") {
 		t.Errorf("the page has a script or an inline style, which its CSP would block:\n%s", res.body)
 	}
+	// The endpoint's page with its charts (SVG) too.
+	id := h.do("POST", "/v1/webhook_endpoints", h.a.TestAPIKey, map[string]any{"url": "https://a.example.com/h"}).
+		must(t, http.StatusCreated).field(t, "id")
+	h.do("POST", "/v1/webhook_endpoints/"+id+"/send_test_event", h.a.TestAPIKey, nil).must(t, http.StatusAccepted)
+	stats := h.signIn(h.a.TestAPIKey).get("/portal/endpoints/"+id+"?window=1h").must(t, http.StatusOK)
+	stats.has(t, "<svg")
+	if strings.Contains(string(stats.body), "<script") || strings.Contains(string(stats.body), "style=") {
+		t.Errorf("the statistics page has a script or an inline style, which its CSP would block:\n%s", stats.body)
+	}
 
 	framed := newHarnessWith(t, harnessOptions{frameAncestors: []string{"https://dashboard.example.com", "https://*.shop.example"},
 		trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})

@@ -385,8 +385,11 @@ func checkForm(form url.Values) error {
 		for _, v := range form[name] {
 			if !events.IsText(name) || !events.IsText(v) {
 				field := formField(name)
-				if !events.IsText(name) {
+				switch {
+				case !events.IsText(name):
 					field = "form"
+				case name == "events" || name == "subscribe":
+					field = "enabled_events"
 				}
 				return &fieldError{field: field, message: fieldLabel(field) + " must be UTF-8 text, without the NUL character."}
 			}
