@@ -67,6 +67,20 @@ func TestEveryOperationThroughTheClient(t *testing.T) {
 	if rotated.Secret == nil || *rotated.Secret == *ep.Secret {
 		t.Fatalf("rotation kept the secret: %+v", rotated)
 	}
+	statsRes, err := merchant.GetWebhookEndpointStatsWithResponse(ctx, ep.Id, &client.GetWebhookEndpointStatsParams{Window: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats := strictLike(t, http.StatusOK, statsRes.JSON200)(statsRes, err); len(stats.Series) != 60 {
+		t.Fatalf("the last hour's statistics have %d buckets, want 60", len(stats.Series))
+	}
+	portalRes, err := merchant.CreatePortalSessionWithResponse(ctx, client.CreatePortalSessionJSONRequestBody{ReturnUrl: ptr("https://shop.example.com/back")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if session := strictLike(t, http.StatusCreated, portalRes.JSON201)(portalRes, err); !strings.Contains(session.Url, "/portal/start?token=") {
+		t.Fatalf("portal session %+v", session)
+	}
 	endpoints := strict[client.WebhookEndpointList](t, http.StatusOK)(merchant.ListWebhookEndpointsWithResponse(ctx,
 		&client.ListWebhookEndpointsParams{Limit: ptr(10)}))
 	if len(endpoints.Data) != 1 || endpoints.Data[0].Id != ep.Id || endpoints.HasMore {
@@ -258,6 +272,14 @@ type apiResponse interface {
 // the status want, and a body that decodes into T with no field T lacks, no
 // value of another type, and nothing after it. Whole objects are also
 // validated against their schema/objects file.
+// strictLike is strict for an answer whose generated type has no name (an
+// object the spec references from its file): T is the type of the field the
+// client decoded it into.
+func strictLike[T any](t *testing.T, want int, _ *T) func(res apiResponse, err error) T {
+	t.Helper()
+	return strict[T](t, want)
+}
+
 func strict[T any](t *testing.T, want int) func(res apiResponse, err error) T {
 	t.Helper()
 	return func(res apiResponse, err error) T {
