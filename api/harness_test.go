@@ -63,6 +63,8 @@ type harnessOptions struct {
 	trusted        []netip.Prefix
 	// tracer makes the requests' spans (nil: tracing off).
 	tracer trace.Tracer
+	// publicURL is HOOKLINE_PUBLIC_URL.
+	publicURL string
 }
 
 func newHarnessWith(t *testing.T, o harnessOptions) *harness {
@@ -86,7 +88,7 @@ func newHarnessWith(t *testing.T, o harnessOptions) *harness {
 		Checkouts: events.NewCheckoutBatcher(service, pool, o.logger), Dispatcher: dispatcher, Endpoints: delivery.NewEndpoints(guard, keyring, cmp.Or(o.maxEndpoints, 50)), Guard: guard, Keyring: keyring,
 		Logger: o.logger, Metrics: prometheus.NewRegistry(), OperatorToken: o.token, Pool: pool,
 		RateLimit: o.limit, Service: service, Streams: streams, StreamKeepAlive: o.keepAlive,
-		PortalFrameAncestors: o.frameAncestors, TrustedProxies: o.trusted, Tracer: o.tracer,
+		PortalFrameAncestors: o.frameAncestors, TrustedProxies: o.trusted, Tracer: o.tracer, PublicURL: o.publicURL,
 	}))
 	t.Cleanup(srv.Close)
 	t.Cleanup(streams.Close) // first: open streams end, so that srv.Close need not wait for them

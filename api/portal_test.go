@@ -104,6 +104,19 @@ func (b *browser) csrf(path string) string {
 	return string(m[1])
 }
 
+var onceField = regexp.MustCompile(`name="once" value="([A-Z2-7]+)"`)
+
+// once reads the one-time key of a portal page's create or rotate form.
+func (b *browser) once(path string) string {
+	b.t.Helper()
+	page := b.get(path).must(b.t, http.StatusOK)
+	m := onceField.FindSubmatch(page.body)
+	if m == nil {
+		b.t.Fatalf("%s has no once field:\n%s", path, page.body)
+	}
+	return string(m[1])
+}
+
 // signIn opens a new portal session of key in a new browser.
 func (h *harness) signIn(key string) *browser {
 	h.t.Helper()
@@ -281,7 +294,9 @@ func TestPortalFormsNeedTheSessionsCSRFToken(t *testing.T) {
 	if n := h.count("webhook_endpoints"); n != 0 {
 		t.Fatalf("%d endpoints after refused forms, want 0", n)
 	}
-	res := b.post("/portal/endpoints", form(token)).must(t, http.StatusCreated)
+	created := form(token)
+	created.Set("once", b.once("/portal/endpoints/new"))
+	res := b.post("/portal/endpoints", created).must(t, http.StatusCreated)
 	res.has(t, "Signing secret", "it is shown only once", "whsec_")
 	if n := h.count("webhook_endpoints"); n != 1 {
 		t.Errorf("%d endpoints, want 1", n)
@@ -307,6 +322,15 @@ func TestPortalSecurityHeaders(t *testing.T) {
 	}
 	if strings.Contains(string(res.body), "<script") || strings.Contains(string(res.body), "style=") {
 		t.Errorf("the page has a script or an inline style, which its CSP would block:\n%s", res.body)
+	}
+	// The endpoint's page with its charts (SVG) too.
+	id := h.do("POST", "/v1/webhook_endpoints", h.a.TestAPIKey, map[string]any{"url": "https://a.example.com/h"}).
+		must(t, http.StatusCreated).field(t, "id")
+	h.do("POST", "/v1/webhook_endpoints/"+id+"/send_test_event", h.a.TestAPIKey, nil).must(t, http.StatusAccepted)
+	stats := h.signIn(h.a.TestAPIKey).get("/portal/endpoints/"+id+"?window=1h").must(t, http.StatusOK)
+	stats.has(t, "<svg")
+	if strings.Contains(string(stats.body), "<script") || strings.Contains(string(stats.body), "style=") {
+		t.Errorf("the statistics page has a script or an inline style, which its CSP would block:\n%s", stats.body)
 	}
 
 	framed := newHarnessWith(t, harnessOptions{frameAncestors: []string{"https://dashboard.example.com", "https://*.shop.example"},
@@ -355,7 +379,7 @@ func TestPortalShowsOneMerchantAndMode(t *testing.T) {
 			{"/delete", "", ""}, {"/status", "status", "disabled"}, {"/rotate", "grace_period_seconds", "0"}, {"/test", "type", "checkout.paid"},
 			{"", "url", "https://evil.example/"},
 		} {
-			form := url.Values{"csrf": {csrf}, "subscribe": {"all"}}
+			form := url.Values{"csrf": {csrf}, "subscribe": {"all"}, "once": {b.once("/portal/endpoints/new")}}
 			if action.field != "" {
 				form.Set(action.field, action.value)
 			}
@@ -482,6 +506,10 @@ func TestPortalGuessesCountAsFailedAuthentications(t *testing.T) {
 		if res.status != http.StatusTooManyRequests || res.header.Get("Retry-After") == "" {
 			t.Errorf("%s after 20 failures answers %d (Retry-After %q), want 429 with Retry-After", path, res.status, res.header.Get("Retry-After"))
 		}
+		if ct := res.header.Get("Content-Type"); ct != "text/html; charset=utf-8" {
+			t.Errorf("%s after 20 failures answers %s, want the portal's page", path, ct)
+		}
+		res.has(t, "Too many attempts")
 	}
 }
 
@@ -496,7 +524,7 @@ func TestPortalEditKeepsTheSealedAuthorization(t *testing.T) {
 	ctx := context.Background()
 	b := h.signIn(h.a.TestAPIKey)
 	csrf := b.csrf("/portal/endpoints/new")
-	b.post("/portal/endpoints", url.Values{"csrf": {csrf}, "url": {"https://example.com/hooks"}, "subscribe": {"all"},
+	b.post("/portal/endpoints", url.Values{"csrf": {csrf}, "once": {b.once("/portal/endpoints/new")}, "url": {"https://example.com/hooks"}, "subscribe": {"all"},
 		"headers": {"Authorization: Bearer tok_0123456789abcdef_wxyz\nX-Team: payments"}, "rate_limit": {"5"}}).must(t, http.StatusCreated)
 	var id, sealed string
 	if err := h.pool.QueryRow(ctx, `select id, header_authorization from webhook_endpoints`).Scan(&id, &sealed); err != nil {

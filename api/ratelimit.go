@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/hookline/hookline/events"
 )
 
 // RateLimit is the API's per-key token bucket: Rate requests a second on
@@ -56,6 +58,12 @@ func (l *limiters) allow(key string, now time.Time) (bool, time.Duration) {
 		return false, delay
 	}
 	return true, 0
+}
+
+// limiterKey is the bucket of a merchant's API key: one per merchant and
+// mode, shared by the API and the portal's forms.
+func limiterKey(scope events.Scope) string {
+	return scope.MerchantID + "/" + strconv.FormatBool(scope.Livemode)
 }
 
 // rateLimited is the 429 of a key over its limit, with the seconds to wait.

@@ -3,6 +3,7 @@ package api
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/go-playground/validator/v10"
 	"github.com/jackc/pgx/v5"
@@ -132,21 +132,56 @@ func newServer(cfg Config) *Server {
 	s.portal = portal.New(portal.Config{
 		Pool: cfg.Pool, Endpoints: cfg.Endpoints, Dispatcher: cfg.Dispatcher, Service: cfg.Service, Logger: cfg.Logger,
 		FrameAncestors: cfg.PortalFrameAncestors, TrustedProxies: cfg.TrustedProxies, PublicURL: cfg.PublicURL,
-		Admit: s.admitPortal,
+		Production: cfg.Guard != nil && cfg.Guard.Production,
+		Admit:      s.admitPortal, Limit: s.limitPortal, Once: s.portalOnce,
 	})
 	return s
 }
 
 // admitPortal is the portal's Config.Admit: a portal link's token and
 // session cookie count towards the failure limit of the client's address
-// like API keys (beginAuth).
-func (s *Server) admitPortal(w http.ResponseWriter, r *http.Request) (func(failed bool), bool) {
-	a, err := s.beginAuth(w, r)
-	if err != nil {
-		s.renderError(w, r, err)
-		return nil, false
+// like API keys (authFailures.begin); the portal answers the 429 itself,
+// with a page.
+func (s *Server) admitPortal(r *http.Request) (func(failed bool), time.Duration, error) {
+	a, wait, err := s.failures.begin(r.Context(), clientAddr(r, s.trusted))
+	if err != nil || a == nil {
+		return nil, wait, err
 	}
-	return a.done, true
+	return a.done, 0, nil
+}
+
+// limitPortal is the portal's Config.Limit: a portal form spends from the
+// bucket of the API key of its session's merchant and mode, as the API
+// request it stands for would (admit).
+func (s *Server) limitPortal(scope events.Scope) (time.Duration, bool) {
+	ok, wait := s.limiters.allow(limiterKey(scope), time.Now())
+	return wait, ok
+}
+
+// portalOnce is the portal's Config.Once, on the API's idempotency keys:
+// the form's key (under "portal ", apart from any Idempotency-Key header)
+// claimed in the form's own transaction, with the result stored for the
+// replay. A key used with another form, or claimed by a request that
+// another has just expired, is a replay without a result: either way the
+// form was already submitted.
+func (s *Server) portalOnce(ctx context.Context, tx pgx.Tx, scope events.Scope, form, key string, do func() (string, error)) (string, bool, error) {
+	key = "portal " + key
+	hash := sha256.Sum256([]byte("portal form " + form))
+	stored, err := claimIdempotencyKey(ctx, tx, s.keyring, scope, key, hash[:])
+	if e, ok := errors.AsType[*Error](err); ok && e.Status == http.StatusConflict {
+		return "", true, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	if stored != nil {
+		return string(stored.body), true, nil
+	}
+	result, err := do()
+	if err != nil {
+		return "", false, err
+	}
+	return result, false, storeIdempotentResponse(ctx, tx, s.keyring, scope, key, http.StatusOK, []byte(result))
 }
 
 // NewHealth returns a handler of the operational routes only (/healthz,
@@ -214,10 +249,14 @@ func (s *Server) routes() {
 	s.writeAs(s.authenticateOperator, "POST /v1/operator/deliveries/{id}/retry", http.StatusAccepted, s.operatorRetry)
 
 	s.write("POST /v1/portal_sessions", http.StatusCreated, s.createPortalSession)
-	s.mux.Handle("/portal/", s.portal)
+	s.mux.Handle(portalPattern, s.portal)
 
 	s.dashboardRoutes()
 }
+
+// portalPattern is the route of the merchant portal, which answers in
+// pages, never in the API's JSON.
+const portalPattern = "/portal/"
 
 // ServeHTTP serves a request, answering unknown paths and methods in the API's
 // JSON error shape rather than ServeMux's plain text.
@@ -239,7 +278,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			endSpan(span, rec.status)
 		}()
 	}
-	if err := unreadableURL(r); err != nil {
+	// The portal checks its own URLs, to answer with a page (portalPattern).
+	if err := unreadableURL(r); err != nil && pattern != portalPattern {
 		s.renderError(rec, r, err)
 	} else if pattern == "" {
 		// Let the mux decide between 404 and 405 (and set Allow), then speak JSON.
@@ -265,21 +305,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // not UTF-8 (%FF): every id and cursor reaches Postgres, whose text refuses
 // both, which would answer 500.
 func unreadableURL(r *http.Request) error {
-	if !isText(r.URL.Path) {
+	if !events.IsText(r.URL.Path) {
 		return invalid("id", "The request path must be UTF-8 text, without the NUL character (%00).")
 	}
 	for name, values := range r.URL.Query() {
-		if !isText(name + strings.Join(values, "")) {
+		if !events.IsText(name + strings.Join(values, "")) {
 			return invalid(name, name+" must be UTF-8 text, without the NUL character (%00)")
 		}
 	}
 	return nil
-}
-
-// isText reports whether Postgres's text can hold s: valid UTF-8, without
-// NUL.
-func isText(s string) bool {
-	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }
 
 // asText is s with what isText refuses replaced: invalid UTF-8 by U+FFFD,
@@ -540,8 +574,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, auth authFunc) (e
 	if err != nil || scope.MerchantID == "" {
 		return scope, err
 	}
-	key := scope.MerchantID + "/" + strconv.FormatBool(scope.Livemode)
-	if ok, wait := s.limiters.allow(key, time.Now()); !ok {
+	if ok, wait := s.limiters.allow(limiterKey(scope), time.Now()); !ok {
 		return events.Scope{}, rateLimited(w, wait)
 	}
 	return scope, nil

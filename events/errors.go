@@ -1,6 +1,10 @@
 package events
 
-import "errors"
+import (
+	"errors"
+	"strings"
+	"unicode/utf8"
+)
 
 // ErrNotFound is returned for an object that does not exist or that belongs to
 // another merchant or mode: the two must be indistinguishable from outside.
@@ -34,3 +38,11 @@ type LimitError struct {
 }
 
 func (e *LimitError) Error() string { return e.Limit + ": " + e.Message }
+
+// IsText reports whether Postgres's text can hold s: valid UTF-8, without
+// NUL. Every adapter (the API's JSON and URLs, the portal's forms) refuses
+// other input as a 400 naming its field, before a statement would fail on
+// it with a 500.
+func IsText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}

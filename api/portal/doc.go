@@ -19,6 +19,9 @@
 // Check/Create, CheckUpdate/Update and RotateSecret, delivery.Delete,
 // Dispatcher.SendTestEvent and Retry, the lists, delivery.EndpointStats), so
 // their rules and effects are the API's; the domain's refusals are shown
-// beside the form field they name. Secrets (a new endpoint's, a rotation's)
-// are shown in the answer to the POST that made them, never in a URL.
+// beside the form field they name, and each form spends from the rate limit
+// of the session's API key (Config.Limit), as the API request would. Secrets
+// (a new endpoint's, a rotation's) are shown in the answer to the POST that
+// made them, never in a URL, and those two forms act once (onceForm): a
+// reload of that answer creates or rotates nothing more.
 package portal

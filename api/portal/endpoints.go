@@ -2,9 +2,11 @@ package portal
 
 import (
 	"context"
+	"errors"
 	"html/template"
 	"maps"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -192,10 +194,55 @@ func (p *Portal) formFailed(w http.ResponseWriter, r *http.Request, s *session, 
 	return true
 }
 
+// errSubmitted is a create or rotate form sent again (onceForm).
+var errSubmitted = errors.New("portal form already submitted")
+
+// onceForm runs do, the work of a form that makes a secret (create,
+// rotate), in tx at most once per rendering of the form, and returns do's
+// result (an endpoint id); a resubmission does nothing and returns
+// errSubmitted with the first submission's result.
+//
+// Why: the secret is shown once, in the answer to the POST that made it,
+// so that it never sits in a URL, the history, or a store to be fetched
+// again (a post-redirect-get would need one, and hookline keeps secrets
+// only sealed, for signing). A browser's reload of that answer, or Back
+// and Send again, re-posts the form: without this it would create a second
+// endpoint or rotate the secret once more, silently ending the one just
+// copied. Each rendering of a form carries a fresh random key (view.Once),
+// which the first submission claims among the merchant's idempotency keys
+// (Config.Once, in the form's own transaction: a failed submission frees it
+// for another try); a key kept in a process's memory would be missed by the
+// next request on another API process. The replay does not show the secret
+// again.
+func (p *Portal) onceForm(ctx context.Context, tx pgx.Tx, r *http.Request, s *session, do func() (string, error)) (string, error) {
+	key := r.PostForm.Get("once")
+	if !onceKey.MatchString(key) {
+		return "", errForbidden
+	}
+	result, replayed, err := p.cfg.Once(ctx, tx, s.scope, r.URL.Path, key, do)
+	if err == nil && replayed {
+		err = errSubmitted
+	}
+	return result, err
+}
+
+// onceKey is the shape of view.Once: crypto/rand's Text.
+var onceKey = regexp.MustCompile(`^[A-Z2-7]{26}$`)
+
+// submitted renders the page of a form sent again (onceForm): a 409 with a
+// link to the endpoint the first submission acted on, when it is known.
+func (p *Portal) submitted(w http.ResponseWriter, r *http.Request, s *session, endpointID string) {
+	n := notices[errSubmitted]
+	if endpointID != "" {
+		n.Continue = "/portal/endpoints/" + endpointID
+	}
+	p.render(w, r, s, http.StatusConflict, "notice", &view{Title: n.Heading, Nav: "endpoints", Data: n})
+}
+
 // createEndpoint creates an endpoint through delivery.Endpoints, as POST
 // /v1/webhook_endpoints does, and shows it with its secret: the only time
 // the secret is shown, so the page is the POST's answer (a redirect would
-// have to carry it).
+// have to carry it), and the form acts once (onceForm).
 func (p *Portal) createEndpoint(w http.ResponseWriter, r *http.Request, s *session) error {
 	f := readForm(r, "")
 	in, ferr := f.parse()
@@ -212,11 +259,21 @@ func (p *Portal) createEndpoint(w http.ResponseWriter, r *http.Request, s *sessi
 	}
 	checked, err := p.cfg.Endpoints.Check(r.Context(), params)
 	var e *delivery.Endpoint
+	var id string
 	if err == nil {
 		err = pgx.BeginFunc(r.Context(), p.cfg.Pool, func(tx pgx.Tx) (err error) {
-			e, err = p.cfg.Endpoints.Create(r.Context(), tx, s.scope, checked)
+			id, err = p.onceForm(r.Context(), tx, r, s, func() (_ string, err error) {
+				if e, err = p.cfg.Endpoints.Create(r.Context(), tx, s.scope, checked); err != nil {
+					return "", err
+				}
+				return e.ID, nil
+			})
 			return err
 		})
+	}
+	if errors.Is(err, errSubmitted) {
+		p.submitted(w, r, s, id)
+		return nil
 	}
 	if err != nil {
 		if p.formFailed(w, r, s, f, err) {
@@ -301,18 +358,31 @@ func graceLabel(seconds int64) string {
 }
 
 // rotateSecret rotates an endpoint's secret and shows the new one, once, as
-// the POST's answer.
+// the POST's answer; the form acts once (onceForm).
 func (p *Portal) rotateSecret(w http.ResponseWriter, r *http.Request, s *session) error {
 	id := r.PathValue("id")
-	grace, err := strconv.ParseInt(r.PostForm.Get("grace_period_seconds"), 10, 64)
-	if err != nil {
-		grace = int64(delivery.DefaultGracePeriod / time.Second)
+	grace := int64(delivery.DefaultGracePeriod / time.Second)
+	if v := r.PostForm.Get("grace_period_seconds"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		// Checked before it is multiplied into a Duration, which would
+		// overflow (as the API checks it).
+		if err != nil || n < 0 || n > int64(delivery.MaxGracePeriod/time.Second) {
+			return &fieldError{field: "grace_period_seconds", message: "The grace period must be from 0 to 604800 seconds (7 days)."}
+		}
+		grace = n
 	}
 	var e *delivery.Endpoint
-	err = pgx.BeginFunc(r.Context(), p.cfg.Pool, func(tx pgx.Tx) (err error) {
-		e, err = p.cfg.Endpoints.RotateSecret(r.Context(), tx, s.scope, id, time.Duration(grace)*time.Second)
+	err := pgx.BeginFunc(r.Context(), p.cfg.Pool, func(tx pgx.Tx) error {
+		_, err := p.onceForm(r.Context(), tx, r, s, func() (_ string, err error) {
+			e, err = p.cfg.Endpoints.RotateSecret(r.Context(), tx, s.scope, id, time.Duration(grace)*time.Second)
+			return id, err
+		})
 		return err
 	})
+	if errors.Is(err, errSubmitted) {
+		p.submitted(w, r, s, id)
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,9 @@ package portal
 
 import (
 	"cmp"
+	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -11,6 +13,8 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"maps"
+	"math"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -20,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/hookline/hookline/delivery"
@@ -40,16 +45,33 @@ type Config struct {
 	// TrustedProxies are the proxies whose X-Forwarded-Proto says whether
 	// the browser's connection is https (HOOKLINE_TRUSTED_PROXIES).
 	TrustedProxies []netip.Prefix
-	// Admit, when set, runs before a request's token or cookie is looked
-	// up: it answers the request itself, and reports false, for a client
-	// address past the limit of failed authentications, and the done it
-	// returns is told whether the lookup failed (an unknown token or
-	// cookie), which counts towards that limit like a wrong API key.
-	Admit func(w http.ResponseWriter, r *http.Request) (done func(failed bool), ok bool)
+	// Admit runs before a request's token or cookie is looked up. For a
+	// client address past the limit of failed authentications it returns no
+	// done and how long until the address may try again (the portal answers
+	// its 429 page); else the done it returns is told whether the lookup
+	// failed (an unknown token or cookie), which counts towards that limit
+	// like a wrong API key.
+	Admit func(r *http.Request) (done func(failed bool), retryAfter time.Duration, err error)
+	// Limit takes a token from the API's rate limit of the scope's key
+	// (merchant and mode), or says how long until one is free: every form
+	// the portal acts on spends from the same bucket as the API requests it
+	// stands for, so the portal is no way round the limit.
+	Limit func(scope events.Scope) (retryAfter time.Duration, ok bool)
+	// Once runs do in tx unless the scope's form key was already used: then
+	// it returns what the first run returned (replayed true, result "" when
+	// the key was used with another form) and does nothing. The API's
+	// idempotency keys (api/idempotency.go) back it, so it holds across
+	// processes and restarts; see onceForm.
+	Once func(ctx context.Context, tx pgx.Tx, scope events.Scope, form, key string, do func() (string, error)) (result string, replayed bool, err error)
 	// PublicURL is where browsers reach hookline (HOOKLINE_PUBLIC_URL, such
 	// as https://hooks.example.com), the base of every portal link; empty,
 	// the origin the API request that creates the link reached.
 	PublicURL string
+	// Production (HOOKLINE_ENV=production) treats every browser connection
+	// as https: production serves browsers over https only (behind a proxy
+	// hookline may not be told about), so the cookie is always Secure and
+	// a link built without PublicURL is https.
+	Production bool
 }
 
 // Portal is the merchant portal's handler, mounted at /portal/ by the API's
@@ -131,7 +153,27 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if len(p.cfg.FrameAncestors) == 0 {
 		h.Set("X-Frame-Options", "DENY")
 	}
+	if !readableURL(r) {
+		p.fail(w, r, nil, &fieldError{field: "url", message: "This address is not valid: it must be UTF-8 text, without the NUL character (%00)."})
+		return
+	}
 	p.mux.ServeHTTP(w, r)
+}
+
+// readableURL reports whether a request's path and query are text
+// Postgres can hold (events.IsText), as the API requires of its own: every
+// id and cursor reaches a query, which would fail on NUL or bytes that are
+// not UTF-8.
+func readableURL(r *http.Request) bool {
+	if !events.IsText(r.URL.Path) {
+		return false
+	}
+	for name, values := range r.URL.Query() {
+		if !events.IsText(name + strings.Join(values, "")) {
+			return false
+		}
+	}
+	return true
 }
 
 func (p *Portal) stylesheet(w http.ResponseWriter, r *http.Request) {
@@ -141,12 +183,14 @@ func (p *Portal) stylesheet(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(css)
 }
 
-// secure reports whether the browser reached the portal over https: the
+// secure reports whether the browser reaches the portal over https: always
+// in production and when PublicURL, where browsers reach hookline, is
+// https (TLS then ends at a proxy hookline may not be told about); else the
 // request's own TLS, or the X-Forwarded-Proto of a trusted proxy in front.
 // The session cookie is Secure then, and only then (plain http on a
 // developer's machine keeps it).
 func (p *Portal) secure(r *http.Request) bool {
-	if r.TLS != nil {
+	if r.TLS != nil || p.cfg.Production || strings.HasPrefix(p.cfg.PublicURL, "https://") {
 		return true
 	}
 	peer, err := netip.ParseAddrPort(r.RemoteAddr)
@@ -163,8 +207,9 @@ func (p *Portal) secure(r *http.Request) bool {
 }
 
 // Link is the URL that opens a session: the token, spent by its first use,
-// at PublicURL, or at the origin r (the API request creating the session)
-// reached.
+// at PublicURL, or at the host r (the API request creating the session)
+// reached, over https when the connection is (secure: always in
+// production, so production never hands out a plain http link).
 func (p *Portal) Link(r *http.Request, token string) string {
 	base := strings.TrimSuffix(p.cfg.PublicURL, "/")
 	if base == "" {
@@ -222,12 +267,19 @@ func (p *Portal) start(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/portal/endpoints", http.StatusSeeOther)
 }
 
-// admit is Config.Admit, or admits every request when there is none.
-func (p *Portal) admit(w http.ResponseWriter, r *http.Request) (func(failed bool), bool) {
-	if p.cfg.Admit == nil {
-		return func(bool) {}, true
+// admit is Config.Admit, answering the portal's page itself when the
+// client's address is refused (or Admit fails); ok false then.
+func (p *Portal) admit(w http.ResponseWriter, r *http.Request) (done func(failed bool), ok bool) {
+	done, wait, err := p.cfg.Admit(r)
+	switch {
+	case err != nil:
+		p.fail(w, r, nil, err)
+		return nil, false
+	case done == nil:
+		p.fail(w, r, nil, &tooManyError{wait: wait, notice: notices[errTooManyFailures]})
+		return nil, false
 	}
-	return p.cfg.Admit(w, r)
+	return done, true
 }
 
 // authenticate returns the request's live session. A cookie that no
@@ -285,6 +337,9 @@ const maxForm = 64 << 10
 // action wraps a form POST: from the portal's own origin (Sec-Fetch-Site or
 // Origin, http.CrossOriginProtection), signed in, and carrying the
 // session's CSRF token; anything else is refused with 403 before it acts.
+// A form that passes takes a token from the rate limit of the session's
+// API key (Config.Limit; 429 past it), and its values must be text
+// (checkForm; 400 naming the field).
 func (p *Portal) action(h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if err := p.cop.Check(r); err != nil {
@@ -308,11 +363,66 @@ func (p *Portal) action(h handler) http.HandlerFunc {
 			p.fail(w, r, s, errForbidden)
 			return
 		}
+		if wait, ok := p.cfg.Limit(s.scope); !ok {
+			p.fail(w, r, s, &tooManyError{wait: wait, notice: notices[errRateLimited]})
+			return
+		}
+		if err := checkForm(r.PostForm); err != nil {
+			p.fail(w, r, s, err)
+			return
+		}
 		if err := h(w, r, s); err != nil {
 			p.fail(w, r, s, err)
 		}
 	}
 }
+
+// checkForm refuses, naming the field, a form value Postgres's text cannot
+// hold (NUL, bytes that are not UTF-8; events.IsText), as the API refuses
+// them in JSON: it would fail the statement that stores it.
+func checkForm(form url.Values) error {
+	for _, name := range slices.Sorted(maps.Keys(form)) {
+		for _, v := range form[name] {
+			if !events.IsText(name) || !events.IsText(v) {
+				field := formField(name)
+				switch {
+				case !events.IsText(name):
+					field = "form"
+				case name == "events" || name == "subscribe":
+					field = "enabled_events"
+				}
+				return &fieldError{field: field, message: fieldLabel(field) + " must be UTF-8 text, without the NUL character."}
+			}
+		}
+	}
+	return nil
+}
+
+// fieldLabel is how a page names a form field.
+func fieldLabel(field string) string {
+	switch field {
+	case "url":
+		return "The URL"
+	case "form":
+		return "The form"
+	}
+	return "The " + strings.ReplaceAll(field, "_", " ")
+}
+
+// tooManyError is a 429: the client's address past the limit of failed
+// authentications, or the session's API key past its rate limit.
+type tooManyError struct {
+	wait   time.Duration
+	notice noticeView
+}
+
+func (e *tooManyError) Error() string { return "too many requests: " + e.notice.Heading }
+
+// Reasons for a 429 page.
+var (
+	errTooManyFailures = errors.New("too many failed authentications")
+	errRateLimited     = errors.New("rate limited")
+)
 
 // view is what every page's template gets.
 type view struct {
@@ -321,7 +431,10 @@ type view struct {
 	Nav     string
 	Session *sessionView
 	CSRF    string
-	Flash   string
+	// Once is a fresh random key for the forms that must act once (create,
+	// rotate): see onceForm.
+	Once  string
+	Flash string
 	// Refresh, when not 0, reloads the page after that many seconds (a
 	// delivery waiting for the attempt a retry queued; no JavaScript).
 	Refresh int
@@ -367,7 +480,7 @@ func (p *Portal) render(w http.ResponseWriter, r *http.Request, s *session, stat
 	}
 	v.Session = newSessionView(s)
 	if s != nil {
-		v.CSRF = s.csrf()
+		v.CSRF, v.Once = s.csrf(), rand.Text()
 	}
 	if v.Flash == "" {
 		v.Flash = flashes[r.URL.Query().Get("flash")]
@@ -403,6 +516,12 @@ var notices = map[error]noticeView{
 		"Go back to it to open the portal."},
 	errForbidden: {Heading: "This form has expired", Body: "The form did not come from this portal session. Reload the page and try again."},
 	errNotFound:  {Heading: "Not found", Body: "There is nothing here, or it belongs to another account."},
+	errTooManyFailures: {Heading: "Too many attempts", Body: "Too many links or sessions that were not valid came from your address. " +
+		"Wait a minute, then open the portal again from your application."},
+	errRateLimited: {Heading: "Too many requests", Body: "Your account has sent too many requests in a short time. " +
+		"Wait a few seconds, then try again."},
+	errSubmitted: {Heading: "This form was already submitted", Body: "Its first submission was carried out, and a secret it made " +
+		"was shown then, once: it is not shown again. If you did not copy it, rotate the secret."},
 }
 
 // errNotFound is a page or object the session cannot see: missing, or
@@ -415,6 +534,7 @@ func (p *Portal) fail(w http.ResponseWriter, r *http.Request, s *session, err er
 	status := http.StatusInternalServerError
 	n := noticeView{Heading: "Something went wrong", Body: "The portal could not do that. It has been logged; please try again."}
 	var fe *fieldError
+	var many *tooManyError
 	switch {
 	case errors.Is(err, events.ErrNotFound) || errors.Is(err, errNotFound):
 		status, n = http.StatusNotFound, notices[errNotFound]
@@ -431,6 +551,9 @@ func (p *Portal) fail(w http.ResponseWriter, r *http.Request, s *session, err er
 			n.ReturnURL = s.returnURL
 		}
 		s = nil // the header shows no session
+	case errors.As(err, &many):
+		status, n = http.StatusTooManyRequests, many.notice
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(many.wait.Seconds())))))
 	case errors.As(err, &fe):
 		status, n = http.StatusBadRequest, noticeView{Heading: "That did not work", Body: fe.message}
 	default:

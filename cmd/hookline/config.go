@@ -146,7 +146,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if err := prefixesVar(getenv, "HOOKLINE_TRUSTED_PROXIES", "10.0.0.0/8,fd00::/8", &cfg.TrustedProxies); err != nil {
 		return cfg, err
 	}
-	if err := frameAncestorsVar(getenv, &cfg.PortalFrameAncestors); err != nil {
+	if err := frameAncestorsVar(getenv, cfg.Env, &cfg.PortalFrameAncestors); err != nil {
 		return cfg, err
 	}
 	if err := publicURLVar(getenv, cfg.Env, &cfg.PublicURL); err != nil {
@@ -255,11 +255,16 @@ var frameAncestor = regexp.MustCompile(`^(https?://(\*\.)?[A-Za-z0-9-]+(\.[A-Za-
 
 // frameAncestorsVar reads HOOKLINE_PORTAL_FRAME_ANCESTORS, the space-separated
 // origins that may show the merchant portal in a frame (its CSP's
-// frame-ancestors); unset, none may.
-func frameAncestorsVar(getenv func(string) string, dst *[]string) error {
+// frame-ancestors); unset, none may. In production they must be https: a
+// page served over plain http could be altered on the way to frame the
+// portal.
+func frameAncestorsVar(getenv func(string) string, env string, dst *[]string) error {
 	for _, origin := range strings.Fields(getenv("HOOKLINE_PORTAL_FRAME_ANCESTORS")) {
 		if !frameAncestor.MatchString(origin) {
 			return fmt.Errorf("HOOKLINE_PORTAL_FRAME_ANCESTORS must be space-separated origins such as https://dashboard.example.com https://*.example.com (scheme, host and port only), or 'self'; %q is not", origin)
+		}
+		if env == "production" && strings.HasPrefix(origin, "http://") {
+			return fmt.Errorf("HOOKLINE_PORTAL_FRAME_ANCESTORS must be https origins in production, not %q", origin)
 		}
 		*dst = append(*dst, origin)
 	}

@@ -68,6 +68,15 @@ func TestLoadConfig(t *testing.T) {
 		{"a frame ancestor with a path", map[string]string{"DATABASE_URL": "x", "HOOKLINE_PORTAL_FRAME_ANCESTORS": "https://dash.example.com/app"}, "HOOKLINE_PORTAL_FRAME_ANCESTORS", nil},
 		{"a frame ancestor adding a directive", map[string]string{"DATABASE_URL": "x", "HOOKLINE_PORTAL_FRAME_ANCESTORS": "https://a.example; script-src *"}, "HOOKLINE_PORTAL_FRAME_ANCESTORS", nil},
 		{"a frame ancestor that is a keyword", map[string]string{"DATABASE_URL": "x", "HOOKLINE_PORTAL_FRAME_ANCESTORS": "*"}, "HOOKLINE_PORTAL_FRAME_ANCESTORS", nil},
+		{"an http frame ancestor in production", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ENV": "production", "HOOKLINE_ENCRYPTION_KEY": dbtest.KeySpec,
+			"HOOKLINE_PORTAL_FRAME_ANCESTORS": "https://dash.example.com http://shop.example"}, "HOOKLINE_PORTAL_FRAME_ANCESTORS", nil},
+		{"https frame ancestors in production", map[string]string{"DATABASE_URL": "x", "HOOKLINE_ENV": "production", "HOOKLINE_ENCRYPTION_KEY": dbtest.KeySpec,
+			"HOOKLINE_PORTAL_FRAME_ANCESTORS": "https://dash.example.com 'self'"}, "", func(c config) bool {
+			return strings.Join(c.PortalFrameAncestors, " ") == "https://dash.example.com 'self'"
+		}},
+		{"an http frame ancestor in development", map[string]string{"DATABASE_URL": "x", "HOOKLINE_PORTAL_FRAME_ANCESTORS": "http://localhost:3000"}, "", func(c config) bool {
+			return strings.Join(c.PortalFrameAncestors, " ") == "http://localhost:3000"
+		}},
 		{"public URL", map[string]string{"DATABASE_URL": "x", "HOOKLINE_PUBLIC_URL": "https://hooks.example.com/"}, "", func(c config) bool {
 			return c.PublicURL == "https://hooks.example.com"
 		}},

@@ -184,7 +184,11 @@ func TestPortalInChromium(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#retry")),
 		chromedp.WaitVisible(chromedp.CSS("#attempt-2")),
 	))
-	<-got
+	select {
+	case <-got:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the retried delivery did not reach the receiver")
+	}
 	shot("05-delivery-retried")
 
 	// The endpoint's statistics: the two attempts, as charts.
@@ -196,6 +200,13 @@ func TestPortalInChromium(t *testing.T) {
 		t.Errorf("the last hour's statistics read %s attempts, %s success, want 2 and 100.0 %%", attempts, rate)
 	}
 	shot("05b-endpoint-stats-1h")
+	// The portal's CSP (style-src 'self') would block an inline style: the
+	// charts must draw without one.
+	styled, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("[style]").length`))
+	step("count inline styles", err)
+	if styled != 0 {
+		t.Errorf("the statistics page has %d elements with an inline style, which its CSP blocks", styled)
+	}
 	step("change the window", chromedp.Do(ctx,
 		chromedp.Click(chromedp.CSS("#window-7d")),
 		chromedp.WaitVisible(chromedp.CSS(`#window-7d[aria-current]`)),
