@@ -132,6 +132,27 @@ func (s *Server) sendTestEvent(ctx context.Context, c *call, tx pgx.Tx) (any, er
 	return withNotFound(s.dispatcher.SendTestEvent(ctx, tx, s.service, c.scope, c.id(), t))("webhook_endpoint", c.id())
 }
 
+type replayRequest struct {
+	Since  *int64   `json:"since" validate:"required"`
+	Until  *int64   `json:"until"`
+	Types  []string `json:"types"`
+	DryRun bool     `json:"dry_run"`
+}
+
+// replayEndpoint gives the endpoint a new delivery of each event of a
+// window (delivery.Replay).
+func (s *Server) replayEndpoint(ctx context.Context, c *call, tx pgx.Tx) (any, error) {
+	var req replayRequest
+	if err := s.decode(c.body, &req); err != nil {
+		return nil, err
+	}
+	p := delivery.ReplayParams{Since: time.Unix(*req.Since, 0), Until: time.Now(), Types: req.Types, DryRun: req.DryRun}
+	if req.Until != nil {
+		p.Until = time.Unix(*req.Until, 0)
+	}
+	return withNotFound(s.dispatcher.Replay(ctx, tx, c.scope, c.id(), p))("webhook_endpoint", c.id())
+}
+
 func (s *Server) rotateSecret(ctx context.Context, c *call, tx pgx.Tx) (any, error) {
 	var req rotateRequest
 	if err := s.decode(c.body, &req); err != nil {

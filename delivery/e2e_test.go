@@ -80,6 +80,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	metrics := delivery.NewMetrics(registry, pool, logger)
 	workers := river.NewWorkers()
 	river.AddWorker(workers, delivery.NewRecoverWorker(pool, dispatcher, logger))
+	river.AddWorker(workers, delivery.NewReplayWorker(pool, dispatcher, logger))
 	river.AddWorker(workers, delivery.NewReleaseWorker(pool, logger, cmp.Or(o.inFlight, 20)))
 	river.AddWorker(workers, delivery.NewWorker(delivery.WorkerConfig{
 		Guard: workerGuard, InFlight: o.inFlight, Keyring: keyring, Logger: logger, Metrics: metrics, Pool: pool, Publisher: publisher, Schedule: schedule, Timeout: timeout,

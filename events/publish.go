@@ -156,28 +156,34 @@ func (p *Publisher) PublishMany(ctx context.Context, tx pgx.Tx, pubs []Publicati
 
 // GetEvent returns one of the scope's events.
 func GetEvent(ctx context.Context, db DB, scope Scope, id string) (*Event, error) {
-	evt := &Event{}
-	err := db.QueryRow(ctx, `select id, merchant_id, livemode, type, payload, created_at from events
-		where id = $1 and merchant_id = $2 and livemode = $3`, id, scope.MerchantID, scope.Livemode).
-		Scan(&evt.ID, &evt.MerchantID, &evt.Livemode, &evt.Type, &evt.Payload, &evt.CreatedAt)
+	evt, err := ScanEvent(db.QueryRow(ctx, `select `+EventColumns+` from events
+		where id = $1 and merchant_id = $2 and livemode = $3`, id, scope.MerchantID, scope.Livemode))
 	if err != nil {
 		return nil, WrapNotFound(err, "get event")
 	}
 	return evt, nil
 }
 
+// EventColumns are the columns of an event that ScanEvent reads, in its
+// order, for the lists of events other packages select (delivery's list of
+// events not delivered).
+const EventColumns = `id, merchant_id, livemode, type, payload, created_at`
+
+// ScanEvent reads a row of EventColumns.
+func ScanEvent(row pgx.Row) (*Event, error) {
+	evt := &Event{}
+	err := row.Scan(&evt.ID, &evt.MerchantID, &evt.Livemode, &evt.Type, &evt.Payload, &evt.CreatedAt)
+	return evt, err
+}
+
 // ListEvents returns a page of the scope's events, newest first, optionally of
 // one type. Each filter is its own statement: the type is an index condition
 // (events_merchant_type_idx), however rare the type.
 func ListEvents(ctx context.Context, db DB, scope Scope, t EventType, page Page) (*List[*Event], error) {
-	const cols = `select id, merchant_id, livemode, type, payload, created_at from events where merchant_id = $3 and livemode = $4`
+	const cols = `select ` + EventColumns + ` from events where merchant_id = $3 and livemode = $4`
 	query, args := cols, []any{scope.MerchantID, scope.Livemode}
 	if t != "" {
 		query, args = cols+` and type = $5`, append(args, string(t))
 	}
-	return ListPage(ctx, db, page, query, func(rows pgx.Rows) (*Event, error) {
-		evt := &Event{}
-		err := rows.Scan(&evt.ID, &evt.MerchantID, &evt.Livemode, &evt.Type, &evt.Payload, &evt.CreatedAt)
-		return evt, err
-	}, args...)
+	return ListPage(ctx, db, page, query, func(rows pgx.Rows) (*Event, error) { return ScanEvent(rows) }, args...)
 }

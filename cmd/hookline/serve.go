@@ -194,6 +194,7 @@ func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, events.NewExpireCheckoutsWorker(m.pool, service))
 	river.AddWorker(workers, delivery.NewRecoverWorker(m.pool, dispatcher, m.logger))
+	river.AddWorker(workers, delivery.NewReplayWorker(m.pool, dispatcher, m.logger))
 	river.AddWorker(workers, delivery.NewPruneWorker(m.pool, cfg.Retention, m.logger))
 	river.AddWorker(workers, delivery.NewReleaseWorker(m.pool, m.logger, cfg.EndpointInFlight))
 	river.AddWorker(workers, delivery.NewReconcileWorker(m.pool, dispatcher, metrics, m.logger, cfg.DeliveryTimeout))

@@ -1,0 +1,291 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/hookline/hookline/events"
+)
+
+const (
+	// MaxReplayWindow is the longest window one replay may span (contract
+	// §6): a longer one is more likely a mistake than a plan, and can be
+	// split.
+	MaxReplayWindow = 30 * 24 * time.Hour
+	// replayBatch is how many events one replay job gives a delivery, in one
+	// short transaction.
+	replayBatch = 1000
+)
+
+// Replay is the answer to a replay request: how many events of the window
+// match, exactly, and how many deliveries the request itself created (0 on
+// a dry run): all of them when they are at most a batch (1,000), else the
+// first batch, and River jobs create the rest, a batch at a time.
+type Replay struct {
+	Matched int `json:"matched"`
+	Queued  int `json:"queued"`
+}
+
+// ReplayArgs is the River job that gives one batch of a replay's events a
+// new delivery each, then enqueues the job of the next batch, so a replay of
+// any size is many short transactions, never one long one. A replay walks
+// its types one after another, each in id order, through
+// events_merchant_type_idx: every statement reads only the events it
+// delivers.
+type ReplayArgs struct {
+	EndpointID string    `json:"endpoint_id"`
+	MerchantID string    `json:"merchant_id"`
+	Livemode   bool      `json:"livemode"`
+	Since      time.Time `json:"since"`
+	Until      time.Time `json:"until"`
+	// Types are the types still to walk, the first being walked.
+	Types []string `json:"types"`
+	// After is the last event id of the previous batch of Types[0].
+	After string `json:"after"`
+	// Matched is the request's count, and Queued how many deliveries the
+	// replay has created so far, for the line logged when it ends.
+	Matched int `json:"matched,omitempty"`
+	Queued  int `json:"queued,omitempty"`
+}
+
+// Kind is the job's River kind.
+func (ReplayArgs) Kind() string { return "replay_events" }
+
+// ReplayParams is what a replay request asks: the window [Since, Until) of
+// event creation times, and the types to replay (nil: those the endpoint
+// subscribes to).
+type ReplayParams struct {
+	Since, Until time.Time
+	Types        []string
+	DryRun       bool
+}
+
+// countWindow counts the scope's events of some types created in [$4, $5),
+// whose ids are in [$6, $7) (eventWindowIDs), type by type, so that each
+// count is a range of (merchant_id, livemode, type, id) and reads only the
+// events it counts, not those of the window's other types.
+const countWindow = `select coalesce(sum(n), 0) from unnest($3::text[]) t (type)
+	cross join lateral (select count(*) as n from events where merchant_id = $1 and livemode = $2 and type = t.type
+		and created_at >= $4 and created_at < $5 and id >= $6 and id < $7) c`
+
+// windowEvents is the next batch of the scope's events of one type created
+// in [$5, $6), after a cursor, in id order.
+const windowEvents = `select id, created_at from events where merchant_id = $1 and livemode = $2 and type = $3
+	and id > $4 and created_at >= $5 and created_at < $6 and id >= $7 and id < $8 order by id limit $9`
+
+// replayDestination is a replay's endpoint while it is enabled, and whether
+// its destination is paused (its deliveries are then parked, as the
+// fan-out's are). A share lock: a delete of the endpoint waits.
+const replayDestination = `select w.url, coalesce(s.paused_until > now(), false)
+	from webhook_endpoints w left join delivery_destinations s on s.key = w.id
+	where w.id = $1 and w.status = 'enabled' and w.deleted_at is null for share of w`
+
+// eventWindowIDs bounds the ids of the events created in [since, until): an
+// event's id is minted a moment before its created_at is read, so the window
+// is a range of the (merchant_id, livemode, type, id) index, and created_at
+// stays the exact test; the minute of slack on each side covers clocks of
+// processes a little apart, as windowIDs does for deliveries.
+func eventWindowIDs(since, until time.Time) (string, string) {
+	return events.FirstIDAt(events.PrefixEvent, since.Add(-time.Minute)), events.FirstIDAt(events.PrefixEvent, until.Add(time.Minute))
+}
+
+// Replay gives every event of the scope created in [p.Since, p.Until) and of
+// p.Types (or, when nil, of the types the endpoint subscribes to, as the
+// fan-out reads its enabled_events) a new delivery to the scope's endpoint
+// endpointID, whatever the event's earlier deliveries: a new endpoint is
+// back-filled this way. The deliveries are created now and are ordinary
+// ones: signed, retried, recorded, rate-limited, through the same jobs as
+// the fan-out's. The request counts the window exactly, creates the first
+// batch in tx, and a River job per further batch creates the rest (see
+// ReplayArgs). A dry run only counts. The endpoint must be enabled: the
+// deliveries of a disabled endpoint would wait, unsent, for it to be enabled
+// again (a merchant enables it first, then replays). Until is capped at now.
+func (d *Dispatcher) Replay(ctx context.Context, tx pgx.Tx, scope events.Scope, endpointID string, p ReplayParams) (*Replay, error) {
+	now := time.Now()
+	if p.Until.After(now) {
+		p.Until = now
+	}
+	if p.Since.After(now) {
+		return nil, &events.InvalidError{Param: "since", Message: "must not be in the future"}
+	}
+	if !p.Until.After(p.Since) {
+		return nil, &events.InvalidError{Param: "until", Message: "must be after since"}
+	}
+	if p.Until.Sub(p.Since) > MaxReplayWindow {
+		return nil, &events.InvalidError{Param: "since", Message: "must be at most 30 days before until; split a longer replay"}
+	}
+	if p.Types != nil {
+		if err := checkReplayTypes(p.Types); err != nil {
+			return nil, err
+		}
+	}
+	// A share lock: a delete of the endpoint waits for this transaction.
+	var status string
+	var enabled []string
+	err := tx.QueryRow(ctx, `select status, enabled_events from webhook_endpoints where id = $1 and merchant_id = $2 and livemode = $3
+		and deleted_at is null for share`, endpointID, scope.MerchantID, scope.Livemode).Scan(&status, &enabled)
+	if err != nil {
+		return nil, events.WrapNotFound(err, "find endpoint")
+	}
+	if status != EndpointEnabled {
+		return nil, &events.StateError{Message: fmt.Sprintf("endpoint %s is disabled: enable it before replaying events to it", endpointID)}
+	}
+	types := p.Types
+	if types == nil {
+		types = subscribedTypes(enabled)
+	}
+	types = slices.Compact(slices.Sorted(slices.Values(types)))
+	r := &Replay{}
+	lo, hi := eventWindowIDs(p.Since, p.Until)
+	if err := tx.QueryRow(ctx, countWindow, scope.MerchantID, scope.Livemode, types, p.Since, p.Until, lo, hi).Scan(&r.Matched); err != nil {
+		return nil, fmt.Errorf("count replayed events: %w", err)
+	}
+	if p.DryRun || r.Matched == 0 {
+		return r, nil
+	}
+	a := ReplayArgs{EndpointID: endpointID, MerchantID: scope.MerchantID, Livemode: scope.Livemode,
+		Since: p.Since, Until: p.Until, Types: types, Matched: r.Matched}
+	if _, err := d.replayBatch(ctx, tx, &a); err != nil {
+		return nil, err
+	}
+	r.Queued = a.Queued
+	return r, nil
+}
+
+// checkReplayTypes refuses a list of no type or with one not in the catalog.
+func checkReplayTypes(types []string) error {
+	if len(types) == 0 {
+		return &events.InvalidError{Param: "types", Message: "must name at least one event type, or be left out for the endpoint's own"}
+	}
+	for _, t := range types {
+		if _, ok := events.Lookup(events.EventType(t)); !ok {
+			return &events.InvalidError{Param: "types", Message: fmt.Sprintf("%q is not an event type of GET /v1/event_types", t)}
+		}
+	}
+	return nil
+}
+
+// subscribedTypes is the catalog types an endpoint with enabled_events
+// receives, as the fan-out decides: the default-on types when it chose none,
+// every type for "*", else its choice.
+func subscribedTypes(enabled []string) []string {
+	var types []string
+	switch {
+	case enabled == nil:
+		for _, t := range events.DefaultEnabledTypes() {
+			types = append(types, string(t))
+		}
+	case slices.Contains(enabled, AllEvents):
+		for _, e := range events.Catalog {
+			types = append(types, string(e.Type))
+		}
+	default:
+		for _, t := range enabled {
+			if _, ok := events.Lookup(events.EventType(t)); ok {
+				types = append(types, t)
+			}
+		}
+	}
+	return types
+}
+
+// replayBatch gives the next batch of a's window (the events of a.Types[0]
+// after a.After, or of the next types when that one is done) a delivery each
+// to a's endpoint, with their jobs, and, unless the window is done, the job
+// of the next batch, in tx. It adds what it created to a.Queued and answers
+// whether the replay is done. Everything a batch does commits with the job's
+// completion or not at all, so a job run again after its process died
+// creates its batch once. An endpoint deleted or disabled meanwhile ends the
+// replay.
+func (d *Dispatcher) replayBatch(ctx context.Context, tx pgx.Tx, a *ReplayArgs) (bool, error) {
+	dst := destination{endpointID: a.EndpointID}
+	err := tx.QueryRow(ctx, replayDestination, a.EndpointID).Scan(&dst.url, &dst.paused)
+	if err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return true, nil
+		}
+		return false, fmt.Errorf("find replayed endpoint: %w", err)
+	}
+	lo, hi := eventWindowIDs(a.Since, a.Until)
+	var evts []*events.Event
+	for len(evts) == 0 && len(a.Types) > 0 {
+		rows, err := tx.Query(ctx, windowEvents, a.MerchantID, a.Livemode, a.Types[0], a.After, a.Since, a.Until, lo, hi, replayBatch)
+		if err != nil {
+			return false, fmt.Errorf("read replayed events: %w", err)
+		}
+		evt := events.Event{MerchantID: a.MerchantID, Livemode: a.Livemode, Type: events.EventType(a.Types[0])}
+		_, err = pgx.ForEachRow(rows, []any{&evt.ID, &evt.CreatedAt}, func() error {
+			e := evt
+			evts = append(evts, &e)
+			return nil
+		})
+		if err != nil {
+			return false, fmt.Errorf("read replayed events: %w", err)
+		}
+		if len(evts) < replayBatch {
+			a.Types, a.After = a.Types[1:], "" // the type's window is done
+		} else {
+			a.After = evts[len(evts)-1].ID
+		}
+	}
+	if len(evts) == 0 {
+		return true, nil
+	}
+	byEvent := make([][]destination, len(evts))
+	for i := range byEvent {
+		byEvent[i] = []destination{dst}
+	}
+	if err := d.enqueue(ctx, tx, evts, byEvent, time.Now()); err != nil {
+		return false, fmt.Errorf("replay: %w", err)
+	}
+	a.Queued += len(evts)
+	if len(a.Types) == 0 {
+		return true, nil
+	}
+	if _, err := d.river.InsertTx(ctx, tx, *a, nil); err != nil {
+		return false, fmt.Errorf("enqueue next replay batch: %w", err)
+	}
+	return false, nil
+}
+
+// ReplayWorker works ReplayArgs.
+type ReplayWorker struct {
+	river.WorkerDefaults[ReplayArgs]
+	dispatcher *Dispatcher
+	logger     *slog.Logger
+	pool       *pgxpool.Pool
+}
+
+// NewReplayWorker returns the worker of replay jobs; it logs each replay's
+// exact count when its last batch is created.
+func NewReplayWorker(pool *pgxpool.Pool, dispatcher *Dispatcher, logger *slog.Logger) *ReplayWorker {
+	return &ReplayWorker{dispatcher: dispatcher, logger: logger, pool: pool}
+}
+
+// Work creates the next batch of a replay's deliveries and their jobs, in
+// one transaction with the next batch's job and this job's completion.
+func (w *ReplayWorker) Work(ctx context.Context, job *river.Job[ReplayArgs]) error {
+	a := job.Args
+	var done bool
+	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) (err error) {
+		if done, err = w.dispatcher.replayBatch(ctx, tx, &a); err != nil {
+			return err
+		}
+		_, err = river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+		return err
+	})
+	if err == nil && done {
+		w.logger.InfoContext(ctx, "replay done", slog.String("endpoint_id", a.EndpointID), slog.Time("since", a.Since),
+			slog.Time("until", a.Until), slog.Int("matched", a.Matched), slog.Int("queued", a.Queued))
+	}
+	return err
+}
