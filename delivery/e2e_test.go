@@ -41,6 +41,9 @@ type env struct {
 	endpoints  *delivery.Endpoints
 	dispatcher *delivery.Dispatcher
 	registry   *prometheus.Registry
+	// client is the running River client, which a test may stop and start
+	// again as a process that dies and restarts.
+	client *river.Client[pgx.Tx]
 }
 
 func newEnv(t *testing.T, schedule delivery.Schedule, timeout time.Duration) *env {
@@ -108,7 +111,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	return &env{
 		t: t, pool: pool, merchant: m, scope: events.Scope{MerchantID: m.ID},
 		service: events.NewService(publisher), endpoints: delivery.NewEndpoints(guard, keyring, 50), dispatcher: dispatcher,
-		registry: registry,
+		registry: registry, client: client,
 	}
 }
 

@@ -199,7 +199,7 @@ func subscribedTypes(enabled []string) []string {
 }
 
 // replayBatch gives the next batch of a's window (the events of a.Types[0]
-// after a.After, or of the next types when that one is done) a delivery each
+// after a.After, then of the next types while the batch has room) a delivery each
 // to a's endpoint, with their jobs, and, unless the window is done, the job
 // of the next batch, in tx. It adds what it created to a.Queued and answers
 // whether the replay is done. Everything a batch does commits with the job's
@@ -217,13 +217,13 @@ func (d *Dispatcher) replayBatch(ctx context.Context, tx pgx.Tx, a *ReplayArgs) 
 	}
 	lo, hi := eventWindowIDs(a.Since, a.Until)
 	var evts []*events.Event
-	for len(evts) == 0 && len(a.Types) > 0 {
-		rows, err := tx.Query(ctx, windowEvents, a.MerchantID, a.Livemode, a.Types[0], a.After, a.Since, a.Until, lo, hi, replayBatch)
+	for room := replayBatch; room > 0 && len(a.Types) > 0; room = replayBatch - len(evts) {
+		rows, err := tx.Query(ctx, windowEvents, a.MerchantID, a.Livemode, a.Types[0], a.After, a.Since, a.Until, lo, hi, room)
 		if err != nil {
 			return false, fmt.Errorf("read replayed events: %w", err)
 		}
 		evt := events.Event{MerchantID: a.MerchantID, Livemode: a.Livemode, Type: events.EventType(a.Types[0])}
-		_, err = pgx.ForEachRow(rows, []any{&evt.ID, &evt.CreatedAt}, func() error {
+		n, err := pgx.ForEachRow(rows, []any{&evt.ID, &evt.CreatedAt}, func() error {
 			e := evt
 			evts = append(evts, &e)
 			return nil
@@ -231,7 +231,7 @@ func (d *Dispatcher) replayBatch(ctx context.Context, tx pgx.Tx, a *ReplayArgs) 
 		if err != nil {
 			return false, fmt.Errorf("read replayed events: %w", err)
 		}
-		if len(evts) < replayBatch {
+		if int(n.RowsAffected()) < room {
 			a.Types, a.After = a.Types[1:], "" // the type's window is done
 		} else {
 			a.After = evts[len(evts)-1].ID
