@@ -75,7 +75,7 @@ func TestReplayBackfillsANewEndpoint(t *testing.T) {
 	e.pay(nil) // 8 events: 2 of each of checkout.created, payment_attempt.created, payment_attempt.succeeded, checkout.paid
 	e.waitDeliveries()
 	other := events.Scope{MerchantID: dbtest.Merchant(t, e.pool, "Another merchant").ID}
-	e.payIn(other, nil) // events of another merchant, never replayed here
+	e.payIn(other, nil)                                                        // events of another merchant, never replayed here
 	e.payIn(events.Scope{MerchantID: e.scope.MerchantID, Livemode: true}, nil) // nor of the other mode
 
 	r := newReceiver(t, nil)
