@@ -42,4 +42,11 @@
 // A test event ([Dispatcher.SendTestEvent]) takes the same path: it is
 // published (events.Service.PublishExample) addressed to one endpoint, and
 // the fan-out gives it that endpoint as its only destination.
+//
+// A replay ([Dispatcher.Replay]) takes it as well: it gives a window of a
+// merchant's events new deliveries to one endpoint, a batch of 1,000 events
+// per transaction ([ReplayWorker] works the batches after the request's
+// first), through the fan-out's own enqueue. [ListUndelivered] lists the
+// events with a delivery not succeeded (GET /v1/events?delivery_success=false)
+// over the partial indexes of migration 016.
 package delivery
