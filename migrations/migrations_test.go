@@ -92,3 +92,53 @@ func TestPreviousSecretsMigration(t *testing.T) {
 		}
 	}
 }
+
+// TestReconciliationMigration upgrades deliveries written before migration
+// 016, without an event_type: those not succeeded get their event's type,
+// which the reconciliation list by type reads; succeeded ones keep none,
+// since they never enter its indexes.
+func TestReconciliationMigration(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	_, url := dbtest.NewSchema(t)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := migrations.UpTo(ctx, pool, 15); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `insert into events (id, merchant_id, livemode, type, payload, created_at) values
+		('evt_1', 'acct_1', false, 'checkout.paid', '{}', now()), ('evt_2', 'acct_1', false, 'checkout.failed', '{}', now())`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `insert into deliveries (id, merchant_id, livemode, event_id, url, status, created_at, updated_at) values
+		('dlv_1', 'acct_1', false, 'evt_1', 'https://example.com', 'pending', now(), now()),
+		('dlv_2', 'acct_1', false, 'evt_1', 'https://example.com', 'succeeded', now(), now()),
+		('dlv_3', 'acct_1', false, 'evt_2', 'https://example.com', 'failed', now(), now())`); err != nil {
+		t.Fatal(err)
+	}
+	if err := migrations.Up(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := pool.Query(ctx, `select id || '=' || coalesce(event_type, 'null') from deliveries order by id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, s)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if want := "dlv_1=checkout.paid dlv_2=null dlv_3=checkout.failed"; strings.Join(got, " ") != want {
+		t.Fatalf("event types after the migration: %s, want %s", strings.Join(got, " "), want)
+	}
+}
