@@ -19,10 +19,10 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/hookline/hookline/api"
+	"github.com/hookline/hookline/api/stream"
 	"github.com/hookline/hookline/delivery"
 	"github.com/hookline/hookline/events"
 	"github.com/hookline/hookline/migrations/dbtest"
-	"github.com/hookline/hookline/stream"
 )
 
 // harness is the API on a loopback server over a fresh schema, with two

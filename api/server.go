@@ -22,9 +22,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/hookline/hookline/api/stream"
 	"github.com/hookline/hookline/delivery"
 	"github.com/hookline/hookline/events"
-	"github.com/hookline/hookline/stream"
 )
 
 // Server is hookline's REST API.

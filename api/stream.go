@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hookline/hookline/api/stream"
 	"github.com/hookline/hookline/events"
-	"github.com/hookline/hookline/stream"
 )
 
 const (

@@ -44,9 +44,12 @@ const lastErrorWindow = 10
 // webhook_endpoints_trouble_idx, their counts up to CountCap, and their last
 // error among their lastErrorWindow newest pending and failed deliveries
 // (deliveries_endpoint_status_idx), rather than every delivery the
-// endpoint ever had.
+// endpoint ever had. The statuses are parameters so that no plan can take
+// them to deliveries_unsettled_idx and read every merchant's failed or
+// pending deliveries, as a literal would whenever the statistics predate a
+// backlog (see PendingDeliveries).
 func FailingEndpoints(ctx context.Context, db events.DB, limit int) ([]FailingEndpoint, error) {
-	rows, err := db.Query(ctx, failingEndpoints, limit, CountCap, lastErrorWindow)
+	rows, err := db.Query(ctx, failingEndpoints, limit, CountCap, lastErrorWindow, StatusFailed, StatusPending)
 	if err != nil {
 		return nil, fmt.Errorf("list failing endpoints: %w", err)
 	}
@@ -59,13 +62,13 @@ func FailingEndpoints(ctx context.Context, db events.DB, limit int) ([]FailingEn
 }
 
 const failingEndpoints = `select w.id, w.merchant_id, w.livemode, w.url, w.status, w.disabled_reason, w.failing_since,
-	(select count(*) from (select 1 from deliveries d where d.endpoint_id = w.id and d.status = 'failed' limit $2) c),
-	(select count(*) from (select 1 from deliveries d where d.endpoint_id = w.id and d.status = 'pending' limit $2) c),
+	(select count(*) from (select 1 from deliveries d where d.endpoint_id = w.id and d.status = $4 limit $2) c),
+	(select count(*) from (select 1 from deliveries d where d.endpoint_id = w.id and d.status = $5 limit $2) c),
 	last.error, last.status_code, last.started_at
 	from webhook_endpoints w
 	left join lateral (select a.error, a.status_code, a.started_at
-		from ((select d.id from deliveries d where d.endpoint_id = w.id and d.status = 'pending' order by d.id desc limit $3)
-			union all (select d.id from deliveries d where d.endpoint_id = w.id and d.status = 'failed' order by d.id desc limit $3)) d
+		from ((select d.id from deliveries d where d.endpoint_id = w.id and d.status = $5 order by d.id desc limit $3)
+			union all (select d.id from deliveries d where d.endpoint_id = w.id and d.status = $4 order by d.id desc limit $3)) d
 		cross join lateral (select a.error, a.status_code, a.started_at from delivery_attempts a
 			where a.delivery_id = d.id order by a.attempt desc limit 1) a
 		order by a.started_at desc limit 1) last on true

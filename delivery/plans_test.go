@@ -141,6 +141,26 @@ func TestStatementsByIDIgnoreTheStatusIndex(t *testing.T) {
 			}
 		}
 	}
+	// The statements that read one endpoint's failed or pending deliveries
+	// take the status as a parameter instead, which no partial index matches:
+	// they must read (endpoint_id, status, id), not every merchant's.
+	for _, s := range []struct {
+		name, sql string
+		params    int
+	}{
+		{"failingEndpoints", failingEndpoints, 5},
+		{"countFailed", countFailed, 6},
+		{"resetFailed", resetFailed, 8},
+	} {
+		if plan := explain(s.name, s.sql, s.params); unsettled.MatchString(plan) ||
+			!strings.Contains(plan, "deliveries_endpoint_status_idx") {
+			t.Errorf("%s: want deliveries_endpoint_status_idx, not an index of unsettled deliveries:\n%s", s.name, plan)
+		}
+	}
+	literal := strings.ReplaceAll(countFailed, "status = $6", "status = 'failed'")
+	if plan := explain("countFailed_literal", literal, 5); !unsettled.MatchString(plan) {
+		t.Errorf("the literal form did not take the trap: the test no longer shows it:\n%s", plan)
+	}
 }
 
 // plannerConn is a connection of pool with the PlannerSettings hookline's

@@ -74,7 +74,7 @@ func (d *Dispatcher) Recover(ctx context.Context, tx pgx.Tx, scope *events.Scope
 	}
 	r := &Recovery{}
 	lo, hi := windowIDs(since, until)
-	if err := tx.QueryRow(ctx, countFailed, endpointID, since, until, lo, hi).Scan(&r.Matched); err != nil {
+	if err := tx.QueryRow(ctx, countFailed, endpointID, since, until, lo, hi, StatusFailed).Scan(&r.Matched); err != nil {
 		return nil, fmt.Errorf("count failed deliveries: %w", err)
 	}
 	if dryRun || r.Matched == 0 {
@@ -94,14 +94,18 @@ func (d *Dispatcher) Recover(ctx context.Context, tx pgx.Tx, scope *events.Scope
 // than skipping it: a skipped row would be passed by the cursor and never
 // retried. Rows are locked in id order, so recoveries never deadlock one
 // another, and nothing else locks more than one failed delivery at a time.
+// The failed status is the parameter $8, as in countFailed.
 const resetFailed = `update deliveries set status = 'pending', next_attempt_at = now(), schedule_base = attempt_count, updated_at = now()
-	where id in (select id from deliveries where endpoint_id = $1 and status = 'failed'
+	where id in (select id from deliveries where endpoint_id = $1 and status = $8
 		and created_at >= $2 and created_at < $3 and id > $4 and id >= $6 and id < $7 order by id limit $5 for update)
 	returning id, attempt_count`
 
 // countFailed counts an endpoint's failed deliveries created in [$2, $3),
-// whose ids are in [$4, $5) (windowIDs).
-const countFailed = `select count(*) from deliveries where endpoint_id = $1 and status = 'failed'
+// whose ids are in [$4, $5) (windowIDs). The status is the parameter $6: a
+// literal 'failed' matches deliveries_unsettled_idx, and with statistics
+// that predate an outage the plan reads every merchant's failed deliveries
+// in the window from it, filtering on the endpoint (see PendingDeliveries).
+const countFailed = `select count(*) from deliveries where endpoint_id = $1 and status = $6
 	and created_at >= $2 and created_at < $3 and id >= $4 and id < $5`
 
 // windowIDs bounds the ids of the deliveries created in [since, until): a
@@ -124,7 +128,7 @@ func windowIDs(since, until time.Time) (string, string) {
 // empty batch says nothing is left.
 func (d *Dispatcher) recoverBatch(ctx context.Context, tx pgx.Tx, a *RecoverArgs) (bool, error) {
 	lo, hi := windowIDs(a.Since, a.Until)
-	rows, err := tx.Query(ctx, resetFailed, a.EndpointID, a.Since, a.Until, a.After, recoverBatch, lo, hi)
+	rows, err := tx.Query(ctx, resetFailed, a.EndpointID, a.Since, a.Until, a.After, recoverBatch, lo, hi, StatusFailed)
 	if err != nil {
 		return false, fmt.Errorf("reset failed deliveries: %w", err)
 	}

@@ -106,7 +106,7 @@ func TestStatementPlansAtScale(t *testing.T) {
 		{"failing endpoints", func(ctx context.Context, db events.DB) error {
 			_, err := FailingEndpoints(ctx, db, 100)
 			return err
-		}, dbtest.Want{Conds: []string{`\(endpoint_id = w\.id\) AND \(status = 'failed'`, `\(delivery_id = d(_\d+)?\.id\)`}, MaxRead: failingRead}},
+		}, dbtest.Want{Conds: []string{`\(endpoint_id = w\.id\) AND \(status = \$4\)`, `\(endpoint_id = w\.id\) AND \(status = \$5\)`, `\(delivery_id = d(_\d+)?\.id\)`}, MaxRead: failingRead}},
 		{"recent failed deliveries", func(ctx context.Context, db events.DB) error {
 			_, err := RecentDeliveries(ctx, db, StatusFailed, 100)
 			return err
@@ -398,7 +398,7 @@ func TestRecoveryPlansAtScale(t *testing.T) {
 				return err
 			}
 			lo, hi := windowIDs(since, until)
-			rows, err := db.Query(ctx, resetFailed, busy, since, until, "", recoverBatch, lo, hi)
+			rows, err := db.Query(ctx, resetFailed, busy, since, until, "", recoverBatch, lo, hi, StatusFailed)
 			if err != nil {
 				return err
 			}

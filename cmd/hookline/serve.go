@@ -21,9 +21,9 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/hookline/hookline/api"
+	"github.com/hookline/hookline/api/stream"
 	"github.com/hookline/hookline/delivery"
 	"github.com/hookline/hookline/events"
-	"github.com/hookline/hookline/stream"
 )
 
 // deliveryWorkers is the delivery queue's workers: each makes one job's

@@ -83,6 +83,31 @@ func (s *Stream) Done() <-chan struct{} { return s.hub.closed }
 // scope's expired leases; it answers false when every place is taken.
 const acquireLease = `select pg_advisory_xact_lock(hashtextextended('event_streams/' || $1 || '/' || $2::boolean::text, 0))`
 
+// takeLease takes one of the scope's MaxPerKey places for the lease, or
+// answers ErrTooMany, in tx: under the scope's lock (acquireLease), it drops
+// the scope's expired leases, counts the others and inserts the new one.
+// Each statement reads the scope's few rows (event_streams_scope_idx).
+func takeLease(ctx context.Context, tx pgx.Tx, scope events.Scope, lease string) error {
+	if _, err := tx.Exec(ctx, acquireLease, scope.MerchantID, scope.Livemode); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `delete from event_streams where merchant_id = $1 and livemode = $2 and expires_at < now()`,
+		scope.MerchantID, scope.Livemode); err != nil {
+		return err
+	}
+	var open int
+	if err := tx.QueryRow(ctx, `select count(*) from event_streams where merchant_id = $1 and livemode = $2`,
+		scope.MerchantID, scope.Livemode).Scan(&open); err != nil {
+		return err
+	}
+	if open >= MaxPerKey {
+		return ErrTooMany
+	}
+	_, err := tx.Exec(ctx, `insert into event_streams (id, merchant_id, livemode, expires_at) values ($1, $2, $3, now() + $4::interval)`,
+		lease, scope.MerchantID, scope.Livemode, leaseTTL)
+	return err
+}
+
 // Open opens a stream of the scope: a lease of one of its MaxPerKey places,
 // or ErrTooMany.
 func (h *Hub) Open(ctx context.Context, scope events.Scope) (*Stream, error) {
@@ -92,26 +117,7 @@ func (h *Hub) Open(ctx context.Context, scope events.Scope) (*Stream, error) {
 	default:
 	}
 	lease := events.NewID("str")
-	err := pgx.BeginFunc(ctx, h.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, acquireLease, scope.MerchantID, scope.Livemode); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `delete from event_streams where merchant_id = $1 and livemode = $2 and expires_at < now()`,
-			scope.MerchantID, scope.Livemode); err != nil {
-			return err
-		}
-		var open int
-		if err := tx.QueryRow(ctx, `select count(*) from event_streams where merchant_id = $1 and livemode = $2`,
-			scope.MerchantID, scope.Livemode).Scan(&open); err != nil {
-			return err
-		}
-		if open >= MaxPerKey {
-			return ErrTooMany
-		}
-		_, err := tx.Exec(ctx, `insert into event_streams (id, merchant_id, livemode, expires_at) values ($1, $2, $3, now() + $4::interval)`,
-			lease, scope.MerchantID, scope.Livemode, leaseTTL)
-		return err
-	})
+	err := pgx.BeginFunc(ctx, h.pool, func(tx pgx.Tx) error { return takeLease(ctx, tx, scope, lease) })
 	if errors.Is(err, ErrTooMany) {
 		return nil, err
 	}
@@ -193,7 +199,7 @@ func (h *Hub) poll() {
 		h.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), PollInterval*4)
 		if time.Since(renewed) >= leaseRenewal {
-			if err := h.renew(ctx, leases); err != nil {
+			if err := renew(ctx, h.pool, leases); err != nil {
 				h.logger.WarnContext(ctx, "renew event stream leases", slog.String("error", err.Error()))
 			} else {
 				renewed = time.Now()
@@ -229,9 +235,11 @@ func (h *Hub) poll() {
 
 // renew extends the leases of the process's open streams, and drops the
 // other leases that expired (those of processes that died), in one
-// statement: the table holds a few rows per streaming merchant.
-func (h *Hub) renew(ctx context.Context, leases []string) error {
-	_, err := h.pool.Exec(ctx, `with renewed as (
+// statement: the leases by key, the expired ones through
+// event_streams_expiry_idx, so a renewal reads its own rows and the dead
+// ones, not every streaming merchant's.
+func renew(ctx context.Context, db events.DB, leases []string) error {
+	_, err := db.Exec(ctx, `with renewed as (
 			update event_streams set expires_at = now() + $2::interval where id = any($1)
 		)
 		delete from event_streams where expires_at < now() and id <> all($1)`, leases, leaseTTL)

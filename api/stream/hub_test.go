@@ -10,9 +10,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/hookline/hookline/api/stream"
 	"github.com/hookline/hookline/events"
 	"github.com/hookline/hookline/migrations/dbtest"
-	"github.com/hookline/hookline/stream"
 )
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
