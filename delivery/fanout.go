@@ -84,12 +84,15 @@ func (DeliverArgs) Kind() string { return "deliver" }
 // events.Fanout.
 type Dispatcher struct {
 	river *river.Client[pgx.Tx]
+	// countTimeout bounds a replay request's count (replayCountTimeout;
+	// tests make it shorter).
+	countTimeout time.Duration
 }
 
 // NewDispatcher returns a Dispatcher that enqueues with riverClient (an
 // insert-only client is enough).
 func NewDispatcher(riverClient *river.Client[pgx.Tx]) *Dispatcher {
-	return &Dispatcher{river: riverClient}
+	return &Dispatcher{river: riverClient, countTimeout: replayCountTimeout}
 }
 
 // destination is one place an event goes: an endpoint, or (endpointID "")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -16,11 +17,16 @@ import (
 	"github.com/hookline/hookline/migrations/dbtest"
 )
 
-// replay runs a replay request in a committed transaction.
+// replay runs a replay request as the API does: its plan on the pool, then
+// its start in a committed transaction.
 func (e *env) replay(scope events.Scope, endpointID string, p delivery.ReplayParams) (*delivery.Replay, error) {
+	plan, err := e.dispatcher.PlanReplay(context.Background(), e.pool, scope, endpointID, p)
+	if err != nil {
+		return nil, err
+	}
 	var r *delivery.Replay
-	err := pgx.BeginFunc(context.Background(), e.pool, func(tx pgx.Tx) (err error) {
-		r, err = e.dispatcher.Replay(context.Background(), tx, scope, endpointID, p)
+	err = pgx.BeginFunc(context.Background(), e.pool, func(tx pgx.Tx) (err error) {
+		r, err = e.dispatcher.StartReplay(context.Background(), tx, plan)
 		return err
 	})
 	return r, err
@@ -175,6 +181,138 @@ func TestReplayBackfillsANewEndpoint(t *testing.T) {
 	}
 }
 
+// TestReplayLeavesOutOtherEndpointsTestEvents: a test event goes to its own
+// endpoint only (contract §6), replays included. Endpoint A gets a test
+// event; a replay of its type to endpoint B neither counts nor sends it,
+// while a replay to A counts and sends it again.
+func TestReplayLeavesOutOtherEndpointsTestEvents(t *testing.T) {
+	t.Parallel()
+
+	e := newEnv(t, delivery.Schedule{}, 5*time.Second)
+	ra, rb := newReceiver(t, nil), newReceiver(t, nil)
+	a := e.endpoint(ra.srv.URL, []string{string(events.CheckoutPaid)})
+	b := e.endpoint(rb.srv.URL, []string{string(events.CheckoutPaid)})
+	since := time.Now().Add(-time.Hour)
+	test := e.sendTestEvent(a.ID, events.CheckoutPaid)
+	e.pay(nil) // one real checkout.paid event, delivered to both
+	waitReceived(t, ra, 2)
+	waitReceived(t, rb, 1)
+	e.waitDeliveries()
+
+	rep, err := e.replay(e.scope, b.ID, delivery.ReplayParams{Since: since, Until: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *rep != (delivery.Replay{Matched: 1, Queued: 1}) {
+		t.Fatalf("replay to B %+v, want the real event only: matched and queued 1", rep)
+	}
+	waitReceived(t, rb, 2)
+	e.waitDeliveries()
+	for _, id := range receivedEvents(t, rb) {
+		if id == test.Event {
+			t.Fatalf("endpoint B received endpoint A's test event %s", id)
+		}
+	}
+
+	rep, err = e.replay(e.scope, a.ID, delivery.ReplayParams{Since: since, Until: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *rep != (delivery.Replay{Matched: 2, Queued: 2}) {
+		t.Fatalf("replay to A %+v, want its test event and the real event: matched and queued 2", rep)
+	}
+	waitReceived(t, ra, 4)
+	e.waitDeliveries()
+	if n := len(rb.requests()); n != 2 {
+		t.Fatalf("endpoint B received %d requests, want 2", n)
+	}
+	var tests int
+	for _, id := range receivedEvents(t, ra) {
+		if id == test.Event {
+			tests++
+		}
+	}
+	if tests != 2 {
+		t.Fatalf("endpoint A received its test event %d times, want 2 (sent, then replayed)", tests)
+	}
+}
+
+// TestReplayCountTimesOut: a window the request cannot count within its
+// timeout is a 400 naming since, and nothing is written. The count is made
+// to wait on a lock that a transaction holds on events.
+func TestReplayCountTimesOut(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	e := newEnv(t, delivery.Schedule{}, 5*time.Second)
+	ep := e.endpoint(newReceiver(t, nil).srv.URL, []string{delivery.AllEvents})
+	e.pay(nil)
+	before := e.counts()
+	lock, err := e.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(ctx) //nolint:errcheck // only frees the connection
+	if _, err := lock.Exec(ctx, `lock table events in access exclusive mode`); err != nil {
+		t.Fatal(err)
+	}
+	d := delivery.NewDispatcher(nil)
+	delivery.SetReplayCountTimeout(d, 100*time.Millisecond)
+	_, err = d.PlanReplay(ctx, e.pool, e.scope, ep.ID, delivery.ReplayParams{Since: time.Now().Add(-time.Hour), Until: time.Now()})
+	var invalid *events.InvalidError
+	if !errors.As(err, &invalid) || invalid.Param != "since" || !strings.Contains(invalid.Message, "smaller windows") {
+		t.Fatalf("a count that timed out: %v, want an InvalidError naming since that suggests smaller windows", err)
+	}
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if e.counts() != before {
+		t.Fatalf("a refused replay changed deliveries and jobs: %v, want %v", e.counts(), before)
+	}
+}
+
+// TestReplayStopsWhenItsEndpointIsDisabled: a replay whose endpoint is
+// disabled, or deleted, between its request's count (which holds no lock)
+// and its first batch is refused, and creates nothing.
+func TestReplayStopsWhenItsEndpointIsDisabled(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	e := newEnv(t, delivery.Schedule{}, 5*time.Second)
+	ep := e.endpoint(newReceiver(t, nil).srv.URL, []string{delivery.AllEvents})
+	e.pay(nil)
+	e.waitDeliveries()
+	plan, err := e.dispatcher.PlanReplay(ctx, e.pool, e.scope, ep.ID, delivery.ReplayParams{Since: time.Now().Add(-time.Hour), Until: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := e.counts()
+	if _, err := e.pool.Exec(ctx, `update webhook_endpoints set status = 'disabled' where id = $1`, ep.ID); err != nil {
+		t.Fatal(err)
+	}
+	var state *events.StateError
+	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		_, err := e.dispatcher.StartReplay(ctx, tx, plan)
+		return err
+	})
+	if !errors.As(err, &state) {
+		t.Fatalf("a replay started after its endpoint was disabled: %v, want a StateError", err)
+	}
+	if _, err := e.pool.Exec(ctx, `update webhook_endpoints set deleted_at = now() where id = $1`, ep.ID); err != nil {
+		t.Fatal(err)
+	}
+	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		_, err := e.dispatcher.StartReplay(ctx, tx, plan)
+		return err
+	})
+	if !errors.Is(err, events.ErrNotFound) {
+		t.Fatalf("a replay started after its endpoint was deleted: %v, want ErrNotFound", err)
+	}
+	if e.counts() != before {
+		t.Fatalf("refused replays changed deliveries and jobs: %v, want %v", e.counts(), before)
+	}
+}
+
 // TestReplayResumesAfterACrash plays a replay of 2,500 events (three
 // batches) whose worker process dies while it works the second batch: the
 // job's transaction is lost with it, River runs the job again once the
@@ -203,9 +341,13 @@ func TestReplayResumesAfterACrash(t *testing.T) {
 	// The request makes the first batch; its next job is held back until
 	// the first batch is delivered, so that no delivery is in flight when the
 	// process dies.
+	plan, err := e.dispatcher.PlanReplay(ctx, e.pool, e.scope, ep.ID, delivery.ReplayParams{Since: time.Now().Add(-24 * time.Hour), Until: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var rep *delivery.Replay
 	e.tx(func(tx pgx.Tx) (err error) {
-		if rep, err = e.dispatcher.Replay(ctx, tx, e.scope, ep.ID, delivery.ReplayParams{Since: time.Now().Add(-24 * time.Hour), Until: time.Now()}); err != nil {
+		if rep, err = e.dispatcher.StartReplay(ctx, tx, plan); err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, `update river_job set state = 'scheduled', scheduled_at = now() + interval '1 hour' where kind = 'replay_events'`)
@@ -399,4 +541,59 @@ func idsOf(l *events.List[*events.Event]) []string {
 		ids = append(ids, evt.ID)
 	}
 	return ids
+}
+
+// TestFillEventTypes: deliveries not succeeded that lack their event's type
+// (written before migration 016, or by an older process during a rolling
+// upgrade) get it from the periodic fill, several batches in one run, and
+// then appear in the reconciliation list by type; succeeded ones keep none.
+func TestFillEventTypes(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	e := newEnv(t, delivery.Schedule{}, 5*time.Second)
+	e.endpoint(newReceiver(t, nil).srv.URL, []string{delivery.AllEvents})
+	for range 3 {
+		e.pay(nil) // 4 events each
+	}
+	e.waitDeliveries()
+	// As an older process writes them: no type. Two in three not succeeded.
+	if _, err := e.pool.Exec(ctx, `update deliveries set event_type = null,
+		status = case when id in (select id from deliveries order by id limit 4) then 'succeeded' else 'failed' end`); err != nil {
+		t.Fatal(err)
+	}
+	paid, err := delivery.ListUndelivered(ctx, e.pool, e.scope, events.CheckoutPaid, events.Page{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paid.Data) != 0 {
+		t.Fatalf("%d checkout.paid events listed before the fill, want none (their deliveries have no type yet)", len(paid.Data))
+	}
+
+	w := delivery.NewFillEventTypesWorker(e.pool, slog.New(slog.DiscardHandler))
+	delivery.SetFillBatch(w, 3) // 8 untyped deliveries: three batches
+	if err := w.Work(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	var wrong, untypedSucceeded int
+	if err := e.pool.QueryRow(ctx, `select count(*) filter (where d.status <> 'succeeded' and d.event_type is distinct from e.type),
+		count(*) filter (where d.status = 'succeeded' and d.event_type is null)
+		from deliveries d join events e on e.id = d.event_id`).Scan(&wrong, &untypedSucceeded); err != nil {
+		t.Fatal(err)
+	}
+	if wrong != 0 || untypedSucceeded != 4 {
+		t.Fatalf("after the fill: %d unsucceeded deliveries without their event's type (want 0), %d succeeded ones untyped (want 4)",
+			wrong, untypedSucceeded)
+	}
+	if paid, err = delivery.ListUndelivered(ctx, e.pool, e.scope, events.CheckoutPaid, events.Page{Limit: 10}); err != nil {
+		t.Fatal(err)
+	}
+	var want int
+	if err := e.pool.QueryRow(ctx, `select count(distinct e.id) from deliveries d join events e on e.id = d.event_id
+		where e.type = 'checkout.paid' and d.status <> 'succeeded'`).Scan(&want); err != nil {
+		t.Fatal(err)
+	}
+	if want == 0 || len(paid.Data) != want {
+		t.Fatalf("%d checkout.paid events listed after the fill, want %d (and some)", len(paid.Data), want)
+	}
 }

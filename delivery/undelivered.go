@@ -10,22 +10,31 @@ import (
 
 // ListUndelivered returns a page of the scope's events that have at least
 // one delivery not succeeded (pending or failed), newest first, optionally
-// of one type: Stripe's reconciliation list (delivery_success=false). Each
-// filter is its own statement, and each reads a partial index of the
-// deliveries not succeeded (migration 016) from the cursor, the type an
-// index condition however rare: a page costs its rows (and an event's other
-// unsucceeded deliveries, which the distinct skips), however deep in a large
-// merchant's history.
+// of one type: Stripe's reconciliation list (delivery_success=false). One
+// statement serves both: it reads deliveries_unsucceeded_idx (merchant_id,
+// livemode, event_type, event_id, of the deliveries not succeeded:
+// migration 016) from the cursor, one range per type (the type asked, or
+// every type of the catalog), at most a page of distinct events from each,
+// and merges them (events.ListKeyedPage): a page costs at most (types) ×
+// (limit+1) events' entries (and an event's other unsucceeded deliveries,
+// which the distinct skips), however deep in a large merchant's history. A
+// delivery whose event_type is still null (written before migration 016, or
+// by an older process during a rolling upgrade) is in no range until the
+// periodic fill types it (FillEventTypesArgs).
 func ListUndelivered(ctx context.Context, db events.DB, scope events.Scope, t events.EventType, page events.Page) (*events.List[*events.Event], error) {
 	const (
-		all    = `select distinct event_id from deliveries where merchant_id = $3 and livemode = $4 and status <> 'succeeded'`
-		ofType = all + ` and event_type = $5`
-		join   = `) u join events on events.id = u.event_id`
+		keys = `select ` + events.EventColumns + ` from (select event_id from unnest($5::text[]) as t (each_type)
+			cross join lateral (select distinct event_id from deliveries
+			where merchant_id = $3 and livemode = $4 and event_type = t.each_type and status <> 'succeeded'`
+		join = `) u join events on events.id = u.event_id`
 	)
-	query, args := all, []any{scope.MerchantID, scope.Livemode}
-	if t != "" {
-		query, args = ofType, append(args, string(t))
+	types := []string{string(t)}
+	if t == "" {
+		types = types[:0]
+		for _, e := range events.Catalog {
+			types = append(types, string(e.Type))
+		}
 	}
-	return events.ListKeyedPage(ctx, db, page, "event_id", `select `+events.EventColumns+` from (`+query, join,
-		func(rows pgx.Rows) (*events.Event, error) { return events.ScanEvent(rows) }, args...)
+	return events.ListKeyedPage(ctx, db, page, "event_id", keys, join,
+		func(rows pgx.Rows) (*events.Event, error) { return events.ScanEvent(rows) }, scope.MerchantID, scope.Livemode, types)
 }

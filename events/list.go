@@ -52,8 +52,9 @@ func (e pageEnd) on(key string) string {
 	return " and " + key + " " + e.op + " $1 order by " + key + " " + e.dir + " limit $2"
 }
 
-// outer orders and limits again the rows of a merged list (ListMergedPage).
-func (e pageEnd) outer() string { return " order by id " + e.dir + " limit $2" }
+// outer orders and limits again, by key, the rows of a merged list
+// (ListMergedPage, ListKeyedPage).
+func (e pageEnd) outer(key string) string { return " order by " + key + " " + e.dir + " limit $2" }
 
 // ListPage runs query, completed by the page's end, for one page: the one
 // pagination of every list, for this package and for delivery.
@@ -69,19 +70,25 @@ func ListPage[T any](ctx context.Context, db DB, page Page, query string, scan f
 // Each range reads at most a page, whatever the history: a plan the planner
 // cannot turn into a sort of every range, as it may a UNION ALL.
 func ListMergedPage[T any](ctx context.Context, db DB, page Page, query string, scan func(pgx.Rows) (T, error), args ...any) (*List[T], error) {
-	return listPage(ctx, db, page, func(end pageEnd) string { return query + end.on("id") + ") merged" + end.outer() }, scan, args...)
+	return listPage(ctx, db, page, func(end pageEnd) string { return query + end.on("id") + ") merged" + end.outer("id") }, scan, args...)
 }
 
-// ListKeyedPage runs a list whose page is chosen in another table, where the
-// list's ids are the column key (the events that have a delivery not
-// succeeded: deliveries' event_id). query opens a subquery of distinct keys
-// and stops after its where clause; ListKeyedPage ends it with the page's
-// cursor, order and limit on key, then appends join, which closes the
-// subquery and reads the list's rows by key, and orders them by id (the
-// key's value) in the page's direction. The subquery reads an index ending
-// in key from the cursor, so a page costs the rows it returns, however deep.
+// ListKeyedPage runs a list whose page is chosen in another table, from
+// several index ranges merged, where the list's ids are the column key (the
+// events that have a delivery not succeeded: deliveries' event_id, type by
+// type). query selects the list's columns from a subquery that opens the
+// ranges as ListMergedPage's query does, with a lateral subquery of distinct
+// keys, and stops after that subquery's where clause. ListKeyedPage ends it
+// with the page's cursor, order and limit on key, merges the ranges' keys
+// and keeps the page's, then appends join, which closes the outer subquery
+// and reads the list's rows by key, and orders them by id (the key's value)
+// in the page's direction. Each range reads an index ending in key from the
+// cursor, so a page costs at most a page of keys for each range, however
+// deep, and its rows.
 func ListKeyedPage[T any](ctx context.Context, db DB, page Page, key, query, join string, scan func(pgx.Rows) (T, error), args ...any) (*List[T], error) {
-	return listPage(ctx, db, page, func(end pageEnd) string { return query + end.on(key) + join + end.outer() }, scan, args...)
+	return listPage(ctx, db, page, func(end pageEnd) string {
+		return query + end.on(key) + ") merged" + end.outer(key) + join + end.outer("id")
+	}, scan, args...)
 }
 
 func listPage[T any](ctx context.Context, db DB, page Page, query func(pageEnd) string, scan func(pgx.Rows) (T, error), args ...any) (*List[T], error) {

@@ -40,7 +40,8 @@ type Event struct {
 	WebhookURL string
 	// Endpoint, when set, is the only endpoint the event goes to, whatever
 	// the endpoint subscribes to and whatever the merchant's other endpoints
-	// do: a test event's (Service.PublishExample). Not stored either.
+	// do: a test event's (Service.PublishExample). Stored as the event's
+	// addressed_to, so that a replay to another endpoint leaves it out.
 	Endpoint string
 }
 
@@ -105,7 +106,7 @@ func (p *Publisher) Publish(ctx context.Context, tx pgx.Tx, scope Scope, t Event
 // creation publishes a batch's events at once.
 func (p *Publisher) PublishMany(ctx context.Context, tx pgx.Tx, pubs []Publication) ([]*Event, error) {
 	evts := make([]*Event, len(pubs))
-	var ids, merchants, types []string
+	var ids, merchants, types, addressed []string
 	var modes []bool
 	var payloads [][]byte
 	var created []time.Time
@@ -131,6 +132,7 @@ func (p *Publisher) PublishMany(ctx context.Context, tx pgx.Tx, pubs []Publicati
 		evt.Payload = payload
 		evts[i] = evt
 		ids, merchants, modes, types = append(ids, evt.ID), append(merchants, evt.MerchantID), append(modes, evt.Livemode), append(types, string(evt.Type))
+		addressed = append(addressed, evt.Endpoint)
 		payloads, created = append(payloads, payload), append(created, evt.CreatedAt)
 	}
 	// An event is a fact the merchant may hear of at once: its transaction
@@ -140,9 +142,11 @@ func (p *Publisher) PublishMany(ctx context.Context, tx pgx.Tx, pubs []Publicati
 	if _, err := tx.Exec(ctx, "set local synchronous_commit = on"); err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
-	_, err := tx.Exec(ctx, `insert into events (id, merchant_id, livemode, type, payload, created_at)
-		select * from unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::bytea[], $6::timestamptz[])`,
-		ids, merchants, modes, types, payloads, created)
+	_, err := tx.Exec(ctx, `insert into events (id, merchant_id, livemode, type, payload, created_at, addressed_to)
+		select e.id, e.merchant_id, e.livemode, e.type, e.payload, e.created_at, nullif(e.addressed_to, '')
+		from unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::bytea[], $6::timestamptz[], $7::text[])
+			as e (id, merchant_id, livemode, type, payload, created_at, addressed_to)`,
+		ids, merchants, modes, types, payloads, created, addressed)
 	if err != nil {
 		return nil, fmt.Errorf("insert events: %w", err)
 	}
