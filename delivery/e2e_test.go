@@ -54,8 +54,10 @@ func newEnv(t *testing.T, schedule delivery.Schedule, timeout time.Duration) *en
 // envOptions vary the engine under test: workerGuard is what the worker dials
 // through (endpoints are still registered under development rules, as a URL
 // that passed registration and later points somewhere private would be),
-// workers the delivery queue's size, inFlight the cap per destination.
+// workers the delivery queue's size, inFlight the cap per destination, log
+// where the engine's log goes (nowhere when nil).
 type envOptions struct {
+	log         io.Writer
 	schedule    delivery.Schedule
 	timeout     time.Duration
 	workerGuard *delivery.Guard
@@ -78,7 +80,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	guard, keyring := delivery.NewGuard(false), dbtest.Keyring(t)
 	dispatcher := delivery.NewDispatcher(inserter)
 	publisher := events.NewPublisher(dispatcher)
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logger := slog.New(slog.NewTextHandler(cmp.Or[io.Writer](o.log, io.Discard), nil))
 	registry := prometheus.NewRegistry()
 	metrics := delivery.NewMetrics(registry, pool, logger)
 	workers := river.NewWorkers()

@@ -313,6 +313,60 @@ func TestReplayStopsWhenItsEndpointIsDisabled(t *testing.T) {
 	}
 }
 
+// TestReplayStopsBetweenBatches: a replay of two batches whose endpoint is
+// disabled after the first creates nothing more, and its job logs that the
+// replay stopped, and why, not that it is done.
+func TestReplayStopsBetweenBatches(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	log := &dbtest.LogBuffer{}
+	e := newEnvWith(t, envOptions{timeout: 5 * time.Second, log: log})
+	ep := e.endpoint(newReceiver(t, nil).srv.URL, []string{string(events.CheckoutPaid)})
+	minted := events.FirstIDAt(events.PrefixEvent, time.Now().Add(-time.Hour))[:len("evt_")+10]
+	if _, err := e.pool.Exec(ctx, `insert into events (id, merchant_id, livemode, type, payload, created_at)
+		select $1 || lpad(g::text, 16, '0'), $2, false, 'checkout.paid', '{}'::bytea, now() - interval '1 hour'
+		from generate_series(1, 1500) g`, minted, e.scope.MerchantID); err != nil {
+		t.Fatal(err)
+	}
+	plan, err := e.dispatcher.PlanReplay(ctx, e.pool, e.scope, ep.ID, delivery.ReplayParams{Since: time.Now().Add(-2 * time.Hour), Until: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.tx(func(tx pgx.Tx) error {
+		if _, err := e.dispatcher.StartReplay(ctx, tx, plan); err != nil {
+			return err
+		}
+		// The next batch's job waits until the endpoint is disabled.
+		_, err := tx.Exec(ctx, `update river_job set state = 'scheduled', scheduled_at = now() + interval '1 hour' where kind = 'replay_events'`)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `update webhook_endpoints set status = 'disabled' where id = $1`, ep.ID)
+		return err
+	})
+	if _, err := e.pool.Exec(ctx, `update river_job set state = 'available', scheduled_at = now() where kind = 'replay_events'`); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(log.String(), "replay stopped"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no replay stopped line in the log:\n%s", log.String())
+		}
+	}
+	line := log.String()[strings.Index(log.String(), "replay stopped"):]
+	line = line[:strings.IndexByte(line, '\n')]
+	if !strings.Contains(line, `reason="endpoint disabled"`) || !strings.Contains(line, "queued=1000") || strings.Contains(log.String(), "replay done") {
+		t.Fatalf("the replay's log line %q, want the reason and the 1000 queued, and no replay done", line)
+	}
+	var n int
+	if err := e.pool.QueryRow(ctx, `select count(*) from deliveries where endpoint_id = $1`, ep.ID).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1000 {
+		t.Fatalf("%d deliveries to the endpoint, want the first batch's 1000 only", n)
+	}
+}
+
 // TestReplayResumesAfterACrash plays a replay of 2,500 events (three
 // batches) whose worker process dies while it works the second batch: the
 // job's transaction is lost with it, River runs the job again once the
