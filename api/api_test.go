@@ -574,6 +574,7 @@ func TestTenantIsolation(t *testing.T) {
 		{"GET", "/v1/deliveries/" + dlv.ID, nil},
 		{"POST", "/v1/deliveries/" + dlv.ID + "/retry", nil},
 		{"POST", "/v1/webhook_endpoints/" + ep.ID + "/recover", map[string]any{"since": time.Now().Add(-time.Hour).Unix()}},
+		{"POST", "/v1/webhook_endpoints/" + ep.ID + "/replay", map[string]any{"since": time.Now().Add(-time.Hour).Unix()}},
 	}
 	keys := map[string]string{"other merchant": h.b.TestAPIKey, "other merchant live": h.b.LiveAPIKey, "same merchant live mode": h.a.LiveAPIKey}
 	for name, key := range keys {
@@ -587,7 +588,7 @@ func TestTenantIsolation(t *testing.T) {
 		t.Run(name+" lists", func(t *testing.T) {
 			t.Parallel()
 
-			for _, path := range []string{"/v1/checkouts", "/v1/events", "/v1/webhook_endpoints", "/v1/deliveries",
+			for _, path := range []string{"/v1/checkouts", "/v1/events", "/v1/events?delivery_success=false", "/v1/webhook_endpoints", "/v1/deliveries",
 				"/v1/deliveries?endpoint=" + ep.ID, "/v1/deliveries?event=" + evt.ID, "/v1/checkouts?starting_after=" + chk} {
 				if data, _ := h.do("GET", path, key, nil).must(t, http.StatusOK).list(t); len(data) != 0 {
 					t.Errorf("%s lists %d of merchant a's test objects", path, len(data))

@@ -148,6 +148,48 @@ func (s *Server) sendTestEvent(ctx context.Context, c *call, tx pgx.Tx) (any, er
 	return withNotFound(s.dispatcher.SendTestEvent(ctx, tx, s.service, c.scope, c.id(), t))("webhook_endpoint", c.id())
 }
 
+type replayRequest struct {
+	Since  *int64   `json:"since" validate:"required"`
+	Until  *int64   `json:"until"`
+	Types  []string `json:"types"`
+	DryRun bool     `json:"dry_run"`
+}
+
+// maxUnixTime is the last second of year 9999: a later time has no
+// RFC 3339 form, in which the replay's job stores its window.
+const maxUnixTime = 253402300799
+
+// replayEndpoint gives the endpoint a new delivery of each event of a
+// window (delivery.PlanReplay, then delivery.StartReplay). The window is
+// counted before the request's transaction, on the pool, holding no lock;
+// a refusal of the count is answered from the transaction, after the
+// Idempotency-Key's stored response if there is one, so that a retry of an
+// accepted replay gets that response even once its window has moved past
+// 30 days or its endpoint changed.
+func (s *Server) replayEndpoint(ctx context.Context, c *call) (txFunc, error) {
+	var req replayRequest
+	if err := s.decode(c.body, &req); err != nil {
+		return nil, err
+	}
+	if *req.Since > maxUnixTime {
+		return nil, invalid("since", "since must be a Unix time before the year 10000")
+	}
+	p := delivery.ReplayParams{Since: time.Unix(*req.Since, 0), Until: time.Now(), Types: req.Types, DryRun: req.DryRun}
+	if req.Until != nil {
+		if *req.Until > maxUnixTime {
+			return nil, invalid("until", "until must be a Unix time before the year 10000 (a later until counts as now: leave it out)")
+		}
+		p.Until = time.Unix(*req.Until, 0)
+	}
+	plan, planErr := s.dispatcher.PlanReplay(ctx, s.pool, c.scope, c.id(), p)
+	return func(ctx context.Context, tx pgx.Tx) (any, error) {
+		if planErr != nil {
+			return nil, named(planErr, "webhook_endpoint", c.id())
+		}
+		return withNotFound(s.dispatcher.StartReplay(ctx, tx, plan))("webhook_endpoint", c.id())
+	}, nil
+}
+
 func (s *Server) rotateSecret(ctx context.Context, c *call, tx pgx.Tx) (any, error) {
 	var req rotateRequest
 	if err := s.decode(c.body, &req); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 
+	"github.com/hookline/hookline/delivery"
 	"github.com/hookline/hookline/events"
 	"github.com/hookline/hookline/schema"
 )
@@ -17,7 +18,7 @@ func (s *Server) getEvent(ctx context.Context, c *call) (any, error) {
 }
 
 func (s *Server) listEvents(ctx context.Context, c *call) (any, error) {
-	page, err := pageParams(c.r, "type")
+	page, err := pageParams(c.r, "type", "delivery_success")
 	if err != nil {
 		return nil, err
 	}
@@ -25,7 +26,17 @@ func (s *Server) listEvents(ctx context.Context, c *call) (any, error) {
 	if _, ok := events.Lookup(t); t != "" && !ok {
 		return nil, invalid("type", "type must be an event type of GET /v1/event_types")
 	}
-	list, err := events.ListEvents(ctx, s.pool, c.scope, t, page)
+	var list *events.List[*events.Event]
+	switch c.r.URL.Query().Get("delivery_success") {
+	case "":
+		list, err = events.ListEvents(ctx, s.pool, c.scope, t, page)
+	case "false":
+		list, err = delivery.ListUndelivered(ctx, s.pool, c.scope, t, page)
+	default:
+		// Events whose deliveries all succeeded are most of a history: a
+		// page of them would test each event's deliveries, row by row.
+		return nil, invalid("delivery_success", "only delivery_success=false is supported: the events with a delivery not succeeded")
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -22,7 +22,7 @@ func FuzzDecodeRequests(f *testing.F) {
 	s := &Server{validate: newValidator()}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, dst := range []any{&checkoutRequest{}, &attemptRequest{}, &failRequest{}, &endpointRequest{},
-			&endpointUpdateRequest{}, &rotateRequest{}, &recoverRequest{}, &struct{}{}} {
+			&endpointUpdateRequest{}, &rotateRequest{}, &recoverRequest{}, &replayRequest{}, &struct{}{}} {
 			if err := s.decode(body, dst); err != nil {
 				if e := asAPIError(err); e.Status != http.StatusBadRequest {
 					t.Fatalf("decode into %T: %d %v", dst, e.Status, err)

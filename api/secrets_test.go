@@ -1,14 +1,14 @@
 package api_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/hookline/hookline/migrations/dbtest"
 )
 
 // TestNoSecretAtRestOrInLogs creates every kind of secret hookline keeps,
@@ -17,7 +17,7 @@ import (
 func TestNoSecretAtRestOrInLogs(t *testing.T) {
 	t.Parallel()
 
-	var logs syncBuffer
+	var logs dbtest.LogBuffer
 	h := newHarnessWith(t, harnessOptions{logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 
 	// With idempotency keys: their stored responses show the secrets too.
@@ -96,23 +96,3 @@ func TestNoSecretAtRestOrInLogs(t *testing.T) {
 		t.Fatal("nothing was logged: the check above proved nothing")
 	}
 }
-
-// syncBuffer is a bytes.Buffer the server's goroutines may log into.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *syncBuffer) Len() int { return len(b.String()) }

@@ -236,6 +236,7 @@ func (s *Server) routes() {
 	s.write("DELETE /v1/webhook_endpoints/{id}", http.StatusOK, s.deleteEndpoint)
 	s.write("POST /v1/webhook_endpoints/{id}/rotate_secret", http.StatusOK, s.rotateSecret)
 	s.write("POST /v1/webhook_endpoints/{id}/send_test_event", http.StatusAccepted, s.sendTestEvent)
+	s.writePrepared("POST /v1/webhook_endpoints/{id}/replay", http.StatusAccepted, s.replayEndpoint)
 
 	s.read("GET /v1/deliveries", s.listDeliveries)
 	s.read("GET /v1/deliveries/{id}", s.getDelivery)

@@ -52,4 +52,14 @@
 // A test event ([Dispatcher.SendTestEvent]) takes the same path: it is
 // published (events.Service.PublishExample) addressed to one endpoint, and
 // the fan-out gives it that endpoint as its only destination.
+//
+// A replay ([Dispatcher.PlanReplay] counts it, [Dispatcher.StartReplay]
+// starts it) takes it as well: it gives a window of a merchant's events new
+// deliveries to one endpoint, a batch of 1,000 events per transaction
+// ([ReplayWorker] works the batches after the request's first), through the
+// fan-out's own enqueue; another endpoint's test events are left out.
+// [ListUndelivered] lists the events with a delivery not succeeded (GET
+// /v1/events?delivery_success=false) over deliveries_unsucceeded_idx
+// (migration 016), whose deliveries carry their event's type; the periodic
+// fill ([FillEventTypesWorker]) types those written without it.
 package delivery

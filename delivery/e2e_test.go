@@ -41,6 +41,9 @@ type env struct {
 	endpoints  *delivery.Endpoints
 	dispatcher *delivery.Dispatcher
 	registry   *prometheus.Registry
+	// client is the running River client, which a test may stop and start
+	// again as a process that dies and restarts.
+	client *river.Client[pgx.Tx]
 }
 
 func newEnv(t *testing.T, schedule delivery.Schedule, timeout time.Duration) *env {
@@ -51,8 +54,10 @@ func newEnv(t *testing.T, schedule delivery.Schedule, timeout time.Duration) *en
 // envOptions vary the engine under test: workerGuard is what the worker dials
 // through (endpoints are still registered under development rules, as a URL
 // that passed registration and later points somewhere private would be),
-// workers the delivery queue's size, inFlight the cap per destination.
+// workers the delivery queue's size, inFlight the cap per destination, log
+// where the engine's log goes (nowhere when nil).
 type envOptions struct {
+	log         io.Writer
 	schedule    delivery.Schedule
 	timeout     time.Duration
 	workerGuard *delivery.Guard
@@ -75,11 +80,12 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	guard, keyring := delivery.NewGuard(false), dbtest.Keyring(t)
 	dispatcher := delivery.NewDispatcher(inserter, nil)
 	publisher := events.NewPublisher(dispatcher)
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logger := slog.New(slog.NewTextHandler(cmp.Or[io.Writer](o.log, io.Discard), nil))
 	registry := prometheus.NewRegistry()
 	metrics := delivery.NewMetrics(registry, pool, logger)
 	workers := river.NewWorkers()
 	river.AddWorker(workers, delivery.NewRecoverWorker(pool, dispatcher, logger))
+	river.AddWorker(workers, delivery.NewReplayWorker(pool, dispatcher, logger))
 	river.AddWorker(workers, delivery.NewReleaseWorker(pool, logger, cmp.Or(o.inFlight, 20)))
 	river.AddWorker(workers, delivery.NewWorker(delivery.WorkerConfig{
 		Guard: workerGuard, InFlight: o.inFlight, Keyring: keyring, Logger: logger, Metrics: metrics, Pool: pool, Publisher: publisher, Schedule: schedule, Timeout: timeout,
@@ -107,7 +113,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	return &env{
 		t: t, pool: pool, merchant: m, scope: events.Scope{MerchantID: m.ID},
 		service: events.NewService(publisher), endpoints: delivery.NewEndpoints(guard, keyring, 50), dispatcher: dispatcher,
-		registry: registry,
+		registry: registry, client: client,
 	}
 }
 

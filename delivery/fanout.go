@@ -86,13 +86,16 @@ func (DeliverArgs) Kind() string { return "deliver" }
 type Dispatcher struct {
 	river  *river.Client[pgx.Tx]
 	tracer trace.Tracer // nil: tracing off
+	// countTimeout bounds a replay request's count (replayCountTimeout;
+	// tests make it shorter).
+	countTimeout time.Duration
 }
 
 // NewDispatcher returns a Dispatcher that enqueues with riverClient (an
 // insert-only client is enough) and records each event's fan-out as a span of
 // tracer, or, with a nil tracer (tracing off), none.
 func NewDispatcher(riverClient *river.Client[pgx.Tx], tracer trace.Tracer) *Dispatcher {
-	return &Dispatcher{river: riverClient, tracer: tracer}
+	return &Dispatcher{river: riverClient, tracer: tracer, countTimeout: replayCountTimeout}
 }
 
 // destination is one place an event goes: an endpoint, or (endpointID "")
@@ -134,7 +137,7 @@ func (d *Dispatcher) fanOut(ctx context.Context, tx pgx.Tx, evts []*events.Event
 	if err := addressed(ctx, tx, evts, byEvent); err != nil {
 		return nil, err
 	}
-	return byEvent, d.enqueue(ctx, tx, evts, byEvent)
+	return byEvent, d.enqueue(ctx, tx, evts, byEvent, time.Time{})
 }
 
 // subscribed returns, for each event not addressed to one endpoint, its
@@ -230,9 +233,10 @@ func addressed(ctx context.Context, tx pgx.Tx, evts []*events.Event, byEvent [][
 // enqueue writes the deliveries of evts to their destinations (byEvent[i]
 // for evts[i]) and their River jobs: one destination's deliveries go in the
 // same jobs, in event order, except those parked for a paused destination,
-// which get none.
-func (d *Dispatcher) enqueue(ctx context.Context, tx pgx.Tx, evts []*events.Event, byEvent [][]destination) error {
-	var ids, endpointIDs, urls, merchantIDs, eventIDs []string
+// which get none. The deliveries are created at their event's time, or at
+// at unless it is zero (a replay's, made long after its events).
+func (d *Dispatcher) enqueue(ctx context.Context, tx pgx.Tx, evts []*events.Event, byEvent [][]destination, at time.Time) error {
+	var ids, endpointIDs, urls, merchantIDs, eventIDs, types []string
 	var livemodes, parked []bool
 	var created []time.Time
 	type jobKey struct {
@@ -252,7 +256,12 @@ func (d *Dispatcher) enqueue(ctx context.Context, tx pgx.Tx, evts []*events.Even
 				byJob[key] = append(byJob[key], id)
 			}
 			ids, endpointIDs, urls, parked = append(ids, id), append(endpointIDs, dst.endpointID), append(urls, dst.url), append(parked, dst.paused)
-			merchantIDs, livemodes, eventIDs, created = append(merchantIDs, evt.MerchantID), append(livemodes, evt.Livemode), append(eventIDs, evt.ID), append(created, evt.CreatedAt)
+			createdAt := evt.CreatedAt
+			if !at.IsZero() {
+				createdAt = at
+			}
+			merchantIDs, livemodes, eventIDs, created = append(merchantIDs, evt.MerchantID), append(livemodes, evt.Livemode), append(eventIDs, evt.ID), append(created, createdAt)
+			types = append(types, string(evt.Type))
 		}
 	}
 	if len(ids) == 0 {
@@ -262,12 +271,12 @@ func (d *Dispatcher) enqueue(ctx context.Context, tx pgx.Tx, evts []*events.Even
 	for _, key := range order {
 		jobs = append(jobs, deliverJobs(byJob[key], make([]int, len(byJob[key])), key.manual, time.Time{})...)
 	}
-	_, err := tx.Exec(ctx, `insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status,
+	_, err := tx.Exec(ctx, `insert into deliveries (id, merchant_id, livemode, event_id, event_type, endpoint_id, url, status,
 		next_attempt_at, created_at, updated_at, parked)
-		select d.id, d.merchant_id, d.livemode, d.event_id, nullif(d.endpoint_id, ''), d.url, 'pending', d.created_at, d.created_at, d.created_at, d.parked
-		from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::text[], $7::timestamptz[], $8::bool[])
-			as d (id, endpoint_id, url, merchant_id, livemode, event_id, created_at, parked)`,
-		ids, endpointIDs, urls, merchantIDs, livemodes, eventIDs, created, parked)
+		select d.id, d.merchant_id, d.livemode, d.event_id, d.event_type, nullif(d.endpoint_id, ''), d.url, 'pending', d.created_at, d.created_at, d.created_at, d.parked
+		from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::text[], $7::timestamptz[], $8::bool[], $9::text[])
+			as d (id, endpoint_id, url, merchant_id, livemode, event_id, created_at, parked, event_type)`,
+		ids, endpointIDs, urls, merchantIDs, livemodes, eventIDs, created, parked, types)
 	if err != nil {
 		return fmt.Errorf("insert deliveries: %w", err)
 	}

@@ -43,7 +43,8 @@ type Event struct {
 	WebhookURL string
 	// Endpoint, when set, is the only endpoint the event goes to, whatever
 	// the endpoint subscribes to and whatever the merchant's other endpoints
-	// do: a test event's (Service.PublishExample). Not stored either.
+	// do: a test event's (Service.PublishExample). Stored as the event's
+	// addressed_to, so that a replay to another endpoint leaves it out.
 	Endpoint string
 	// Trace is the W3C traceparent of the span that caused the event (the
 	// API request's), or "" (tracing off, or no span): stored with the event
@@ -118,7 +119,7 @@ func (p *Publisher) Publish(ctx context.Context, tx pgx.Tx, scope Scope, t Event
 func (p *Publisher) PublishMany(ctx context.Context, tx pgx.Tx, pubs []Publication) ([]*Event, error) {
 	evts := make([]*Event, len(pubs))
 	callerTrace := traceparent.FromContext(ctx)
-	var ids, merchants, types, traces []string
+	var ids, merchants, types, traces, addressed []string
 	var modes []bool
 	var payloads [][]byte
 	var created []time.Time
@@ -145,6 +146,7 @@ func (p *Publisher) PublishMany(ctx context.Context, tx pgx.Tx, pubs []Publicati
 		evt.Payload = payload
 		evts[i] = evt
 		ids, merchants, modes, types = append(ids, evt.ID), append(merchants, evt.MerchantID), append(modes, evt.Livemode), append(types, string(evt.Type))
+		addressed = append(addressed, evt.Endpoint)
 		payloads, created, traces = append(payloads, payload), append(created, evt.CreatedAt), append(traces, evt.Trace)
 	}
 	// An event is a fact the merchant may hear of at once: its transaction
@@ -154,11 +156,11 @@ func (p *Publisher) PublishMany(ctx context.Context, tx pgx.Tx, pubs []Publicati
 	if _, err := tx.Exec(ctx, "set local synchronous_commit = on"); err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
-	_, err := tx.Exec(ctx, `insert into events (id, merchant_id, livemode, type, payload, created_at, traceparent)
-		select e.id, e.merchant_id, e.livemode, e.type, e.payload, e.created_at, nullif(e.traceparent, '')
-		from unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::bytea[], $6::timestamptz[], $7::text[])
-			as e (id, merchant_id, livemode, type, payload, created_at, traceparent)`,
-		ids, merchants, modes, types, payloads, created, traces)
+	_, err := tx.Exec(ctx, `insert into events (id, merchant_id, livemode, type, payload, created_at, traceparent, addressed_to)
+		select e.id, e.merchant_id, e.livemode, e.type, e.payload, e.created_at, nullif(e.traceparent, ''), nullif(e.addressed_to, '')
+		from unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::bytea[], $6::timestamptz[], $7::text[], $8::text[])
+			as e (id, merchant_id, livemode, type, payload, created_at, traceparent, addressed_to)`,
+		ids, merchants, modes, types, payloads, created, traces, addressed)
 	if err != nil {
 		return nil, fmt.Errorf("insert events: %w", err)
 	}
@@ -172,28 +174,34 @@ func (p *Publisher) PublishMany(ctx context.Context, tx pgx.Tx, pubs []Publicati
 
 // GetEvent returns one of the scope's events.
 func GetEvent(ctx context.Context, db DB, scope Scope, id string) (*Event, error) {
-	evt := &Event{}
-	err := db.QueryRow(ctx, `select id, merchant_id, livemode, type, payload, created_at from events
-		where id = $1 and merchant_id = $2 and livemode = $3`, id, scope.MerchantID, scope.Livemode).
-		Scan(&evt.ID, &evt.MerchantID, &evt.Livemode, &evt.Type, &evt.Payload, &evt.CreatedAt)
+	evt, err := ScanEvent(db.QueryRow(ctx, `select `+EventColumns+` from events
+		where id = $1 and merchant_id = $2 and livemode = $3`, id, scope.MerchantID, scope.Livemode))
 	if err != nil {
 		return nil, WrapNotFound(err, "get event")
 	}
 	return evt, nil
 }
 
+// EventColumns are the columns of an event that ScanEvent reads, in its
+// order, for the lists of events other packages select (delivery's list of
+// events not delivered).
+const EventColumns = `id, merchant_id, livemode, type, payload, created_at`
+
+// ScanEvent reads a row of EventColumns.
+func ScanEvent(row pgx.Row) (*Event, error) {
+	evt := &Event{}
+	err := row.Scan(&evt.ID, &evt.MerchantID, &evt.Livemode, &evt.Type, &evt.Payload, &evt.CreatedAt)
+	return evt, err
+}
+
 // ListEvents returns a page of the scope's events, newest first, optionally of
 // one type. Each filter is its own statement: the type is an index condition
 // (events_merchant_type_idx), however rare the type.
 func ListEvents(ctx context.Context, db DB, scope Scope, t EventType, page Page) (*List[*Event], error) {
-	const cols = `select id, merchant_id, livemode, type, payload, created_at from events where merchant_id = $3 and livemode = $4`
+	const cols = `select ` + EventColumns + ` from events where merchant_id = $3 and livemode = $4`
 	query, args := cols, []any{scope.MerchantID, scope.Livemode}
 	if t != "" {
 		query, args = cols+` and type = $5`, append(args, string(t))
 	}
-	return ListPage(ctx, db, page, query, func(rows pgx.Rows) (*Event, error) {
-		evt := &Event{}
-		err := rows.Scan(&evt.ID, &evt.MerchantID, &evt.Livemode, &evt.Type, &evt.Payload, &evt.CreatedAt)
-		return evt, err
-	}, args...)
+	return ListPage(ctx, db, page, query, func(rows pgx.Rows) (*Event, error) { return ScanEvent(rows) }, args...)
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/hookline/hookline/migrations"
@@ -90,5 +91,65 @@ func TestPreviousSecretsMigration(t *testing.T) {
 		if got := fmt.Sprintf("%v [%s]", secrets, strings.Join(ends, " ")); got != want {
 			t.Errorf("%s: previous secrets %s, want %s", id, got, want)
 		}
+	}
+}
+
+// TestReconciliationMigration upgrades deliveries and events written before
+// migration 016: the migration rewrites no row (no backfill under the
+// table's lock), so every delivery keeps a null event_type, which the
+// periodic fill (delivery.FillEventTypesArgs) writes later, and every event
+// a null addressed_to; the partial index the fill reads holds exactly the
+// deliveries not succeeded.
+func TestReconciliationMigration(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	_, url := dbtest.NewSchema(t)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := migrations.UpTo(ctx, pool, 15); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `insert into merchants (id, name, webhook_secret) values ('acct_1', 'One', 'whsec_x')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `insert into events (id, merchant_id, livemode, type, payload, created_at) values
+		('evt_1', 'acct_1', false, 'checkout.paid', '{}', now()), ('evt_2', 'acct_1', false, 'checkout.failed', '{}', now())`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `insert into deliveries (id, merchant_id, livemode, event_id, url, status, created_at, updated_at) values
+		('dlv_1', 'acct_1', false, 'evt_1', 'https://example.com', 'pending', now(), now()),
+		('dlv_2', 'acct_1', false, 'evt_1', 'https://example.com', 'succeeded', now(), now()),
+		('dlv_3', 'acct_1', false, 'evt_2', 'https://example.com', 'failed', now(), now())`); err != nil {
+		t.Fatal(err)
+	}
+	if err := migrations.Up(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	var typed, addressed int
+	if err := pool.QueryRow(ctx, `select (select count(event_type) from deliveries), (select count(addressed_to) from events)`).
+		Scan(&typed, &addressed); err != nil {
+		t.Fatal(err)
+	}
+	if typed != 0 || addressed != 0 {
+		t.Fatalf("%d deliveries with an event_type and %d events with addressed_to after the migration, want none", typed, addressed)
+	}
+	// The fill's index, read alone: the two deliveries not succeeded.
+	var untyped string
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `set local enable_seqscan = off; set local enable_bitmapscan = off`); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `select string_agg(id, ' ' order by id) from deliveries
+			where event_type is null and status <> 'succeeded'`).Scan(&untyped)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if untyped != "dlv_1 dlv_3" {
+		t.Fatalf("untyped deliveries not succeeded: %s, want dlv_1 dlv_3", untyped)
 	}
 }

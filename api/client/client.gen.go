@@ -2446,6 +2446,21 @@ type Recovery struct {
 	Retried int `json:"retried"`
 }
 
+// ReplayRequest defines model for ReplayRequest.
+type ReplayRequest struct {
+	// DryRun Count without creating anything
+	DryRun *bool `json:"dry_run,omitempty"`
+
+	// Since Unix seconds, not in the future (a 400 naming since)
+	Since int `json:"since"`
+
+	// Types Event types of GET /v1/event_types (an unknown one, or an empty list, is a 400 naming types); default the endpoint's subscription
+	Types *[]string `json:"types,omitempty"`
+
+	// Until Unix seconds, after since (else a 400 naming until) and before the year 10000 (else a 400 naming until); default now, and a later time counts as now; at most 30 days after since (else a 400 naming since)
+	Until *int `json:"until,omitempty"`
+}
+
 // WebhookEndpoint defines model for WebhookEndpoint.
 type WebhookEndpoint struct {
 	// CreatedAt Unix seconds.
@@ -2713,6 +2728,9 @@ type ListEventsParams struct {
 
 	// Type Only events of this type
 	Type *string `form:"type,omitempty" json:"type,omitempty"`
+
+	// DeliverySuccess false: only the events with a delivery not succeeded
+	DeliverySuccess interface{} `form:"delivery_success,omitempty" json:"delivery_success,omitempty"`
 }
 
 // StreamEventsParams defines parameters for StreamEvents.
@@ -2876,6 +2894,9 @@ type UpdateWebhookEndpointJSONRequestBody UpdateWebhookEndpointJSONBody
 
 // RecoverWebhookEndpointJSONRequestBody defines body for RecoverWebhookEndpoint for application/json ContentType.
 type RecoverWebhookEndpointJSONRequestBody = RecoverRequest
+
+// ReplayWebhookEndpointJSONRequestBody defines body for ReplayWebhookEndpoint for application/json ContentType.
+type ReplayWebhookEndpointJSONRequestBody = ReplayRequest
 
 // RotateWebhookEndpointSecretJSONRequestBody defines body for RotateWebhookEndpointSecret for application/json ContentType.
 type RotateWebhookEndpointSecretJSONRequestBody RotateWebhookEndpointSecretJSONBody
@@ -3459,6 +3480,8 @@ type ClientInterface interface {
 
 	// ListEvents List the merchant's events, newest first
 	//
+	// With delivery_success=false, only the events that have at least one delivery not succeeded (pending or failed; Stripe's reconciliation filter), newest first, combinable with type and the cursors; a page costs its rows however deep the history. delivery_success=true is not supported (a 400 naming delivery_success): the events whose deliveries all succeeded are most of a history, and no index serves them a page at a time.
+	//
 	// Corresponds with GET /v1/events (the `ListEvents` operationId).
 	ListEvents(ctx context.Context, params *ListEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
@@ -3625,6 +3648,24 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /v1/webhook_endpoints/{id}/recover (the `RecoverWebhookEndpoint` operationId).
 	RecoverWebhookEndpoint(ctx context.Context, id Id, body RecoverWebhookEndpointJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ReplayWebhookEndpointWithBody Give the endpoint a new delivery of every matching event created in [since, until), whatever the events' earlier deliveries (back-fills a new endpoint)
+	//
+	// Matching: the key's merchant and mode's events of `types`, or, when types is absent, of the types the endpoint subscribes to (its enabled_events, or the default-on types). The deliveries are ordinary ones (signed with the endpoint's secret, retried, rate-limited, recorded), created 1,000 events per transaction: the first 1,000 in the request, the rest in background jobs, type by type and oldest first within a type. `matched` is the exact count of the window at the request; `queued` is what the request itself created (all of them up to 1,000; 0 on a dry run, which changes nothing). A window too large to count within 10 s is a 400 naming since (replay smaller windows). A test event (`"example": true`) of another endpoint is never matched: it goes to its own endpoint only. A disabled endpoint is a 409 (enable it first: its deliveries would wait unsent).
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/webhook_endpoints/{id}/replay (the `ReplayWebhookEndpoint` operationId).
+	ReplayWebhookEndpointWithBody(ctx context.Context, id Id, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ReplayWebhookEndpoint Give the endpoint a new delivery of every matching event created in [since, until), whatever the events' earlier deliveries (back-fills a new endpoint)
+	//
+	// Matching: the key's merchant and mode's events of `types`, or, when types is absent, of the types the endpoint subscribes to (its enabled_events, or the default-on types). The deliveries are ordinary ones (signed with the endpoint's secret, retried, rate-limited, recorded), created 1,000 events per transaction: the first 1,000 in the request, the rest in background jobs, type by type and oldest first within a type. `matched` is the exact count of the window at the request; `queued` is what the request itself created (all of them up to 1,000; 0 on a dry run, which changes nothing). A window too large to count within 10 s is a 400 naming since (replay smaller windows). A test event (`"example": true`) of another endpoint is never matched: it goes to its own endpoint only. A disabled endpoint is a 409 (enable it first: its deliveries would wait unsent).
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/webhook_endpoints/{id}/replay (the `ReplayWebhookEndpoint` operationId).
+	ReplayWebhookEndpoint(ctx context.Context, id Id, body ReplayWebhookEndpointJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// RotateWebhookEndpointSecretWithBody A new signing secret (hmac, returned as secret) or key pair (ed25519, returned as public_key); until the grace period ends every delivery carries a signature with the old and one with the new, and one with each earlier secret whose own grace has not ended (at most 5 previous secrets)
 	//
@@ -3900,6 +3941,8 @@ func (c *Client) ListEventTypes(ctx context.Context, params *ListEventTypesParam
 }
 
 // ListEvents List the merchant's events, newest first
+//
+// With delivery_success=false, only the events that have at least one delivery not succeeded (pending or failed; Stripe's reconciliation filter), newest first, combinable with type and the cursors; a page costs its rows however deep the history. delivery_success=true is not supported (a 400 naming delivery_success): the events whose deliveries all succeeded are most of a history, and no index serves them a page at a time.
 //
 // Corresponds with GET /v1/events (the `ListEvents` operationId).
 func (c *Client) ListEvents(ctx context.Context, params *ListEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -4308,6 +4351,44 @@ func (c *Client) RecoverWebhookEndpointWithBody(ctx context.Context, id Id, cont
 // Corresponds with POST /v1/webhook_endpoints/{id}/recover (the `RecoverWebhookEndpoint` operationId).
 func (c *Client) RecoverWebhookEndpoint(ctx context.Context, id Id, body RecoverWebhookEndpointJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewRecoverWebhookEndpointRequest(c.Server, id, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ReplayWebhookEndpointWithBody Give the endpoint a new delivery of every matching event created in [since, until), whatever the events' earlier deliveries (back-fills a new endpoint)
+//
+// Matching: the key's merchant and mode's events of `types`, or, when types is absent, of the types the endpoint subscribes to (its enabled_events, or the default-on types). The deliveries are ordinary ones (signed with the endpoint's secret, retried, rate-limited, recorded), created 1,000 events per transaction: the first 1,000 in the request, the rest in background jobs, type by type and oldest first within a type. `matched` is the exact count of the window at the request; `queued` is what the request itself created (all of them up to 1,000; 0 on a dry run, which changes nothing). A window too large to count within 10 s is a 400 naming since (replay smaller windows). A test event (`"example": true`) of another endpoint is never matched: it goes to its own endpoint only. A disabled endpoint is a 409 (enable it first: its deliveries would wait unsent).
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/webhook_endpoints/{id}/replay (the `ReplayWebhookEndpoint` operationId).
+func (c *Client) ReplayWebhookEndpointWithBody(ctx context.Context, id Id, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewReplayWebhookEndpointRequestWithBody(c.Server, id, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ReplayWebhookEndpoint Give the endpoint a new delivery of every matching event created in [since, until), whatever the events' earlier deliveries (back-fills a new endpoint)
+//
+// Matching: the key's merchant and mode's events of `types`, or, when types is absent, of the types the endpoint subscribes to (its enabled_events, or the default-on types). The deliveries are ordinary ones (signed with the endpoint's secret, retried, rate-limited, recorded), created 1,000 events per transaction: the first 1,000 in the request, the rest in background jobs, type by type and oldest first within a type. `matched` is the exact count of the window at the request; `queued` is what the request itself created (all of them up to 1,000; 0 on a dry run, which changes nothing). A window too large to count within 10 s is a 400 naming since (replay smaller windows). A test event (`"example": true`) of another endpoint is never matched: it goes to its own endpoint only. A disabled endpoint is a 409 (enable it first: its deliveries would wait unsent).
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/webhook_endpoints/{id}/replay (the `ReplayWebhookEndpoint` operationId).
+func (c *Client) ReplayWebhookEndpoint(ctx context.Context, id Id, body ReplayWebhookEndpointJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewReplayWebhookEndpointRequest(c.Server, id, body)
 	if err != nil {
 		return nil, err
 	}
@@ -5080,6 +5161,14 @@ func NewListEventsRequest(server string, params *ListEventsParams) (*http.Reques
 				}
 			}
 
+		}
+
+		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "delivery_success", params.DeliverySuccess, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "", Format: ""}); err != nil {
+			return nil, err
+		} else {
+			for _, qp := range strings.Split(queryFrag, "&") {
+				rawQueryFragments = append(rawQueryFragments, qp)
+			}
 		}
 
 		if encoded := queryValues.Encode(); encoded != "" {
@@ -5911,6 +6000,53 @@ func NewRecoverWebhookEndpointRequestWithBody(server string, id Id, contentType 
 	return req, nil
 }
 
+// NewReplayWebhookEndpointRequest calls the generic ReplayWebhookEndpoint builder with application/json body
+func NewReplayWebhookEndpointRequest(server string, id Id, body ReplayWebhookEndpointJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewReplayWebhookEndpointRequestWithBody(server, id, "application/json", bodyReader)
+}
+
+// NewReplayWebhookEndpointRequestWithBody constructs an http.Request for the ReplayWebhookEndpoint method, with any body, and a specified content type
+func NewReplayWebhookEndpointRequestWithBody(server string, id Id, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/webhook_endpoints/%s/replay", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewRotateWebhookEndpointSecretRequest calls the generic RotateWebhookEndpointSecret builder with application/json body
 func NewRotateWebhookEndpointSecretRequest(server string, id Id, body RotateWebhookEndpointSecretJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
@@ -6219,6 +6355,8 @@ type ClientWithResponsesInterface interface {
 
 	// ListEventsWithResponse List the merchant's events, newest first
 	//
+	// With delivery_success=false, only the events that have at least one delivery not succeeded (pending or failed; Stripe's reconciliation filter), newest first, combinable with type and the cursors; a page costs its rows however deep the history. delivery_success=true is not supported (a 400 naming delivery_success): the events whose deliveries all succeeded are most of a history, and no index serves them a page at a time.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /v1/events (the `ListEvents` operationId).
@@ -6411,6 +6549,24 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /v1/webhook_endpoints/{id}/recover (the `RecoverWebhookEndpoint` operationId).
 	RecoverWebhookEndpointWithResponse(ctx context.Context, id Id, body RecoverWebhookEndpointJSONRequestBody, reqEditors ...RequestEditorFn) (*RecoverWebhookEndpointResponse, error)
+
+	// ReplayWebhookEndpointWithBodyWithResponse Give the endpoint a new delivery of every matching event created in [since, until), whatever the events' earlier deliveries (back-fills a new endpoint)
+	//
+	// Matching: the key's merchant and mode's events of `types`, or, when types is absent, of the types the endpoint subscribes to (its enabled_events, or the default-on types). The deliveries are ordinary ones (signed with the endpoint's secret, retried, rate-limited, recorded), created 1,000 events per transaction: the first 1,000 in the request, the rest in background jobs, type by type and oldest first within a type. `matched` is the exact count of the window at the request; `queued` is what the request itself created (all of them up to 1,000; 0 on a dry run, which changes nothing). A window too large to count within 10 s is a 400 naming since (replay smaller windows). A test event (`"example": true`) of another endpoint is never matched: it goes to its own endpoint only. A disabled endpoint is a 409 (enable it first: its deliveries would wait unsent).
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/webhook_endpoints/{id}/replay (the `ReplayWebhookEndpoint` operationId).
+	ReplayWebhookEndpointWithBodyWithResponse(ctx context.Context, id Id, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ReplayWebhookEndpointResponse, error)
+
+	// ReplayWebhookEndpointWithResponse Give the endpoint a new delivery of every matching event created in [since, until), whatever the events' earlier deliveries (back-fills a new endpoint)
+	//
+	// Matching: the key's merchant and mode's events of `types`, or, when types is absent, of the types the endpoint subscribes to (its enabled_events, or the default-on types). The deliveries are ordinary ones (signed with the endpoint's secret, retried, rate-limited, recorded), created 1,000 events per transaction: the first 1,000 in the request, the rest in background jobs, type by type and oldest first within a type. `matched` is the exact count of the window at the request; `queued` is what the request itself created (all of them up to 1,000; 0 on a dry run, which changes nothing). A window too large to count within 10 s is a 400 naming since (replay smaller windows). A test event (`"example": true`) of another endpoint is never matched: it goes to its own endpoint only. A disabled endpoint is a 409 (enable it first: its deliveries would wait unsent).
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/webhook_endpoints/{id}/replay (the `ReplayWebhookEndpoint` operationId).
+	ReplayWebhookEndpointWithResponse(ctx context.Context, id Id, body ReplayWebhookEndpointJSONRequestBody, reqEditors ...RequestEditorFn) (*ReplayWebhookEndpointResponse, error)
 
 	// RotateWebhookEndpointSecretWithBodyWithResponse A new signing secret (hmac, returned as secret) or key pair (ed25519, returned as public_key); until the grace period ends every delivery carries a signature with the old and one with the new, and one with each earlier secret whose own grace has not ended (at most 5 previous secrets)
 	//
@@ -8607,6 +8763,87 @@ func (r RecoverWebhookEndpointResponse) ContentType() string {
 	return ""
 }
 
+type ReplayWebhookEndpointResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *struct {
+		// Matched The window's matching events, exactly, counted by the request.
+		Matched int `json:"matched"`
+
+		// Queued The deliveries this request created: all of them up to 1,000, else the first 1,000 (background jobs create the rest, 1,000 at a time); 0 on a dry run.
+		Queued int `json:"queued"`
+	}
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *Error
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *Error
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *Error
+	// JSONDefault the response for an HTTP default `application/json` response
+	JSONDefault *Error
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r ReplayWebhookEndpointResponse) GetJSON202() *struct {
+	// Matched The window's matching events, exactly, counted by the request.
+	Matched int `json:"matched"`
+
+	// Queued The deliveries this request created: all of them up to 1,000, else the first 1,000 (background jobs create the rest, 1,000 at a time); 0 on a dry run.
+	Queued int `json:"queued"`
+} {
+	return r.JSON202
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ReplayWebhookEndpointResponse) GetJSON400() *Error {
+	return r.JSON400
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r ReplayWebhookEndpointResponse) GetJSON404() *Error {
+	return r.JSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r ReplayWebhookEndpointResponse) GetJSON409() *Error {
+	return r.JSON409
+}
+
+// GetJSONDefault returns the response for an HTTP default `application/json` response
+func (r ReplayWebhookEndpointResponse) GetJSONDefault() *Error {
+	return r.JSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ReplayWebhookEndpointResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ReplayWebhookEndpointResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ReplayWebhookEndpointResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ReplayWebhookEndpointResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type RotateWebhookEndpointSecretResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -9027,6 +9264,8 @@ func (c *ClientWithResponses) ListEventTypesWithResponse(ctx context.Context, pa
 
 // ListEventsWithResponse List the merchant's events, newest first
 //
+// With delivery_success=false, only the events that have at least one delivery not succeeded (pending or failed; Stripe's reconciliation filter), newest first, combinable with type and the cursors; a page costs its rows however deep the history. delivery_success=true is not supported (a 400 naming delivery_success): the events whose deliveries all succeeded are most of a history, and no index serves them a page at a time.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /v1/events (the `ListEvents` operationId).
@@ -9368,6 +9607,36 @@ func (c *ClientWithResponses) RecoverWebhookEndpointWithResponse(ctx context.Con
 		return nil, err
 	}
 	return ParseRecoverWebhookEndpointResponse(rsp)
+}
+
+// ReplayWebhookEndpointWithBodyWithResponse Give the endpoint a new delivery of every matching event created in [since, until), whatever the events' earlier deliveries (back-fills a new endpoint)
+//
+// Matching: the key's merchant and mode's events of `types`, or, when types is absent, of the types the endpoint subscribes to (its enabled_events, or the default-on types). The deliveries are ordinary ones (signed with the endpoint's secret, retried, rate-limited, recorded), created 1,000 events per transaction: the first 1,000 in the request, the rest in background jobs, type by type and oldest first within a type. `matched` is the exact count of the window at the request; `queued` is what the request itself created (all of them up to 1,000; 0 on a dry run, which changes nothing). A window too large to count within 10 s is a 400 naming since (replay smaller windows). A test event (`"example": true`) of another endpoint is never matched: it goes to its own endpoint only. A disabled endpoint is a 409 (enable it first: its deliveries would wait unsent).
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/webhook_endpoints/{id}/replay (the `ReplayWebhookEndpoint` operationId).
+func (c *ClientWithResponses) ReplayWebhookEndpointWithBodyWithResponse(ctx context.Context, id Id, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ReplayWebhookEndpointResponse, error) {
+	rsp, err := c.ReplayWebhookEndpointWithBody(ctx, id, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseReplayWebhookEndpointResponse(rsp)
+}
+
+// ReplayWebhookEndpointWithResponse Give the endpoint a new delivery of every matching event created in [since, until), whatever the events' earlier deliveries (back-fills a new endpoint)
+//
+// Matching: the key's merchant and mode's events of `types`, or, when types is absent, of the types the endpoint subscribes to (its enabled_events, or the default-on types). The deliveries are ordinary ones (signed with the endpoint's secret, retried, rate-limited, recorded), created 1,000 events per transaction: the first 1,000 in the request, the rest in background jobs, type by type and oldest first within a type. `matched` is the exact count of the window at the request; `queued` is what the request itself created (all of them up to 1,000; 0 on a dry run, which changes nothing). A window too large to count within 10 s is a 400 naming since (replay smaller windows). A test event (`"example": true`) of another endpoint is never matched: it goes to its own endpoint only. A disabled endpoint is a 409 (enable it first: its deliveries would wait unsent).
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/webhook_endpoints/{id}/replay (the `ReplayWebhookEndpoint` operationId).
+func (c *ClientWithResponses) ReplayWebhookEndpointWithResponse(ctx context.Context, id Id, body ReplayWebhookEndpointJSONRequestBody, reqEditors ...RequestEditorFn) (*ReplayWebhookEndpointResponse, error) {
+	rsp, err := c.ReplayWebhookEndpoint(ctx, id, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseReplayWebhookEndpointResponse(rsp)
 }
 
 // RotateWebhookEndpointSecretWithBodyWithResponse A new signing secret (hmac, returned as secret) or key pair (ed25519, returned as public_key); until the grace period ends every delivery carries a signature with the old and one with the new, and one with each earlier secret whose own grace has not ended (at most 5 previous secrets)
@@ -11088,6 +11357,66 @@ func ParseRecoverWebhookEndpointResponse(rsp *http.Response) (*RecoverWebhookEnd
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
 		var dest ErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseReplayWebhookEndpointResponse parses an HTTP response from a ReplayWebhookEndpointWithResponse call
+func ParseReplayWebhookEndpointResponse(rsp *http.Response) (*ReplayWebhookEndpointResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ReplayWebhookEndpointResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest struct {
+			// Matched The window's matching events, exactly, counted by the request.
+			Matched int `json:"matched"`
+
+			// Queued The deliveries this request created: all of them up to 1,000, else the first 1,000 (background jobs create the rest, 1,000 at a time); 0 on a dry run.
+			Queued int `json:"queued"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Error
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}

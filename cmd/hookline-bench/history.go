@@ -288,10 +288,10 @@ func (s *stack) seedFailed(h seed.History, merchant, endpointID string, w recove
 				select @evt::text || lpad((@first::int + g)::text, @digits::int, '0'), @merchant::text, false, 'checkout.created',
 					convert_to(@payload::text, 'UTF8'), @since::timestamptz + g * interval '1 ms'
 				from generate_series(0, @n::int - 1) g`,
-			`insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status, attempt_count, last_status_code,
+			`insert into deliveries (id, merchant_id, livemode, event_id, event_type, endpoint_id, url, status, attempt_count, last_status_code,
 					created_at, updated_at)
 				select @dlv::text || lpad((@first::int + g)::text, @digits::int, '0'), @merchant::text, false,
-					@evt::text || lpad((@first::int + g)::text, @digits::int, '0'), @endpoint::text, 'http://127.0.0.1/unused',
+					@evt::text || lpad((@first::int + g)::text, @digits::int, '0'), 'checkout.created', @endpoint::text, 'http://127.0.0.1/unused',
 					'failed', 2, 500, @since::timestamptz + g * interval '1 ms', @since::timestamptz + g * interval '1 ms'
 				from generate_series(0, @n::int - 1) g`,
 			`insert into delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error)

@@ -602,9 +602,9 @@ func (s *stack) seedOwed(deliveryPrefix, eventPrefix string, pending int, endpoi
 			`insert into events (id, merchant_id, livemode, type, payload, created_at)
 				select @event || lpad(g::text, 20, '0'), @merchant::text, false, 'checkout.created', convert_to(@payload::text, 'UTF8'), now()
 				from generate_series(0, @n::int - 1) g`,
-			`insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status, next_attempt_at, created_at, updated_at)
+			`insert into deliveries (id, merchant_id, livemode, event_id, event_type, endpoint_id, url, status, next_attempt_at, created_at, updated_at)
 				select @delivery || lpad((g * @fan::int + e)::text, 20, '0'), @merchant::text, false, @event || lpad(g::text, 20, '0'),
-					(@endpoints::text[])[e + 1], 'http://127.0.0.1/unused', 'pending', now(), now(), now()
+					'checkout.created', (@endpoints::text[])[e + 1], 'http://127.0.0.1/unused', 'pending', now(), now(), now()
 				from generate_series(0, @n::int - 1) g, generate_series(0, @fan::int - 1) e`,
 			seedJobs(deliveryPrefix, fanOut),
 		} {
@@ -726,10 +726,10 @@ func backlog(bin, url string, pending, history int) (*result, error) {
 			select @evt::text || lpad(g::text, 20, '0'), @merchant::text, false, 'checkout.created', convert_to(@payload::text, 'UTF8'),
 				now() - interval '20 days' + g * interval '1 ms'
 			from generate_series(0, @events::int - 1) g`,
-		`insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status, attempt_count,
+		`insert into deliveries (id, merchant_id, livemode, event_id, event_type, endpoint_id, url, status, attempt_count,
 				last_status_code, created_at, updated_at)
 			select @dlv::text || lpad(g::text, 20, '0'), @merchant::text, false, @evt::text || lpad((g / 5)::text, 20, '0'),
-				(@endpoints::text[])[g % 5 + 1], 'http://127.0.0.1/old', 'succeeded', 5, 200,
+				'checkout.created', (@endpoints::text[])[g % 5 + 1], 'http://127.0.0.1/old', 'succeeded', 5, 200,
 				now() - interval '20 days' + g * interval '1 ms', now() - interval '20 days' + g * interval '1 ms'
 			from generate_series(0, @n::int - 1) g`,
 		`insert into delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error, response_body)
@@ -760,10 +760,10 @@ func backlog(bin, url string, pending, history int) (*result, error) {
 		`insert into events (id, merchant_id, livemode, type, payload, created_at)
 			select @evt::text || lpad(g::text, 20, '0'), @merchant::text, false, 'checkout.created', convert_to(@payload::text, 'UTF8'), now()
 			from generate_series(0, @n::int - 1) g`,
-		`insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status, next_attempt_at,
+		`insert into deliveries (id, merchant_id, livemode, event_id, event_type, endpoint_id, url, status, next_attempt_at,
 				created_at, updated_at)
 			select @dlv::text || lpad((g * 5 + e)::text, 20, '0'), @merchant::text, false, @evt::text || lpad(g::text, 20, '0'),
-				(@endpoints::text[])[e + 1], 'http://127.0.0.1/unused', 'pending', now(), now(), now()
+				'checkout.created', (@endpoints::text[])[e + 1], 'http://127.0.0.1/unused', 'pending', now(), now(), now()
 			from generate_series(0, @n::int - 1) g, generate_series(0, 4) e`,
 		seedJobs("dlv_"+now, 5),
 	} {

@@ -203,6 +203,8 @@ func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, events.NewExpireCheckoutsWorker(m.pool, service))
 	river.AddWorker(workers, delivery.NewRecoverWorker(m.pool, dispatcher, m.logger))
+	river.AddWorker(workers, delivery.NewReplayWorker(m.pool, dispatcher, m.logger))
+	river.AddWorker(workers, delivery.NewFillEventTypesWorker(m.pool, m.logger))
 	river.AddWorker(workers, delivery.NewPruneWorker(m.pool, cfg.Retention, m.logger))
 	river.AddWorker(workers, delivery.NewReleaseWorker(m.pool, m.logger, cfg.EndpointInFlight))
 	river.AddWorker(workers, delivery.NewReconcileWorker(m.pool, dispatcher, metrics, m.logger, cfg.DeliveryTimeout))
@@ -277,6 +279,9 @@ func riverConfig(cfg config, workers *river.Workers, logger *slog.Logger) *river
 				&river.PeriodicJobOpts{RunOnStart: true}),
 			river.NewPeriodicJob(river.PeriodicInterval(delivery.ReconcileInterval),
 				func() (river.JobArgs, *river.InsertOpts) { return delivery.ReconcileArgs{}, nil },
+				&river.PeriodicJobOpts{RunOnStart: true}),
+			river.NewPeriodicJob(river.PeriodicInterval(delivery.FillEventTypesInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return delivery.FillEventTypesArgs{}, nil },
 				&river.PeriodicJobOpts{RunOnStart: true}),
 			river.NewPeriodicJob(river.PeriodicInterval(events.ExpirySweepInterval),
 				func() (river.JobArgs, *river.InsertOpts) { return events.ExpireCheckoutsArgs{}, nil },

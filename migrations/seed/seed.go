@@ -81,16 +81,16 @@ insert into events (id, merchant_id, livemode, type, payload, created_at)
 				'checkout.expired', 'payment_attempt.failed', 'payment_attempt.processing', 'checkout.failed'])[1 + g % 8] end,
 		'{"object":"event"}'::bytea, now() - ((@events::int - g) || ' seconds')::interval
 	from generate_series(1, @events::int) g`, `
-insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status, attempt_count, last_status_code,
+insert into deliveries (id, merchant_id, livemode, event_id, event_type, endpoint_id, url, status, attempt_count, last_status_code,
 	created_at, updated_at, next_attempt_at, parked)
-	select 'dlv_' || @id_time::text || lpad(((e.n - 1) * 5 + k)::text, 26 - length(@id_time::text), '0'), e.merchant_id, false, e.id,
+	select 'dlv_' || @id_time::text || lpad(((e.n - 1) * 5 + k)::text, 26 - length(@id_time::text), '0'), e.merchant_id, false, e.id, e.type,
 		'we_seed' || case when e.n % 5 = 0 then lpad((1 + e.n / 5 % 1000)::text, 4, '0') else '0000' end || '_' || k,
 		'https://example.com/',
 		case when ((e.n - 1) * 5 + k) % 37 = 0 then 'failed' when ((e.n - 1) * 5 + k) % 53 = 0 then 'pending' else 'succeeded' end,
 		greatest(@attempts::int, 1), 200, e.created_at, e.created_at,
 		case when ((e.n - 1) * 5 + k) % 53 = 0 and ((e.n - 1) * 5 + k) % 37 <> 0 then e.created_at end,
 		((e.n - 1) * 5 + k) % 53 = 0 and ((e.n - 1) * 5 + k) % 37 <> 0 and (k = 1 or e.n % 3 = 0) and not @idle::bool
-	from (select id, merchant_id, created_at, substr(id, 5 + length(@id_time::text))::bigint as n from events) e, generate_series(1, 5) k
+	from (select id, merchant_id, type, created_at, substr(id, 5 + length(@id_time::text))::bigint as n from events) e, generate_series(1, 5) k
 	order by 1`, `
 insert into delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error)
 	select id, a, created_at, 120,
