@@ -168,7 +168,20 @@ func TestEveryOperationThroughTheClient(t *testing.T) {
 	if test.Status != client.DeliveryStatusPending {
 		t.Fatalf("test event's delivery %+v", test)
 	}
+	// Reconciliation: the endpoint's deliveries are pending (nothing serves
+	// its URL), so their events are listed as not delivered.
+	undelivered := strict[client.EventList](t, http.StatusOK)(merchant.ListEventsWithResponse(ctx,
+		&client.ListEventsParams{DeliverySuccess: ptr(client.False)}))
+	if len(undelivered.Data) == 0 {
+		t.Fatal("no event listed by delivery_success=false beside pending deliveries")
+	}
 	since := int(time.Now().Add(-time.Hour).Unix())
+	replayRes, err := merchant.ReplayWebhookEndpointWithResponse(ctx, ep.Id,
+		client.ReplayWebhookEndpointJSONRequestBody{Since: since, DryRun: ptr(true)})
+	replay := strictAs(t, http.StatusAccepted, replayRes.JSON202)(replayRes, err)
+	if replay.Matched == 0 || replay.Queued != 0 {
+		t.Fatalf("replay dry run %+v", replay)
+	}
 	recovery := strict[client.Recovery](t, http.StatusAccepted)(merchant.RecoverWebhookEndpointWithResponse(ctx, ep.Id,
 		client.RecoverWebhookEndpointJSONRequestBody{Since: since, DryRun: ptr(true)}))
 	if recovery.Matched != 0 || recovery.Retried != 0 {

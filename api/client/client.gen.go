@@ -1449,6 +1449,21 @@ func (e ListDeliveriesParamsStatus) Valid() bool {
 	}
 }
 
+// Defines values for ListEventsParamsDeliverySuccess.
+const (
+	False ListEventsParamsDeliverySuccess = "false"
+)
+
+// Valid indicates whether the value is a known member of the ListEventsParamsDeliverySuccess enum.
+func (e ListEventsParamsDeliverySuccess) Valid() bool {
+	switch e {
+	case False:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for OperatorListDeliveriesParamsStatus.
 const (
 	OperatorListDeliveriesParamsStatusFailed    OperatorListDeliveriesParamsStatus = "failed"
@@ -2730,8 +2745,11 @@ type ListEventsParams struct {
 	Type *string `form:"type,omitempty" json:"type,omitempty"`
 
 	// DeliverySuccess false: only the events with a delivery not succeeded
-	DeliverySuccess interface{} `form:"delivery_success,omitempty" json:"delivery_success,omitempty"`
+	DeliverySuccess *ListEventsParamsDeliverySuccess `form:"delivery_success,omitempty" json:"delivery_success,omitempty"`
 }
+
+// ListEventsParamsDeliverySuccess defines parameters for ListEvents.
+type ListEventsParamsDeliverySuccess string
 
 // StreamEventsParams defines parameters for StreamEvents.
 type StreamEventsParams struct {
@@ -5163,12 +5181,16 @@ func NewListEventsRequest(server string, params *ListEventsParams) (*http.Reques
 
 		}
 
-		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "delivery_success", params.DeliverySuccess, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "", Format: ""}); err != nil {
-			return nil, err
-		} else {
-			for _, qp := range strings.Split(queryFrag, "&") {
-				rawQueryFragments = append(rawQueryFragments, qp)
+		if params.DeliverySuccess != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "delivery_success", *params.DeliverySuccess, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
 			}
+
 		}
 
 		if encoded := queryValues.Encode(); encoded != "" {
