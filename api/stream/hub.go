@@ -87,7 +87,7 @@ const acquireLease = `select pg_advisory_xact_lock(hashtextextended('event_strea
 // answers ErrTooMany, in tx: under the scope's lock (acquireLease), it drops
 // the scope's expired leases, counts the others and inserts the new one.
 // Each statement reads the scope's few rows (event_streams_scope_idx).
-func takeLease(ctx context.Context, tx pgx.Tx, scope events.Scope, lease string) error {
+func takeLease(ctx context.Context, tx events.DB, scope events.Scope, lease string) error {
 	if _, err := tx.Exec(ctx, acquireLease, scope.MerchantID, scope.Livemode); err != nil {
 		return err
 	}
@@ -138,6 +138,9 @@ func (h *Hub) Open(ctx context.Context, scope events.Scope) (*Stream, error) {
 	return s, nil
 }
 
+// releaseLease gives a stream's place back.
+const releaseLease = `delete from event_streams where id = $1`
+
 // Close ends the stream and gives its place back.
 func (s *Stream) Close() {
 	h := s.hub
@@ -152,7 +155,7 @@ func (s *Stream) Close() {
 	// expires.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := h.pool.Exec(ctx, `delete from event_streams where id = $1`, s.lease); err != nil {
+	if _, err := h.pool.Exec(ctx, releaseLease, s.lease); err != nil {
 		h.logger.WarnContext(ctx, "release event stream lease", slog.String("error", err.Error()))
 	}
 }
