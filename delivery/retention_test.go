@@ -63,7 +63,7 @@ func TestPruneKeepsTheWindow(t *testing.T) {
 }
 
 // TestPruneRemovesOldStatsRows runs the prune job over endpoint statistics'
-// rollup rows: minute rows older than 24 hours and hour rows older than 7
+// rollup rows: minute rows older than 2 hours and hour rows older than 7
 // days go, more than one batch of them, and the younger ones stay.
 func TestPruneRemovesOldStatsRows(t *testing.T) {
 	t.Parallel()
@@ -73,10 +73,10 @@ func TestPruneRemovesOldStatsRows(t *testing.T) {
 	// 6,000 old minute rows (more than a batch), then one row of each span
 	// on either side of its limit.
 	if _, err := pool.Exec(ctx, `insert into endpoint_stats (endpoint_id, span_seconds, bucket, shard, succeeded, http_error, timeout, connection_error, latency)
-		select 'we_' || g, 60, date_bin('1 minute', now() - interval '25 hours', timestamptz '2000-01-01 00:00:00+00'), 0, 1, 0, 0, 0, '{}'::int[]
+		select 'we_' || g, 60, date_bin('1 minute', now() - interval '3 hours', timestamptz '2000-01-01 00:00:00+00'), 0, 1, 0, 0, 0, '{}'::int[]
 		from generate_series(1, 6000) g
 		union all select 'we_kept', s, now() - age, 0, 1, 0, 0, 0, '{}'::int[]
-		from (values (60, interval '23 hours'), (60, interval '25 hours'), (3600, interval '6 days'), (3600, interval '8 days')) v (s, age)`); err != nil {
+		from (values (60, interval '1 hour'), (60, interval '3 hours'), (3600, interval '6 days'), (3600, interval '8 days')) v (s, age)`); err != nil {
 		t.Fatal(err)
 	}
 	w := delivery.NewPruneWorker(pool, 30*24*time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -92,7 +92,7 @@ func TestPruneRemovesOldStatsRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"we_kept 3600 144", "we_kept 60 23"}; !slices.Equal(left, want) {
+	if want := []string{"we_kept 3600 144", "we_kept 60 1"}; !slices.Equal(left, want) {
 		t.Errorf("rows left %q, want %q", left, want)
 	}
 }

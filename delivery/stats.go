@@ -194,7 +194,7 @@ const rollupAttempts = `r as (
 		on conflict (endpoint_id, span_seconds, bucket, shard) do update set
 			succeeded = t.succeeded + excluded.succeeded, http_error = t.http_error + excluded.http_error,
 			timeout = t.timeout + excluded.timeout, connection_error = t.connection_error + excluded.connection_error,
-			latency = array(select x + y from unnest(t.latency, excluded.latency) with ordinality u (x, y, n) order by n)
+			latency = array(select coalesce(x, 0) + coalesce(y, 0) from unnest(t.latency, excluded.latency) with ordinality u (x, y, n) order by n)
 		returning 1
 	)`
 
@@ -278,12 +278,13 @@ func EndpointStats(ctx context.Context, db events.DB, scope events.Scope, endpoi
 	return s, nil
 }
 
-// The rollup's retention: minute rows serve the 1h window, hour rows the
+// The rollup's retention: minute rows serve the 1h window alone, and are
+// kept two hours (the prune job runs every few minutes); hour rows serve the
 // 24h and 7d windows.
 var statsRetention = []struct {
 	span int
 	keep time.Duration
-}{{60, 24 * time.Hour}, {3600, 7 * 24 * time.Hour}}
+}{{60, 2 * time.Hour}, {3600, 7 * 24 * time.Hour}}
 
 // pruneStats deletes up to $3 rollup rows of span $1 older than $2, through
 // endpoint_stats_prune_idx.

@@ -900,13 +900,10 @@ func (w *Worker) record(ctx context.Context, b *batch) error {
 	var disabled []string
 	var recorded map[string]bool
 	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
-		var err error
-		if recorded, err = w.recordAttempts(ctx, tx, rb.args(acknowledged)); err != nil {
-			return err
-		}
-		if err := w.enqueueNext(ctx, tx, b, recorded, next); err != nil {
-			return err
-		}
+		// The deliveries the job did not send first: recordAttempts then
+		// locks the statistics' rows, and a delivery locked after them would
+		// wait on a manual retry of it that waits on those rows
+		// (TestParkBeforeRecordingAttempts).
 		if len(b.abandoned) > 0 {
 			ids, _ := idsAndCounts(b.abandoned, 0)
 			if _, err := tx.Exec(ctx, `update deliveries set status = 'failed', next_attempt_at = null, parked = false, updated_at = now()
@@ -919,6 +916,13 @@ func (w *Worker) record(ctx context.Context, b *batch) error {
 			if _, err := tx.Exec(ctx, parkDeliveries, ids, counts); err != nil {
 				return fmt.Errorf("park deliveries: %w", err)
 			}
+		}
+		var err error
+		if recorded, err = w.recordAttempts(ctx, tx, rb.args(acknowledged)); err != nil {
+			return err
+		}
+		if err := w.enqueueNext(ctx, tx, b, recorded, next); err != nil {
+			return err
 		}
 		// Deliveries, then the statistics' rows, then endpoints, then
 		// destinations: the order recordAttempts takes them in (it adds the

@@ -11,7 +11,7 @@
 -- is a histogram of the attempts' durations in log-spaced buckets (see
 -- delivery/stats.go, latencyBucket), summed element by element.
 --
--- Minute rows serve the 1h window and are kept 24 hours, hour rows serve the
+-- Minute rows serve the 1h window and are kept 2 hours, hour rows serve the
 -- 24h and 7d windows and are kept 7 days (the prune job deletes the rest, by
 -- endpoint_stats_prune_idx, in batches).
 create table endpoint_stats (
