@@ -280,9 +280,17 @@ func (w recoveryWindow) until() time.Time {
 func (s *stack) seedFailed(h seed.History, merchant, endpointID string, w recoveryWindow) error {
 	ctx := context.Background()
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		// Ids as h.ID makes them: prefix, id time, the number in digits.
+		// Ids as h.ID makes them (prefix, id time, the number in digits),
+		// but read as minted at the window's start, when the rows were
+		// created: a recovery finds its window's deliveries by their ids'
+		// time (windowIDs).
+		var idTime ulid.ULID
+		if err := idTime.SetTime(ulid.Timestamp(w.since)); err != nil {
+			return err
+		}
+		at := idTime.String()[:len(h.IDTime)]
 		args := pgx.NamedArgs{"merchant": merchant, "endpoint": endpointID, "first": w.first, "n": w.size, "since": w.since,
-			"payload": seededPayload, "evt": "evt_" + h.IDTime, "dlv": "dlv_" + h.IDTime, "digits": 26 - len(h.IDTime)}
+			"payload": seededPayload, "evt": "evt_" + at, "dlv": "dlv_" + at, "digits": 26 - len(at)}
 		for _, q := range []string{
 			`insert into events (id, merchant_id, livemode, type, payload, created_at)
 				select @evt::text || lpad((@first::int + g)::text, @digits::int, '0'), @merchant::text, false, 'checkout.created',
