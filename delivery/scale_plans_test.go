@@ -95,9 +95,9 @@ func TestStatementPlansAtScale(t *testing.T) {
 	}
 
 	// The failing-endpoints view reads, for each endpoint it shows, up to
-	// CountCap deliveries of each count and lastErrorWindow deliveries (and
+	// failingCountCap deliveries of each count and lastErrorWindow deliveries (and
 	// their last attempts) of each of two statuses.
-	failingRead := float64(100 * (1 + 2*CountCap + 4*lastErrorWindow))
+	failingRead := float64(100 * (1 + 2*failingCountCap + 4*lastErrorWindow))
 	for _, v := range []struct {
 		name string
 		run  func(ctx context.Context, db events.DB) error

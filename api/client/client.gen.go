@@ -2126,7 +2126,7 @@ type FailingEndpoint struct {
 	// DisabledReason gone, failing, or null (failing now, not yet disabled)
 	DisabledReason *string `json:"disabled_reason"`
 
-	// FailedDeliveries Failed deliveries to it, counted up to 1000 (1000 means at least that many; a recovery's dry run gives the exact figure)
+	// FailedDeliveries Failed deliveries to it, counted up to 100 (100 means at least that many; a recovery's dry run gives the exact figure)
 	FailedDeliveries int `json:"failed_deliveries"`
 
 	// FailingSince Unix seconds: when its current streak of failures began; null when not failing now
@@ -2143,7 +2143,7 @@ type FailingEndpoint struct {
 	MerchantId     string                `json:"merchant_id"`
 	Object         FailingEndpointObject `json:"object"`
 
-	// PendingDeliveries Pending deliveries to it, counted up to 1000
+	// PendingDeliveries Pending deliveries to it, counted up to 100
 	PendingDeliveries int                   `json:"pending_deliveries"`
 	Status            FailingEndpointStatus `json:"status"`
 	Url               string                `json:"url"`
@@ -3525,7 +3525,7 @@ type ClientInterface interface {
 	// Corresponds with POST /v1/operator/deliveries/{id}/retry (the `OperatorRetryDelivery` operationId).
 	OperatorRetryDelivery(ctx context.Context, id Id, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// OperatorListFailingEndpoints Operator: endpoints failing now or disabled by hookline, across merchants (failing=true required); failed_deliveries and pending_deliveries stop counting at 1000
+	// OperatorListFailingEndpoints Operator: endpoints failing now or disabled by hookline, across merchants (failing=true required); failed_deliveries and pending_deliveries stop counting at 100
 	//
 	// Corresponds with GET /v1/operator/endpoints (the `OperatorListFailingEndpoints` operationId).
 	OperatorListFailingEndpoints(ctx context.Context, params *OperatorListFailingEndpointsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -4037,7 +4037,7 @@ func (c *Client) OperatorRetryDelivery(ctx context.Context, id Id, reqEditors ..
 	return c.Client.Do(req)
 }
 
-// OperatorListFailingEndpoints Operator: endpoints failing now or disabled by hookline, across merchants (failing=true required); failed_deliveries and pending_deliveries stop counting at 1000
+// OperatorListFailingEndpoints Operator: endpoints failing now or disabled by hookline, across merchants (failing=true required); failed_deliveries and pending_deliveries stop counting at 100
 //
 // Corresponds with GET /v1/operator/endpoints (the `OperatorListFailingEndpoints` operationId).
 func (c *Client) OperatorListFailingEndpoints(ctx context.Context, params *OperatorListFailingEndpointsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -6414,7 +6414,7 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /v1/operator/deliveries/{id}/retry (the `OperatorRetryDelivery` operationId).
 	OperatorRetryDeliveryWithResponse(ctx context.Context, id Id, reqEditors ...RequestEditorFn) (*OperatorRetryDeliveryResponse, error)
 
-	// OperatorListFailingEndpointsWithResponse Operator: endpoints failing now or disabled by hookline, across merchants (failing=true required); failed_deliveries and pending_deliveries stop counting at 1000
+	// OperatorListFailingEndpointsWithResponse Operator: endpoints failing now or disabled by hookline, across merchants (failing=true required); failed_deliveries and pending_deliveries stop counting at 100
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -9353,7 +9353,7 @@ func (c *ClientWithResponses) OperatorRetryDeliveryWithResponse(ctx context.Cont
 	return ParseOperatorRetryDeliveryResponse(rsp)
 }
 
-// OperatorListFailingEndpointsWithResponse Operator: endpoints failing now or disabled by hookline, across merchants (failing=true required); failed_deliveries and pending_deliveries stop counting at 1000
+// OperatorListFailingEndpointsWithResponse Operator: endpoints failing now or disabled by hookline, across merchants (failing=true required); failed_deliveries and pending_deliveries stop counting at 100
 //
 // Returns a wrapper object for the known response body format(s).
 //

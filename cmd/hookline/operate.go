@@ -187,7 +187,7 @@ func (a *app) listEndpointsCommand() *cobra.Command {
 		Short: "List the endpoints failing now or disabled by hookline, with their last error",
 		Long: `List the endpoints of any merchant that are failing now or that hookline
 disabled, most recently failing first, with their failed and pending counts
-(stopping at 1000+) and their last error. Merchants list their own endpoints
+(stopping at 100+) and their last error. Merchants list their own endpoints
 through the API.`,
 		Args: cobra.NoArgs,
 		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
