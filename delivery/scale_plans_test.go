@@ -104,7 +104,17 @@ func TestStatementPlansAtScale(t *testing.T) {
 		want dbtest.Want
 	}{
 		{"failing endpoints", func(ctx context.Context, db events.DB) error {
-			_, err := FailingEndpoints(ctx, db, 100)
+			list, err := FailingEndpoints(ctx, db, 100)
+			capped := false
+			for _, f := range list {
+				if f.FailedCount > failingCountCap || f.PendingCount > failingCountCap {
+					t.Errorf("%s: counts %d failed, %d pending, past the cap of %d", f.ID, f.FailedCount, f.PendingCount, failingCountCap)
+				}
+				capped = capped || f.FailedCount == failingCountCap
+			}
+			if err == nil && !capped {
+				t.Errorf("no endpoint's failed count reached the cap of %d: the seed's busy endpoint has more", failingCountCap)
+			}
 			return err
 		}, dbtest.Want{Conds: []string{`\(endpoint_id = w\.id\) AND \(status = \$4\)`, `\(endpoint_id = w\.id\) AND \(status = \$5\)`, `\(delivery_id = d(_\d+)?\.id\)`}, MaxRead: failingRead}},
 		{"recent failed deliveries", func(ctx context.Context, db events.DB) error {

@@ -27,6 +27,8 @@ const (
 	leaseTTL = 30 * time.Second
 	// leaseRenewal is how often a process renews the leases of its streams.
 	leaseRenewal = 10 * time.Second
+	// sweepBatch is how many expired leases a renewal drops at most.
+	sweepBatch = 100
 )
 
 // ErrTooMany is Open's error when the scope already has MaxPerKey streams.
@@ -91,7 +93,11 @@ func takeLease(ctx context.Context, tx events.DB, scope events.Scope, lease stri
 	if _, err := tx.Exec(ctx, acquireLease, scope.MerchantID, scope.Livemode); err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, `delete from event_streams where merchant_id = $1 and livemode = $2 and expires_at < now()`,
+	// The expiry test is written so that no index can take it: the
+	// scope's few rows are read by the scope's index, never the expired
+	// leases of every scope by the expiry index, which a plan made while
+	// every lease was live would pick.
+	if _, err := tx.Exec(ctx, `delete from event_streams where merchant_id = $1 and livemode = $2 and (expires_at < now()) is true`,
 		scope.MerchantID, scope.Livemode); err != nil {
 		return err
 	}
@@ -236,15 +242,19 @@ func (h *Hub) poll() {
 	}
 }
 
-// renew extends the leases of the process's open streams, and drops the
-// other leases that expired (those of processes that died), in one
-// statement: the leases by key, the expired ones through
-// event_streams_expiry_idx, so a renewal reads its own rows and the dead
-// ones, not every streaming merchant's.
+// renew extends the leases of the process's open streams, and drops up to
+// sweepBatch other leases that expired (those of processes that died, oldest
+// first; the next renewal takes more), in one statement: the leases by key,
+// the expired ones through event_streams_expiry_idx, whatever the statistics
+// (a bounded batch in expiry order is that index's to serve even when the
+// statistics predate the leases and call every row expired), so a renewal
+// reads its own rows and a batch of dead ones, never every open stream.
 func renew(ctx context.Context, db events.DB, leases []string) error {
 	_, err := db.Exec(ctx, `with renewed as (
 			update event_streams set expires_at = now() + $2::interval where id = any($1)
 		)
-		delete from event_streams where expires_at < now() and id <> all($1)`, leases, leaseTTL)
+		delete from event_streams where id in (select id from event_streams
+			where expires_at < now() and id <> all($1) order by expires_at limit $3 for update skip locked)`,
+		leases, leaseTTL, sweepBatch)
 	return err
 }
