@@ -57,11 +57,8 @@ func (RecoverArgs) Kind() string { return "recover_deliveries" }
 // passes the zero Scope to reach any endpoint. The endpoint must be enabled:
 // its deliveries would otherwise only fail again.
 func (d *Dispatcher) Recover(ctx context.Context, tx pgx.Tx, scope *events.Scope, endpointID string, since, until time.Time, dryRun bool) (*Recovery, error) {
-	if !until.After(since) {
-		return nil, &events.InvalidError{Param: "until", Message: "must be after since"}
-	}
-	if until.Sub(since) > MaxRecoveryWindow {
-		return nil, &events.InvalidError{Param: "since", Message: "must be at most 14 days before until; split a longer recovery"}
+	if err := checkWindow(since, until, MaxRecoveryWindow, "14 days", "recovery"); err != nil {
+		return nil, err
 	}
 	var status string
 	err := tx.QueryRow(ctx, `select status from webhook_endpoints where id = $1 and deleted_at is null
@@ -86,6 +83,19 @@ func (d *Dispatcher) Recover(ctx context.Context, tx pgx.Tx, scope *events.Scope
 	}
 	r.Retried = a.Retried
 	return r, nil
+}
+
+// checkWindow refuses a window [since, until) that is empty or longer than
+// max (named for people as maxText), naming the field to change: the
+// recovery's and the replay's rule alike.
+func checkWindow(since, until time.Time, max time.Duration, maxText, what string) error {
+	if !until.After(since) {
+		return &events.InvalidError{Param: "until", Message: "must be after since"}
+	}
+	if until.Sub(since) > max {
+		return &events.InvalidError{Param: "since", Message: "must be at most " + maxText + " before until; split a longer " + what}
+	}
+	return nil
 }
 
 // resetFailed sets the next batch of an endpoint's failed deliveries in the

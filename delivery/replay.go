@@ -157,11 +157,8 @@ func (d *Dispatcher) PlanReplay(ctx context.Context, db beginner, scope events.S
 	if p.Since.After(now) {
 		return nil, &events.InvalidError{Param: "since", Message: "must not be in the future"}
 	}
-	if !p.Until.After(p.Since) {
-		return nil, &events.InvalidError{Param: "until", Message: "must be after since"}
-	}
-	if p.Until.Sub(p.Since) > MaxReplayWindow {
-		return nil, &events.InvalidError{Param: "since", Message: "must be at most 30 days before until; split a longer replay"}
+	if err := checkWindow(p.Since, p.Until, MaxReplayWindow, "30 days", "replay"); err != nil {
+		return nil, err
 	}
 	if p.Types != nil {
 		if err := checkReplayTypes(p.Types); err != nil {
