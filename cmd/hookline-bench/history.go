@@ -170,6 +170,18 @@ type measured struct {
 	met   bool
 }
 
+// judge counts one request's latencies against target: their p99 joins m's
+// worst and, at or past target, marks m not met. It answers the p50 and p99
+// to print, and the mark (" (NOT met)" or "").
+func (m *measured) judge(lat []time.Duration, target time.Duration) (p50, p99, mark string) {
+	worst := percentile(lat, .99)
+	m.worst = max(m.worst, worst)
+	if worst >= target {
+		m.met, mark = false, " (NOT met)"
+	}
+	return ms(percentile(lat, .5)), ms(worst), mark
+}
+
 // measurePages times every list shape (listShapes) as the bench merchant.
 func (s *stack) measurePages(h seed.History) (*measured, error) {
 	shapes, err := s.listShapes(h)
@@ -185,13 +197,8 @@ func (s *stack) measurePages(h seed.History) (*measured, error) {
 			if err != nil {
 				return nil, err
 			}
-			p99 := percentile(lat, .99)
-			m.worst = max(m.worst, p99)
-			mark := ""
-			if p99 >= pageTarget {
-				m.met, mark = false, " (NOT met)"
-			}
-			line += fmt.Sprintf(" | %s %s / %s%s", p.name, ms(percentile(lat, .5)), ms(p99), mark)
+			p50, p99, mark := m.judge(lat, pageTarget)
+			line += fmt.Sprintf(" | %s %s / %s%s", p.name, p50, p99, mark)
 		}
 		m.lines = append(m.lines, line)
 	}
@@ -210,13 +217,8 @@ func (s *stack) measureStats() (*measured, error) {
 		if err != nil {
 			return nil, err
 		}
-		p99 := percentile(lat, .99)
-		m.worst = max(m.worst, p99)
-		mark := ""
-		if p99 >= statsTarget {
-			m.met, mark = false, " (NOT met)"
-		}
-		m.lines = append(m.lines, fmt.Sprintf("  GET %-54s %s / %s%s", path, ms(percentile(lat, .5)), ms(p99), mark))
+		p50, p99, mark := m.judge(lat, statsTarget)
+		m.lines = append(m.lines, fmt.Sprintf("  GET %-54s %s / %s%s", path, p50, p99, mark))
 	}
 	return m, nil
 }
@@ -240,17 +242,13 @@ func (s *stack) measureOperatorViews(token string) (*measured, error) {
 		if err != nil {
 			return nil, err
 		}
-		p99 := percentile(lat, .99)
-		mark := ""
+		p50, p99, mark := ms(percentile(lat, .5)), ms(percentile(lat, .99)), ""
 		if v.dashboard {
-			m.worst = max(m.worst, p99)
-			if p99 >= dashboardTarget {
-				m.met, mark = false, " (NOT met)"
-			} else {
+			if p50, p99, mark = m.judge(lat, dashboardTarget); mark == "" {
 				mark = " (dashboard)"
 			}
 		}
-		m.lines = append(m.lines, fmt.Sprintf("  GET %-54s p50 %s p99 %s%s", v.path, ms(percentile(lat, .5)), ms(p99), mark))
+		m.lines = append(m.lines, fmt.Sprintf("  GET %-54s p50 %s p99 %s%s", v.path, p50, p99, mark))
 	}
 	return m, nil
 }
