@@ -51,15 +51,7 @@ func TestPreviousSecretsMigration(t *testing.T) {
 	t.Parallel()
 
 	ctx := context.Background()
-	_, url := dbtest.NewSchema(t)
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := migrations.UpTo(ctx, pool, 10); err != nil {
-		t.Fatal(err)
-	}
+	pool := migratedTo(t, 10)
 	merchant := dbtest.Merchant(t, pool, "Rotating merchant")
 	graceEnd := time.Now().Add(time.Hour).UTC().Truncate(time.Microsecond)
 	if _, err := pool.Exec(ctx, `insert into webhook_endpoints (id, merchant_id, livemode, type, url, status, secret,
@@ -104,15 +96,7 @@ func TestReconciliationMigration(t *testing.T) {
 	t.Parallel()
 
 	ctx := context.Background()
-	_, url := dbtest.NewSchema(t)
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := migrations.UpTo(ctx, pool, 15); err != nil {
-		t.Fatal(err)
-	}
+	pool := migratedTo(t, 15)
 	if _, err := pool.Exec(ctx, `insert into merchants (id, name, webhook_secret) values ('acct_1', 'One', 'whsec_x')`); err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +123,7 @@ func TestReconciliationMigration(t *testing.T) {
 	}
 	// The fill's index, read alone: the two deliveries not succeeded.
 	var untyped string
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `set local enable_seqscan = off; set local enable_bitmapscan = off`); err != nil {
 			return err
 		}
@@ -152,4 +136,21 @@ func TestReconciliationMigration(t *testing.T) {
 	if untyped != "dlv_1 dlv_3" {
 		t.Fatalf("untyped deliveries not succeeded: %s, want dlv_1 dlv_3", untyped)
 	}
+}
+
+// migratedTo is a pool on a fresh schema migrated up to version, for a test
+// of what a later migration does to the rows it finds.
+func migratedTo(t *testing.T, version int32) *pgxpool.Pool {
+	t.Helper()
+	ctx := context.Background()
+	_, url := dbtest.NewSchema(t)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := migrations.UpTo(ctx, pool, version); err != nil {
+		t.Fatal(err)
+	}
+	return pool
 }
