@@ -27,6 +27,13 @@ var reservedHeaders = map[string]bool{
 	"traceparent": true, "tracestate": true,
 }
 
+// reserved says whether a merchant may not set the header name: one of
+// reservedHeaders, or a webhook-* or proxy-* name.
+func reserved(name string) bool {
+	lower := strings.ToLower(name)
+	return reservedHeaders[lower] || strings.HasPrefix(lower, "webhook-") || strings.HasPrefix(lower, "proxy-")
+}
+
 // checkHeaders refuses a custom header set that breaks contract §6's rules,
 // naming the header.
 func checkHeaders(headers map[string]string) error {
@@ -38,9 +45,9 @@ func checkHeaders(headers map[string]string) error {
 		param := "headers." + name
 		lower := strings.ToLower(name)
 		switch {
-		case name == "" || len(name) > maxHeaderNameLen || !isToken(name):
+		case name == "" || len(name) > maxHeaderNameLen || !IsToken(name):
 			return &events.InvalidError{Param: param, Message: fmt.Sprintf("a header name is 1 to %d letters, digits or !#$%%&'*+-.^_`|~", maxHeaderNameLen)}
-		case reservedHeaders[lower] || strings.HasPrefix(lower, "webhook-") || strings.HasPrefix(lower, "proxy-"):
+		case reserved(name):
 			return &events.InvalidError{Param: param, Message: name + " is set by hookline or by the connection, not by an endpoint"}
 		case seen[lower] != "":
 			return &events.InvalidError{Param: param, Message: "the same header as " + seen[lower] + " (names are case-insensitive)"}
@@ -52,8 +59,9 @@ func checkHeaders(headers map[string]string) error {
 	return nil
 }
 
-// isToken says whether s is an HTTP token (RFC 9110, 5.6.2).
-func isToken(s string) bool {
+// IsToken says whether s is an HTTP token (RFC 9110, 5.6.2), as a header's
+// name must be: custom headers here, OTEL_EXPORTER_OTLP_HEADERS in cmd.
+func IsToken(s string) bool {
 	for _, c := range s {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", c)) {
 			return false

@@ -70,7 +70,7 @@ func (d *Dispatcher) Recover(ctx context.Context, tx pgx.Tx, scope *events.Scope
 		return nil, &events.StateError{Message: fmt.Sprintf("endpoint %s is disabled: enable it before recovering its deliveries", endpointID)}
 	}
 	r := &Recovery{}
-	lo, hi := windowIDs(since, until)
+	lo, hi := windowIDs(events.PrefixDelivery, since, until)
 	if err := tx.QueryRow(ctx, countFailed, endpointID, since, until, lo, hi, StatusFailed).Scan(&r.Matched); err != nil {
 		return nil, fmt.Errorf("count failed deliveries: %w", err)
 	}
@@ -118,16 +118,18 @@ const resetFailed = `update deliveries set status = 'pending', next_attempt_at =
 const countFailed = `select count(*) from deliveries where endpoint_id = $1 and status = $6
 	and created_at >= $2 and created_at < $3 and id >= $4 and id < $5`
 
-// windowIDs bounds the ids of the deliveries created in [since, until): a
-// delivery's id is minted as it is created (a ULID carries the time), a
-// moment after its event's time, its created_at. So the window is a range of
-// the (endpoint_id, status, id) index, and a recovery reads the window's
-// failed deliveries, not all those of its endpoint (a dead endpoint may have
-// millions); created_at stays the exact test. The minute of slack on each
-// side covers the time between an event's clock reading and its deliveries'
-// ids, and clocks of processes a little apart.
-func windowIDs(since, until time.Time) (string, string) {
-	return events.FirstIDAt(events.PrefixDelivery, since.Add(-time.Minute)), events.FirstIDAt(events.PrefixDelivery, until.Add(time.Minute))
+// windowIDs bounds the ids (of the prefix's objects) created in [since,
+// until): an id is minted as its object is created (a ULID carries the
+// time), a moment before or after its created_at is read. So the window is a
+// range of an index ending in id: a recovery reads the window's failed
+// deliveries, not all those of its endpoint (a dead endpoint may have
+// millions), and a replay the window's events of a type; created_at stays
+// the exact test. The minute of slack on each side covers the time between
+// an event's clock reading and its deliveries' ids, and clocks of processes
+// a little apart. (An id equal to the lower bound would be a minute older
+// than since: a strict comparison with it loses nothing of the window.)
+func windowIDs(prefix string, since, until time.Time) (string, string) {
+	return events.FirstIDAt(prefix, since.Add(-time.Minute)), events.FirstIDAt(prefix, until.Add(time.Minute))
 }
 
 // recoverBatch resets the batch of a's window after a.After, queues its
@@ -137,7 +139,7 @@ func windowIDs(since, until time.Time) (string, string) {
 // and had meanwhile stopped being failed drops out of the LIMIT, so only an
 // empty batch says nothing is left.
 func (d *Dispatcher) recoverBatch(ctx context.Context, tx pgx.Tx, a *RecoverArgs) (bool, error) {
-	lo, hi := windowIDs(a.Since, a.Until)
+	lo, hi := windowIDs(events.PrefixDelivery, a.Since, a.Until)
 	rows, err := tx.Query(ctx, resetFailed, a.EndpointID, a.Since, a.Until, a.After, recoverBatch, lo, hi, StatusFailed)
 	if err != nil {
 		return false, fmt.Errorf("reset failed deliveries: %w", err)

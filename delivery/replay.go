@@ -113,17 +113,6 @@ const replayDestination = `select w.url, w.status, w.deleted_at is not null, coa
 const replayEndpoint = `select status, enabled_events from webhook_endpoints where id = $1 and merchant_id = $2 and livemode = $3
 	and deleted_at is null`
 
-// eventWindowIDs bounds the ids of the events created in [since, until): an
-// event's id is minted a moment before its created_at is read, so the window
-// is a range of the (merchant_id, livemode, type, id) index, and created_at
-// stays the exact test; the minute of slack on each side covers clocks of
-// processes a little apart, as windowIDs does for deliveries. (An id equal
-// to the lower bound would be a minute older than since: windowEvents' strict
-// comparison with it loses no event of the window.)
-func eventWindowIDs(since, until time.Time) (string, string) {
-	return events.FirstIDAt(events.PrefixEvent, since.Add(-time.Minute)), events.FirstIDAt(events.PrefixEvent, until.Add(time.Minute))
-}
-
 // replayCountTimeout bounds the request's exact count (Dispatcher's
 // countTimeout): a window too large to count in this long is refused (400
 // naming since), and the merchant replays smaller windows.
@@ -185,7 +174,7 @@ func (d *Dispatcher) PlanReplay(ctx context.Context, db beginner, scope events.S
 		if _, err := tx.Exec(ctx, `select set_config('statement_timeout', $1, true)`, d.countTimeout.String()); err != nil {
 			return fmt.Errorf("count replayed events: %w", err)
 		}
-		lo, hi := eventWindowIDs(p.Since, p.Until)
+		lo, hi := windowIDs(events.PrefixEvent, p.Since, p.Until)
 		err = tx.QueryRow(ctx, countWindow, scope.MerchantID, scope.Livemode, plan.args.Types, p.Since, p.Until, lo, hi, endpointID).
 			Scan(&plan.args.Matched)
 		if err != nil {
@@ -266,9 +255,7 @@ func subscribedTypes(enabled []string) []string {
 			types = append(types, string(t))
 		}
 	case slices.Contains(enabled, AllEvents):
-		for _, e := range events.Catalog {
-			types = append(types, string(e.Type))
-		}
+		types = events.TypeNames()
 	default:
 		for _, t := range enabled {
 			if _, ok := events.Lookup(events.EventType(t)); ok {
@@ -307,7 +294,7 @@ func (d *Dispatcher) replayBatch(ctx context.Context, tx pgx.Tx, a *ReplayArgs) 
 	case status != EndpointEnabled:
 		return true, stoppedDisabled, nil
 	}
-	lo, hi := eventWindowIDs(a.Since, a.Until)
+	lo, hi := windowIDs(events.PrefixEvent, a.Since, a.Until)
 	var evts []*events.Event
 	for room := replayBatch; room > 0 && len(a.Types) > 0; room = replayBatch - len(evts) {
 		rows, err := tx.Query(ctx, windowEvents, a.MerchantID, a.Livemode, a.Types[0], cmp.Or(a.After, lo), a.Since, a.Until, hi,

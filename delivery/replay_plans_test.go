@@ -140,7 +140,7 @@ func (w replayWindow) insert(ctx context.Context, db events.DB) error {
 func checkReplayPlans(t *testing.T, pool *pgxpool.Pool, w replayWindow, setup func(ctx context.Context, db events.DB) error) {
 	until := time.Now()
 	since := until.Add(-2 * time.Hour)
-	lo, hi := eventWindowIDs(since, until)
+	lo, hi := windowIDs(events.PrefixEvent, since, until)
 	types := []string{"checkout.failed", "checkout.paid"}
 	with := func(run func(ctx context.Context, db events.DB) error) func(ctx context.Context, db events.DB) error {
 		return func(ctx context.Context, db events.DB) error {

@@ -407,7 +407,7 @@ func TestRecoveryPlansAtScale(t *testing.T) {
 			if err := window(ctx, db); err != nil {
 				return err
 			}
-			lo, hi := windowIDs(since, until)
+			lo, hi := windowIDs(events.PrefixDelivery, since, until)
 			rows, err := db.Query(ctx, resetFailed, busy, since, until, "", recoverBatch, lo, hi, StatusFailed)
 			if err != nil {
 				return err

@@ -30,10 +30,7 @@ func ListUndelivered(ctx context.Context, db events.DB, scope events.Scope, t ev
 	)
 	types := []string{string(t)}
 	if t == "" {
-		types = types[:0]
-		for _, e := range events.Catalog {
-			types = append(types, string(e.Type))
-		}
+		types = events.TypeNames()
 	}
 	return events.ListKeyedPage(ctx, db, page, "event_id", keys, join,
 		func(rows pgx.Rows) (*events.Event, error) { return events.ScanEvent(rows) }, scope.MerchantID, scope.Livemode, types)

@@ -666,12 +666,11 @@ func (w *Worker) send(ctx context.Context, t *target) *outcome {
 		return o
 	}
 	for name, value := range t.headers {
-		req.Header.Set(name, value) // checkHeaders kept hookline's own names out
-	}
-	if len(t.headers) > 0 {
-		// An endpoint stored before tracestate was reserved: it must not
-		// travel with a traceparent of ours.
-		req.Header.Del("Tracestate")
+		// checkHeaders keeps reserved names out; an endpoint stored before a
+		// name was reserved (tracestate, say) still has it, and it is not sent.
+		if !reserved(name) {
+			req.Header.Set(name, value)
+		}
 	}
 	// Set after the custom headers, as the ones below: hookline's own.
 	req.Header["Traceparent"] = []string{attemptTraceparent(span, t)}

@@ -63,6 +63,16 @@ func DefaultEnabledTypes() []EventType {
 	return types
 }
 
+// TypeNames returns the names of every type of the catalog, in its order:
+// what a statement that reads one index range per type is given.
+func TypeNames() []string {
+	names := make([]string, len(Catalog))
+	for i, e := range Catalog {
+		names[i] = string(e.Type)
+	}
+	return names
+}
+
 // CatalogPage returns a page of the catalog, in the catalog's order, whose
 // cursors are event types: the same limit, starting_after and ending_before as
 // every list. A cursor that is not a type of the catalog is an InvalidError.

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -173,23 +172,15 @@ func checkHeaders(name, value string) error {
 	}
 	for i, pair := range strings.Split(value, ",") {
 		key, v, found := strings.Cut(pair, "=")
-		if !found || !isToken(strings.TrimSpace(key)) {
+		if key = strings.TrimSpace(key); !found || key == "" || !delivery.IsToken(key) {
 			return fmt.Errorf("%s must be comma-separated name=value pairs (values URL-encoded): pair %d has no name or no =", name, i+1)
 		}
 		decoded, err := url.PathUnescape(v)
 		if err != nil || strings.ContainsFunc(decoded, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) {
-			return fmt.Errorf("%s must be comma-separated name=value pairs (values URL-encoded): the value of pair %d (%s) is not", name, i+1, strings.TrimSpace(key))
+			return fmt.Errorf("%s must be comma-separated name=value pairs (values URL-encoded): the value of pair %d (%s) is not", name, i+1, key)
 		}
 	}
 	return nil
-}
-
-// isToken reports whether s is an HTTP token (RFC 9110), as a header's name
-// must be.
-func isToken(s string) bool {
-	return s != "" && !strings.ContainsFunc(s, func(r rune) bool {
-		return r > unicode.MaxASCII || !(unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune("!#$%&'*+-.^_`|~", r))
-	})
 }
 
 // sampler is the sampler OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG
