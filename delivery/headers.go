@@ -45,7 +45,7 @@ func checkHeaders(headers map[string]string) error {
 		param := "headers." + name
 		lower := strings.ToLower(name)
 		switch {
-		case name == "" || len(name) > maxHeaderNameLen || !IsToken(name):
+		case len(name) > maxHeaderNameLen || !IsToken(name):
 			return &events.InvalidError{Param: param, Message: fmt.Sprintf("a header name is 1 to %d letters, digits or !#$%%&'*+-.^_`|~", maxHeaderNameLen)}
 		case reserved(name):
 			return &events.InvalidError{Param: param, Message: name + " is set by hookline or by the connection, not by an endpoint"}
@@ -62,6 +62,9 @@ func checkHeaders(headers map[string]string) error {
 // IsToken says whether s is an HTTP token (RFC 9110, 5.6.2), as a header's
 // name must be: custom headers here, OTEL_EXPORTER_OTLP_HEADERS in cmd.
 func IsToken(s string) bool {
+	if s == "" {
+		return false
+	}
 	for _, c := range s {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", c)) {
 			return false

@@ -86,14 +86,14 @@ func (d *Dispatcher) Recover(ctx context.Context, tx pgx.Tx, scope *events.Scope
 }
 
 // checkWindow refuses a window [since, until) that is empty or longer than
-// max (named for people as maxText), naming the field to change: the
+// limit (named for people as limitText), naming the field to change: the
 // recovery's and the replay's rule alike.
-func checkWindow(since, until time.Time, max time.Duration, maxText, what string) error {
+func checkWindow(since, until time.Time, limit time.Duration, limitText, what string) error {
 	if !until.After(since) {
 		return &events.InvalidError{Param: "until", Message: "must be after since"}
 	}
-	if until.Sub(since) > max {
-		return &events.InvalidError{Param: "since", Message: "must be at most " + maxText + " before until; split a longer " + what}
+	if until.Sub(since) > limit {
+		return &events.InvalidError{Param: "since", Message: "must be at most " + limitText + " before until; split a longer " + what}
 	}
 	return nil
 }

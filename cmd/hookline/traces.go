@@ -172,7 +172,7 @@ func checkHeaders(name, value string) error {
 	}
 	for i, pair := range strings.Split(value, ",") {
 		key, v, found := strings.Cut(pair, "=")
-		if key = strings.TrimSpace(key); !found || key == "" || !delivery.IsToken(key) {
+		if key = strings.TrimSpace(key); !found || !delivery.IsToken(key) {
 			return fmt.Errorf("%s must be comma-separated name=value pairs (values URL-encoded): pair %d has no name or no =", name, i+1)
 		}
 		decoded, err := url.PathUnescape(v)

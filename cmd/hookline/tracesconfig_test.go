@@ -78,6 +78,7 @@ func TestTracesConfigChecksTheSDKsVariables(t *testing.T) {
 		{"a header with a bad escape", map[string]string{"OTEL_EXPORTER_OTLP_TRACES_HEADERS": "authorization=Basic%zz" + secret}, "OTEL_EXPORTER_OTLP_TRACES_HEADERS"},
 		{"a header value with a newline", map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "authorization=" + secret + "%0Ax: y"}, "OTEL_EXPORTER_OTLP_HEADERS"},
 		{"a header name with a space", map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "api key=" + secret}, "OTEL_EXPORTER_OTLP_HEADERS"},
+		{"a header without a name", map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "=" + secret}, "OTEL_EXPORTER_OTLP_HEADERS"},
 		{"a trailing comma", map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "api-key=" + secret + ","}, "OTEL_EXPORTER_OTLP_HEADERS"},
 		{"a certificate file that is missing", map[string]string{"OTEL_EXPORTER_OTLP_CERTIFICATE": cert + ".missing"}, "OTEL_EXPORTER_OTLP_CERTIFICATE"},
 		{"a certificate file that is a key", map[string]string{"OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE": key}, "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE"},
