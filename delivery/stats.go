@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
 
 	"github.com/hookline/hookline/events"
 )
@@ -44,8 +46,9 @@ func StatsBucketWidth(window string) (time.Duration, bool) {
 // GET /v1/webhook_endpoints/{id}/stats. The window is its Series: the
 // buckets (minutes, hours or 6 hours, aligned on UTC) that end with the one
 // holding now, so the 24h window starts between 23 and 24 hours ago. Counts
-// are exact for those buckets: they are the rollup the worker writes in the
-// statement that records the attempts.
+// are exact for those buckets, for the attempts recorded up to the last fold
+// (FoldStats, every StatsFoldInterval): each attempt is tallied by the
+// statement that records it, and counted once.
 type Stats struct {
 	Object   string        `json:"object"`
 	Endpoint string        `json:"endpoint"`
@@ -103,7 +106,7 @@ type StatsBucket struct {
 // percentile reads as its bucket's geometric middle, within 2^(1/8), 9.1 %,
 // of the exact figure (plus the rounding to whole milliseconds).
 const (
-	latencyBuckets   = 68 // rollupAttempts's generate_series(0, 67)
+	latencyBuckets   = 68
 	latencyPerDouble = 4
 )
 
@@ -148,55 +151,185 @@ func percentile(hist []int, p float64) *int {
 	return nil
 }
 
-// rollupAttempts is the part of recordAttempts that adds the attempts it
-// recorded (its CTEs d and i; $12 each attempt's outcome class, $13 its
-// latencyBucket or null) to endpoint_stats: per endpoint, one row of the
-// attempts' minute and one of their hour.
+// tallyAttempts is the part of recordAttempts that keeps the attempts it
+// recorded for the statistics (its CTEs d and i; $12 each attempt's outcome
+// class, $13 its latencyBucket or null): one attempt_tallies row per
+// statement, which FoldStats adds to endpoint_stats within about a second.
 //
-// Why this shape. The rollup rides in the statement that records the
-// attempts, so it costs no round trip, and an attempt is counted if and only
-// if its row is written (a crash loses or doubles neither). It counts the
-// rows d updated, not the batch sent: an attempt another job recorded first
-// is not counted twice. Each batch upserts one row per endpoint, span and
-// bucket, aggregated in the statement, in (endpoint, span, bucket) order so
-// that two batches lock shared rows in the same order and never deadlock;
-// recordAttempts takes endpoints' and destinations' rows after these (see
-// its lock order). A row's lock is held until the recording commits, so batches of
-// one busy endpoint would queue on its minute's row: the key holds a shard,
-// the recording connection's backend pid modulo 4, so that concurrent
-// batches (each on its own connection) mostly update different rows, and a
-// reader sums at most 4 rows a bucket. Insert-only rows summed at read time
-// would take no lock at all, but a busy endpoint would then leave a row per
-// batch (thousands a minute) for each stats call to read, or need a
-// compaction job; four shards keep the read at 60, 24 or 168 buckets times
-// four rows, whatever the traffic.
-const rollupAttempts = `r as (
-		select d.endpoint_id, s.span, date_bin(make_interval(secs => s.span), i.started_at, timestamptz '2000-01-01 00:00:00+00') as bucket,
-			i.outcome, i.latency_bucket
-		from d join i on i.id = d.id cross join (values (60), (3600)) s (span)
-		where d.endpoint_id is not null
-	), h as (
-		select endpoint_id, span, bucket, latency_bucket, count(*)::int as n from r where latency_bucket is not null
-		group by endpoint_id, span, bucket, latency_bucket
-	), st as (
-		insert into endpoint_stats as t (endpoint_id, span_seconds, bucket, shard, succeeded, http_error, timeout, connection_error, latency)
-		select g.endpoint_id, g.span, g.bucket, pg_backend_pid() % 4, g.succeeded, g.http_error, g.timeout, g.connection_error,
-			array(select coalesce(h.n, 0) from generate_series(0, 67) k
-				left join h on h.latency_bucket = k and h.endpoint_id = g.endpoint_id and h.span = g.span and h.bucket = g.bucket
-				order by k)
-		from (select endpoint_id, span, bucket,
-				count(*) filter (where outcome = 'succeeded')::int as succeeded,
-				count(*) filter (where outcome = 'http_error')::int as http_error,
-				count(*) filter (where outcome = 'timeout')::int as timeout,
-				count(*) filter (where outcome = 'connection_error')::int as connection_error
-			from r group by endpoint_id, span, bucket) g
-		order by g.endpoint_id, g.span, g.bucket
-		on conflict (endpoint_id, span_seconds, bucket, shard) do update set
-			succeeded = t.succeeded + excluded.succeeded, http_error = t.http_error + excluded.http_error,
-			timeout = t.timeout + excluded.timeout, connection_error = t.connection_error + excluded.connection_error,
-			latency = array(select coalesce(x, 0) + coalesce(y, 0) from unnest(t.latency, excluded.latency) with ordinality u (x, y, n) order by n)
+// Why this shape. It rides in the statement that records the attempts, so
+// it costs no round trip, and an attempt is tallied if and only if its row is
+// written (a crash loses or doubles neither). It tallies the rows d updated,
+// not the batch sent: an attempt another job recorded first is not counted
+// twice. It inserts one row and locks none another job could want: when
+// this statement upserted the endpoints' minute and hour rows itself, every
+// job of an endpoint updated the same rows, and the statement ran at half
+// the rate in make bench's burst (migrations/018_attempt_tallies.sql).
+const tallyAttempts = `st as (
+		insert into attempt_tallies (endpoint_ids, started_at, outcomes, latency_buckets)
+		select array_agg(d.endpoint_id), array_agg(i.started_at), array_agg(i.outcome), array_agg(i.latency_bucket)
+		from d join i on i.id = d.id where d.endpoint_id is not null
+		having count(*) > 0
 		returning 1
 	)`
+
+// StatsFoldInterval is how often FoldStats runs: how far the statistics may
+// lag the attempts recorded.
+const StatsFoldInterval = time.Second
+
+// foldBatch is how many tallies one fold transaction takes: a thousand jobs'
+// attempts, a few thousand rows of endpoint_stats at most.
+const foldBatch = 1000
+
+// takeTallies deletes the oldest tallies, up to $1, skipping those a
+// concurrent fold holds, through the primary key, and answers them.
+const takeTallies = `delete from attempt_tallies
+	where id = any(array(select id from attempt_tallies order by id limit $1 for update skip locked))
+	returning endpoint_ids, started_at, outcomes, latency_buckets`
+
+// addStats adds attempts to endpoint_stats: per endpoint ($1), span ($2)
+// and bucket ($3), its counts by outcome ($4 to $7) and its latency
+// histogram, the n-th $9 elements of $8. Rows are taken in key order, so
+// that two folds never wait on each other crosswise. Every fold writes shard
+// 0 (rows of other shards were written by recordings before
+// attempt_tallies; readers sum the shards).
+const addStats = `insert into endpoint_stats as t (endpoint_id, span_seconds, bucket, shard, succeeded, http_error, timeout, connection_error, latency)
+	select g.endpoint_id, g.span, g.bucket, 0, g.succeeded, g.http_error, g.timeout, g.connection_error,
+		($8::int[])[(g.n - 1) * $9 + 1 : g.n * $9]
+	from unnest($1::text[], $2::int[], $3::timestamptz[], $4::int[], $5::int[], $6::int[], $7::int[])
+		with ordinality g (endpoint_id, span, bucket, succeeded, http_error, timeout, connection_error, n)
+	order by g.endpoint_id, g.span, g.bucket
+	on conflict (endpoint_id, span_seconds, bucket, shard) do update set
+		succeeded = t.succeeded + excluded.succeeded, http_error = t.http_error + excluded.http_error,
+		timeout = t.timeout + excluded.timeout, connection_error = t.connection_error + excluded.connection_error,
+		latency = array(select coalesce(x, 0) + coalesce(y, 0) from unnest(t.latency, excluded.latency) with ordinality u (x, y, n) order by n)`
+
+// statsKey is one row of endpoint_stats but its shard.
+type statsKey struct {
+	endpointID string
+	span       int
+	bucket     time.Time
+}
+
+// statsSum is what a fold adds to one row of endpoint_stats.
+type statsSum struct {
+	counts  AttemptCounts
+	latency [latencyBuckets]int32
+}
+
+// FoldStats adds the attempts tallied since the last fold to endpoint_stats,
+// a batch of tallies per transaction (foldTallies), until none is left, and
+// answers how many attempts it added.
+func FoldStats(ctx context.Context, pool *pgxpool.Pool) (int, error) {
+	folded := 0
+	for {
+		var tallies, attempts int
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) (err error) {
+			tallies, attempts, err = foldTallies(ctx, tx)
+			return err
+		})
+		if err != nil {
+			return folded, fmt.Errorf("fold endpoint stats: %w", err)
+		}
+		folded += attempts
+		if tallies < foldBatch {
+			return folded, nil
+		}
+	}
+}
+
+// foldTallies takes up to foldBatch tallies and adds their attempts to
+// endpoint_stats, in tx: each attempt to its endpoint's rows of the minute
+// and of the hour it started in. The tallies are deleted in the transaction
+// that adds them, so that each is counted once whatever fails. It answers
+// how many tallies and attempts it took.
+func foldTallies(ctx context.Context, tx events.DB) (tallies, attempts int, err error) {
+	rows, err := tx.Query(ctx, takeTallies, foldBatch)
+	if err != nil {
+		return 0, 0, err
+	}
+	sums := map[statsKey]*statsSum{}
+	var endpointIDs, outcomes []string
+	var starts []time.Time
+	var latencies []*int32
+	_, err = pgx.ForEachRow(rows, []any{&endpointIDs, &starts, &outcomes, &latencies}, func() error {
+		tallies++
+		for i, endpointID := range endpointIDs {
+			attempts++
+			for _, span := range []int{60, 3600} {
+				k := statsKey{endpointID, span, starts[i].UTC().Truncate(time.Duration(span) * time.Second)}
+				sum := sums[k]
+				if sum == nil {
+					sum = &statsSum{}
+					sums[k] = sum
+				}
+				sum.counts.add(outcomes[i])
+				if latencies[i] != nil {
+					sum.latency[min(max(0, int(*latencies[i])), latencyBuckets-1)]++
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil || len(sums) == 0 {
+		return tallies, attempts, err
+	}
+	_, err = tx.Exec(ctx, addStats, statsArgs(sums)...)
+	return tallies, attempts, err
+}
+
+// add counts one attempt of outcome (an outcome class).
+func (c *AttemptCounts) add(outcome string) {
+	switch outcome {
+	case outcomeSucceeded:
+		c.Succeeded++
+	case outcomeHTTPError:
+		c.HTTPError++
+	case outcomeTimeout:
+		c.Timeout++
+	default:
+		c.ConnectionError++
+	}
+}
+
+// statsArgs is addStats's arguments for sums.
+func statsArgs(sums map[statsKey]*statsSum) []any {
+	var endpointIDs []string
+	var spans []int32
+	var buckets []time.Time
+	var succeeded, httpErrors, timeouts, connectionErrors, latency []int32
+	for k, sum := range sums {
+		endpointIDs, spans, buckets = append(endpointIDs, k.endpointID), append(spans, int32(k.span)), append(buckets, k.bucket)
+		succeeded, httpErrors = append(succeeded, int32(sum.counts.Succeeded)), append(httpErrors, int32(sum.counts.HTTPError))
+		timeouts, connectionErrors = append(timeouts, int32(sum.counts.Timeout)), append(connectionErrors, int32(sum.counts.ConnectionError))
+		latency = append(latency, sum.latency[:]...)
+	}
+	return []any{endpointIDs, spans, buckets, succeeded, httpErrors, timeouts, connectionErrors, latency, latencyBuckets}
+}
+
+// FoldStatsArgs is the periodic River job that runs FoldStats.
+type FoldStatsArgs struct{}
+
+// Kind is the job's River kind.
+func (FoldStatsArgs) Kind() string { return "fold_endpoint_stats" }
+
+// InsertOpts makes folds one at a time: a fold still waiting or running
+// when the next is due takes the new tallies too.
+func (FoldStatsArgs) InsertOpts() river.InsertOpts { return events.OneAtATime() }
+
+// FoldStatsWorker works FoldStatsArgs.
+type FoldStatsWorker struct {
+	river.WorkerDefaults[FoldStatsArgs]
+	pool *pgxpool.Pool
+}
+
+// NewFoldStatsWorker returns the worker of the fold job.
+func NewFoldStatsWorker(pool *pgxpool.Pool) *FoldStatsWorker { return &FoldStatsWorker{pool: pool} }
+
+// Work folds the tallies.
+func (w *FoldStatsWorker) Work(ctx context.Context, _ *river.Job[FoldStatsArgs]) error {
+	_, err := FoldStats(ctx, w.pool)
+	return err
+}
 
 // statsRows reads an endpoint's rollup rows of one span from $3 up to $4,
 // every shard: at most 4 a bucket, through the primary key.
@@ -213,7 +346,7 @@ const statsCounts = `select
 // EndpointStats returns the statistics of the scope's endpoint endpointID
 // over window (StatsWindowHour, StatsWindowDay or StatsWindowWeek; ""
 // means DefaultStatsWindow) ending at now. It reads the rollup
-// (rollupAttempts), never delivery_attempts: at most 672 rows for 7 days,
+// (FoldStats), never delivery_attempts: at most 672 rows for 7 days,
 // and two counts capped at CountCap. An unknown window is an
 // *events.InvalidError naming "window"; an endpoint that is not the scope's
 // (another merchant's or mode's, deleted, unknown) is events.ErrNotFound.

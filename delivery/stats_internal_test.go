@@ -61,12 +61,13 @@ func TestPercentile(t *testing.T) {
 	}
 }
 
-// TestRollupCountsWhatIsRecorded records attempts as jobs do, 40 batches at
-// once over two endpoints from the pool's connections (several shards, the
-// same minute rows): the rollup matches delivery_attempts exactly, no batch
-// fails on a deadlock, and a batch recorded again (a job run twice, whose
-// counts moved on) adds nothing.
-func TestRollupCountsWhatIsRecorded(t *testing.T) {
+// TestStatsCountWhatIsRecorded records attempts as jobs do, 40 batches at
+// once over two endpoints from the pool's connections, while two folds run
+// over and over beside them (as two processes' would): after a last fold,
+// the statistics match delivery_attempts exactly, no batch or fold fails,
+// and a batch recorded again (a job run twice, whose counts moved on) adds
+// nothing.
+func TestStatsCountWhatIsRecorded(t *testing.T) {
 	t.Parallel()
 
 	ctx := context.Background()
@@ -112,25 +113,54 @@ func TestRollupCountsWhatIsRecorded(t *testing.T) {
 		return rb.args(nil)
 	}
 	var wg sync.WaitGroup
-	errs := make(chan error, batches)
+	errs := make(chan error, batches+2)
+	recording := make(chan struct{})
+	folded := make(chan int, 2)
+	for range 2 {
+		go func() {
+			total := 0
+			for {
+				n, err := FoldStats(ctx, pool)
+				total += n
+				if err != nil {
+					errs <- err
+				}
+				select {
+				case <-recording:
+					folded <- total
+					return
+				default:
+				}
+			}
+		}()
+	}
 	for b := range batches {
 		wg.Go(func() {
 			recorded, err := w.recordAttempts(ctx, pool, batch(b))
 			if err == nil && len(recorded) != perBatch {
 				err = fmt.Errorf("batch %d recorded %d of %d", b, len(recorded), perBatch)
 			}
-			errs <- err
+			if err != nil {
+				errs <- err
+			}
 		})
 	}
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	close(recording)
 	if recorded, err := w.recordAttempts(ctx, pool, batch(0)); err != nil || len(recorded) != 0 {
 		t.Fatalf("a batch recorded again: %d recorded, %v", len(recorded), err)
+	}
+	total := <-folded + <-folded
+	last, err := FoldStats(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if total+last != n {
+		t.Errorf("the folds added %d and then %d attempts, want %d in all", total, last, n)
 	}
 
 	now := time.Now()
@@ -156,7 +186,7 @@ func TestRollupCountsWhatIsRecorded(t *testing.T) {
 				t.Fatal(err)
 			}
 			if s.Attempts != want {
-				t.Errorf("%s %s: the rollup counts %+v, delivery_attempts %+v", endpointID, window, s.Attempts, want)
+				t.Errorf("%s %s: the statistics count %+v, delivery_attempts %+v", endpointID, window, s.Attempts, want)
 			}
 			// The histogram keeps the order of its buckets: each percentile
 			// is the exact one's bucket.
@@ -181,54 +211,10 @@ func deref(p *int) string {
 	return fmt.Sprint(*p)
 }
 
-// TestRollupLocksBeforeEndpoints is the interleaving that would deadlock if
-// recordAttempts locked an endpoint before its statistics rows: on a failing
-// endpoint, a job whose attempt failed holds its rollup rows in its
-// transaction and is about to mark the endpoint failing, while an
-// acknowledged job, on a connection of the same shard, records (and ends the
-// endpoint's failure streak). The second must wait on the rollup row
-// without holding the endpoint's, so the first goes on and both commit.
-func TestRollupLocksBeforeEndpoints(t *testing.T) {
-	t.Parallel()
-
-	ctx := context.Background()
-	pool := dbtest.NewPool(t)
-	c1, c2 := lockSetup(t, pool, true)
-	batch := failingEndpointBatch
-	w := &Worker{}
-	tx, err := c1.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	if _, err := w.recordAttempts(ctx, tx, batch("dlv_1", outcome{statusCode: 500})); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := w.recordAttempts(ctx, c2, batch("dlv_2", outcome{statusCode: 200}))
-		done <- err
-	}()
-	waitForLock(t, pool, c2)
-	if _, err := w.markFailing(ctx, tx, "we_1", time.Now()); err != nil {
-		t.Fatalf("mark the endpoint failing: %v", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatalf("the acknowledged job: %v", err)
-	}
-	var attempts int
-	if err := pool.QueryRow(ctx, `select sum(succeeded + http_error) from endpoint_stats where span_seconds = 60`).Scan(&attempts); err != nil || attempts != 2 {
-		t.Errorf("the rollup counts %d attempts (%v), want 2", attempts, err)
-	}
-}
-
 // lockSetup gives a failing endpoint we_1, probed (its destination row's
 // probe_ms over 1000), two pending deliveries dlv_1 and dlv_2, and two
-// connections whose backend pids share a rollup shard, or do not.
-func lockSetup(t *testing.T, pool *pgxpool.Pool, sameShard bool) (*pgxpool.Conn, *pgxpool.Conn) {
+// connections.
+func lockSetup(t *testing.T, pool *pgxpool.Pool) (*pgxpool.Conn, *pgxpool.Conn) {
 	t.Helper()
 	ctx := context.Background()
 	m := dbtest.Merchant(t, pool, "Locks")
@@ -246,22 +232,16 @@ func lockSetup(t *testing.T, pool *pgxpool.Pool, sameShard bool) (*pgxpool.Conn,
 			t.Fatal(err)
 		}
 	}
-	// Of five connections, two share a shard; of two, none or both.
-	byShard := map[uint32]*pgxpool.Conn{}
-	for {
+	var conns [2]*pgxpool.Conn
+	for i := range conns {
 		c, err := pool.Acquire(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(c.Release)
-		shard := c.Conn().PgConn().PID() % 4
-		for other, o := range byShard {
-			if (other == shard) == sameShard {
-				return o, c
-			}
-		}
-		byShard[shard] = c
+		conns[i] = c
 	}
+	return conns[0], conns[1]
 }
 
 // failingEndpointBatch is the arguments of recordAttempts for one attempt
@@ -292,7 +272,7 @@ func waitForLock(t *testing.T, pool *pgxpool.Pool, c *pgxpool.Conn) {
 // that would deadlock if recordAttempts locked a destination before its
 // endpoint: a failing job's transaction has marked the endpoint failing and
 // is about to pause its destination's probing, while an acknowledged job of
-// the same endpoint, on a connection of another shard, records and ends the
+// the same endpoint records and ends the
 // endpoint's failure streak and its destination's probing. The second must
 // wait on the endpoint's row without holding the destination's.
 func TestAcknowledgedRecordLocksEndpointsBeforeDestinations(t *testing.T) {
@@ -300,7 +280,7 @@ func TestAcknowledgedRecordLocksEndpointsBeforeDestinations(t *testing.T) {
 
 	ctx := context.Background()
 	pool := dbtest.NewPool(t)
-	c1, c2 := lockSetup(t, pool, false)
+	c1, c2 := lockSetup(t, pool)
 	w := &Worker{}
 	tx, err := c1.Begin(ctx)
 	if err != nil {

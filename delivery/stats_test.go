@@ -50,6 +50,11 @@ func TestEndpointStats(t *testing.T) {
 		e.pay(nil)
 	}
 	e.waitDeliveries()
+	// What the periodic fold does every second (this test's client runs
+	// none): it adds every attempt recorded.
+	if n, err := delivery.FoldStats(ctx, e.pool); err != nil || n != len(endpoints)*payments {
+		t.Fatalf("the fold added %d attempts (%v), want %d", n, err, len(endpoints)*payments)
+	}
 	// One of the failing endpoint's deliveries pending again (as a retry
 	// scheduled would leave it), for the current counts.
 	if _, err := e.pool.Exec(ctx, `update deliveries set status = 'pending' where id = (select min(id) from deliveries

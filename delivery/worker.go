@@ -753,19 +753,19 @@ func describe(err error, ctx context.Context) string {
 // For destinations that acknowledged, it ends their endpoint's failure streak
 // and their probing (taking those rows' locks only when there is something to
 // end: every acknowledged attempt taking them would serialize the workers).
-// It adds the attempts it recorded to their endpoints' statistics (see
-// rollupAttempts), in the same statement: an attempt is counted exactly when
+// It tallies the attempts it recorded for their endpoints' statistics (see
+// tallyAttempts), in the same statement: an attempt is counted exactly when
 // it is recorded. It answers the ids it recorded.
 //
-// Its row locks come in one order: deliveries, statistics rows, endpoints,
-// destinations. Postgres runs the data-modifying CTEs that the query does
-// not read in no documented order (Postgres 15 runs the last declared
-// first), so each reads the one before it (a count, never negative): the
-// endpoints' update reads st, the destinations' reads e, and each has
-// written, and holds its rows, before the next locks any. record's
-// transaction then takes endpoints and destinations after it, never
-// statistics rows. (Run destinations first, an acknowledged job could hold
-// a destination and wait for its endpoint while a failing job of that
+// Its row locks come in one order: deliveries, endpoints, destinations (the
+// tally is a new row, which no one else locks). Postgres runs the
+// data-modifying CTEs that the query does not read in no documented order
+// (Postgres 15 runs the last declared first), so each reads the one before
+// it (a count, never negative): the endpoints' update reads st (which reads
+// d), the destinations' reads e, and each has written, and holds its rows,
+// before the next locks any. record's transaction then takes endpoints and
+// destinations after it. (Run destinations first, an acknowledged job could
+// hold a destination and wait for its endpoint while a failing job of that
 // endpoint, having marked it failing, waits to pause the destination:
 // TestAcknowledgedRecordLocksEndpointsBeforeDestinations.)
 const recordAttempts = `with i as (
@@ -784,7 +784,7 @@ const recordAttempts = `with i as (
 		insert into delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error, response_body)
 		select d.id, d.attempt_count, i.started_at, i.duration_ms, i.status_code, i.error, i.response_body
 		from d join i on i.id = d.id
-	), ` + rollupAttempts + `, e as (
+	), ` + tallyAttempts + `, e as (
 		update webhook_endpoints set failing_since = null where id = any($11) and failing_since is not null
 			and (select count(*) from st) >= 0
 		returning 1
@@ -900,8 +900,8 @@ func (w *Worker) record(ctx context.Context, b *batch) error {
 	var recorded map[string]bool
 	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
 		// The deliveries the job did not send first: recordAttempts then
-		// locks the statistics' rows, and a delivery locked after them would
-		// wait on a manual retry of it that waits on those rows
+		// locks endpoints, and a delivery locked after them would wait on a
+		// manual retry of it that waits on those endpoints
 		// (TestParkBeforeRecordingAttempts).
 		if len(b.abandoned) > 0 {
 			ids, _ := idsAndCounts(b.abandoned, 0)
@@ -923,9 +923,8 @@ func (w *Worker) record(ctx context.Context, b *batch) error {
 		if err := w.enqueueNext(ctx, tx, b, recorded, next); err != nil {
 			return err
 		}
-		// Deliveries, then the statistics' rows, then endpoints, then
-		// destinations: the order recordAttempts takes them in (it adds the
-		// attempts to the statistics; an acknowledged attempt ends its
+		// Deliveries, then endpoints, then destinations: the order
+		// recordAttempts takes them in (an acknowledged attempt ends its
 		// endpoint's failure streak, then its destination's probing), so
 		// that no two jobs, or a job and a manual retry of one of its
 		// deliveries, wait on each other's locks crosswise (a deadlock
