@@ -3717,7 +3717,7 @@ type ClientInterface interface {
 	// Corresponds with POST /v1/webhook_endpoints/{id}/send_test_event (the `SendTestEvent` operationId).
 	SendTestEvent(ctx context.Context, id Id, body SendTestEventJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// GetWebhookEndpointStats The endpoint's attempts over a window by outcome, success rate, latency p50/p90/p99, pending and failed deliveries now, and a series of buckets (a minute each for 1h, an hour for 24h, 6 hours for 7d); read from a rollup kept as attempts are recorded
+	// GetWebhookEndpointStats The endpoint's attempts over a window by outcome, success rate, latency p50/p90/p99, pending and failed deliveries now, and a series of buckets (a minute each for 1h, an hour for 24h, 6 hours for 7d); read from a rollup kept as attempts are recorded, about a second behind them
 	//
 	// Corresponds with GET /v1/webhook_endpoints/{id}/stats (the `GetWebhookEndpointStats` operationId).
 	GetWebhookEndpointStats(ctx context.Context, id Id, params *GetWebhookEndpointStatsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -4489,7 +4489,7 @@ func (c *Client) SendTestEvent(ctx context.Context, id Id, body SendTestEventJSO
 	return c.Client.Do(req)
 }
 
-// GetWebhookEndpointStats The endpoint's attempts over a window by outcome, success rate, latency p50/p90/p99, pending and failed deliveries now, and a series of buckets (a minute each for 1h, an hour for 24h, 6 hours for 7d); read from a rollup kept as attempts are recorded
+// GetWebhookEndpointStats The endpoint's attempts over a window by outcome, success rate, latency p50/p90/p99, pending and failed deliveries now, and a series of buckets (a minute each for 1h, an hour for 24h, 6 hours for 7d); read from a rollup kept as attempts are recorded, about a second behind them
 //
 // Corresponds with GET /v1/webhook_endpoints/{id}/stats (the `GetWebhookEndpointStats` operationId).
 func (c *Client) GetWebhookEndpointStats(ctx context.Context, id Id, params *GetWebhookEndpointStatsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -6622,7 +6622,7 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /v1/webhook_endpoints/{id}/send_test_event (the `SendTestEvent` operationId).
 	SendTestEventWithResponse(ctx context.Context, id Id, body SendTestEventJSONRequestBody, reqEditors ...RequestEditorFn) (*SendTestEventResponse, error)
 
-	// GetWebhookEndpointStatsWithResponse The endpoint's attempts over a window by outcome, success rate, latency p50/p90/p99, pending and failed deliveries now, and a series of buckets (a minute each for 1h, an hour for 24h, 6 hours for 7d); read from a rollup kept as attempts are recorded
+	// GetWebhookEndpointStatsWithResponse The endpoint's attempts over a window by outcome, success rate, latency p50/p90/p99, pending and failed deliveries now, and a series of buckets (a minute each for 1h, an hour for 24h, 6 hours for 7d); read from a rollup kept as attempts are recorded, about a second behind them
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -9717,7 +9717,7 @@ func (c *ClientWithResponses) SendTestEventWithResponse(ctx context.Context, id 
 	return ParseSendTestEventResponse(rsp)
 }
 
-// GetWebhookEndpointStatsWithResponse The endpoint's attempts over a window by outcome, success rate, latency p50/p90/p99, pending and failed deliveries now, and a series of buckets (a minute each for 1h, an hour for 24h, 6 hours for 7d); read from a rollup kept as attempts are recorded
+// GetWebhookEndpointStatsWithResponse The endpoint's attempts over a window by outcome, success rate, latency p50/p90/p99, pending and failed deliveries now, and a series of buckets (a minute each for 1h, an hour for 24h, 6 hours for 7d); read from a rollup kept as attempts are recorded, about a second behind them
 //
 // Returns a wrapper object for the known response body format(s).
 //
