@@ -21,9 +21,10 @@
 // acknowledged, otherwise in one transaction with the jobs of the next
 // attempts (the schedule with jitter, or a later Retry-After), until the
 // schedule is spent and the delivery is failed, and with the endpoints'
-// health. The same statement adds the attempts it recorded to the endpoints'
-// statistics (endpoint_stats, a rollup per endpoint and minute or hour with
-// a latency histogram), which [EndpointStats] reads without touching
+// health. The same statement tallies the attempts it recorded, and a
+// periodic fold ([FoldStats]) adds the tallies to the endpoints' statistics
+// (endpoint_stats, a rollup per endpoint and minute or hour with a latency
+// histogram), which [EndpointStats] reads without touching
 // delivery_attempts.
 //
 // Isolation: a process's limiter admits at most HOOKLINE_ENDPOINT_CONCURRENCY

@@ -176,9 +176,15 @@ const tallyAttempts = `st as (
 // lag the attempts recorded.
 const StatsFoldInterval = time.Second
 
-// foldBatch is how many tallies one fold transaction takes: a thousand jobs'
-// attempts, a few thousand rows of endpoint_stats at most.
-const foldBatch = 1000
+// foldBatch is how many tallies one fold transaction takes: 200 jobs'
+// attempts, at most jobSize each (10,000 attempts, 20,000 rows of
+// endpoint_stats).
+const foldBatch = 200
+
+// foldBudget is how long one fold job goes on taking batches: what is left
+// then is the next run's, a second later, so that a backlog never makes the
+// job time out (and wait out River's retry backoff).
+const foldBudget = 10 * time.Second
 
 // takeTallies deletes the oldest tallies, up to $1, skipping those a
 // concurrent fold holds, through the primary key, and answers them.
@@ -217,11 +223,11 @@ type statsSum struct {
 }
 
 // FoldStats adds the attempts tallied since the last fold to endpoint_stats,
-// a batch of tallies per transaction (foldTallies), until none is left, and
-// answers how many attempts it added.
+// a batch of tallies per transaction (foldTallies), until none is left or
+// foldBudget is spent, and answers how many attempts it added.
 func FoldStats(ctx context.Context, pool *pgxpool.Pool) (int, error) {
 	folded := 0
-	for {
+	for start := time.Now(); time.Since(start) < foldBudget; {
 		var tallies, attempts int
 		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) (err error) {
 			tallies, attempts, err = foldTallies(ctx, tx)
@@ -232,9 +238,10 @@ func FoldStats(ctx context.Context, pool *pgxpool.Pool) (int, error) {
 		}
 		folded += attempts
 		if tallies < foldBatch {
-			return folded, nil
+			break
 		}
 	}
+	return folded, nil
 }
 
 // foldTallies takes up to foldBatch tallies and adds their attempts to
@@ -313,8 +320,15 @@ type FoldStatsArgs struct{}
 func (FoldStatsArgs) Kind() string { return "fold_endpoint_stats" }
 
 // InsertOpts makes folds one at a time: a fold still waiting or running
-// when the next is due takes the new tallies too.
-func (FoldStatsArgs) InsertOpts() river.InsertOpts { return events.OneAtATime() }
+// when the next is due takes the new tallies too. A failed fold is not
+// retried (its committed batches stay folded): the next run, a second
+// later, takes what it left, where a retry would hold new runs off for
+// River's backoff.
+func (FoldStatsArgs) InsertOpts() river.InsertOpts {
+	opts := events.OneAtATime()
+	opts.MaxAttempts = 1
+	return opts
+}
 
 // FoldStatsWorker works FoldStatsArgs.
 type FoldStatsWorker struct {

@@ -124,6 +124,8 @@ func TestStatsCountWhatIsRecorded(t *testing.T) {
 				total += n
 				if err != nil {
 					errs <- err
+					folded <- total
+					return
 				}
 				select {
 				case <-recording:
