@@ -10,7 +10,8 @@ import (
 )
 
 // TestEndpointStatsRoute reads an endpoint's statistics through the API
-// over a rollup as the worker writes it (two shards of the current minute
+// over a rollup as the fold writes it, and as recordings wrote it before
+// migration 018 (two shards of the current minute
 // and hour, one row of the previous hour; the worker's own rows are tested
 // in package delivery): every window validates against
 // objects/webhook_endpoint_stats.json with the sums of the shards; a bad

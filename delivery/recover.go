@@ -57,7 +57,7 @@ func (RecoverArgs) Kind() string { return "recover_deliveries" }
 // passes the zero Scope to reach any endpoint. The endpoint must be enabled:
 // its deliveries would otherwise only fail again.
 func (d *Dispatcher) Recover(ctx context.Context, tx pgx.Tx, scope *events.Scope, endpointID string, since, until time.Time, dryRun bool) (*Recovery, error) {
-	if err := checkWindow(since, until, MaxRecoveryWindow, "14 days", "recovery"); err != nil {
+	if err := checkWindow(since, until, MaxRecoveryWindow, "recovery"); err != nil {
 		return nil, err
 	}
 	var status string
@@ -86,14 +86,15 @@ func (d *Dispatcher) Recover(ctx context.Context, tx pgx.Tx, scope *events.Scope
 }
 
 // checkWindow refuses a window [since, until) that is empty or longer than
-// limit (named for people as limitText), naming the field to change: the
-// recovery's and the replay's rule alike.
-func checkWindow(since, until time.Time, limit time.Duration, limitText, what string) error {
+// limit (whole days), naming the field to change: the recovery's and the
+// replay's rule alike.
+func checkWindow(since, until time.Time, limit time.Duration, what string) error {
 	if !until.After(since) {
 		return &events.InvalidError{Param: "until", Message: "must be after since"}
 	}
 	if until.Sub(since) > limit {
-		return &events.InvalidError{Param: "since", Message: "must be at most " + limitText + " before until; split a longer " + what}
+		return &events.InvalidError{Param: "since", Message: fmt.Sprintf("must be at most %d days before until; split a longer %s",
+			int(limit/(24*time.Hour)), what)}
 	}
 	return nil
 }

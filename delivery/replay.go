@@ -146,7 +146,7 @@ func (d *Dispatcher) PlanReplay(ctx context.Context, db beginner, scope events.S
 	if p.Since.After(now) {
 		return nil, &events.InvalidError{Param: "since", Message: "must not be in the future"}
 	}
-	if err := checkWindow(p.Since, p.Until, MaxReplayWindow, "30 days", "replay"); err != nil {
+	if err := checkWindow(p.Since, p.Until, MaxReplayWindow, "replay"); err != nil {
 		return nil, err
 	}
 	if p.Types != nil {

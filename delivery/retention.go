@@ -78,7 +78,7 @@ func (w *PruneWorker) Timeout(*river.Job[PruneArgs]) time.Duration { return 10 *
 // names, then idempotency keys past their 24 hours, then merchant portal
 // sessions older than the retention (kept that long, long after they end,
 // as the record of who opened the portal when), then the endpoint
-// statistics' rollup rows past theirs (statsRetention: 24 hours for minutes,
+// statistics' rollup rows past theirs (statsRetention: 2 hours for minutes,
 // 7 days for hours, whatever the retention).
 func (w *PruneWorker) Work(ctx context.Context, _ *river.Job[PruneArgs]) error {
 	return w.prune(ctx, time.Now().Add(-w.retention))

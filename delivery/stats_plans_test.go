@@ -60,17 +60,20 @@ func TestStatsPlansAtScale(t *testing.T) {
 func TestFoldPlans(t *testing.T) {
 	pool := dbtest.NewPool(t)
 	ctx := context.Background()
-	for _, q := range []string{
-		`insert into endpoint_stats (endpoint_id, span_seconds, bucket, shard, succeeded, http_error, timeout, connection_error, latency)
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{`insert into endpoint_stats (endpoint_id, span_seconds, bucket, shard, succeeded, http_error, timeout, connection_error, latency)
 			select 'we_' || e, s.span, date_bin(make_interval(secs => s.span), now(), timestamptz '2000-01-01') - k * make_interval(secs => s.span),
 				0, 1, 0, 0, 0, array_fill(0, array[68])
-			from generate_series(1, 2000) e, (values (60, 120), (3600, 168)) s (span, n), generate_series(0, s.n - 1) k`,
-		`insert into attempt_tallies (endpoint_ids, started_at, outcomes, latency_buckets)
+			from generate_series(1, 2000) e, (values (60, 120), (3600, 168)) s (span, n), generate_series(0, s.n - 1) k`, nil},
+		{`insert into attempt_tallies (endpoint_ids, started_at, outcomes, latency_buckets)
 			select array['we_' || case when g % 2 = 0 then g % 2000 + 1 else 3000 + g end], array[now()], array['succeeded'], array[20]
-			from generate_series(1, 5 * 1000) g`,
-		`analyze endpoint_stats, attempt_tallies`,
+			from generate_series(1, 5 * $1::int) g`, []any{foldBatch}},
+		{`analyze endpoint_stats, attempt_tallies`, nil},
 	} {
-		if _, err := pool.Exec(ctx, q); err != nil {
+		if _, err := pool.Exec(ctx, q.sql, q.args...); err != nil {
 			t.Fatal(err)
 		}
 	}

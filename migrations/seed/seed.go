@@ -16,7 +16,7 @@
 // delivery and the newest tenth of them, and a waiting job for each pending
 // delivery but 1 in 20 (which the reconciler should find). The endpoint
 // statistics' rollup (endpoint_stats) holds the attempts of the last 7 days
-// by hour and of the last 24 hours by minute, as the worker would have
+// by hour and of the last 24 hours by minute, as the fold would have
 // written it (one shard).
 package seed
 
