@@ -83,8 +83,26 @@ func scanDelivery(row pgx.Row, extra ...any) (*Delivery, error) {
 }
 
 // GetDelivery returns a delivery with its attempts: one of the scope's, or
-// with a nil scope (an operator) any merchant's.
-func GetDelivery(ctx context.Context, db events.DB, scope *events.Scope, id string) (*Delivery, error) {
+// with a nil scope (an operator) any merchant's. Given a pool, it reads both
+// in one snapshot (a read-only repeatable-read transaction): read one after
+// the other, an attempt recorded in between showed beside the delivery's
+// older status and count (a portal page showed attempt 1 of a delivery still
+// pending). Given a transaction, it reads with that transaction's snapshots.
+func GetDelivery(ctx context.Context, db events.DB, scope *events.Scope, id string) (d *Delivery, err error) {
+	pool, ok := db.(interface {
+		BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
+	})
+	if !ok {
+		return getDelivery(ctx, db, scope, id)
+	}
+	err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		d, err = getDelivery(ctx, tx, scope, id)
+		return err
+	})
+	return d, err
+}
+
+func getDelivery(ctx context.Context, db events.DB, scope *events.Scope, id string) (*Delivery, error) {
 	d, err := scanDelivery(db.QueryRow(ctx, deliveryColumns+` where id = $1
 		and ($2::text is null or (merchant_id = $2 and livemode = $3))`, id, scopeMerchant(scope), scope != nil && scope.Livemode))
 	if err != nil {
