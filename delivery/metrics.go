@@ -41,11 +41,14 @@ type Metrics struct {
 	attemptsPerDelivery prometheus.Histogram
 	disabled            *prometheus.CounterVec
 	requeued            prometheus.Counter
+	foldErrors          prometheus.Counter
+	foldedTallies       prometheus.Counter
 }
 
 // NewMetrics registers the delivery metrics with reg, and a collector that
-// reports River's queue depth by job state from pool at each scrape, at a
-// bounded cost (queueDepthCap).
+// reports River's queue depth by job state, the parked deliveries and the
+// tallies waiting for the fold from pool at each scrape, at a bounded cost
+// (queueDepthCap).
 func NewMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, logger *slog.Logger) *Metrics {
 	m := &Metrics{
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -70,8 +73,17 @@ func NewMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, logger *slog.Logg
 			Name: "hookline_deliveries_requeued_total",
 			Help: "Pending deliveries that no job would take (a job discarded or lost), given a new job by the reconciler.",
 		}),
+		foldErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hookline_endpoint_stats_fold_errors_total",
+			Help: "Runs of the endpoint statistics' fold (fold_endpoint_stats) that failed: the tallies they had not folded wait for the next run.",
+		}),
+		foldedTallies: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hookline_endpoint_stats_tallies_folded_total",
+			Help: "Tallies (attempt_tallies rows, one per statement that recorded attempts) the fold added to the endpoint statistics.",
+		}),
 	}
-	reg.MustRegister(m.attempts, m.latency, m.attemptsPerDelivery, m.disabled, m.requeued, &queueCollector{pool: pool, logger: logger})
+	reg.MustRegister(m.attempts, m.latency, m.attemptsPerDelivery, m.disabled, m.requeued, m.foldErrors, m.foldedTallies,
+		&queueCollector{pool: pool, logger: logger})
 	return m
 }
 
@@ -114,6 +126,15 @@ const queueDepthSQL = `select q.name, s.state, (select count(*) from (select fro
 // walk of at most $1 entries of deliveries_parked_idx, which holds only them.
 const parkedSQL = `select count(*) from (select from deliveries where parked limit $1) bounded`
 
+// talliesWaitingSQL counts the tallies the fold has not taken yet, stopping
+// at $1: a walk of attempt_tallies' primary key (queueDepthSettings, run
+// before it, rule out a scan of the table) through at most $1 live entries,
+// and the entries of folded tallies a vacuum has not removed yet (autovacuum
+// comes after 5,000 of them: migration 018). The fold takes the tallies
+// every second, so the count stays near what a second of recordings writes;
+// a count that keeps growing means the fold fails or does not run.
+const talliesWaitingSQL = `select count(*) from (select from attempt_tallies limit $1) bounded`
+
 // queueDepthSettings is run before queueDepthSQL, in its transaction, so
 // that the statement keeps its bounded cost whatever the connection's
 // settings (DATABASE_URL may set them). Each count stops at the cap only if
@@ -139,6 +160,11 @@ var parkedDeliveries = prometheus.NewDesc("hookline_parked_deliveries",
 	"Deliveries parked until their destination (busy, failing, paused by a 429, or at its rate limit) takes more, read at scrape time "+
 		"and counted up to 10000: 10000 means at least that many.", nil, nil)
 
+// talliesWaiting describes hookline_endpoint_stats_tallies_waiting.
+var talliesWaiting = prometheus.NewDesc("hookline_endpoint_stats_tallies_waiting",
+	"Tallies of recorded attempts (attempt_tallies rows) the endpoint statistics' fold has not taken yet, read at scrape time "+
+		"and counted up to 10000: 10000 means at least that many.", nil, nil)
+
 // queueCollector reads River's job counts when Prometheus scrapes, so the
 // figure is never stale and costs nothing between scrapes; queueDepthCap
 // bounds what a scrape costs.
@@ -150,6 +176,7 @@ type queueCollector struct {
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- queueDepth
 	ch <- parkedDeliveries
+	ch <- talliesWaiting
 }
 
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
@@ -181,6 +208,11 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 			return err
 		}
 		metrics = append(metrics, prometheus.MustNewConstMetric(parkedDeliveries, prometheus.GaugeValue, float64(parked)))
+		var tallies int64
+		if err := tx.QueryRow(ctx, talliesWaitingSQL, queueDepthCap).Scan(&tallies); err != nil {
+			return err
+		}
+		metrics = append(metrics, prometheus.MustNewConstMetric(talliesWaiting, prometheus.GaugeValue, float64(tallies)))
 		return nil
 	})
 	if err != nil {

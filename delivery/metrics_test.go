@@ -10,7 +10,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/riverqueue/river"
 
+	"github.com/hookline/hookline/events"
 	"github.com/hookline/hookline/migrations/dbtest"
 )
 
@@ -196,5 +198,147 @@ func TestParkedGaugeCountsParkedDeliveriesUpToTheCap(t *testing.T) {
 	insert("c", queueDepthCap, true)
 	if got := gauge(); got != queueDepthCap {
 		t.Errorf("hookline_parked_deliveries = %v, want the cap %v", got, queueDepthCap)
+	}
+}
+
+// gathered reads the value of every series without labels, counter or
+// gauge, by metric name.
+func gathered(t *testing.T, registry *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	families, err := registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	values := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			if len(m.GetLabel()) > 0 {
+				continue
+			}
+			switch {
+			case m.GetCounter() != nil:
+				values[f.GetName()] = m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				values[f.GetName()] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	return values
+}
+
+// TestFoldMetrics runs the fold's job as River does, over four tallies one
+// of which the fold cannot read (a null start, which no recording writes,
+// standing for any failure of the fold): the run fails, and the metrics say
+// so beside River's log line (one error, nothing folded, four tallies
+// waiting). Once that tally is gone the next run folds the three others,
+// and the metrics say that too.
+func TestFoldMetrics(t *testing.T) {
+	t.Parallel()
+
+	pool := dbtest.NewPool(t)
+	ctx := context.Background()
+	registry := prometheus.NewRegistry()
+	w := NewFoldStatsWorker(pool, NewMetrics(registry, pool, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if _, err := pool.Exec(ctx, `insert into attempt_tallies (endpoint_ids, started_at, outcomes, latency_buckets)
+		select array['we_1', 'we_2'], array[now(), now()], array['succeeded', 'timeout'], array[20, null]
+		from generate_series(1, 3)`); err != nil {
+		t.Fatal(err)
+	}
+	var unreadable int64
+	if err := pool.QueryRow(ctx, `insert into attempt_tallies (endpoint_ids, started_at, outcomes, latency_buckets)
+		values (array['we_1'], array[null]::timestamptz[], array['succeeded'], array[20]) returning id`).Scan(&unreadable); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string, errors, folded, waiting float64) {
+		t.Helper()
+		got := gathered(t, registry)
+		for name, want := range map[string]float64{"hookline_endpoint_stats_fold_errors_total": errors,
+			"hookline_endpoint_stats_tallies_folded_total": folded, "hookline_endpoint_stats_tallies_waiting": waiting} {
+			if v, ok := got[name]; !ok || v != want {
+				t.Errorf("%s: %s = %v (reported: %v), want %v", when, name, v, ok, want)
+			}
+		}
+	}
+	check("before a fold", 0, 0, 4)
+	if err := w.Work(ctx, &river.Job[FoldStatsArgs]{}); err == nil {
+		t.Fatal("the fold read a tally with a null start")
+	}
+	check("after the failed fold", 1, 0, 4)
+	if _, err := pool.Exec(ctx, `delete from attempt_tallies where id = $1`, unreadable); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Work(ctx, &river.Job[FoldStatsArgs]{}); err != nil {
+		t.Fatal(err)
+	}
+	check("after the fold", 1, 3, 0)
+	var attempts int
+	if err := pool.QueryRow(ctx, `select coalesce(sum(succeeded + timeout), 0) from endpoint_stats where span_seconds = 60`).
+		Scan(&attempts); err != nil || attempts != 6 {
+		t.Errorf("the rollup's minutes hold %d attempts (%v), want the 6 of the three tallies", attempts, err)
+	}
+}
+
+// hookline_endpoint_stats_tallies_waiting is exact below queueDepthCap and
+// says the cap above it, whatever the backlog (the fold failing for an
+// hour): its statement reads at most the cap of attempt_tallies' primary
+// key, never the table, on the settings of hookline's pools and on a
+// connection without them (the collector's own settings suffice).
+func TestTalliesWaitingIsBoundedWhateverTheBacklog(t *testing.T) {
+	t.Parallel()
+
+	pool := dbtest.NewPool(t)
+	ctx := context.Background()
+	registry := prometheus.NewRegistry()
+	NewMetrics(registry, pool, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	insert := func(n int) {
+		t.Helper()
+		if _, err := pool.Exec(ctx, `insert into attempt_tallies (endpoint_ids, started_at, outcomes, latency_buckets)
+			select array['we_1'], array[now()], array['succeeded'], array[20] from generate_series(1, $1::int)`, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	insert(7)
+	if got := gathered(t, registry)["hookline_endpoint_stats_tallies_waiting"]; got != 7 {
+		t.Errorf("hookline_endpoint_stats_tallies_waiting = %v, want 7", got)
+	}
+	insert(3 * queueDepthCap)
+	// Some folded, as a fold's delete leaves them for the vacuum.
+	if _, err := pool.Exec(ctx, `delete from attempt_tallies where id <= 1000`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `analyze attempt_tallies`); err != nil {
+		t.Fatal(err)
+	}
+	if got := gathered(t, registry)["hookline_endpoint_stats_tallies_waiting"]; got != queueDepthCap {
+		t.Errorf("hookline_endpoint_stats_tallies_waiting = %v, want the cap %v", got, queueDepthCap)
+	}
+	for _, settings := range []map[string]string{PlannerSettings(), {}} {
+		plans := dbtest.CheckPlans(t, pool, settings, func(ctx context.Context, db events.DB) error {
+			if _, err := db.Exec(ctx, queueDepthSettings); err != nil {
+				return err
+			}
+			var n int
+			return db.QueryRow(ctx, talliesWaitingSQL, queueDepthCap).Scan(&n)
+		}, dbtest.Want{MaxRead: queueDepthCap})
+		dbtest.LogPlans(t, plans)
+		for _, p := range plans {
+			if p.SQL != talliesWaitingSQL {
+				continue
+			}
+			var scans []string
+			var walk func(n *dbtest.PlanNode)
+			walk = func(n *dbtest.PlanNode) {
+				if n.RelationName == "attempt_tallies" {
+					scans = append(scans, n.NodeType+" using "+n.IndexName)
+				}
+				for i := range n.Plans {
+					walk(&n.Plans[i])
+				}
+			}
+			walk(&p.Root)
+			if len(scans) != 1 || !strings.HasPrefix(scans[0], "Index") || !strings.HasSuffix(scans[0], "attempt_tallies_pkey") {
+				t.Errorf("%v: attempt_tallies read by %q, want its primary key", settings, scans)
+			}
+		}
 	}
 }

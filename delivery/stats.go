@@ -225,24 +225,24 @@ type statsSum struct {
 
 // FoldStats adds the attempts tallied since the last fold to endpoint_stats,
 // a batch of tallies per transaction (foldTallies), until none is left or
-// foldBudget is spent, and answers how many attempts it added.
-func FoldStats(ctx context.Context, pool *pgxpool.Pool) (int, error) {
-	folded := 0
+// foldBudget is spent, and answers how many tallies it took and attempts it
+// added: on an error, those of the batches it committed before.
+func FoldStats(ctx context.Context, pool *pgxpool.Pool) (tallies, attempts int, err error) {
 	for start := time.Now(); time.Since(start) < foldBudget; {
-		var tallies, attempts int
+		var batch, added int
 		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) (err error) {
-			tallies, attempts, err = foldTallies(ctx, tx)
+			batch, added, err = foldTallies(ctx, tx)
 			return err
 		})
 		if err != nil {
-			return folded, fmt.Errorf("fold endpoint stats: %w", err)
+			return tallies, attempts, fmt.Errorf("fold endpoint stats: %w", err)
 		}
-		folded += attempts
-		if tallies < foldBatch {
+		tallies, attempts = tallies+batch, attempts+added
+		if batch < foldBatch {
 			break
 		}
 	}
-	return folded, nil
+	return tallies, attempts, nil
 }
 
 // foldTallies takes up to foldBatch tallies and adds their attempts to
@@ -334,15 +334,26 @@ func (FoldStatsArgs) InsertOpts() river.InsertOpts {
 // FoldStatsWorker works FoldStatsArgs.
 type FoldStatsWorker struct {
 	river.WorkerDefaults[FoldStatsArgs]
-	pool *pgxpool.Pool
+	pool    *pgxpool.Pool
+	metrics *Metrics
 }
 
-// NewFoldStatsWorker returns the worker of the fold job.
-func NewFoldStatsWorker(pool *pgxpool.Pool) *FoldStatsWorker { return &FoldStatsWorker{pool: pool} }
+// NewFoldStatsWorker returns the worker of the fold job, which counts what
+// it folds and its failures in metrics.
+func NewFoldStatsWorker(pool *pgxpool.Pool, metrics *Metrics) *FoldStatsWorker {
+	return &FoldStatsWorker{pool: pool, metrics: metrics}
+}
 
-// Work folds the tallies.
+// Work folds the tallies. A failed run is counted
+// (hookline_endpoint_stats_fold_errors_total) besides River's log line: the
+// statistics fall behind while the tallies wait
+// (hookline_endpoint_stats_tallies_waiting), and nothing else says so.
 func (w *FoldStatsWorker) Work(ctx context.Context, _ *river.Job[FoldStatsArgs]) error {
-	_, err := FoldStats(ctx, w.pool)
+	tallies, _, err := FoldStats(ctx, w.pool)
+	w.metrics.foldedTallies.Add(float64(tallies))
+	if err != nil {
+		w.metrics.foldErrors.Inc()
+	}
 	return err
 }
 

@@ -120,7 +120,7 @@ func TestStatsCountWhatIsRecorded(t *testing.T) {
 		go func() {
 			total := 0
 			for {
-				n, err := FoldStats(ctx, pool)
+				_, n, err := FoldStats(ctx, pool)
 				total += n
 				if err != nil {
 					errs <- err
@@ -153,7 +153,7 @@ func TestStatsCountWhatIsRecorded(t *testing.T) {
 		t.Fatalf("a batch recorded again: %d recorded, %v", len(recorded), err)
 	}
 	total := <-folded + <-folded
-	last, err := FoldStats(ctx, pool)
+	_, last, err := FoldStats(ctx, pool)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,7 +52,7 @@ func TestEndpointStats(t *testing.T) {
 	e.waitDeliveries()
 	// What the periodic fold does every second (this test's client runs
 	// none): it adds every attempt recorded.
-	if n, err := delivery.FoldStats(ctx, e.pool); err != nil || n != len(endpoints)*payments {
+	if _, n, err := delivery.FoldStats(ctx, e.pool); err != nil || n != len(endpoints)*payments {
 		t.Fatalf("the fold added %d attempts (%v), want %d", n, err, len(endpoints)*payments)
 	}
 	// One of the failing endpoint's deliveries pending again (as a retry

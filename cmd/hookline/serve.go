@@ -206,7 +206,7 @@ func (m *Main) wire(cfg config, keyring *events.Keyring) error {
 	river.AddWorker(workers, delivery.NewReplayWorker(m.pool, dispatcher, m.logger))
 	river.AddWorker(workers, delivery.NewFillEventTypesWorker(m.pool, m.logger))
 	river.AddWorker(workers, delivery.NewPruneWorker(m.pool, cfg.Retention, m.logger))
-	river.AddWorker(workers, delivery.NewFoldStatsWorker(m.pool))
+	river.AddWorker(workers, delivery.NewFoldStatsWorker(m.pool, metrics))
 	river.AddWorker(workers, delivery.NewReleaseWorker(m.pool, m.logger, cfg.EndpointInFlight))
 	river.AddWorker(workers, delivery.NewReconcileWorker(m.pool, dispatcher, metrics, m.logger, cfg.DeliveryTimeout))
 	river.AddWorker(workers, delivery.NewWorker(delivery.WorkerConfig{
