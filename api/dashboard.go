@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"html/template"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -116,7 +117,7 @@ func (s *Server) signedIn(r *http.Request) bool {
 func (s *Server) dashboardAuth(w http.ResponseWriter, r *http.Request) (in, ok bool) {
 	a, err := s.beginAuth(w, r)
 	if err != nil {
-		s.renderError(w, r, err)
+		s.dashboardError(w, r, "", err)
 		return false, false
 	}
 	in = s.signedIn(r)
@@ -143,12 +144,15 @@ type page struct {
 	// it (the dashboard has no JavaScript).
 	Waiting string
 	Refresh int
+	// Problem is the error page's message: what the API would answer.
+	Problem string
 }
 
 // render writes a page. Its message is the page's own (a refused login's),
-// else the one the action that redirected here left in the URL.
+// else the one the action that redirected here left in the URL (but on an
+// error page, which says what failed instead).
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, content string, p *page) {
-	if p.Flash == "" {
+	if p.Flash == "" && p.Problem == "" {
 		p.Flash = r.URL.Query().Get("msg")
 	}
 	t, err := dashboardTemplates.Clone()
@@ -156,7 +160,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, cont
 		_, err = t.New("content").Parse(`{{template "` + content + `" .}}`)
 	}
 	if err != nil {
-		s.renderError(w, r, err)
+		s.renderError(w, r, err) // a template of ours that does not parse: no page can be drawn
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -168,11 +172,29 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, cont
 	}
 }
 
-// dashboard wraps a page: off without a token, the login form until signed in.
+// dashboardError renders the dashboard's error page for err, with the
+// status and the public message the API would answer (a 500's cause is
+// logged, never shown): a browser gets a page it can read and leave, not a
+// JSON body. csrf is the session's CSRF token when signed in, for the
+// header's Log out, else "".
+func (s *Server) dashboardError(w http.ResponseWriter, r *http.Request, csrf string, err error) {
+	e := asAPIError(err)
+	if e.Status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	if e.Status >= http.StatusInternalServerError {
+		s.logger.ErrorContext(r.Context(), "request failed", slog.String("method", r.Method),
+			slog.String("path", r.URL.Path), slog.String("error", err.Error()))
+	}
+	s.render(w, r, e.Status, "error-content", &page{Title: strings.ToLower(http.StatusText(e.Status)), CSRF: csrf, Problem: e.Message})
+}
+
+// dashboard wraps a page: off without a token, the login form until signed
+// in. Its errors are the dashboard's error page (dashboardError).
 func (s *Server) dashboard(h func(w http.ResponseWriter, r *http.Request) (string, *page, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.operatorToken == "" {
-			s.renderError(w, r, errOperatorOff)
+			s.dashboardError(w, r, "", errOperatorOff)
 			return
 		}
 		in, ok := s.dashboardAuth(w, r)
@@ -185,7 +207,7 @@ func (s *Server) dashboard(h func(w http.ResponseWriter, r *http.Request) (strin
 		}
 		content, p, err := h(w, r)
 		if err != nil {
-			s.renderError(w, r, err)
+			s.dashboardError(w, r, s.derive("csrf"), err)
 			return
 		}
 		p.CSRF = s.derive("csrf")
@@ -234,6 +256,8 @@ func (s *Server) deliveryPage(_ http.ResponseWriter, r *http.Request) (string, *
 
 // endpointPage shows an endpoint of any merchant with its statistics over
 // ?window= (24h by default) as the merchant API reads them, and their charts.
+// A window that is not one of them, or several, shows the default and says
+// so (delivery.PageStatsWindow).
 func (s *Server) endpointPage(_ http.ResponseWriter, r *http.Request) (string, *page, error) {
 	id := r.PathValue("id")
 	scope, err := delivery.EndpointScope(r.Context(), s.pool, id)
@@ -244,18 +268,23 @@ func (s *Server) endpointPage(_ http.ResponseWriter, r *http.Request) (string, *
 	if err != nil {
 		return "", nil, named(err, "webhook_endpoint", id)
 	}
-	stats, err := delivery.EndpointStats(r.Context(), s.pool, scope, id, r.URL.Query().Get("window"), time.Now())
+	window, ok := delivery.PageStatsWindow(r.URL.Query()["window"])
+	stats, err := delivery.EndpointStats(r.Context(), s.pool, scope, id, window, time.Now())
 	if err != nil {
 		return "", nil, named(err, "webhook_endpoint", id)
 	}
-	return "endpoint-content", &page{Title: "endpoint " + id, Endpoint: e, Scope: scope, Stats: stats,
+	p := &page{Title: "endpoint " + id, Endpoint: e, Scope: scope, Stats: stats,
 		Windows:  []string{delivery.StatsWindowHour, delivery.StatsWindowDay, delivery.StatsWindowWeek},
-		Outcomes: chart.Outcomes(stats.Series, stats.Window), Latency: chart.Latency(stats.Series, stats.Window)}, nil
+		Outcomes: chart.Outcomes(stats.Series, stats.Window), Latency: chart.Latency(stats.Series, stats.Window)}
+	if !ok {
+		p.Flash = "The window asked for is not 1h, 24h or 7d (once): showing " + window + "."
+	}
+	return "endpoint-content", p, nil
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if s.operatorToken == "" {
-		s.renderError(w, r, errOperatorOff)
+		s.dashboardError(w, r, "", errOperatorOff)
 		return
 	}
 	// The form is read before the token takes a place of the failure limit,
@@ -264,7 +293,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	token := r.PostFormValue("token")
 	a, err := s.beginAuth(w, r)
 	if err != nil {
-		s.renderError(w, r, err)
+		s.dashboardError(w, r, "", err)
 		return
 	}
 	matches := s.operatorTokenMatches(token)
@@ -281,11 +310,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 }
 
 // dashboardAction wraps a form POST: signed in, with the CSRF field, then
-// redirected to where the action says with a message.
+// redirected to where the action says with a message. What stops it there
+// is the dashboard's error page (dashboardError).
 func (s *Server) dashboardAction(h func(r *http.Request) (to, msg string, err error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.operatorToken == "" {
-			s.renderError(w, r, errOperatorOff)
+			s.dashboardError(w, r, "", errOperatorOff)
 			return
 		}
 		in, ok := s.dashboardAuth(w, r)
@@ -294,7 +324,7 @@ func (s *Server) dashboardAction(h func(r *http.Request) (to, msg string, err er
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 		if !in || !hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(s.derive("csrf"))) {
-			s.renderError(w, r, &Error{Status: http.StatusForbidden, Type: "authentication_error", Code: "csrf_failed",
+			s.dashboardError(w, r, "", &Error{Status: http.StatusForbidden, Type: "authentication_error", Code: "csrf_failed",
 				Message: "Sign in again: this form is stale or did not come from the dashboard."})
 			return
 		}
@@ -303,7 +333,7 @@ func (s *Server) dashboardAction(h func(r *http.Request) (to, msg string, err er
 			// What the API would answer with a 4xx the operator reads on the
 			// dashboard; anything else is a 500, rendered and logged as such.
 			if e := asAPIError(err); e.Status >= http.StatusInternalServerError {
-				s.renderError(w, r, err)
+				s.dashboardError(w, r, s.derive("csrf"), err)
 				return
 			}
 			to, msg = "/dashboard", asAPIError(err).Message

@@ -71,12 +71,17 @@ func (s *Server) getEndpoint(ctx context.Context, c *call) (any, error) {
 
 // endpointStats answers the endpoint's statistics over ?window= (1h, 24h
 // or 7d; 24h when absent), read from the rollup (delivery.EndpointStats).
+// A window given twice is refused, not read as its first: the caller asked
+// for two, and one answer would be for a window it may not have meant.
 func (s *Server) endpointStats(ctx context.Context, c *call) (any, error) {
 	q := c.r.URL.Query()
 	for name := range q {
 		if name != "window" {
 			return nil, invalid(name, "Received unknown parameter: "+name)
 		}
+	}
+	if len(q["window"]) > 1 {
+		return nil, invalid("window", "window must be given once: 1h, 24h or 7d")
 	}
 	window := q.Get("window")
 	if q.Has("window") && window == "" {

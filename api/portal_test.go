@@ -564,3 +564,25 @@ func TestPortalEditKeepsTheSealedAuthorization(t *testing.T) {
 	page := b.get("/portal/endpoints/"+id+"?flash=saved").must(t, http.StatusOK)
 	page.has(t, "Endpoint saved.", "Bearer ****wxyz", "All events")
 }
+
+// TestPortalStatsWindowFallsBack opens an endpoint's page with a window
+// that is not one (unknown, empty, given twice): the page shows the last
+// 24 hours and says so beside the statistics, rather than an error; a
+// window that is one shows without a note.
+func TestPortalStatsWindowFallsBack(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	id := h.do("POST", "/v1/webhook_endpoints", h.a.TestAPIKey, map[string]any{"url": "https://a.example.com/h"}).
+		must(t, http.StatusCreated).field(t, "id")
+	b := h.signIn(h.a.TestAPIKey)
+	for _, query := range []string{"?window=2h", "?window=", "?window=1h&window=24h", "?window=7d&window=7d"} {
+		page := b.get("/portal/endpoints/"+id+query).must(t, http.StatusOK)
+		page.has(t, `id="window-note">This link asked for a period the portal does not keep. Showing the last 24 hours;`,
+			`id="window-24h" aria-current="true"`)
+	}
+	page := b.get("/portal/endpoints/"+id+"?window=1h").must(t, http.StatusOK)
+	page.has(t, `id="window-1h" aria-current="true"`)
+	if strings.Contains(string(page.body), "window-note") {
+		t.Errorf("?window=1h has a note:\n%s", page.body)
+	}
+}

@@ -15,8 +15,9 @@ import (
 // and hour, one row of the previous hour; the worker's own rows are tested
 // in package delivery): every window validates against
 // objects/webhook_endpoint_stats.json with the sums of the shards; a bad
-// window or an unknown parameter is a 400 naming it, a missing endpoint a
-// 404 (another merchant's or mode's: TestTenantIsolation).
+// window, a window given twice or an unknown parameter is a 400 naming it,
+// a missing endpoint a 404 (another merchant's or mode's:
+// TestTenantIsolation).
 func TestEndpointStatsRoute(t *testing.T) {
 	t.Parallel()
 
@@ -68,6 +69,7 @@ func TestEndpointStatsRoute(t *testing.T) {
 	}
 	for _, c := range []struct{ query, param string }{
 		{"?window=2h", "window"}, {"?window=", "window"}, {"?windows=1h", "windows"}, {"?window=1h&limit=3", "limit"},
+		{"?window=1h&window=24h", "window"}, {"?window=24h&window=24h", "window"},
 	} {
 		r := h.do("GET", "/v1/webhook_endpoints/"+ep.ID+"/stats"+c.query, h.a.TestAPIKey, nil).must(t, http.StatusBadRequest)
 		schematest.Object(t, "error", r.body)

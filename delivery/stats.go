@@ -42,6 +42,22 @@ func StatsBucketWidth(window string) (time.Duration, bool) {
 	return w.step, ok
 }
 
+// PageStatsWindow is the window a page's ?window= values ask for: none is
+// DefaultStatsWindow, one window is itself. Anything else (an unknown
+// window, an empty one, several) is DefaultStatsWindow and false: the
+// portal's and the dashboard's endpoint pages show it and say so, where the
+// API answers 400, since a page's link is followed by a person, who is
+// better served by the statistics than by an error.
+func PageStatsWindow(values []string) (string, bool) {
+	if len(values) == 0 {
+		return DefaultStatsWindow, true
+	}
+	if _, ok := statsWindows[values[0]]; ok && len(values) == 1 {
+		return values[0], true
+	}
+	return DefaultStatsWindow, false
+}
+
 // Stats is an endpoint's statistics over a window, the body of
 // GET /v1/webhook_endpoints/{id}/stats. The window is its Series: the
 // buckets (minutes, hours or 6 hours, aligned on UTC) that end with the one

@@ -2882,7 +2882,7 @@ type SendTestEventJSONBody struct {
 
 // GetWebhookEndpointStatsParams defines parameters for GetWebhookEndpointStats.
 type GetWebhookEndpointStatsParams struct {
-	// Window The window: the last 60 minutes, 24 hours or 28 six-hour buckets, the last one holding now (aligned on UTC)
+	// Window The window, given once: the last 60 minutes, 24 hours or 28 six-hour buckets, the last one holding now (aligned on UTC)
 	Window *GetWebhookEndpointStatsParamsWindow `form:"window,omitempty" json:"window,omitempty"`
 }
 

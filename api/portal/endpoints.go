@@ -445,11 +445,14 @@ type endpointView struct {
 	Graces      any
 	AllEvents   bool
 	// Stats are the endpoint's statistics over Window, drawn by api/chart.
-	Stats    *delivery.Stats
-	Window   string
-	Windows  []string
-	Outcomes template.HTML
-	Latency  template.HTML
+	Stats   *delivery.Stats
+	Window  string
+	Windows []string
+	// WindowNote says the page's ?window= was not a window, and which one
+	// the statistics show instead.
+	WindowNote string
+	Outcomes   template.HTML
+	Latency    template.HTML
 }
 
 func (p *Portal) endpointPage(w http.ResponseWriter, r *http.Request, s *session) error {
@@ -458,15 +461,6 @@ func (p *Portal) endpointPage(w http.ResponseWriter, r *http.Request, s *session
 		return err
 	}
 	return p.showEndpoint(w, r, s, http.StatusOK, e, "")
-}
-
-// statsWindow is the window a page asks for (?window=), or the default.
-func statsWindow(r *http.Request) string {
-	w := r.URL.Query().Get("window")
-	if _, ok := delivery.StatsBucketWidth(w); !ok {
-		return delivery.DefaultStatsWindow
-	}
-	return w
 }
 
 // showEndpoint renders an endpoint's page, with its secret when e carries
@@ -481,7 +475,7 @@ func (p *Portal) showEndpoint(w http.ResponseWriter, r *http.Request, s *session
 	if err != nil {
 		return err
 	}
-	window := statsWindow(r)
+	window, ok := delivery.PageStatsWindow(r.URL.Query()["window"])
 	stats, err := delivery.EndpointStats(r.Context(), p.cfg.Pool, s.scope, e.ID, window, time.Now())
 	if err != nil {
 		return err
@@ -490,6 +484,10 @@ func (p *Portal) showEndpoint(w http.ResponseWriter, r *http.Request, s *session
 		AllEvents: slices.Contains(e.EnabledEvents, delivery.AllEvents), Stats: stats, Window: window,
 		Windows:  []string{delivery.StatsWindowHour, delivery.StatsWindowDay, delivery.StatsWindowWeek},
 		Outcomes: chart.Outcomes(stats.Series, window), Latency: chart.Latency(stats.Series, window)}
+	if !ok {
+		v.WindowNote = "This link asked for a period the portal does not keep. Showing the last 24 hours; " +
+			"choose 1h, 24h or 7d above."
+	}
 	switch {
 	case e.Secret != "":
 		v.Secret, v.SecretLabel = e.Secret, "Signing secret"
