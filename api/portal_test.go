@@ -586,3 +586,75 @@ func TestPortalStatsWindowFallsBack(t *testing.T) {
 		t.Errorf("?window=1h has a note:\n%s", page.body)
 	}
 }
+
+// TestPortalLogout logs a session out with the layout's form. Without the
+// session's CSRF token it is refused and the session goes on; with it the
+// answer says the merchant is logged out, with the way back to the
+// application, and expires the cookie; the session's row no longer holds
+// the cookie's hash and has ended (it stays, as the record retention keeps);
+// the old cookie, sent again from anywhere, gets the page asking to open the
+// portal from the application. Logging out again, with no session left,
+// gets the same logged-out page.
+func TestPortalLogout(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	ctx := context.Background()
+	b := h.browser()
+	if res := b.get(h.portalLink(h.a.TestAPIKey, map[string]any{"return_url": "https://shop.example.com/settings"})); res.status != http.StatusSeeOther {
+		t.Fatalf("the link answers %d, want 303", res.status)
+	}
+	portal, err := url.Parse(h.url + "/portal/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var old string
+	for _, c := range b.client.Jar.Cookies(portal) {
+		if c.Name == "hookline_portal" {
+			old = c.Value
+		}
+	}
+	if old == "" {
+		t.Fatal("the browser holds no session cookie")
+	}
+	page := b.get("/portal/endpoints").must(t, http.StatusOK)
+	page.has(t, `<form class="logout" method="post" action="/portal/logout">`, `id="logout">Log out</button>`)
+	m := csrfField.FindSubmatch(page.body)
+	if m == nil {
+		t.Fatal("the page has no CSRF field")
+	}
+	csrf := string(m[1])
+
+	b.post("/portal/logout", url.Values{"csrf": {strings.Repeat("0", 64)}}).must(t, http.StatusForbidden).has(t, "This form has expired")
+	b.get("/portal/endpoints").must(t, http.StatusOK)
+
+	res := b.post("/portal/logout", url.Values{"csrf": {csrf}}).must(t, http.StatusOK)
+	res.has(t, "<h1>You are logged out</h1>", `href="https://shop.example.com/settings" target="_top">Go back</a>`)
+	if strings.Contains(string(res.body), `action="/portal/logout"`) || strings.Contains(string(res.body), "Merchant A") {
+		t.Errorf("the logged-out page still shows the session:\n%s", res.body)
+	}
+	cookies := (&http.Response{Header: res.header}).Cookies()
+	if len(cookies) != 1 || cookies[0].Name != "hookline_portal" || cookies[0].MaxAge >= 0 || cookies[0].Path != "/portal" ||
+		cookies[0].Value != "" {
+		t.Errorf("logging out sets cookies %v, want hookline_portal expired at /portal", cookies)
+	}
+	var holding, ended int
+	if err := h.pool.QueryRow(ctx, `select count(*) filter (where session_hash = sha256($1::bytea)), count(*) filter (where expires_at <= now())
+		from portal_sessions`, []byte(old)).Scan(&holding, &ended); err != nil {
+		t.Fatal(err)
+	}
+	if holding != 0 || ended != 1 {
+		t.Errorf("after logging out %d sessions hold the cookie's hash and %d have ended, want 0 and the 1", holding, ended)
+	}
+
+	for name, get := range map[string]func() response{
+		"the old cookie": func() response { return h.browser().get("/portal/endpoints", "Cookie", "hookline_portal="+old) },
+		"this browser":   func() response { return b.get("/portal/endpoints") },
+	} {
+		res := get()
+		if res.status != http.StatusUnauthorized {
+			t.Errorf("%s after logging out: %d, want 401", name, res.status)
+		}
+		res.has(t, "Sign in through your application")
+	}
+	b.post("/portal/logout", url.Values{}).must(t, http.StatusOK).has(t, "<h1>You are logged out</h1>")
+}

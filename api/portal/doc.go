@@ -8,7 +8,9 @@
 // spent by its first use, valid for SessionLength) is swapped at
 // /portal/start for an HttpOnly session cookie (also stored hashed), and the
 // browser is sent on without the token. Every page then finds its session by
-// the cookie's hash and shows only that session's merchant and mode. Pages
+// the cookie's hash and shows only that session's merchant and mode, until
+// the session ends at its expiry or the merchant logs out (the layout's Log
+// out: the row forgets the cookie's hash, and the cookie is expired). Pages
 // are html/template with the templates and one stylesheet embedded; no page
 // runs script. Every response carries a strict CSP (frame-ancestors from
 // Config.FrameAncestors), no-store and no-referrer; every form a CSRF token

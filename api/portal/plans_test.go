@@ -23,9 +23,10 @@ func TestMain(m *testing.M) {
 
 // TestSessionPlansAtScale checks the generic plans of the session's
 // statements on the seeded history with 20,000 portal sessions: minting a
-// session, exchanging its token (once, then refused), and finding the
-// session of a cookie each read one row, by the token's or the cookie's
-// hash.
+// session, exchanging its token (once, then refused), finding the session
+// of a cookie and logging it out each read one row, by the token's or the
+// cookie's hash or the session's id; once logged out, the cookie finds no
+// session.
 func TestSessionPlansAtScale(t *testing.T) {
 	pool := dbtest.Seeded(t)
 	scope := events.Scope{MerchantID: dbtest.SeedMerchant}
@@ -45,13 +46,23 @@ func TestSessionPlansAtScale(t *testing.T) {
 			t.Errorf("the token exchanged again: %v, want errLinkUsed", err)
 		}
 		found, err := lookup(ctx, db, cookie)
-		if err == nil && found.scope != scope {
+		if err != nil {
+			return err
+		}
+		if found.scope != scope {
 			t.Errorf("the cookie finds the session of %v, want %v", found.scope, scope)
 		}
-		return err
+		if err := logOut(ctx, db, found.id); err != nil {
+			return err
+		}
+		if _, err := lookup(ctx, db, cookie); !errors.Is(err, errSessionAbsent) {
+			t.Errorf("the cookie of a session logged out finds %v, want errSessionAbsent", err)
+		}
+		return nil
 	}, dbtest.Want{})
 	dbtest.LogPlans(t, plans)
-	want := map[string]string{exchangeToken: "(token_hash = $1)", tokenState: "(token_hash = $1)", findSession: "(session_hash = $1)"}
+	want := map[string]string{exchangeToken: "(token_hash = $1)", tokenState: "(token_hash = $1)", findSession: "(session_hash = $1)",
+		endSession: "(id = $1)"}
 	for _, p := range plans {
 		cond, ok := want[p.SQL]
 		if ok && !slices.ContainsFunc(p.IndexConds(), func(c string) bool { return strings.Contains(c, cond) }) {

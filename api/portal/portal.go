@@ -110,6 +110,7 @@ func New(cfg Config) *Portal {
 
 func (p *Portal) routes() {
 	p.mux.HandleFunc("GET /portal/start", p.start)
+	p.mux.HandleFunc("POST /portal/logout", p.logout)
 	p.mux.HandleFunc("GET /portal/static/portal.css", p.stylesheet)
 	p.mux.HandleFunc("GET /portal/{$}", p.page(func(w http.ResponseWriter, r *http.Request, _ *session) error {
 		http.Redirect(w, r, "/portal/endpoints", http.StatusSeeOther)
@@ -258,13 +259,62 @@ func (p *Portal) start(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, nil, err)
 		return
 	}
-	c := &http.Cookie{Name: cookieName, Value: cookie, Path: "/portal", HttpOnly: true, Secure: p.secure(r),
+	http.SetCookie(w, p.sessionCookie(r, cookie, expires))
+	http.Redirect(w, r, "/portal/endpoints", http.StatusSeeOther)
+}
+
+// sessionCookie is the session cookie holding value until expires, or,
+// for value "", the cookie that deletes it: the browser matches the two by
+// name, path and partition, so they are made alike.
+func (p *Portal) sessionCookie(r *http.Request, value string, expires time.Time) *http.Cookie {
+	c := &http.Cookie{Name: cookieName, Value: value, Path: "/portal", HttpOnly: true, Secure: p.secure(r),
 		SameSite: http.SameSiteLaxMode, Expires: expires}
+	if value == "" {
+		c.Expires, c.MaxAge = time.Time{}, -1
+	}
 	if c.Secure && len(p.cfg.FrameAncestors) > 0 {
 		c.SameSite, c.Partitioned = http.SameSiteNoneMode, true
 	}
-	http.SetCookie(w, c)
-	http.Redirect(w, r, "/portal/endpoints", http.StatusSeeOther)
+	return c
+}
+
+// logout ends the browser's session (the layout's Log out): from the
+// portal's origin and with the session's CSRF token, like every form, it
+// ends the session server-side (logOut), so that no copy of the cookie
+// opens it again, expires the cookie, and answers a page saying so with the
+// way back to the merchant's application. A session already ended is ended
+// again the same way; a browser with no session left (logged out in
+// another tab) gets the same page, as there is nothing to end. It spends
+// nothing of the rate limit: leaving must always work.
+func (p *Portal) logout(w http.ResponseWriter, r *http.Request) {
+	if err := p.cop.Check(r); err != nil {
+		p.fail(w, r, nil, errForbidden)
+		return
+	}
+	s, answered, err := p.authenticate(w, r)
+	if answered {
+		return
+	}
+	n := loggedOut
+	switch {
+	case errors.Is(err, errSessionAbsent):
+	case err != nil && !errors.Is(err, errSessionEnded):
+		p.fail(w, r, nil, err)
+		return
+	default:
+		r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+		if !hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(s.csrf())) {
+			p.fail(w, r, s, errForbidden)
+			return
+		}
+		if err := logOut(r.Context(), p.cfg.Pool, s.id); err != nil {
+			p.fail(w, r, s, err)
+			return
+		}
+		n.ReturnURL = s.returnURL
+	}
+	http.SetCookie(w, p.sessionCookie(r, "", time.Time{}))
+	p.render(w, r, nil, http.StatusOK, "notice", &view{Title: n.Heading, Data: n})
 }
 
 // admit is Config.Admit, answering the portal's page itself when the
@@ -502,6 +552,10 @@ type noticeView struct {
 	// used link opened again from the browser that used it).
 	Continue string
 }
+
+// loggedOut is the page a logout answers.
+var loggedOut = noticeView{Heading: "You are logged out", Body: "Your portal session has ended, and this browser no longer holds it. " +
+	"To open the portal again, go back to the application that sent you here."}
 
 var notices = map[error]noticeView{
 	errLinkUsed: {Heading: "This link has already been used", Body: "Portal links work once. Go back to the application that sent you here " +

@@ -51,8 +51,8 @@ type received struct {
 // its test event reaches the receiver signed with that secret and its
 // attempt shows on the delivery's page, a retry adds an attempt, the
 // subscriptions change, the endpoint is disabled and enabled, its secret
-// rotated, the catalog browsed, and the endpoint deleted. Each page is
-// saved as a screenshot (artifactsDir "portal").
+// rotated, the catalog browsed, the endpoint deleted, and the merchant
+// logs out. Each page is saved as a screenshot (artifactsDir "portal").
 func TestPortalInChromium(t *testing.T) {
 	t.Parallel()
 
@@ -311,5 +311,16 @@ func TestPortalInChromium(t *testing.T) {
 	}
 	// This browser still has its session: the page offers it.
 	step("continue to the session", chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#continue")), chromedp.WaitVisible(chromedp.CSS("#add-endpoint"))))
+
+	// Log out: the session ends, and the portal asks for a new link.
+	step("log out", chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS(".notice"))))
+	if h := text(".notice h1"); h != "You are logged out" {
+		t.Errorf("after logging out the page says %q", h)
+	}
+	shot("15-logged-out")
+	step("open the portal again", chromedp.Do(ctx, chromedp.Navigate(api+"/portal/endpoints"), chromedp.WaitVisible(chromedp.CSS(".notice"))))
+	if h := text(".notice h1"); h != "Sign in through your application" {
+		t.Errorf("the portal after logging out says %q", h)
+	}
 	t.Logf("screenshots in %s", dir)
 }
