@@ -277,7 +277,7 @@ func (s *Server) endpointPage(_ http.ResponseWriter, r *http.Request) (string, *
 		Windows:  []string{delivery.StatsWindowHour, delivery.StatsWindowDay, delivery.StatsWindowWeek},
 		Outcomes: chart.Outcomes(stats.Series, stats.Window), Latency: chart.Latency(stats.Series, stats.Window)}
 	if !ok {
-		p.Flash = "The window asked for is not 1h, 24h or 7d (once): showing " + window + "."
+		p.Flash = "?window= must be 1h, 24h or 7d, given once: showing " + window + "."
 	}
 	return "endpoint-content", p, nil
 }

@@ -130,7 +130,7 @@ func TestDashboardPagesAreHTML(t *testing.T) {
 			t.Errorf("%s: %d %s, want the page:\n%s", query, status, ctype, body)
 			continue
 		}
-		for _, want := range []string{`<p class="flash" role="status">The window asked for is not 1h, 24h or 7d (once): showing 24h.</p>`,
+		for _, want := range []string{`<p class="flash" role="status">?window= must be 1h, 24h or 7d, given once: showing 24h.</p>`,
 			`<a href="?window=24h" aria-current="page">24h</a>`, `id="outcomes-chart"`} {
 			if !strings.Contains(body, want) {
 				t.Errorf("%s: the page does not say %s:\n%s", query, want, body)
