@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/hookline/hookline/events"
 	"github.com/hookline/hookline/migrations/dbtest"
@@ -275,6 +277,67 @@ func TestFoldMetrics(t *testing.T) {
 	if err := pool.QueryRow(ctx, `select coalesce(sum(succeeded + timeout), 0) from endpoint_stats where span_seconds = 60`).
 		Scan(&attempts); err != nil || attempts != 6 {
 		t.Errorf("the rollup's minutes hold %d attempts (%v), want the 6 of the three tallies", attempts, err)
+	}
+}
+
+// TestFoldDropsAMalformedTally: a tally whose arrays differ in length
+// (never written so) is dropped, the others of its batch are folded, and
+// the run fails, counted; the next run folds what came after it. Read as
+// one, it stopped the fold with a panic, which River recovers uncounted,
+// on every run, since the fold takes the oldest tallies first.
+func TestFoldDropsAMalformedTally(t *testing.T) {
+	t.Parallel()
+
+	pool := dbtest.NewPool(t)
+	ctx := context.Background()
+	registry := prometheus.NewRegistry()
+	w := NewFoldStatsWorker(pool, NewMetrics(registry, pool, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if _, err := pool.Exec(ctx, `insert into attempt_tallies (endpoint_ids, started_at, outcomes, latency_buckets) values
+		(array['we_1', 'we_1'], array[now()], array['succeeded', 'succeeded'], array[20, 20]),
+		(array['we_1'], array[now()], array['succeeded'], array[20])`); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Work(ctx, &river.Job[FoldStatsArgs]{}); err == nil || !strings.Contains(err.Error(), "1 malformed") {
+		t.Fatalf("the fold answered %v, want the malformed tally named", err)
+	}
+	got := gathered(t, registry)
+	if got["hookline_endpoint_stats_fold_errors_total"] != 1 || got["hookline_endpoint_stats_tallies_waiting"] != 0 {
+		t.Errorf("after the fold: %v", got)
+	}
+	var attempts int
+	if err := pool.QueryRow(ctx, `select coalesce(sum(succeeded), 0) from endpoint_stats where span_seconds = 60`).
+		Scan(&attempts); err != nil || attempts != 1 {
+		t.Errorf("the rollup's minutes hold %d attempts (%v), want the well-formed tally's 1", attempts, err)
+	}
+}
+
+// TestFoldIsNotHeldByAStuckFold: a fold job left running (its process was
+// killed mid-run, and River's rescuer has not freed it yet) does not keep
+// the next period's fold from being inserted.
+func TestFoldIsNotHeldByAStuckFold(t *testing.T) {
+	t.Parallel()
+
+	pool := dbtest.NewPool(t)
+	ctx := context.Background()
+	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := client.Insert(ctx, FoldStatsArgs{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `update river_job set state = 'running', attempt = 1, attempted_at = now() where id = $1`, first.Job.ID); err != nil {
+		t.Fatal(err)
+	}
+	// The next period: the periodic enqueuer inserts one fold per interval.
+	time.Sleep(time.Until(time.Now().Truncate(StatsFoldInterval).Add(StatsFoldInterval)))
+	next, err := client.Insert(ctx, FoldStatsArgs{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.UniqueSkippedAsDuplicate {
+		t.Error("the next fold was skipped as a duplicate of the stuck one")
 	}
 }
 

@@ -242,21 +242,27 @@ type statsSum struct {
 // FoldStats adds the attempts tallied since the last fold to endpoint_stats,
 // a batch of tallies per transaction (foldTallies), until none is left or
 // foldBudget is spent, and answers how many tallies it took and attempts it
-// added: on an error, those of the batches it committed before.
+// added: on an error, those of the batches it committed before. A malformed
+// tally is dropped with its batch's others folded, and the run then fails,
+// so that hookline_endpoint_stats_fold_errors_total shows it.
 func FoldStats(ctx context.Context, pool *pgxpool.Pool) (tallies, attempts int, err error) {
+	var dropped int
 	for start := time.Now(); time.Since(start) < foldBudget; {
-		var batch, added int
+		var batch, added, malformed int
 		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) (err error) {
-			batch, added, err = foldTallies(ctx, tx)
+			batch, added, malformed, err = foldTallies(ctx, tx)
 			return err
 		})
 		if err != nil {
 			return tallies, attempts, fmt.Errorf("fold endpoint stats: %w", err)
 		}
-		tallies, attempts = tallies+batch, attempts+added
+		tallies, attempts, dropped = tallies+batch, attempts+added, dropped+malformed
 		if batch < foldBatch {
 			break
 		}
+	}
+	if dropped > 0 {
+		return tallies, attempts, fmt.Errorf("fold endpoint stats: dropped %d malformed tallies (arrays of different lengths)", dropped)
 	}
 	return tallies, attempts, nil
 }
@@ -265,11 +271,12 @@ func FoldStats(ctx context.Context, pool *pgxpool.Pool) (tallies, attempts int, 
 // endpoint_stats, in tx: each attempt to its endpoint's rows of the minute
 // and of the hour it started in. The tallies are deleted in the transaction
 // that adds them, so that each is counted once whatever fails. It answers
-// how many tallies and attempts it took.
-func foldTallies(ctx context.Context, tx events.DB) (tallies, attempts int, err error) {
+// how many tallies and attempts it took, and how many tallies it dropped as
+// malformed.
+func foldTallies(ctx context.Context, tx events.DB) (tallies, attempts, malformed int, err error) {
 	rows, err := tx.Query(ctx, takeTallies, foldBatch)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	sums := map[statsKey]*statsSum{}
 	var endpointIDs, outcomes []string
@@ -277,6 +284,12 @@ func foldTallies(ctx context.Context, tx events.DB) (tallies, attempts int, err 
 	var latencies []*int32
 	_, err = pgx.ForEachRow(rows, []any{&endpointIDs, &starts, &outcomes, &latencies}, func() error {
 		tallies++
+		if len(starts) != len(endpointIDs) || len(outcomes) != len(endpointIDs) || len(latencies) != len(endpointIDs) {
+			// Never written so (one array_agg per column over the same
+			// rows); read as one, it would stop every fold after it.
+			malformed++
+			return nil
+		}
 		for i, endpointID := range endpointIDs {
 			attempts++
 			for _, r := range statsRetention {
@@ -295,10 +308,10 @@ func foldTallies(ctx context.Context, tx events.DB) (tallies, attempts int, err 
 		return nil
 	})
 	if err != nil || len(sums) == 0 {
-		return tallies, attempts, err
+		return tallies, attempts, malformed, err
 	}
 	_, err = tx.Exec(ctx, addStats, statsArgs(sums)...)
-	return tallies, attempts, err
+	return tallies, attempts, malformed, err
 }
 
 // add counts one attempt of outcome (an outcome class).
@@ -336,15 +349,16 @@ type FoldStatsArgs struct{}
 // Kind is the job's River kind.
 func (FoldStatsArgs) Kind() string { return "fold_endpoint_stats" }
 
-// InsertOpts makes folds one at a time: a fold still waiting or running
-// when the next is due takes the new tallies too. A failed fold is not
-// retried (its committed batches stay folded): the next run, a second
-// later, takes what it left, where a retry would hold new runs off for
-// River's backoff.
+// InsertOpts makes one fold per StatsFoldInterval, whatever became of the
+// last: unique while one waits or runs (events.OneAtATime), a fold held by a
+// process killed mid-run would stay "running" until River's rescuer freed
+// it, a minute or more without statistics. Two folds that overlap take
+// different tallies (skip locked) and add them in one key order. A failed
+// fold is not retried (its committed batches stay folded): the next run, a
+// second later, takes what it left, where a retry would hold new runs off
+// for River's backoff.
 func (FoldStatsArgs) InsertOpts() river.InsertOpts {
-	opts := events.OneAtATime()
-	opts.MaxAttempts = 1
-	return opts
+	return river.InsertOpts{MaxAttempts: 1, UniqueOpts: river.UniqueOpts{ByArgs: true, ByPeriod: StatsFoldInterval}}
 }
 
 // FoldStatsWorker works FoldStatsArgs.

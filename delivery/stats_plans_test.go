@@ -86,7 +86,7 @@ func TestFoldPlans(t *testing.T) {
 	// does not show), so the check is that it scans no table.
 	var tallies, attempts int
 	dbtest.LogPlans(t, dbtest.CheckPlans(t, pool, PlannerSettings(), func(ctx context.Context, db events.DB) (err error) {
-		tallies, attempts, err = foldTallies(ctx, db)
+		tallies, attempts, _, err = foldTallies(ctx, db)
 		return err
 	}, dbtest.Want{MaxRead: 3 * foldBatch}))
 	if tallies != foldBatch || attempts != foldBatch {
