@@ -82,35 +82,25 @@ func scanDelivery(row pgx.Row, extra ...any) (*Delivery, error) {
 	return d, err
 }
 
-// GetDelivery returns a delivery with its attempts: one of the scope's, or
-// with a nil scope (an operator) any merchant's. Given a pool, it reads both
-// in one snapshot (a read-only repeatable-read transaction): read one after
-// the other, an attempt recorded in between showed beside the delivery's
-// older status and count (a portal page showed attempt 1 of a delivery still
-// pending). Given a transaction, it reads with that transaction's snapshots.
-func GetDelivery(ctx context.Context, db events.DB, scope *events.Scope, id string) (d *Delivery, err error) {
-	pool, ok := db.(interface {
-		BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
-	})
-	if !ok {
-		return getDelivery(ctx, db, scope, id)
-	}
-	err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		d, err = getDelivery(ctx, tx, scope, id)
-		return err
-	})
-	return d, err
-}
+// getDelivery reads a delivery with its attempts in one statement, so in
+// one snapshot whatever the transaction: read in two, an attempt recorded in
+// between showed beside the delivery's older status and count (a portal page
+// showed attempt 1 of a delivery still pending).
+const getDelivery = `select d.id, d.livemode, d.event_id, d.endpoint_id, d.url, d.status, d.attempt_count, d.last_status_code,
+		d.next_attempt_at, d.created_at,
+		coalesce((select json_agg(json_build_object('attempt', a.attempt, 'started_at', floor(extract(epoch from a.started_at))::bigint,
+				'duration_ms', a.duration_ms, 'status_code', a.status_code, 'error', a.error, 'response_body', a.response_body)
+				order by a.attempt)
+			from delivery_attempts a where a.delivery_id = d.id), '[]')
+	from deliveries d where d.id = $1 and ($2::text is null or (d.merchant_id = $2 and d.livemode = $3))`
 
-func getDelivery(ctx context.Context, db events.DB, scope *events.Scope, id string) (*Delivery, error) {
-	d, err := scanDelivery(db.QueryRow(ctx, deliveryColumns+` where id = $1
-		and ($2::text is null or (merchant_id = $2 and livemode = $3))`, id, scopeMerchant(scope), scope != nil && scope.Livemode))
+// GetDelivery returns a delivery with its attempts: one of the scope's, or
+// with a nil scope (an operator) any merchant's.
+func GetDelivery(ctx context.Context, db events.DB, scope *events.Scope, id string) (*Delivery, error) {
+	var attempts []Attempt
+	d, err := scanDelivery(db.QueryRow(ctx, getDelivery, id, scopeMerchant(scope), scope != nil && scope.Livemode), &attempts)
 	if err != nil {
 		return nil, events.WrapNotFound(err, "get delivery")
-	}
-	attempts, err := Attempts(ctx, db, id)
-	if err != nil {
-		return nil, err
 	}
 	d.Attempts = &attempts
 	return d, nil

@@ -157,29 +157,6 @@ func RecentDeliveries(ctx context.Context, db events.DB, status string, limit in
 	})
 }
 
-// Attempts returns a delivery's attempts, oldest first.
-func Attempts(ctx context.Context, db events.DB, deliveryID string) ([]Attempt, error) {
-	rows, err := db.Query(ctx, `select attempt, started_at, duration_ms, status_code, error, response_body
-		from delivery_attempts where delivery_id = $1 order by attempt`, deliveryID)
-	if err != nil {
-		return nil, fmt.Errorf("list attempts: %w", err)
-	}
-	attempts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Attempt, error) {
-		var a Attempt
-		var started time.Time
-		err := row.Scan(&a.Attempt, &started, &a.DurationMS, &a.StatusCode, &a.Error, &a.ResponseBody)
-		a.StartedAt = started.Unix()
-		return a, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list attempts: %w", err)
-	}
-	if attempts == nil {
-		attempts = []Attempt{}
-	}
-	return attempts, nil
-}
-
 // Enable turns an endpoint of any merchant back on (the operator's action),
 // clearing why it was disabled and its failure streak.
 func Enable(ctx context.Context, tx pgx.Tx, endpointID string) error {
