@@ -178,12 +178,13 @@ func lookup(ctx context.Context, db events.DB, cookie string) (*session, error) 
 	return s, nil
 }
 
-// endSession ends a session at once (Log out): its cookie's hash is
-// cleared, so the cookie, or a copy of it, finds no session from then on,
-// and its end is set to now. The row stays, as every session's does until
-// retention prunes it: the record of who opened the portal, and when it
-// ended.
-const endSession = `update portal_sessions set session_hash = null, expires_at = least(expires_at, now()) where id = $1`
+// endSession ends a session at once (Log out): its end is set to now, so
+// the cookie, or a copy of it, finds an ended session from then on, as it
+// would an hour later (the "session has ended" page, not a failed
+// authentication of the client's address). The row stays, as every
+// session's does until retention prunes it: the record of who opened the
+// portal, and when it ended.
+const endSession = `update portal_sessions set expires_at = least(expires_at, now()) where id = $1`
 
 // logOut ends the session id (endSession).
 func logOut(ctx context.Context, db events.DB, id string) error {
