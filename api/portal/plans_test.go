@@ -55,8 +55,8 @@ func TestSessionPlansAtScale(t *testing.T) {
 		if err := logOut(ctx, db, found.id); err != nil {
 			return err
 		}
-		if _, err := lookup(ctx, db, cookie); !errors.Is(err, errSessionAbsent) {
-			t.Errorf("the cookie of a session logged out finds %v, want errSessionAbsent", err)
+		if _, err := lookup(ctx, db, cookie); !errors.Is(err, errSessionEnded) {
+			t.Errorf("the cookie of a session logged out finds %v, want errSessionEnded", err)
 		}
 		return nil
 	}, dbtest.Want{})
