@@ -152,6 +152,12 @@ func TestDashboardPagesAreHTML(t *testing.T) {
 		{"GET", "/dashboard/deliveries/dlv_missing", nil, http.StatusNotFound, "No such delivery: &#39;dlv_missing&#39;"},
 		{"POST", "/dashboard/endpoints/" + id + "/enable", url.Values{"csrf": {"stale"}}, http.StatusForbidden,
 			"Sign in again: this form is stale or did not come from the dashboard."},
+		// Refused before any route runs: an unreadable URL, an unknown
+		// path, a method the route does not take.
+		{"GET", "/dashboard/endpoints/%FF", nil, http.StatusBadRequest, "The request path must be UTF-8 text, without the NUL character (%00)."},
+		{"GET", "/dashboard/endpoints/" + id + "?window=%00", nil, http.StatusBadRequest, "window must be UTF-8 text, without the NUL character (%00)"},
+		{"GET", "/dashboard/nope", nil, http.StatusNotFound, "Unrecognized request URL (GET /dashboard/nope)."},
+		{"GET", "/dashboard/login", nil, http.StatusMethodNotAllowed, "Method GET is not allowed on /dashboard/login."},
 	} {
 		status, ctype, body := open(c.method, c.path, c.form)
 		if status != c.status || !strings.HasPrefix(ctype, "text/html") || strings.HasPrefix(body, "{") {

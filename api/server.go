@@ -281,7 +281,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// The portal checks its own URLs, to answer with a page (portalPattern).
 	if err := unreadableURL(r); err != nil && pattern != portalPattern {
-		s.renderError(rec, r, err)
+		s.routeError(rec, r, err)
 	} else if pattern == "" {
 		// Let the mux decide between 404 and 405 (and set Allow), then speak JSON.
 		probe := httptest.NewRecorder()
@@ -293,13 +293,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if probe.Code == http.StatusMethodNotAllowed {
 			msg = "Method " + r.Method + " is not allowed on " + r.URL.Path + "."
 		}
-		s.renderError(rec, r, &Error{Status: probe.Code, Type: "invalid_request_error", Code: "route_missing", Message: msg})
+		s.routeError(rec, r, &Error{Status: probe.Code, Type: "invalid_request_error", Code: "route_missing", Message: msg})
 	} else {
 		s.mux.ServeHTTP(rec, r)
 	}
 	s.metrics.observe(pattern, rec.status, time.Since(start))
 	s.logger.DebugContext(r.Context(), "request", slog.String("method", r.Method), slog.String("route", pattern),
 		slog.Int("status", rec.status), slog.Duration("duration", time.Since(start)))
+}
+
+// routeError answers a request refused before any route ran (an unreadable
+// URL, an unknown path or method): the dashboard's error page under
+// /dashboard, which browsers read, and the API's JSON anywhere else.
+func (s *Server) routeError(w http.ResponseWriter, r *http.Request, err error) {
+	if r.URL.Path == "/dashboard" || strings.HasPrefix(r.URL.Path, "/dashboard/") {
+		s.dashboardError(w, r, "", err)
+		return
+	}
+	s.renderError(w, r, err)
 }
 
 // unreadableURL refuses a path or query holding NUL (%00) or bytes that are
