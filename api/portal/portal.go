@@ -285,12 +285,9 @@ func (p *Portal) sessionCookie(r *http.Request, value string, expires time.Time)
 // way back to the merchant's application. A session already ended is ended
 // again the same way; a browser with no session left (logged out in
 // another tab) gets the same page, as there is nothing to end. Leaving must
-// always work, so it neither spends nor asks the failed-authentication
-// limit (an address over it, behind the merchant's own NAT, still logs
-// out): the CSRF token, an HMAC of the cookie, proves the form came from
-// the cookie's own pages without reading the database, and the answer is
-// the same whether the cookie names a session or not, so it tells a guesser
-// nothing.
+// always work, so the CSRF token, an HMAC of the cookie, is checked without
+// the database, and an address over the failed-authentication limit (one
+// behind the merchant's own NAT) is logged out too (leave).
 func (p *Portal) logout(w http.ResponseWriter, r *http.Request) {
 	if err := p.cop.Check(r); err != nil {
 		p.fail(w, r, nil, errForbidden)
@@ -303,22 +300,44 @@ func (p *Portal) logout(w http.ResponseWriter, r *http.Request) {
 			p.fail(w, r, nil, errForbidden)
 			return
 		}
-		s, err := lookup(r.Context(), p.cfg.Pool, c.Value)
-		switch {
-		case errors.Is(err, errSessionAbsent):
-		case err != nil && !errors.Is(err, errSessionEnded):
+		if n, err = p.leave(r, c.Value); err != nil {
 			p.fail(w, r, nil, err)
 			return
-		default:
-			if err := logOut(r.Context(), p.cfg.Pool, s.id); err != nil {
-				p.fail(w, r, s, err)
-				return
-			}
-			n.ReturnURL = s.returnURL
 		}
 	}
 	http.SetCookie(w, p.sessionCookie(r, "", time.Time{}))
 	p.render(w, r, nil, http.StatusOK, "notice", &view{Title: n.Heading, Data: n})
+}
+
+// leave ends the session of a logging-out cookie and returns the page to
+// answer. The lookup is a cookie's like any other (Config.Admit): a value
+// no session has counts as a failed authentication, since anyone can make
+// a cookie's CSRF token, and an address over the limit looks nothing up,
+// so guessing through Log out costs no database query either. That address
+// gets its cookie expired all the same, and a page saying that the session
+// itself ends at its expiry, as it could not be checked.
+func (p *Portal) leave(r *http.Request, cookie string) (noticeView, error) {
+	done, _, err := p.cfg.Admit(r)
+	switch {
+	case err != nil:
+		return noticeView{}, err
+	case done == nil:
+		return loggedOutUnchecked, nil
+	}
+	s, err := lookup(r.Context(), p.cfg.Pool, cookie)
+	done(errors.Is(err, errSessionAbsent))
+	switch {
+	case errors.Is(err, errSessionAbsent):
+		return loggedOut, nil
+	case err != nil && !errors.Is(err, errSessionEnded):
+		return noticeView{}, err
+	}
+	if err := logOut(r.Context(), p.cfg.Pool, s.id); err != nil {
+		return noticeView{}, err
+	}
+	n := loggedOut
+	n.ReturnURL = s.returnURL
+	return n, nil
 }
 
 // admit is Config.Admit, answering the portal's page itself when the
@@ -559,6 +578,13 @@ type noticeView struct {
 
 // loggedOut is the page a logout answers.
 var loggedOut = noticeView{Heading: "You are logged out", Body: "Your portal session has ended, and this browser no longer holds it. " +
+	"To open the portal again, go back to the application that sent you here."}
+
+// loggedOutUnchecked is the page a logout answers from an address over the
+// failed-authentication limit, which could not end the session itself.
+var loggedOutUnchecked = noticeView{Heading: "You are logged out", Body: "This browser no longer holds your portal session. " +
+	"Too many links or sessions that were not valid came from your address, so the portal could not check the session itself: " +
+	"it stays valid until it expires, at most an hour after it opened. " +
 	"To open the portal again, go back to the application that sent you here."}
 
 var notices = map[error]noticeView{
