@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -229,11 +228,10 @@ func gathered(t *testing.T, registry *prometheus.Registry) map[string]float64 {
 }
 
 // TestFoldMetrics runs the fold's job as River does, over four tallies one
-// of which the fold cannot read (a null start, which no recording writes,
-// standing for any failure of the fold): the run fails, and the metrics say
-// so beside River's log line (one error, nothing folded, four tallies
-// waiting). Once that tally is gone the next run folds the three others,
-// and the metrics say that too.
+// of which the fold cannot read (a null start, which no recording writes):
+// the run folds the three others, drops it, and fails, and the metrics say
+// so beside River's log line (one error, four tallies taken, none waiting).
+// A run with nothing left to fold succeeds and changes nothing.
 func TestFoldMetrics(t *testing.T) {
 	t.Parallel()
 
@@ -265,14 +263,15 @@ func TestFoldMetrics(t *testing.T) {
 	if err := w.Work(ctx, &river.Job[FoldStatsArgs]{}); err == nil {
 		t.Fatal("the fold read a tally with a null start")
 	}
-	check("after the failed fold", 1, 0, 4)
-	if _, err := pool.Exec(ctx, `delete from attempt_tallies where id = $1`, unreadable); err != nil {
-		t.Fatal(err)
+	check("after the failed fold", 1, 4, 0)
+	var left bool
+	if err := pool.QueryRow(ctx, `select exists (select from attempt_tallies where id = $1)`, unreadable).Scan(&left); err != nil || left {
+		t.Fatalf("the unreadable tally is still there (%v): it would stop every fold", err)
 	}
 	if err := w.Work(ctx, &river.Job[FoldStatsArgs]{}); err != nil {
 		t.Fatal(err)
 	}
-	check("after the fold", 1, 3, 0)
+	check("after the next fold", 1, 4, 0)
 	var attempts int
 	if err := pool.QueryRow(ctx, `select coalesce(sum(succeeded + timeout), 0) from endpoint_stats where span_seconds = 60`).
 		Scan(&attempts); err != nil || attempts != 6 {
@@ -280,8 +279,8 @@ func TestFoldMetrics(t *testing.T) {
 	}
 }
 
-// TestFoldDropsAMalformedTally: a tally whose arrays differ in length
-// (never written so) is dropped, the others of its batch are folded, and
+// TestFoldDropsAMalformedTally: a tally whose arrays differ in length, or
+// hold a null (never written so), is dropped, the others of its batch are folded, and
 // the run fails, counted; the next run folds what came after it. Read as
 // one, it stopped the fold with a panic, which River recovers uncounted,
 // on every run, since the fold takes the oldest tallies first.
@@ -294,10 +293,11 @@ func TestFoldDropsAMalformedTally(t *testing.T) {
 	w := NewFoldStatsWorker(pool, NewMetrics(registry, pool, slog.New(slog.NewTextHandler(io.Discard, nil))))
 	if _, err := pool.Exec(ctx, `insert into attempt_tallies (endpoint_ids, started_at, outcomes, latency_buckets) values
 		(array['we_1', 'we_1'], array[now()], array['succeeded', 'succeeded'], array[20, 20]),
+		(array['we_1', null], array[now(), now()], array['succeeded', 'succeeded'], array[20, 20]),
 		(array['we_1'], array[now()], array['succeeded'], array[20])`); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Work(ctx, &river.Job[FoldStatsArgs]{}); err == nil || !strings.Contains(err.Error(), "1 malformed") {
+	if err := w.Work(ctx, &river.Job[FoldStatsArgs]{}); err == nil || !strings.Contains(err.Error(), "2 malformed") {
 		t.Fatalf("the fold answered %v, want the malformed tally named", err)
 	}
 	got := gathered(t, registry)
@@ -330,14 +330,55 @@ func TestFoldIsNotHeldByAStuckFold(t *testing.T) {
 	if _, err := pool.Exec(ctx, `update river_job set state = 'running', attempt = 1, attempted_at = now() where id = $1`, first.Job.ID); err != nil {
 		t.Fatal(err)
 	}
-	// The next period: the periodic enqueuer inserts one fold per interval.
-	time.Sleep(time.Until(time.Now().Truncate(StatsFoldInterval).Add(StatsFoldInterval)))
-	next, err := client.Insert(ctx, FoldStatsArgs{}, nil)
+	// The next period (River keys it on the job's scheduled time): the
+	// periodic enqueuer inserts one fold per interval.
+	at := first.Job.ScheduledAt
+	next, err := client.Insert(ctx, FoldStatsArgs{}, &river.InsertOpts{ScheduledAt: at.Add(StatsFoldInterval)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if next.UniqueSkippedAsDuplicate {
 		t.Error("the next fold was skipped as a duplicate of the stuck one")
+	}
+	// The same period: one fold, not two.
+	again, err := client.Insert(ctx, FoldStatsArgs{}, &river.InsertOpts{ScheduledAt: at.Add(StatsFoldInterval)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.UniqueSkippedAsDuplicate {
+		t.Error("a second fold was inserted in the same period")
+	}
+}
+
+// TestFoldsDoNotOverlap: a fold that finds another at work (its lock held)
+// ends at once, taking nothing, where folds side by side queued on the same
+// rows of endpoint_stats, each holding a connection.
+func TestFoldsDoNotOverlap(t *testing.T) {
+	t.Parallel()
+
+	pool := dbtest.NewPool(t)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `insert into attempt_tallies (endpoint_ids, started_at, outcomes, latency_buckets)
+		values (array['we_1'], array[now()], array['succeeded'], array[20])`); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	var held bool
+	if err := tx.QueryRow(ctx, foldLock).Scan(&held); err != nil || !held {
+		t.Fatalf("the fold's lock: %v %v", held, err)
+	}
+	if tallies, _, err := FoldStats(ctx, pool); err != nil || tallies != 0 {
+		t.Errorf("a fold beside another took %d tallies (%v), want none", tallies, err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if tallies, _, err := FoldStats(ctx, pool); err != nil || tallies != 1 {
+		t.Errorf("a fold alone took %d tallies (%v), want the 1", tallies, err)
 	}
 }
 

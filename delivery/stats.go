@@ -203,6 +203,11 @@ const foldBatch = 200
 // job time out (and wait out River's retry backoff).
 const foldBudget = 10 * time.Second
 
+// foldLock is taken by each fold transaction before its tallies: a fold
+// that finds it held by another ends its run. A transaction-level advisory
+// lock, so a fold whose process dies releases it with its connection.
+const foldLock = `select pg_try_advisory_xact_lock(hashtextextended('fold_endpoint_stats', 0))`
+
 // takeTallies deletes the oldest tallies, up to $1, skipping those a
 // concurrent fold holds, through the primary key, and answers them.
 const takeTallies = `delete from attempt_tallies
@@ -249,7 +254,11 @@ func FoldStats(ctx context.Context, pool *pgxpool.Pool) (tallies, attempts int, 
 	var dropped int
 	for start := time.Now(); time.Since(start) < foldBudget; {
 		var batch, added, malformed int
+		var alone bool
 		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) (err error) {
+			if err := tx.QueryRow(ctx, foldLock).Scan(&alone); err != nil || !alone {
+				return err
+			}
 			batch, added, malformed, err = foldTallies(ctx, tx)
 			return err
 		})
@@ -257,7 +266,7 @@ func FoldStats(ctx context.Context, pool *pgxpool.Pool) (tallies, attempts int, 
 			return tallies, attempts, fmt.Errorf("fold endpoint stats: %w", err)
 		}
 		tallies, attempts, dropped = tallies+batch, attempts+added, dropped+malformed
-		if batch < foldBatch {
+		if !alone || batch < foldBatch {
 			break
 		}
 	}
@@ -279,27 +288,29 @@ func foldTallies(ctx context.Context, tx events.DB) (tallies, attempts, malforme
 		return 0, 0, 0, err
 	}
 	sums := map[statsKey]*statsSum{}
-	var endpointIDs, outcomes []string
-	var starts []time.Time
+	var endpointIDs, outcomes []*string
+	var starts []*time.Time
 	var latencies []*int32
 	_, err = pgx.ForEachRow(rows, []any{&endpointIDs, &starts, &outcomes, &latencies}, func() error {
 		tallies++
-		if len(starts) != len(endpointIDs) || len(outcomes) != len(endpointIDs) || len(latencies) != len(endpointIDs) {
+		if !wellFormed(endpointIDs, starts, outcomes, latencies) {
 			// Never written so (one array_agg per column over the same
-			// rows); read as one, it would stop every fold after it.
+			// rows, of columns that are not null); read as one, it would
+			// stop every fold after it.
 			malformed++
 			return nil
 		}
-		for i, endpointID := range endpointIDs {
+		for i, endpoint := range endpointIDs {
+			endpointID, start, outcome := *endpoint, *starts[i], *outcomes[i]
 			attempts++
 			for _, r := range statsRetention {
-				k := statsKey{endpointID, r.span, starts[i].UTC().Truncate(time.Duration(r.span) * time.Second)}
+				k := statsKey{endpointID, r.span, start.UTC().Truncate(time.Duration(r.span) * time.Second)}
 				sum := sums[k]
 				if sum == nil {
 					sum = &statsSum{}
 					sums[k] = sum
 				}
-				sum.counts.add(outcomes[i])
+				sum.counts.add(outcome)
 				if latencies[i] != nil {
 					sum.latency[min(max(0, int(*latencies[i])), latencyBuckets-1)]++
 				}
@@ -312,6 +323,22 @@ func foldTallies(ctx context.Context, tx events.DB) (tallies, attempts, malforme
 	}
 	_, err = tx.Exec(ctx, addStats, statsArgs(sums)...)
 	return tallies, attempts, malformed, err
+}
+
+// wellFormed says whether a tally's arrays are as tallyAttempts writes them:
+// one element per attempt in each, none null but a latency (an attempt with
+// no response).
+func wellFormed(endpointIDs []*string, starts []*time.Time, outcomes []*string, latencies []*int32) bool {
+	n := len(endpointIDs)
+	if len(starts) != n || len(outcomes) != n || len(latencies) != n {
+		return false
+	}
+	for i := range n {
+		if endpointIDs[i] == nil || starts[i] == nil || outcomes[i] == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // add counts one attempt of outcome (an outcome class).
@@ -349,14 +376,17 @@ type FoldStatsArgs struct{}
 // Kind is the job's River kind.
 func (FoldStatsArgs) Kind() string { return "fold_endpoint_stats" }
 
-// InsertOpts makes one fold per StatsFoldInterval, whatever became of the
-// last: unique while one waits or runs (events.OneAtATime), a fold held by a
-// process killed mid-run would stay "running" until River's rescuer freed
-// it, a minute or more without statistics. Two folds that overlap take
-// different tallies (skip locked) and add them in one key order. A failed
-// fold is not retried (its committed batches stay folded): the next run, a
-// second later, takes what it left, where a retry would hold new runs off
-// for River's backoff.
+// InsertOpts makes about one fold per StatsFoldInterval (River keys the
+// period on the wall clock at insert, so now and then a second has none),
+// whatever became of the last: unique while one waits or runs
+// (events.OneAtATime), a fold held by a process killed mid-run stayed
+// "running" until River's rescuer freed it, a minute or more without
+// statistics. Folds that overlap do not work side by side (foldLock): the
+// later one finds the lock taken and ends at once, where ten at a time,
+// each queued on the same hot rows of endpoint_stats, held ten of the
+// process's connections for no gain. A failed fold is not retried (its
+// committed batches stay folded): the next run, a second later, takes what
+// it left, where a retry would hold new runs off for River's backoff.
 func (FoldStatsArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{MaxAttempts: 1, UniqueOpts: river.UniqueOpts{ByArgs: true, ByPeriod: StatsFoldInterval}}
 }

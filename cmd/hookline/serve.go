@@ -239,7 +239,8 @@ func (m *Main) newHTTPServer(handler http.Handler) *http.Server {
 // a completed job: a delivery's outcome lives in deliveries and
 // delivery_attempts. Nor does River: the periodic jobs are scheduled in the
 // leader's memory, not from past runs, and their uniqueness
-// (events.OneAtATime) leaves completed jobs out, so neither a long nor a short
+// (events.OneAtATime) leaves completed jobs out, or (the statistics' fold) is
+// by period, each key holding its own second, so neither a long nor a short
 // retention moves the next sweep or prune. (River's default unique states do
 // include completed: a periodic job using them would wait out this retention
 // before its next run.) River's default, 24 h, kept every job of a day in
