@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -86,6 +87,13 @@ func TestFoldPlans(t *testing.T) {
 	// does not show), so the check is that it scans no table.
 	var tallies, attempts int
 	dbtest.LogPlans(t, dbtest.CheckPlans(t, pool, PlannerSettings(), func(ctx context.Context, db events.DB) (err error) {
+		var alone bool
+		if err := db.QueryRow(ctx, foldLock).Scan(&alone); err != nil {
+			return err
+		}
+		if !alone {
+			return fmt.Errorf("the fold's lock is held")
+		}
 		tallies, attempts, _, err = foldTallies(ctx, db)
 		return err
 	}, dbtest.Want{MaxRead: 3 * foldBatch}))
