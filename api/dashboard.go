@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"html/template"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -173,19 +172,11 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, cont
 }
 
 // dashboardError renders the dashboard's error page for err, with the
-// status and the public message the API would answer (a 500's cause is
-// logged, never shown): a browser gets a page it can read and leave, not a
-// JSON body. csrf is the session's CSRF token when signed in, for the
-// header's Log out, else "".
+// status and the public message the API would answer (failure): a browser
+// gets a page it can read and leave, not a JSON body. csrf is the session's
+// CSRF token when signed in, for the header's Log out, else "".
 func (s *Server) dashboardError(w http.ResponseWriter, r *http.Request, csrf string, err error) {
-	e := asAPIError(err)
-	if e.Status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
-	}
-	if e.Status >= http.StatusInternalServerError {
-		s.logger.ErrorContext(r.Context(), "request failed", slog.String("method", r.Method),
-			slog.String("path", r.URL.Path), slog.String("error", err.Error()))
-	}
+	e := s.failure(w, r, err)
 	s.render(w, r, e.Status, "error-content", &page{Title: strings.ToLower(http.StatusText(e.Status)), CSRF: csrf, Problem: e.Message})
 }
 

@@ -96,8 +96,10 @@ func databaseUnavailable(err error) bool {
 	return strings.Contains(err.Error(), "conn closed") || strings.Contains(err.Error(), "closed pool")
 }
 
-// renderError writes err as the response, logging the cause of a 5xx.
-func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) {
+// failure is err as the API answers it, having done what every answer of
+// it does whatever its form (JSON or the dashboard's page): a 503 asks to
+// retry in a second, and a 5xx's cause is logged, never shown.
+func (s *Server) failure(w http.ResponseWriter, r *http.Request, err error) *Error {
 	e := asAPIError(err)
 	if e.Status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
@@ -106,6 +108,12 @@ func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) 
 		s.logger.ErrorContext(r.Context(), "request failed", slog.String("method", r.Method),
 			slog.String("path", r.URL.Path), slog.String("error", err.Error()))
 	}
+	return e
+}
+
+// renderError writes err as the response (failure), in the API's JSON.
+func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) {
+	e := s.failure(w, r, err)
 	var body errorBody
 	body.Error.Type, body.Error.Code, body.Error.Message = e.Type, e.Code, e.Message
 	if e.Param != "" {

@@ -45,15 +45,17 @@ type Attempt struct {
 	ResponseBody *string `json:"response_body"`
 }
 
-const deliveryColumns = `select id, livemode, event_id, endpoint_id, url, status, attempt_count, last_status_code,
-	next_attempt_at, created_at from deliveries`
+// deliveryFields are the columns scanDelivery reads, in its order.
+const deliveryFields = `id, livemode, event_id, endpoint_id, url, status, attempt_count, last_status_code,
+	next_attempt_at, created_at`
+
+const deliveryColumns = `select ` + deliveryFields + ` from deliveries`
 
 // byStatus opens a merged list (events.ListMergedPage) of the deliveries in
 // each status, which the (…, status, id) indexes serve: the lists without a
 // status filter read those indexes as three ranges merged by id, so that they
 // need no index of their own.
-const byStatus = `select id, livemode, event_id, endpoint_id, url, status, attempt_count, last_status_code,
-	next_attempt_at, created_at from unnest('{pending,succeeded,failed}'::text[]) as s (each_status)
+const byStatus = `select ` + deliveryFields + ` from unnest('{pending,succeeded,failed}'::text[]) as s (each_status)
 	cross join lateral (` + deliveryColumns
 
 // Filters by endpoint or event check first that the endpoint or event is
@@ -66,7 +68,7 @@ const (
 	ownEvent    = ` and exists (select 1 from events e where e.id = $3 and e.merchant_id = $4 and e.livemode = $5)`
 )
 
-// scanDelivery reads deliveryColumns' columns, in their order, then into
+// scanDelivery reads deliveryFields, in their order, then into
 // extra any columns a query selects after them.
 func scanDelivery(row pgx.Row, extra ...any) (*Delivery, error) {
 	d := &Delivery{Object: "delivery"}
@@ -86,13 +88,12 @@ func scanDelivery(row pgx.Row, extra ...any) (*Delivery, error) {
 // one snapshot whatever the transaction: read in two, an attempt recorded in
 // between showed beside the delivery's older status and count (a portal page
 // showed attempt 1 of a delivery still pending).
-const getDelivery = `select d.id, d.livemode, d.event_id, d.endpoint_id, d.url, d.status, d.attempt_count, d.last_status_code,
-		d.next_attempt_at, d.created_at,
+const getDelivery = `select ` + deliveryFields + `,
 		coalesce((select json_agg(json_build_object('attempt', a.attempt, 'started_at', floor(extract(epoch from a.started_at))::bigint,
 				'duration_ms', a.duration_ms, 'status_code', a.status_code, 'error', a.error, 'response_body', a.response_body)
 				order by a.attempt)
 			from delivery_attempts a where a.delivery_id = d.id), '[]')
-	from deliveries d where d.id = $1 and ($2::text is null or (d.merchant_id = $2 and d.livemode = $3))`
+	from deliveries d where id = $1 and ($2::text is null or (merchant_id = $2 and livemode = $3))`
 
 // GetDelivery returns a delivery with its attempts: one of the scope's, or
 // with a nil scope (an operator) any merchant's.

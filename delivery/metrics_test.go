@@ -235,15 +235,9 @@ func gathered(t *testing.T, registry *prometheus.Registry) map[string]float64 {
 func TestFoldMetrics(t *testing.T) {
 	t.Parallel()
 
-	pool := dbtest.NewPool(t)
+	pool, registry, w := newFold(t, `select array['we_1', 'we_2'], array[now(), now()], array['succeeded', 'timeout'], array[20, null]
+		from generate_series(1, 3)`)
 	ctx := context.Background()
-	registry := prometheus.NewRegistry()
-	w := NewFoldStatsWorker(pool, NewMetrics(registry, pool, slog.New(slog.NewTextHandler(io.Discard, nil))))
-	if _, err := pool.Exec(ctx, `insert into attempt_tallies (endpoint_ids, started_at, outcomes, latency_buckets)
-		select array['we_1', 'we_2'], array[now(), now()], array['succeeded', 'timeout'], array[20, null]
-		from generate_series(1, 3)`); err != nil {
-		t.Fatal(err)
-	}
 	var unreadable int64
 	if err := pool.QueryRow(ctx, `insert into attempt_tallies (endpoint_ids, started_at, outcomes, latency_buckets)
 		values (array['we_1'], array[null]::timestamptz[], array['succeeded'], array[20]) returning id`).Scan(&unreadable); err != nil {
@@ -272,11 +266,35 @@ func TestFoldMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("after the next fold", 1, 4, 0)
-	var attempts int
-	if err := pool.QueryRow(ctx, `select coalesce(sum(succeeded + timeout), 0) from endpoint_stats where span_seconds = 60`).
-		Scan(&attempts); err != nil || attempts != 6 {
-		t.Errorf("the rollup's minutes hold %d attempts (%v), want the 6 of the three tallies", attempts, err)
+	if n := minuteAttempts(t, pool); n != 6 {
+		t.Errorf("the rollup's minutes hold %d attempts, want the 6 of the three tallies", n)
 	}
+}
+
+// newFold is a fold's job with its metrics in a registry of their own, on a
+// database holding the tallies that the select of (endpoint_ids,
+// started_at, outcomes, latency_buckets) tallies makes.
+func newFold(t *testing.T, tallies string) (*pgxpool.Pool, *prometheus.Registry, *FoldStatsWorker) {
+	t.Helper()
+	pool := dbtest.NewPool(t)
+	registry := prometheus.NewRegistry()
+	if _, err := pool.Exec(context.Background(),
+		`insert into attempt_tallies (endpoint_ids, started_at, outcomes, latency_buckets) `+tallies); err != nil {
+		t.Fatal(err)
+	}
+	return pool, registry, NewFoldStatsWorker(pool, NewMetrics(registry, pool, slog.New(slog.NewTextHandler(io.Discard, nil))))
+}
+
+// minuteAttempts is the attempts endpoint_stats' minutes hold, whatever
+// their outcome.
+func minuteAttempts(t *testing.T, pool *pgxpool.Pool) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(context.Background(), `select coalesce(sum(succeeded + http_error + timeout + connection_error), 0)
+		from endpoint_stats where span_seconds = 60`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // TestFoldDropsAMalformedTally: a tally whose arrays differ in length, or
@@ -287,27 +305,19 @@ func TestFoldMetrics(t *testing.T) {
 func TestFoldDropsAMalformedTally(t *testing.T) {
 	t.Parallel()
 
-	pool := dbtest.NewPool(t)
-	ctx := context.Background()
-	registry := prometheus.NewRegistry()
-	w := NewFoldStatsWorker(pool, NewMetrics(registry, pool, slog.New(slog.NewTextHandler(io.Discard, nil))))
-	if _, err := pool.Exec(ctx, `insert into attempt_tallies (endpoint_ids, started_at, outcomes, latency_buckets) values
+	pool, registry, w := newFold(t, `values
 		(array['we_1', 'we_1'], array[now()], array['succeeded', 'succeeded'], array[20, 20]),
 		(array['we_1', null], array[now(), now()], array['succeeded', 'succeeded'], array[20, 20]),
-		(array['we_1'], array[now()], array['succeeded'], array[20])`); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Work(ctx, &river.Job[FoldStatsArgs]{}); err == nil || !strings.Contains(err.Error(), "2 malformed") {
+		(array['we_1'], array[now()], array['succeeded'], array[20])`)
+	if err := w.Work(context.Background(), &river.Job[FoldStatsArgs]{}); err == nil || !strings.Contains(err.Error(), "2 malformed") {
 		t.Fatalf("the fold answered %v, want the malformed tally named", err)
 	}
 	got := gathered(t, registry)
 	if got["hookline_endpoint_stats_fold_errors_total"] != 1 || got["hookline_endpoint_stats_tallies_waiting"] != 0 {
 		t.Errorf("after the fold: %v", got)
 	}
-	var attempts int
-	if err := pool.QueryRow(ctx, `select coalesce(sum(succeeded), 0) from endpoint_stats where span_seconds = 60`).
-		Scan(&attempts); err != nil || attempts != 1 {
-		t.Errorf("the rollup's minutes hold %d attempts (%v), want the well-formed tally's 1", attempts, err)
+	if n := minuteAttempts(t, pool); n != 1 {
+		t.Errorf("the rollup's minutes hold %d attempts, want the well-formed tally's 1", n)
 	}
 }
 

@@ -10,7 +10,7 @@
 // browser is sent on without the token. Every page then finds its session by
 // the cookie's hash and shows only that session's merchant and mode, until
 // the session ends at its expiry or the merchant logs out (the layout's Log
-// out: the row forgets the cookie's hash, and the cookie is expired). Pages
+// out: the session's end becomes now, and the cookie is expired). Pages
 // are html/template with the templates and one stylesheet embedded; no page
 // runs script. Every response carries a strict CSP (frame-ancestors from
 // Config.FrameAncestors), no-store and no-referrer; every form a CSRF token
