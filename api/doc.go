@@ -2,8 +2,10 @@
 // events and delivery packages.
 //
 // One route table (server.go) and one file per resource. Handlers return
-// (object, error); [Server.renderError] is the single place an error becomes a
-// response, in Stripe's shape, with the cause of a 500 logged and never sent.
+// (object, error); [Server.renderError] makes an error the response, in
+// Stripe's shape (the dashboard's pages, [Server.dashboardError], as an
+// error page), both through [Server.failure], which logs the cause of a 5xx
+// and never sends it.
 // GET handlers read through the pool. Every POST runs in one database
 // transaction, opened by the route wrapper, that also claims its
 // Idempotency-Key: the state change, its events, their deliveries and the stored

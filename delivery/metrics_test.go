@@ -266,40 +266,40 @@ func TestFoldMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("after the next fold", 1, 4, 0)
-	if n := minuteAttempts(t, pool); n != 6 {
-		t.Errorf("the rollup's minutes hold %d attempts, want the 6 of the three tallies", n)
+	if got, want := minuteCounts(t, pool), (AttemptCounts{Succeeded: 3, Timeout: 3}); got != want {
+		t.Errorf("the rollup's minutes hold %+v, want the three tallies' %+v", got, want)
 	}
 }
 
 // newFold is a fold's job with its metrics in a registry of their own, on a
-// database holding the tallies that the select of (endpoint_ids,
-// started_at, outcomes, latency_buckets) tallies makes.
-func newFold(t *testing.T, tallies string) (*pgxpool.Pool, *prometheus.Registry, *FoldStatsWorker) {
+// database holding the tallies rows makes: a select or values clause of
+// (endpoint_ids, started_at, outcomes, latency_buckets).
+func newFold(t *testing.T, rows string) (*pgxpool.Pool, *prometheus.Registry, *FoldStatsWorker) {
 	t.Helper()
 	pool := dbtest.NewPool(t)
 	registry := prometheus.NewRegistry()
 	if _, err := pool.Exec(context.Background(),
-		`insert into attempt_tallies (endpoint_ids, started_at, outcomes, latency_buckets) `+tallies); err != nil {
+		`insert into attempt_tallies (endpoint_ids, started_at, outcomes, latency_buckets) `+rows); err != nil {
 		t.Fatal(err)
 	}
 	return pool, registry, NewFoldStatsWorker(pool, NewMetrics(registry, pool, slog.New(slog.NewTextHandler(io.Discard, nil))))
 }
 
-// minuteAttempts is the attempts endpoint_stats' minutes hold, whatever
-// their outcome.
-func minuteAttempts(t *testing.T, pool *pgxpool.Pool) int {
+// minuteCounts is the attempts endpoint_stats' minutes hold, by outcome.
+func minuteCounts(t *testing.T, pool *pgxpool.Pool) AttemptCounts {
 	t.Helper()
-	var n int
-	if err := pool.QueryRow(context.Background(), `select coalesce(sum(succeeded + http_error + timeout + connection_error), 0)
-		from endpoint_stats where span_seconds = 60`).Scan(&n); err != nil {
+	var c AttemptCounts
+	if err := pool.QueryRow(context.Background(), `select coalesce(sum(succeeded), 0), coalesce(sum(http_error), 0),
+		coalesce(sum(timeout), 0), coalesce(sum(connection_error), 0) from endpoint_stats where span_seconds = 60`).
+		Scan(&c.Succeeded, &c.HTTPError, &c.Timeout, &c.ConnectionError); err != nil {
 		t.Fatal(err)
 	}
-	return n
+	return c
 }
 
 // TestFoldDropsAMalformedTally: a tally whose arrays differ in length, or
-// hold a null (never written so), is dropped, the others of its batch are folded, and
-// the run fails, counted; the next run folds what came after it. Read as
+// hold a null (never written so), is dropped, the others of its batch are
+// folded, and the run fails, counted. Read as
 // one, it stopped the fold with a panic, which River recovers uncounted,
 // on every run, since the fold takes the oldest tallies first.
 func TestFoldDropsAMalformedTally(t *testing.T) {
@@ -316,8 +316,8 @@ func TestFoldDropsAMalformedTally(t *testing.T) {
 	if got["hookline_endpoint_stats_fold_errors_total"] != 1 || got["hookline_endpoint_stats_tallies_waiting"] != 0 {
 		t.Errorf("after the fold: %v", got)
 	}
-	if n := minuteAttempts(t, pool); n != 1 {
-		t.Errorf("the rollup's minutes hold %d attempts, want the well-formed tally's 1", n)
+	if got, want := minuteCounts(t, pool), (AttemptCounts{Succeeded: 1}); got != want {
+		t.Errorf("the rollup's minutes hold %+v, want the well-formed tally's %+v", got, want)
 	}
 }
 

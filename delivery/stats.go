@@ -271,7 +271,7 @@ func FoldStats(ctx context.Context, pool *pgxpool.Pool) (tallies, attempts int, 
 		}
 	}
 	if dropped > 0 {
-		return tallies, attempts, fmt.Errorf("fold endpoint stats: dropped %d malformed tallies (arrays of different lengths, or a null)", dropped)
+		return tallies, attempts, fmt.Errorf("fold endpoint stats: dropped %d malformed tallies (arrays of different lengths, or a null other than a latency)", dropped)
 	}
 	return tallies, attempts, nil
 }
