@@ -1037,17 +1037,8 @@ func TestAnAttemptIsMadeAndRecordedOnce(t *testing.T) {
 	var ids []string
 	// Two deliveries, set in the transaction that enqueues their job (for
 	// attempt 1 of each) as a crash and a race leave them.
-	e.tx(func(tx pgx.Tx) error {
-		for range 3 {
-			if _, err := e.service.CreateCheckout(ctx, tx, e.scope, events.CheckoutParams{Amount: "100", InvoiceCurrency: "usd"}); err != nil {
-				return err
-			}
-		}
-		rows, err := tx.Query(ctx, `select id from deliveries order by id`)
-		if err != nil {
-			return err
-		}
-		if ids, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+	e.tx(func(tx pgx.Tx) (err error) {
+		if ids, err = e.checkouts(tx, 3); err != nil {
 			return err
 		}
 		// The first: job 1 recorded attempt 1, job 2 recorded attempt 2, and
@@ -1089,6 +1080,22 @@ func TestAnAttemptIsMadeAndRecordedOnce(t *testing.T) {
 	if n := len(failing.requests()); n != 1 {
 		t.Fatalf("a job whose attempt was recorded sent again: %d requests, want 1", n)
 	}
+}
+
+// checkouts creates n checkouts in tx and answers the ids of every delivery
+// (the test's endpoints' only), in order.
+func (e *env) checkouts(tx pgx.Tx, n int) ([]string, error) {
+	ctx := context.Background()
+	for range n {
+		if _, err := e.service.CreateCheckout(ctx, tx, e.scope, events.CheckoutParams{Amount: "100", InvoiceCurrency: "usd"}); err != nil {
+			return nil, err
+		}
+	}
+	rows, err := tx.Query(ctx, `select id from deliveries order by id`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
 // waitJobsOf is the delivery jobs that hold any of ids.
@@ -1327,5 +1334,64 @@ func TestRecoveryGivesAFreshSchedule(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("recovered delivery: %s after %d attempts", got.Status, got.AttemptCount)
 		}
+	}
+}
+
+// TestLaneWaitsForASlotNoLongerThanItsBudget: a job admitted to a destination
+// whose in-flight slots another job's slow attempts hold waits for a slot no
+// longer than its send budget, then parks its delivery unsent, spending no
+// attempt, and leaves its worker: it does not hold it until the slow attempts
+// end or its job times out.
+func TestLaneWaitsForASlotNoLongerThanItsBudget(t *testing.T) {
+	t.Parallel()
+
+	e := newEnvWith(t, envOptions{schedule: fast, timeout: 30 * time.Second, workers: 4, inFlight: 2})
+	hold := make(chan struct{})
+	slow := newReceiver(t, func(n int, w http.ResponseWriter) {
+		if n <= 2 {
+			<-hold // the first two attempts hold both slots until the test ends them
+		}
+	})
+	t.Cleanup(func() { close(hold) }) // before the receiver's Close, which waits for its requests
+	e.endpoint(slow.srv.URL, []string{"checkout.created"})
+	ctx := context.Background()
+	if err := e.client.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	e.tx(func(tx pgx.Tx) (err error) {
+		if ids, err = e.checkouts(tx, 3); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `delete from river_job where kind = 'deliver'`) // the test makes its own jobs
+		return err
+	})
+	e.insertJob(delivery.DeliverArgs{DeliveryIDs: ids[:2], Counts: []int{0, 0}})
+	if err := e.client.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); len(slow.requests()) < 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the first job made %d attempts in 30s, want 2", len(slow.requests()))
+		}
+	}
+	waiting := e.insertJob(delivery.DeliverArgs{DeliveryIDs: ids[2:], Counts: []int{0}})
+	// Its job timeout is 42 s (30 s a request): a lane waiting until then, or
+	// until the held attempts end, fails this.
+	deadline := time.Now().Add(20 * time.Second)
+	for state := ""; state != "completed"; time.Sleep(20 * time.Millisecond) {
+		if err := e.pool.QueryRow(ctx, `select state from river_job where id = $1`, waiting).Scan(&state); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the job waiting for a slot is %s after 20s, with a send budget of 2s", state)
+		}
+	}
+	var count int
+	if err := e.pool.QueryRow(ctx, `select attempt_count from deliveries where id = $1`, ids[2]).Scan(&count); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(slow.requests()); n != 2 || count != 0 {
+		t.Fatalf("while the slots were held: %d requests, the third delivery's count %d; want 2, 0", n, count)
 	}
 }

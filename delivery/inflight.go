@@ -116,20 +116,25 @@ func (l *limiter) enter(destination, merchant string) (leave func(), ok bool) {
 }
 
 // send takes one of destination's in-flight slots for an admitted job,
-// waiting for one; release gives it back. It fails only when ctx is done.
-func (l *limiter) send(ctx context.Context, destination string) (release func(), ok bool) {
+// waiting for one until until; release gives it back. It fails when ctx is
+// done or until passes first: a job's lanes wait for a slot no longer than
+// its send budget.
+func (l *limiter) send(ctx context.Context, destination string, until time.Time) (release func(), ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	d := l.dests[destination] // the job's admission keeps it in the map
 	for d.sending >= l.perDestination {
 		freed := d.freed
 		l.mu.Unlock()
+		timer := time.NewTimer(time.Until(until))
 		select {
 		case <-freed:
 		case <-ctx.Done():
+		case <-timer.C:
 		}
+		timer.Stop()
 		l.mu.Lock()
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || !time.Now().Before(until) {
 			return nil, false
 		}
 	}

@@ -76,9 +76,10 @@ func TestLimiterCapsAttemptsInFlight(t *testing.T) {
 		t.Fatal("refused below the cap")
 	}
 	defer leave()
+	forever := time.Now().Add(time.Hour)
 	var releases []func()
 	for range 3 {
-		release, ok := l.send(ctx, "we_a")
+		release, ok := l.send(ctx, "we_a", forever)
 		if !ok {
 			t.Fatal("a slot refused below the cap")
 		}
@@ -86,7 +87,7 @@ func TestLimiterCapsAttemptsInFlight(t *testing.T) {
 	}
 	got := make(chan func())
 	go func() {
-		release, _ := l.send(ctx, "we_a")
+		release, _ := l.send(ctx, "we_a", forever)
 		got <- release
 	}()
 	select {
@@ -98,8 +99,16 @@ func TestLimiterCapsAttemptsInFlight(t *testing.T) {
 	releases[0] = <-got // the waiting lane got the freed slot: 3 in flight again
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, ok := l.send(cancelled, "we_a"); ok {
+	if _, ok := l.send(cancelled, "we_a", forever); ok {
 		t.Fatal("a slot past the cap was given to a stopping job")
+	}
+	// A lane waits for a slot no longer than its job's send budget.
+	began := time.Now()
+	if _, ok := l.send(ctx, "we_a", began.Add(50*time.Millisecond)); ok {
+		t.Fatal("a slot past the cap was given after the lane's deadline")
+	}
+	if waited := time.Since(began); waited < 50*time.Millisecond {
+		t.Fatalf("the lane gave up after %v, before its deadline", waited)
 	}
 	for _, release := range releases {
 		release()

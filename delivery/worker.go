@@ -515,6 +515,12 @@ func (w *Worker) drain(ctx context.Context, start time.Time, destination string)
 		if b.limited {
 			return nil // the endpoint set a rate limit meanwhile: the release paces it
 		}
+		if len(ts) > 0 && ts[0].paused {
+			// Paused by another process (the database's pause, which this
+			// process's limiter does not know): sendAdmitted parked them
+			// back, and the release hands them out when the pause ends.
+			return nil
+		}
 	}
 	return nil
 }
@@ -545,9 +551,10 @@ func (w *Worker) deliverTo(ctx context.Context, start time.Time, ts []*target, a
 }
 
 // sendAdmitted makes the attempts of one destination's admitted targets, the
-// limiter's lanes at a time, starting none after sendBudget, unless the
-// destination is paused (they park), or failing (one probe; the rest park),
-// and notes in b what became of each.
+// limiter's lanes at a time, each in one of the destination's in-flight slots, starting
+// none after sendBudget (a target whose lane waited that long for a slot
+// parks), unless the destination is paused (they park), or failing (one
+// probe; the rest park), and notes in b what became of each.
 func (w *Worker) sendAdmitted(ctx context.Context, start time.Time, ts []*target, args DeliverArgs, b *batch) {
 	t := ts[0]
 	if !args.Manual {
@@ -582,10 +589,17 @@ func (w *Worker) sendAdmitted(ctx context.Context, start time.Time, ts []*target
 	}
 	var mu sync.Mutex
 	next, paused := 0, false // paused: the destination asked to be left alone
+	var unsent []*target     // taken, but no slot freed within the send budget
 	take := func() *target {
 		mu.Lock()
 		defer mu.Unlock()
+		// Another job's attempt may have paused the destination, or found
+		// it failing, since these targets were loaded.
 		if next == len(ts) || (next > 0 && (paused || ctx.Err() != nil || time.Since(start) > sendBudget)) {
+			return nil
+		}
+		if next > 0 && (w.limiter.isPaused(t.destination) || (!t.failing && w.limiter.isFailing(t.destination))) {
+			paused = true
 			return nil
 		}
 		next++
@@ -595,11 +609,17 @@ func (w *Worker) sendAdmitted(ctx context.Context, start time.Time, ts []*target
 	for range min(len(ts), w.limiter.lanes) {
 		wg.Go(func() {
 			for t := take(); t != nil; t = take() {
-				release, ok := w.limiter.send(ctx, t.destination)
+				release, ok := w.limiter.send(ctx, t.destination, start.Add(sendBudget))
 				if !ok {
-					b.mu.Lock()
-					b.requeue = append(b.requeue, t) // stopping: hand it back unsent
-					b.mu.Unlock()
+					mu.Lock()
+					if ctx.Err() != nil {
+						b.mu.Lock()
+						b.requeue = append(b.requeue, t) // stopping: hand it back unsent
+						b.mu.Unlock()
+					} else {
+						unsent = append(unsent, t)
+					}
+					mu.Unlock()
 					continue
 				}
 				o := w.send(ctx, t)
@@ -632,7 +652,7 @@ func (w *Worker) sendAdmitted(ctx context.Context, start time.Time, ts []*target
 		})
 	}
 	wg.Wait()
-	b.park(ts[next:], !paused)
+	b.park(append(unsent, ts[next:]...), !paused)
 }
 
 // send makes the HTTP request of one attempt.
