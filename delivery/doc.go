@@ -30,7 +30,8 @@
 // Isolation: a process's limiter admits at most HOOKLINE_ENDPOINT_CONCURRENCY
 // jobs of one destination, sharing as many in-flight slots, and holds a
 // merchant to a share of the workers while the pool is contended. A job it
-// does not admit parks its deliveries: they stay rows (deliveries.parked),
+// does not admit (a healthy destination's job waits up to placeWait for a
+// place first) parks its deliveries: they stay rows (deliveries.parked),
 // with no job, and cost the queue nothing; the destination's admitted jobs
 // then work them (Worker.drain), claimed with a lease. So are the deliveries
 // of a destination that is paused (it answered 429 or 503 with Retry-After,

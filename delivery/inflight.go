@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 )
@@ -35,11 +36,11 @@ const lanesPerJob = 5
 // a share of the workers stays free, so that a merchant alone may use the
 // pool but a share is always kept for the others (and a troubled
 // destination, whose jobs hold workers long, gets few places to begin with).
-// A job that gets no place
-// never waits holding a worker: it parks its deliveries, which the
-// destination's admitted jobs then work (see Worker.drain). So no
-// destination and no merchant can take the whole worker pool, whatever its
-// backlog or its receivers' speed.
+// A job that gets no place parks its deliveries, which the destination's
+// admitted jobs then work (see Worker.drain), after waiting a moment for
+// one if its destination is healthy (see enterWithin), counted in its
+// merchant's share while it waits. So no destination and no merchant can
+// take the whole worker pool, whatever its backlog or its receivers' speed.
 type limiter struct {
 	lanes          int
 	perDestination int
@@ -57,10 +58,12 @@ type limiter struct {
 }
 
 // destinationPlaces is one destination's jobs under way and attempts in
-// flight, and a channel closed (then replaced) whenever a slot frees.
+// flight, a channel closed (then replaced) whenever a slot frees, and the
+// jobs waiting for a place, first come first.
 type destinationPlaces struct {
 	jobs, sending int
 	freed         chan struct{}
+	waiting       []*placeWaiter
 }
 
 // newLimiter caps each destination at perDestination jobs and attempts in
@@ -85,6 +88,19 @@ func newLimiter(perDestination, perMerchant, workers int) *limiter {
 // enter admits a job of merchant to destination, or refuses it at once;
 // leave ends its turn.
 func (l *limiter) enter(destination, merchant string) (leave func(), ok bool) {
+	return l.enterWithin(context.Background(), destination, merchant, time.Time{})
+}
+
+// enterWithin is enter, but a job refused only because its destination has
+// all its places waits for one until until, unless the destination is
+// troubled: a healthy destination's places free within milliseconds, and a
+// job that waits for one costs the database nothing, where a refused job
+// parks its deliveries and an admitted job claims them back (two more writes
+// of each row). Waiting jobs get places in their order of arrival, each
+// handed over by a job that leaves. A waiting job holds its worker, so it
+// counts in its merchant's share as an admitted one does, and a merchant
+// past its share is refused at once.
+func (l *limiter) enterWithin(ctx context.Context, destination, merchant string, until time.Time) (leave func(), ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	d := l.dests[destination]
@@ -92,27 +108,74 @@ func (l *limiter) enter(destination, merchant string) (leave func(), ok bool) {
 		d = &destinationPlaces{freed: make(chan struct{})}
 		l.dests[destination] = d
 	}
-	jobs := l.perDestination
-	if time.Now().Before(l.troubled[destination]) {
-		// A slow or failing destination's jobs hold their workers long:
-		// it gets a fifth as many, whose lanes still fill its in-flight cap.
-		jobs = max(1, l.perDestination/l.lanes)
-	}
-	if d.jobs >= jobs || (l.merchants[merchant] >= l.perMerchant && l.total >= l.workers-l.perMerchant) {
+	if l.merchants[merchant] >= l.perMerchant && l.total >= l.workers-l.perMerchant {
 		l.forget(destination, d)
 		return nil, false
 	}
-	d.jobs++
-	l.merchants[merchant]++
-	l.total++
-	return func() {
+	leave = func() {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		d.jobs--
 		decrement(l.merchants, merchant)
 		l.total--
+		for len(d.waiting) > 0 && d.jobs < l.places(destination) {
+			next := d.waiting[0]
+			d.waiting = d.waiting[1:]
+			next.admitted = true
+			d.jobs++
+			close(next.handed)
+		}
 		l.forget(destination, d)
-	}, true
+	}
+	l.merchants[merchant]++
+	l.total++
+	if d.jobs < l.places(destination) && len(d.waiting) == 0 {
+		d.jobs++
+		return leave, true
+	}
+	if l.isTroubledLocked(destination) || !time.Now().Before(until) {
+		decrement(l.merchants, merchant)
+		l.total--
+		l.forget(destination, d)
+		return nil, false
+	}
+	me := &placeWaiter{handed: make(chan struct{})}
+	d.waiting = append(d.waiting, me)
+	l.mu.Unlock()
+	timer := time.NewTimer(time.Until(until))
+	select {
+	case <-me.handed:
+	case <-ctx.Done():
+	case <-timer.C:
+	}
+	timer.Stop()
+	l.mu.Lock()
+	if me.admitted { // handed a place, perhaps as the wait ended: it is the job's
+		return leave, true
+	}
+	d.waiting = slices.DeleteFunc(d.waiting, func(w *placeWaiter) bool { return w == me })
+	decrement(l.merchants, merchant)
+	l.total--
+	l.forget(destination, d)
+	return nil, false
+}
+
+// placeWaiter is a job waiting for one of its destination's places: a job
+// that leaves sets admitted and closes handed.
+type placeWaiter struct {
+	admitted bool
+	handed   chan struct{}
+}
+
+// places is how many jobs of destination may be under way. The caller holds
+// l.mu.
+func (l *limiter) places(destination string) int {
+	if l.isTroubledLocked(destination) {
+		// A slow or failing destination's jobs hold their workers long:
+		// it gets a fifth as many, whose lanes still fill its in-flight cap.
+		return max(1, l.perDestination/l.lanes)
+	}
+	return l.perDestination
 }
 
 // send takes one of destination's in-flight slots for an admitted job,
@@ -151,7 +214,7 @@ func (l *limiter) send(ctx context.Context, destination string, until time.Time)
 // forget drops an idle destination, so the map holds only busy ones. The
 // caller holds l.mu.
 func (l *limiter) forget(destination string, d *destinationPlaces) {
-	if d.jobs == 0 && d.sending == 0 {
+	if d.jobs == 0 && len(d.waiting) == 0 && d.sending == 0 {
 		delete(l.dests, destination)
 	}
 }
@@ -202,6 +265,11 @@ func (l *limiter) observe(destination string, took time.Duration, acknowledged b
 func (l *limiter) isTroubled(destination string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.isTroubledLocked(destination)
+}
+
+// isTroubledLocked is isTroubled for a caller that holds l.mu.
+func (l *limiter) isTroubledLocked(destination string) bool {
 	return time.Now().Before(l.troubled[destination])
 }
 

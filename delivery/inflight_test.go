@@ -151,3 +151,92 @@ func TestLimiterNotesTroubledDestinations(t *testing.T) {
 		t.Fatal("an acknowledged attempt did not end the failure streak")
 	}
 }
+
+// A job refused only because its healthy destination has all its places
+// waits for one: places are handed over first come first as jobs leave, a
+// wait ends refused at its deadline, a waiting job counts in its merchant's
+// share, and a troubled destination's jobs never wait.
+func TestLimiterHandsPlacesToWaitingJobs(t *testing.T) {
+	l := newLimiter(1, 1, 4)
+	ctx := context.Background()
+	leave, ok := l.enter("we_a", "acct_a")
+	if !ok {
+		t.Fatal("refused below the cap")
+	}
+	type entered struct {
+		leave func()
+		ok    bool
+	}
+	wait := func(merchant string, within time.Duration) chan entered {
+		got := make(chan entered, 1)
+		go func() {
+			leave, ok := l.enterWithin(ctx, "we_a", merchant, time.Now().Add(within))
+			got <- entered{leave, ok}
+		}()
+		return got
+	}
+	waiting := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+			l.mu.Lock()
+			got := len(l.dests["we_a"].waiting)
+			l.mu.Unlock()
+			if got == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d jobs waiting, want %d", got, n)
+			}
+		}
+	}
+	first := wait("acct_b", time.Hour)
+	waiting(1)
+	second := wait("acct_c", time.Hour)
+	waiting(2)
+	// Two workers are taken by acct_b's and acct_c's waiting jobs: a
+	// merchant past its share finds the pool contended.
+	if _, ok := l.enter("we_other", "acct_a"); ok {
+		t.Fatal("a merchant past its share was admitted while waiting jobs held the other workers")
+	}
+	leave()
+	got := <-first
+	if !got.ok {
+		t.Fatal("the first waiting job was refused when a place freed")
+	}
+	select {
+	case <-second:
+		t.Fatal("the second waiting job got a place the first one holds")
+	case <-time.After(20 * time.Millisecond):
+	}
+	got.leave()
+	if got = <-second; !got.ok {
+		t.Fatal("the second waiting job was refused when the first left")
+	}
+	// A wait ends at its deadline, refused, and gives its worker back.
+	began := time.Now()
+	if got := <-wait("acct_d", 30*time.Millisecond); got.ok {
+		t.Fatal("a job was admitted past the cap")
+	}
+	if waited := time.Since(began); waited < 30*time.Millisecond {
+		t.Fatalf("the wait ended after %v, before its deadline", waited)
+	}
+	l.mu.Lock()
+	total, waiters := l.total, len(l.dests["we_a"].waiting)
+	l.mu.Unlock()
+	if total != 1 || waiters != 0 {
+		t.Fatalf("after the wait: %d jobs counted, %d waiting; want 1, 0", total, waiters)
+	}
+	// A troubled destination's job is refused at once.
+	for range slowToTrouble {
+		l.observe("we_a", 8*time.Second, true)
+	}
+	select {
+	case got := <-wait("acct_e", time.Hour):
+		if got.ok {
+			t.Fatal("a troubled destination's job was admitted past its cap")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a troubled destination's job waited for a place")
+	}
+	got.leave()
+}

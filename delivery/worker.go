@@ -123,6 +123,9 @@ func newHTTPClient(guard *Guard) *http.Client {
 }
 
 const (
+	// placeWait is how long a job of a healthy destination waits for one of
+	// its places before it parks its deliveries (limiter.enterWithin).
+	placeWait = 250 * time.Millisecond
 	// sendBudget is how long a job keeps starting attempts: past it, the job
 	// parks the rest, so a slow destination's job ends within sendBudget plus
 	// one attempt.
@@ -529,7 +532,11 @@ func (w *Worker) drain(ctx context.Context, start time.Time, destination string)
 // parks them, and makes their attempts (see sendAdmitted).
 func (w *Worker) deliverTo(ctx context.Context, start time.Time, ts []*target, args DeliverArgs, b *batch) {
 	t := ts[0]
-	leave, ok := w.limiter.enter(t.destination, t.scope.MerchantID)
+	var until time.Time // a paused or failing destination's jobs wait for no place
+	if !t.paused && !w.limiter.isPaused(t.destination) && !w.limiter.isFailing(t.destination) {
+		until = time.Now().Add(placeWait)
+	}
+	leave, ok := w.limiter.enterWithin(ctx, t.destination, t.scope.MerchantID, until)
 	if !ok {
 		if args.Manual {
 			// A manual retry takes its turn like any job: it comes back.
