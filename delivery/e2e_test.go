@@ -1395,3 +1395,56 @@ func TestLaneWaitsForASlotNoLongerThanItsBudget(t *testing.T) {
 		t.Fatalf("while the slots were held: %d requests, the third delivery's count %d; want 2, 0", n, count)
 	}
 }
+
+// TestJobStopsAtAnotherJobsPause: a job sending a destination's deliveries
+// starts no more once another job of the process has had a 429 with
+// Retry-After from it; it parks the rest unsent, spending no attempt.
+func TestJobStopsAtAnotherJobsPause(t *testing.T) {
+	t.Parallel()
+
+	e := newEnvWith(t, envOptions{schedule: fast, timeout: 10 * time.Second, workers: 4})
+	r := newReceiver(t, func(n int, w http.ResponseWriter) {
+		switch {
+		case n <= 5: // the long job's first five, side by side, ending within its send budget of 2 s
+			time.Sleep(1500 * time.Millisecond)
+		case n == 6: // the other job's
+			w.Header().Set("Retry-After", "60")
+			w.WriteHeader(http.StatusTooManyRequests)
+		}
+	})
+	e.endpoint(r.srv.URL, []string{"checkout.created"})
+	ctx := context.Background()
+	if err := e.client.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	e.tx(func(tx pgx.Tx) (err error) {
+		if ids, err = e.checkouts(tx, 21); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `delete from river_job where kind = 'deliver'`) // the test makes its own jobs
+		return err
+	})
+	long := e.insertJob(delivery.DeliverArgs{DeliveryIDs: ids[:20], Counts: make([]int, 20)})
+	if err := e.client.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); len(r.requests()) < 5; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the long job made %d attempts in 30s, want 5", len(r.requests()))
+		}
+	}
+	e.waitJob(e.insertJob(delivery.DeliverArgs{DeliveryIDs: ids[20:], Counts: []int{0}}))
+	if n := len(r.requests()); n != 6 {
+		t.Fatalf("%d requests when the 429 was recorded, want 6: the test's timing did not hold", n)
+	}
+	e.waitJob(long)
+	var attempted, parked int
+	if err := e.pool.QueryRow(ctx, `select count(*) filter (where attempt_count > 0), count(*) filter (where parked and attempt_count = 0)
+		from deliveries where id = any($1)`, ids[:20]).Scan(&attempted, &parked); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(r.requests()); n != 6 || attempted != 5 || parked != 15 {
+		t.Fatalf("after the pause: %d requests, %d of the long job's deliveries attempted, %d parked unsent; want 6, 5, 15", n, attempted, parked)
+	}
+}
