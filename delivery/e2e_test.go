@@ -1341,7 +1341,8 @@ func TestRecoveryGivesAFreshSchedule(t *testing.T) {
 // whose in-flight slots another job's slow attempts hold waits for a slot no
 // longer than its send budget, then parks its delivery unsent, spending no
 // attempt, and leaves its worker: it does not hold it until the slow attempts
-// end or its job times out.
+// end or its job times out. A manual retry in the same place comes back as a
+// retry: parking would do nothing to a failed delivery.
 func TestLaneWaitsForASlotNoLongerThanItsBudget(t *testing.T) {
 	t.Parallel()
 
@@ -1360,7 +1361,10 @@ func TestLaneWaitsForASlotNoLongerThanItsBudget(t *testing.T) {
 	}
 	var ids []string
 	e.tx(func(tx pgx.Tx) (err error) {
-		if ids, err = e.checkouts(tx, 3); err != nil {
+		if ids, err = e.checkouts(tx, 4); err != nil {
+			return err
+		}
+		if _, err = tx.Exec(ctx, `update deliveries set status = 'failed' where id = $1`, ids[3]); err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, `delete from river_job where kind = 'deliver'`) // the test makes its own jobs
@@ -1375,24 +1379,55 @@ func TestLaneWaitsForASlotNoLongerThanItsBudget(t *testing.T) {
 			t.Fatalf("the first job made %d attempts in 30s, want 2", len(slow.requests()))
 		}
 	}
-	waiting := e.insertJob(delivery.DeliverArgs{DeliveryIDs: ids[2:], Counts: []int{0}})
-	// Its job timeout is 42 s (30 s a request): a lane waiting until then, or
-	// until the held attempts end, fails this.
-	deadline := time.Now().Add(20 * time.Second)
-	for state := ""; state != "completed"; time.Sleep(20 * time.Millisecond) {
-		if err := e.pool.QueryRow(ctx, `select state from river_job where id = $1`, waiting).Scan(&state); err != nil {
+	// Each job's timeout is 42 s (30 s a request): a lane waiting until then,
+	// or until the held attempts end, fails this.
+	finished := func(job int64) time.Duration {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			var state string
+			var ran time.Duration
+			if err := e.pool.QueryRow(ctx, `select state, coalesce(finalized_at - attempted_at, '0')
+				from river_job where id = $1`, job).Scan(&state, &ran); err != nil {
+				t.Fatal(err)
+			}
+			if state == "completed" {
+				return ran
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the job waiting for a slot is %s after 20s, with a send budget of 2s", state)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// Admitted (the destination has two places), it waited in its lane.
+	if ran := finished(e.insertJob(delivery.DeliverArgs{DeliveryIDs: ids[2:3], Counts: []int{0}})); ran < 1500*time.Millisecond {
+		t.Fatalf("the job ran %v: it did not wait for a slot", ran)
+	}
+	ahead := func(id string, manual bool) int {
+		t.Helper()
+		var n int
+		if err := e.pool.QueryRow(ctx, `select count(*) from river_job where kind = 'deliver' and state <> 'completed'
+			and args->'delivery_ids' @> jsonb_build_array($1::text) and coalesce((args->>'manual')::bool, false) = $2`, id, manual).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the job waiting for a slot is %s after 20s, with a send budget of 2s", state)
-		}
+		return n
 	}
+	var parked bool
 	var count int
-	if err := e.pool.QueryRow(ctx, `select attempt_count from deliveries where id = $1`, ids[2]).Scan(&count); err != nil {
+	if err := e.pool.QueryRow(ctx, `select parked, attempt_count from deliveries where id = $1`, ids[2]).Scan(&parked, &count); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(slow.requests()); n != 2 || count != 0 {
-		t.Fatalf("while the slots were held: %d requests, the third delivery's count %d; want 2, 0", n, count)
+	// Parked, or already handed a job again by the release.
+	if n := len(slow.requests()); n != 2 || count != 0 || (!parked && ahead(ids[2], false) == 0) {
+		t.Fatalf("while the slots were held: %d requests, the third delivery's count %d, parked %v; want 2, 0, parked or released",
+			n, count, parked)
+	}
+	if ran := finished(e.insertJob(delivery.DeliverArgs{DeliveryIDs: ids[3:], Counts: []int{0}, Manual: true})); ran < 1500*time.Millisecond {
+		t.Fatalf("the retry's job ran %v: it did not wait for a slot", ran)
+	}
+	if n := ahead(ids[3], true); n != 1 || len(slow.requests()) != 2 {
+		t.Fatalf("the retry that found no slot: %d retry jobs after it, %d requests; want 1, 2", n, len(slow.requests()))
 	}
 }
 

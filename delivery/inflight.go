@@ -27,7 +27,8 @@ const (
 const lanesPerJob = 5
 
 // limiter caps what one process gives each destination and each merchant.
-// A destination gets at most perDestination jobs under way, and so workers
+// A destination gets at most perDestination jobs under way (and a fifth as
+// many waiting for a place, see enterWithin), and so workers
 // (a fifth as many while it is troubled: slow or failing, so that its jobs,
 // which hold their workers long, hold few), and at most perDestination
 // attempts in flight across them (a job's lanes wait for a slot inside the
@@ -93,13 +94,16 @@ func (l *limiter) enter(destination, merchant string) (leave func(), ok bool) {
 
 // enterWithin is enter, but a job refused only because its destination has
 // all its places waits for one until until, unless the destination is
-// troubled: a healthy destination's places free within milliseconds, and a
-// job that waits for one costs the database nothing, where a refused job
-// parks its deliveries and an admitted job claims them back (two more writes
-// of each row). Waiting jobs get places in their order of arrival, each
-// handed over by a job that leaves. A waiting job holds its worker, so it
-// counts in its merchant's share as an admitted one does, and a merchant
-// past its share is refused at once.
+// troubled or already has a fifth as many jobs waiting as places: a fast
+// destination's jobs leave one after another, and a job that waits for a
+// place costs the database nothing, where a refused job parks its
+// deliveries and an admitted job claims them back (two more writes of each
+// row). Waiting jobs get places in their order of arrival, each handed over
+// by a job that leaves. A waiting job holds its worker, so it counts in its
+// merchant's share as an admitted one does; a merchant past its share while
+// the pool is contended is refused at once. A destination so holds at most
+// perDestination workers admitted and a fifth as many waiting, whatever the
+// number of merchants that share it (a webhook_url).
 func (l *limiter) enterWithin(ctx context.Context, destination, merchant string, until time.Time) (leave func(), ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -133,7 +137,7 @@ func (l *limiter) enterWithin(ctx context.Context, destination, merchant string,
 		d.jobs++
 		return leave, true
 	}
-	if l.isTroubledLocked(destination) || !time.Now().Before(until) {
+	if l.isTroubledLocked(destination) || !time.Now().Before(until) || len(d.waiting) >= l.perDestination/l.lanes {
 		decrement(l.merchants, merchant)
 		l.total--
 		l.forget(destination, d)

@@ -154,20 +154,26 @@ func TestLimiterNotesTroubledDestinations(t *testing.T) {
 
 // A job refused only because its healthy destination has all its places
 // waits for one: places are handed over first come first as jobs leave, a
-// wait ends refused at its deadline, a waiting job counts in its merchant's
-// share, and a troubled destination's jobs never wait.
+// fifth as many jobs as places may wait, a wait ends refused at its deadline
+// or when its job stops, a waiting job counts in its merchant's share, a
+// troubled destination's jobs never wait, and nothing stays counted once
+// every job has left.
 func TestLimiterHandsPlacesToWaitingJobs(t *testing.T) {
-	l := newLimiter(1, 1, 4)
+	l := newLimiter(10, 1, 13) // 2 may wait; a merchant past 1 only while 2 of 13 workers stay free
 	ctx := context.Background()
-	leave, ok := l.enter("we_a", "acct_a")
-	if !ok {
-		t.Fatal("refused below the cap")
+	var leaves []func()
+	for range 10 {
+		leave, ok := l.enter("we_a", "acct_a")
+		if !ok {
+			t.Fatal("refused below the cap")
+		}
+		leaves = append(leaves, leave)
 	}
 	type entered struct {
 		leave func()
 		ok    bool
 	}
-	wait := func(merchant string, within time.Duration) chan entered {
+	wait := func(ctx context.Context, merchant string, within time.Duration) chan entered {
 		got := make(chan entered, 1)
 		go func() {
 			leave, ok := l.enterWithin(ctx, "we_a", merchant, time.Now().Add(within))
@@ -189,54 +195,70 @@ func TestLimiterHandsPlacesToWaitingJobs(t *testing.T) {
 			}
 		}
 	}
-	first := wait("acct_b", time.Hour)
+	refusedAtOnce := func(got chan entered, what string) {
+		t.Helper()
+		select {
+		case e := <-got:
+			if e.ok {
+				t.Fatalf("%s was admitted past the cap", what)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s waited for a place", what)
+		}
+	}
+	first := wait(ctx, "acct_b", time.Hour)
 	waiting(1)
-	second := wait("acct_c", time.Hour)
+	second := wait(ctx, "acct_c", time.Hour)
 	waiting(2)
-	// Two workers are taken by acct_b's and acct_c's waiting jobs: a
-	// merchant past its share finds the pool contended.
+	refusedAtOnce(wait(ctx, "acct_d", time.Hour), "a job past the destination's waiting room")
+	// The waiting jobs hold two workers: acct_a, past its share, finds the
+	// pool contended.
 	if _, ok := l.enter("we_other", "acct_a"); ok {
 		t.Fatal("a merchant past its share was admitted while waiting jobs held the other workers")
 	}
-	leave()
+	leaves[0]()
 	got := <-first
 	if !got.ok {
 		t.Fatal("the first waiting job was refused when a place freed")
 	}
+	leaves[0] = got.leave
 	select {
 	case <-second:
 		t.Fatal("the second waiting job got a place the first one holds")
 	case <-time.After(20 * time.Millisecond):
 	}
-	got.leave()
+	leaves[1]()
 	if got = <-second; !got.ok {
-		t.Fatal("the second waiting job was refused when the first left")
+		t.Fatal("the second waiting job was refused when a job left")
 	}
-	// A wait ends at its deadline, refused, and gives its worker back.
+	leaves[1] = got.leave
+	// A wait ends at its deadline, refused.
 	began := time.Now()
-	if got := <-wait("acct_d", 30*time.Millisecond); got.ok {
+	if got := <-wait(ctx, "acct_e", 30*time.Millisecond); got.ok {
 		t.Fatal("a job was admitted past the cap")
 	}
 	if waited := time.Since(began); waited < 30*time.Millisecond {
 		t.Fatalf("the wait ended after %v, before its deadline", waited)
 	}
-	l.mu.Lock()
-	total, waiters := l.total, len(l.dests["we_a"].waiting)
-	l.mu.Unlock()
-	if total != 1 || waiters != 0 {
-		t.Fatalf("after the wait: %d jobs counted, %d waiting; want 1, 0", total, waiters)
+	// A wait ends when its job stops, refused.
+	stopping, stop := context.WithCancel(ctx)
+	cancelled := wait(stopping, "acct_f", time.Hour)
+	waiting(1)
+	stop()
+	if got := <-cancelled; got.ok {
+		t.Fatal("a stopping job was admitted past the cap")
 	}
 	// A troubled destination's job is refused at once.
 	for range slowToTrouble {
 		l.observe("we_a", 8*time.Second, true)
 	}
-	select {
-	case got := <-wait("acct_e", time.Hour):
-		if got.ok {
-			t.Fatal("a troubled destination's job was admitted past its cap")
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("a troubled destination's job waited for a place")
+	refusedAtOnce(wait(ctx, "acct_g", time.Hour), "a troubled destination's job")
+	for _, leave := range leaves {
+		leave()
 	}
-	got.leave()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.total != 0 || len(l.merchants) != 0 || len(l.dests) != 0 {
+		t.Fatalf("once every job left: %d jobs counted, merchants %v, %d destinations kept; want none", l.total, l.merchants, len(l.dests))
+	}
 }

@@ -533,7 +533,7 @@ func (w *Worker) drain(ctx context.Context, start time.Time, destination string)
 func (w *Worker) deliverTo(ctx context.Context, start time.Time, ts []*target, args DeliverArgs, b *batch) {
 	t := ts[0]
 	var until time.Time // a paused or failing destination's jobs wait for no place
-	if !t.paused && !w.limiter.isPaused(t.destination) && !w.limiter.isFailing(t.destination) {
+	if !t.paused && !t.failing && !w.limiter.isPaused(t.destination) && !w.limiter.isFailing(t.destination) {
 		until = time.Now().Add(placeWait)
 	}
 	leave, ok := w.limiter.enterWithin(ctx, t.destination, t.scope.MerchantID, until)
@@ -545,7 +545,7 @@ func (w *Worker) deliverTo(ctx context.Context, start time.Time, ts []*target, a
 			b.mu.Unlock()
 			return
 		}
-		b.park(ts, !t.paused)
+		b.park(ts, !t.paused && ctx.Err() == nil) // a wait cut short by a stop says nothing of the destination
 		return
 	}
 	// The place is kept until the job has recorded, so that the next job of
@@ -601,11 +601,12 @@ func (w *Worker) sendAdmitted(ctx context.Context, start time.Time, ts []*target
 		mu.Lock()
 		defer mu.Unlock()
 		// Another job's attempt may have paused the destination, or found
-		// it failing, since these targets were loaded.
+		// it failing, since these targets were loaded (a manual retry does
+		// not wait for either).
 		if next == len(ts) || (next > 0 && (paused || ctx.Err() != nil || time.Since(start) > sendBudget)) {
 			return nil
 		}
-		if next > 0 && (w.limiter.isPaused(t.destination) || (!t.failing && w.limiter.isFailing(t.destination))) {
+		if next > 0 && !args.Manual && (w.limiter.isPaused(t.destination) || (!t.failing && w.limiter.isFailing(t.destination))) {
 			paused = true
 			return nil
 		}
@@ -659,7 +660,17 @@ func (w *Worker) sendAdmitted(ctx context.Context, start time.Time, ts []*target
 		})
 	}
 	wg.Wait()
-	b.park(append(unsent, ts[next:]...), !paused)
+	rest := append(unsent, ts[next:]...)
+	if args.Manual {
+		// A retry is not parked (a settled delivery would not be, and the
+		// release would send a pending one as an automatic attempt): it
+		// comes back as a retry.
+		b.mu.Lock()
+		b.requeue = append(b.requeue, rest...)
+		b.mu.Unlock()
+		return
+	}
+	b.park(rest, !paused)
 }
 
 // send makes the HTTP request of one attempt.
