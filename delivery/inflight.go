@@ -27,8 +27,9 @@ const (
 const lanesPerJob = 5
 
 // limiter caps what one process gives each destination and each merchant.
-// A destination gets at most perDestination jobs under way (and a fifth as
-// many waiting for a place, see enterWithin), and so workers
+// A destination gets at most perDestination jobs under way (and more
+// waiting for a place, up to all but one share of the workers, see
+// enterWithin), and so workers
 // (a fifth as many while it is troubled: slow or failing, so that its jobs,
 // which hold their workers long, hold few), and at most perDestination
 // attempts in flight across them (a job's lanes wait for a slot inside the
@@ -40,7 +41,7 @@ const lanesPerJob = 5
 // A job that gets no place parks its deliveries, which the destination's
 // admitted jobs then work (see Worker.drain), after waiting a moment for
 // one if its destination is healthy (see enterWithin), counted in its
-// merchant's share while it waits. So no destination and no merchant can
+// merchant's share while it waits; a manual retry comes back instead. So no destination and no merchant can
 // take the whole worker pool, whatever its backlog or its receivers' speed.
 type limiter struct {
 	lanes          int
@@ -94,16 +95,16 @@ func (l *limiter) enter(destination, merchant string) (leave func(), ok bool) {
 
 // enterWithin is enter, but a job refused only because its destination has
 // all its places waits for one until until, unless the destination is
-// troubled or already has a fifth as many jobs waiting as places: a fast
-// destination's jobs leave one after another, and a job that waits for a
-// place costs the database nothing, where a refused job parks its
-// deliveries and an admitted job claims them back (two more writes of each
-// row). Waiting jobs get places in their order of arrival, each handed over
-// by a job that leaves. A waiting job holds its worker, so it counts in its
-// merchant's share as an admitted one does; a merchant past its share while
-// the pool is contended is refused at once. A destination so holds at most
-// perDestination workers admitted and a fifth as many waiting, whatever the
-// number of merchants that share it (a webhook_url).
+// troubled: a fast destination's jobs leave one after another, and a job
+// that waits for a place costs the database nothing, where a refused job
+// parks its deliveries and an admitted job claims them back (two more
+// writes of each row). Waiting jobs get places in their order of arrival,
+// each handed over by a job that leaves. A waiting job holds its worker, so
+// it counts in its merchant's share as an admitted one does (a merchant
+// past its share while the pool is contended is refused at once), and a
+// destination's jobs, admitted and waiting, hold no more workers than a
+// merchant alone may: all but one share (75 of 100), whatever the number of
+// merchants that share it (a webhook_url).
 func (l *limiter) enterWithin(ctx context.Context, destination, merchant string, until time.Time) (leave func(), ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -137,7 +138,7 @@ func (l *limiter) enterWithin(ctx context.Context, destination, merchant string,
 		d.jobs++
 		return leave, true
 	}
-	if l.isTroubledLocked(destination) || !time.Now().Before(until) || len(d.waiting) >= l.perDestination/l.lanes {
+	if l.isTroubledLocked(destination) || !time.Now().Before(until) || d.jobs+len(d.waiting) >= l.workers-l.perMerchant {
 		decrement(l.merchants, merchant)
 		l.total--
 		l.forget(destination, d)

@@ -159,7 +159,7 @@ func TestLimiterNotesTroubledDestinations(t *testing.T) {
 // troubled destination's jobs never wait, and nothing stays counted once
 // every job has left.
 func TestLimiterHandsPlacesToWaitingJobs(t *testing.T) {
-	l := newLimiter(10, 1, 13) // 2 may wait; a merchant past 1 only while 2 of 13 workers stay free
+	l := newLimiter(10, 1, 13) // a merchant past 1 only while 2 of 13 workers stay free; a destination holds at most 12
 	ctx := context.Background()
 	var leaves []func()
 	for range 10 {

@@ -425,7 +425,8 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 // withinRateLimit answers the targets the endpoint's rate limit lets go now.
 // The others wait without spending an attempt: an automatic job's park, not
 // as saturated (the release hands out a second's worth of them each
-// second), a manual retry's come back in a second. If the bucket cannot be
+// second), a manual retry's come back after a second (River's scheduler
+// makes them available within its 5 s). If the bucket cannot be
 // read, none go: a limit is a promise to the receiver.
 func (w *Worker) withinRateLimit(ctx context.Context, ts []*target, args DeliverArgs, b *batch) []*target {
 	t := ts[0]
@@ -664,13 +665,13 @@ func (w *Worker) sendAdmitted(ctx context.Context, start time.Time, ts []*target
 	if args.Manual {
 		// A retry is not parked (a settled delivery would not be, and the
 		// release would send a pending one as an automatic attempt): it
-		// comes back as a retry.
+		// comes back as a retry, a job of its own (enqueueNext).
 		b.mu.Lock()
 		b.requeue = append(b.requeue, rest...)
 		b.mu.Unlock()
 		return
 	}
-	b.park(rest, !paused)
+	b.park(rest, !paused && ctx.Err() == nil) // a stop says nothing of the destination
 }
 
 // send makes the HTTP request of one attempt.
