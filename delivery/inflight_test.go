@@ -3,6 +3,8 @@ package delivery
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 )
@@ -260,5 +262,57 @@ func TestLimiterHandsPlacesToWaitingJobs(t *testing.T) {
 	defer l.mu.Unlock()
 	if l.total != 0 || len(l.merchants) != 0 || len(l.dests) != 0 {
 		t.Fatalf("once every job left: %d jobs counted, merchants %v, %d destinations kept; want none", l.total, l.merchants, len(l.dests))
+	}
+}
+
+// Jobs entering and leaving at random, with deadlines, stops and the
+// destination turning troubled and back, leave nothing counted: a count
+// left behind would shrink a merchant's share for the life of the process.
+func TestLimiterChurnLeavesNothingCounted(t *testing.T) {
+	l := newLimiter(3, 2, 12)
+	var wg sync.WaitGroup
+	for g := range 12 {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(g), 1))
+			for range 400 {
+				destination, merchant := fmt.Sprint("we_", r.IntN(2)), fmt.Sprint("acct_", r.IntN(4))
+				ctx, cancel := context.WithCancel(context.Background())
+				if r.IntN(4) == 0 {
+					time.AfterFunc(time.Duration(r.IntN(300))*time.Microsecond, cancel)
+				}
+				var until time.Time // no wait for one entry in five
+				if r.IntN(5) != 0 {
+					until = time.Now().Add(time.Duration(r.IntN(2000)) * time.Microsecond)
+				}
+				leave, ok := l.enterWithin(ctx, destination, merchant, until)
+				cancel()
+				switch r.IntN(10) {
+				case 0:
+					for range slowToTrouble {
+						l.observe(destination, 2*time.Second, true)
+					}
+				case 1:
+					l.mu.Lock()
+					delete(l.troubled, destination)
+					l.mu.Unlock()
+				}
+				if !ok {
+					continue
+				}
+				l.mu.Lock()
+				if d := l.dests[destination]; d == nil || d.jobs > l.perDestination {
+					t.Errorf("an admitted job's destination: %+v, want kept, at most %d jobs", d, l.perDestination)
+				}
+				l.mu.Unlock()
+				time.Sleep(time.Duration(r.IntN(500)) * time.Microsecond)
+				leave()
+			}
+		})
+	}
+	wg.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.total != 0 || len(l.merchants) != 0 || len(l.dests) != 0 {
+		t.Fatalf("after the churn: %d jobs counted, merchants %v, %d destinations kept; want none", l.total, l.merchants, len(l.dests))
 	}
 }
