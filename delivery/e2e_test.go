@@ -1010,15 +1010,49 @@ func (e *env) insertJob(args delivery.DeliverArgs) int64 {
 // waitJob waits for a job to complete.
 func (e *env) waitJob(id int64) {
 	e.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for state := ""; state != "completed"; time.Sleep(20 * time.Millisecond) {
-		if err := e.pool.QueryRow(context.Background(), `select state from river_job where id = $1`, id).Scan(&state); err != nil {
+	e.waitJobWithin(id, 60*time.Second)
+}
+
+// waitJobWithin waits up to within for a job to complete, and answers how
+// long it ran.
+func (e *env) waitJobWithin(id int64, within time.Duration) time.Duration {
+	e.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		var state string
+		var ran time.Duration
+		if err := e.pool.QueryRow(context.Background(), `select state, coalesce(finalized_at - attempted_at, '0')
+			from river_job where id = $1`, id).Scan(&state, &ran); err != nil {
 			e.t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("job %d is %s after 60s", id, state)
+		if state == "completed" {
+			return ran
 		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("job %d is %s after %v", id, state, within)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// joblessCheckouts stops the River client and creates n checkouts whose
+// deliveries (the ids answered, in order) have no job: the test makes their
+// jobs, and starts the client again.
+func (e *env) joblessCheckouts(n int) []string {
+	e.t.Helper()
+	ctx := context.Background()
+	if err := e.client.Stop(ctx); err != nil {
+		e.t.Fatal(err)
+	}
+	var ids []string
+	e.tx(func(tx pgx.Tx) (err error) {
+		if ids, err = e.checkouts(tx, n); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `delete from river_job where kind = 'deliver'`)
+		return err
+	})
+	return ids
 }
 
 // TestAnAttemptIsMadeAndRecordedOnce: a job makes attempt n of a delivery
@@ -1356,20 +1390,10 @@ func TestLaneWaitsForASlotNoLongerThanItsBudget(t *testing.T) {
 	t.Cleanup(func() { close(hold) }) // before the receiver's Close, which waits for its requests
 	e.endpoint(slow.srv.URL, []string{"checkout.created"})
 	ctx := context.Background()
-	if err := e.client.Stop(ctx); err != nil {
+	ids := e.joblessCheckouts(4)
+	if _, err := e.pool.Exec(ctx, `update deliveries set status = 'failed' where id = $1`, ids[3]); err != nil {
 		t.Fatal(err)
 	}
-	var ids []string
-	e.tx(func(tx pgx.Tx) (err error) {
-		if ids, err = e.checkouts(tx, 4); err != nil {
-			return err
-		}
-		if _, err = tx.Exec(ctx, `update deliveries set status = 'failed' where id = $1`, ids[3]); err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `delete from river_job where kind = 'deliver'`) // the test makes its own jobs
-		return err
-	})
 	e.insertJob(delivery.DeliverArgs{DeliveryIDs: ids[:2], Counts: []int{0, 0}})
 	if err := e.client.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -1380,28 +1404,9 @@ func TestLaneWaitsForASlotNoLongerThanItsBudget(t *testing.T) {
 		}
 	}
 	// Each job's timeout is 42 s (30 s a request): a lane waiting until then,
-	// or until the held attempts end, fails this.
-	finished := func(job int64) time.Duration {
-		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			var state string
-			var ran time.Duration
-			if err := e.pool.QueryRow(ctx, `select state, coalesce(finalized_at - attempted_at, '0')
-				from river_job where id = $1`, job).Scan(&state, &ran); err != nil {
-				t.Fatal(err)
-			}
-			if state == "completed" {
-				return ran
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the job waiting for a slot is %s after 20s, with a send budget of 2s", state)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	// or until the held attempts end, fails waitJobWithin's 20 s.
 	// Admitted (the destination has two places), it waited in its lane.
-	if ran := finished(e.insertJob(delivery.DeliverArgs{DeliveryIDs: ids[2:3], Counts: []int{0}})); ran < 1500*time.Millisecond {
+	if ran := e.waitJobWithin(e.insertJob(delivery.DeliverArgs{DeliveryIDs: ids[2:3], Counts: []int{0}}), 20*time.Second); ran < 1500*time.Millisecond {
 		t.Fatalf("the job ran %v: it did not wait for a slot", ran)
 	}
 	ahead := func(id string, manual bool) int {
@@ -1423,7 +1428,7 @@ func TestLaneWaitsForASlotNoLongerThanItsBudget(t *testing.T) {
 		t.Fatalf("while the slots were held: %d requests, the third delivery's count %d, parked %v; want 2, 0, parked or released",
 			n, count, parked)
 	}
-	if ran := finished(e.insertJob(delivery.DeliverArgs{DeliveryIDs: ids[3:], Counts: []int{0}, Manual: true})); ran < 1500*time.Millisecond {
+	if ran := e.waitJobWithin(e.insertJob(delivery.DeliverArgs{DeliveryIDs: ids[3:], Counts: []int{0}, Manual: true}), 20*time.Second); ran < 1500*time.Millisecond {
 		t.Fatalf("the retry's job ran %v: it did not wait for a slot", ran)
 	}
 	if n := ahead(ids[3], true); n != 1 || len(slow.requests()) != 2 {
@@ -1453,17 +1458,7 @@ func TestJobStopsAtAnotherJobsPause(t *testing.T) {
 	t.Cleanup(end) // before the receiver's Close, which waits for its requests
 	e.endpoint(r.srv.URL, []string{"checkout.created"})
 	ctx := context.Background()
-	if err := e.client.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
-	var ids []string
-	e.tx(func(tx pgx.Tx) (err error) {
-		if ids, err = e.checkouts(tx, 21); err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `delete from river_job where kind = 'deliver'`) // the test makes its own jobs
-		return err
-	})
+	ids := e.joblessCheckouts(21)
 	long := e.insertJob(delivery.DeliverArgs{DeliveryIDs: ids[:20], Counts: make([]int, 20)})
 	if err := e.client.Start(ctx); err != nil {
 		t.Fatal(err)

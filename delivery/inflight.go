@@ -29,7 +29,7 @@ const lanesPerJob = 5
 // limiter caps what one process gives each destination and each merchant.
 // A destination gets at most perDestination jobs under way (and more
 // waiting for a place, up to all but one share of the workers, see
-// enterWithin), and so workers
+// enter), and so workers
 // (a fifth as many while it is troubled: slow or failing, so that its jobs,
 // which hold their workers long, hold few), and at most perDestination
 // attempts in flight across them (a job's lanes wait for a slot inside the
@@ -40,9 +40,10 @@ const lanesPerJob = 5
 // destination, whose jobs hold workers long, gets few places to begin with).
 // A job that gets no place parks its deliveries, which the destination's
 // admitted jobs then work (see Worker.drain), after waiting a moment for
-// one if its destination is healthy (see enterWithin), counted in its
-// merchant's share while it waits; a manual retry comes back instead. So no destination and no merchant can
-// take the whole worker pool, whatever its backlog or its receivers' speed.
+// one if its destination is healthy (see enter), counted in its merchant's
+// share while it waits; a manual retry comes back instead. So no
+// destination and no merchant can take the whole worker pool, whatever its
+// backlog or its receivers' speed.
 type limiter struct {
 	lanes          int
 	perDestination int
@@ -87,25 +88,20 @@ func newLimiter(perDestination, perMerchant, workers int) *limiter {
 	}
 }
 
-// enter admits a job of merchant to destination, or refuses it at once;
-// leave ends its turn.
-func (l *limiter) enter(destination, merchant string) (leave func(), ok bool) {
-	return l.enterWithin(context.Background(), destination, merchant, time.Time{})
-}
-
-// enterWithin is enter, but a job refused only because its destination has
-// all its places waits for one until until, unless the destination is
-// troubled: a fast destination's jobs leave one after another, and a job
-// that waits for a place costs the database nothing, where a refused job
-// parks its deliveries and an admitted job claims them back (two more
-// writes of each row). Waiting jobs get places in their order of arrival,
-// each handed over by a job that leaves. A waiting job holds its worker, so
-// it counts in its merchant's share as an admitted one does (a merchant
-// past its share while the pool is contended is refused at once), and a
-// destination's jobs, admitted and waiting, hold no more workers than a
-// merchant alone may: all but one share (75 of 100), whatever the number of
-// merchants that share it (a webhook_url).
-func (l *limiter) enterWithin(ctx context.Context, destination, merchant string, until time.Time) (leave func(), ok bool) {
+// enter admits a job of merchant to destination, or refuses it; leave ends
+// its turn. A job refused only because its destination has all its places
+// waits for one until until (the zero time: no wait), unless the
+// destination is troubled: a fast destination's jobs leave one after
+// another, and a job that waits for a place costs the database nothing,
+// where a refused job parks its deliveries and an admitted job claims them
+// back (two more writes of each row). Waiting jobs get places in their order
+// of arrival, each handed over by a job that leaves. A waiting job holds its
+// worker, so it counts in its merchant's share as an admitted one does (a
+// merchant past its share while the pool is contended is refused at once),
+// and a destination's jobs, admitted and waiting, hold no more workers than
+// a merchant alone may: all but one share (75 of 100), whatever the number
+// of merchants that share it (a webhook_url).
+func (l *limiter) enter(ctx context.Context, destination, merchant string, until time.Time) (leave func(), ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	d := l.dests[destination]
@@ -113,16 +109,11 @@ func (l *limiter) enterWithin(ctx context.Context, destination, merchant string,
 		d = &destinationPlaces{freed: make(chan struct{})}
 		l.dests[destination] = d
 	}
-	if l.merchants[merchant] >= l.perMerchant && l.total >= l.workers-l.perMerchant {
-		l.forget(destination, d)
-		return nil, false
-	}
 	leave = func() {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		d.jobs--
-		decrement(l.merchants, merchant)
-		l.total--
+		l.unhold(merchant)
 		for len(d.waiting) > 0 && d.jobs < l.places(destination) {
 			next := d.waiting[0]
 			d.waiting = d.waiting[1:]
@@ -132,37 +123,51 @@ func (l *limiter) enterWithin(ctx context.Context, destination, merchant string,
 		}
 		l.forget(destination, d)
 	}
+	switch {
+	case l.merchants[merchant] >= l.perMerchant && l.total >= l.workers-l.perMerchant:
+	case d.jobs < l.places(destination) && len(d.waiting) == 0:
+		d.jobs++
+		l.hold(merchant)
+		return leave, true
+	case l.isTroubledLocked(destination) || !time.Now().Before(until) || d.jobs+len(d.waiting) >= l.workers-l.perMerchant:
+	default:
+		me := &placeWaiter{handed: make(chan struct{})}
+		d.waiting = append(d.waiting, me)
+		l.hold(merchant)
+		l.mu.Unlock()
+		waitFor(ctx, me.handed, until)
+		l.mu.Lock()
+		if me.admitted { // handed a place, perhaps as the wait ended: it is the job's
+			return leave, true
+		}
+		d.waiting = slices.DeleteFunc(d.waiting, func(w *placeWaiter) bool { return w == me })
+		l.unhold(merchant)
+	}
+	l.forget(destination, d)
+	return nil, false
+}
+
+// hold counts a worker taken by a job of merchant, admitted or waiting;
+// unhold gives it back. The caller holds l.mu.
+func (l *limiter) hold(merchant string) {
 	l.merchants[merchant]++
 	l.total++
-	if d.jobs < l.places(destination) && len(d.waiting) == 0 {
-		d.jobs++
-		return leave, true
-	}
-	if l.isTroubledLocked(destination) || !time.Now().Before(until) || d.jobs+len(d.waiting) >= l.workers-l.perMerchant {
-		decrement(l.merchants, merchant)
-		l.total--
-		l.forget(destination, d)
-		return nil, false
-	}
-	me := &placeWaiter{handed: make(chan struct{})}
-	d.waiting = append(d.waiting, me)
-	l.mu.Unlock()
+}
+
+func (l *limiter) unhold(merchant string) {
+	decrement(l.merchants, merchant)
+	l.total--
+}
+
+// waitFor waits until ch is closed, ctx is done or until passes.
+func waitFor(ctx context.Context, ch <-chan struct{}, until time.Time) {
 	timer := time.NewTimer(time.Until(until))
+	defer timer.Stop()
 	select {
-	case <-me.handed:
+	case <-ch:
 	case <-ctx.Done():
 	case <-timer.C:
 	}
-	timer.Stop()
-	l.mu.Lock()
-	if me.admitted { // handed a place, perhaps as the wait ended: it is the job's
-		return leave, true
-	}
-	d.waiting = slices.DeleteFunc(d.waiting, func(w *placeWaiter) bool { return w == me })
-	decrement(l.merchants, merchant)
-	l.total--
-	l.forget(destination, d)
-	return nil, false
 }
 
 // placeWaiter is a job waiting for one of its destination's places: a job
@@ -194,13 +199,7 @@ func (l *limiter) send(ctx context.Context, destination string, until time.Time)
 	for d.sending >= l.perDestination {
 		freed := d.freed
 		l.mu.Unlock()
-		timer := time.NewTimer(time.Until(until))
-		select {
-		case <-freed:
-		case <-ctx.Done():
-		case <-timer.C:
-		}
-		timer.Stop()
+		waitFor(ctx, freed, until)
 		l.mu.Lock()
 		if ctx.Err() != nil || !time.Now().Before(until) {
 			return nil, false

@@ -13,34 +13,34 @@ func TestLimiterCapsDestinationsAndMerchants(t *testing.T) {
 	l := newLimiter(4, 6, 12) // a merchant past 6 only while more than 6 of 12 are free
 	var leaves []func()
 	for i := range 4 {
-		leave, ok := l.enter("we_slow", "acct_a")
+		leave, ok := enterNow(l, "we_slow", "acct_a")
 		if !ok {
 			t.Fatalf("job %d of a destination refused below the cap", i+1)
 		}
 		leaves = append(leaves, leave)
 	}
-	if _, ok := l.enter("we_slow", "acct_a"); ok {
+	if _, ok := enterNow(l, "we_slow", "acct_a"); ok {
 		t.Fatal("a destination got more jobs than its cap")
 	}
 	// The merchant's other destinations share what is left of its share.
 	for i := 4; i < 6; i++ {
-		leave, ok := l.enter("we_other", "acct_a")
+		leave, ok := enterNow(l, "we_other", "acct_a")
 		if !ok {
 			t.Fatalf("merchant refused at %d jobs, below its share of 6", i)
 		}
 		leaves = append(leaves, leave)
 	}
-	if _, ok := l.enter("we_third", "acct_a"); ok {
+	if _, ok := enterNow(l, "we_third", "acct_a"); ok {
 		t.Fatal("a merchant past its share took the workers kept for others")
 	}
 	// Another merchant is not held back by the first one's load.
-	leaveB, ok := l.enter("we_b", "acct_b")
+	leaveB, ok := enterNow(l, "we_b", "acct_b")
 	if !ok {
 		t.Fatal("merchant b refused while merchant a was at its share")
 	}
 	leaveB()
 	leaves[0]()
-	if _, ok := l.enter("we_third", "acct_a"); !ok {
+	if _, ok := enterNow(l, "we_third", "acct_a"); !ok {
 		t.Fatal("a freed place was not given back")
 	}
 	for _, leave := range leaves[1:] {
@@ -56,14 +56,14 @@ func TestLimiterCapsDestinationsAndMerchants(t *testing.T) {
 func TestLimiterShareIsWorkConserving(t *testing.T) {
 	l := newLimiter(20, 2, 10)
 	for i := range 8 { // a share of 2 stays free for others
-		if _, ok := l.enter(fmt.Sprintf("we_%d", i), "acct_a"); !ok {
+		if _, ok := enterNow(l, fmt.Sprintf("we_%d", i), "acct_a"); !ok {
 			t.Fatalf("a lone merchant refused at %d jobs with the pool free", i)
 		}
 	}
-	if _, ok := l.enter("we_8", "acct_a"); ok {
+	if _, ok := enterNow(l, "we_8", "acct_a"); ok {
 		t.Fatal("a merchant past its share took the workers kept for others")
 	}
-	if _, ok := l.enter("we_b", "acct_b"); !ok {
+	if _, ok := enterNow(l, "we_b", "acct_b"); !ok {
 		t.Fatal("another merchant was refused its share")
 	}
 }
@@ -73,7 +73,7 @@ func TestLimiterShareIsWorkConserving(t *testing.T) {
 func TestLimiterCapsAttemptsInFlight(t *testing.T) {
 	l := newLimiter(3, 100, 100)
 	ctx := context.Background()
-	leave, ok := l.enter("we_a", "acct_a")
+	leave, ok := enterNow(l, "we_a", "acct_a")
 	if !ok {
 		t.Fatal("refused below the cap")
 	}
@@ -133,8 +133,8 @@ func TestLimiterNotesTroubledDestinations(t *testing.T) {
 	// A troubled destination's jobs hold their workers long: it gets a fifth
 	// as many places as a healthy one.
 	for i := range 20 {
-		_, okFast := l.enter("we_fast", fmt.Sprintf("acct_%d", i))
-		_, okSlow := l.enter("we_slow", fmt.Sprintf("acct_%d", i))
+		_, okFast := enterNow(l, "we_fast", fmt.Sprintf("acct_%d", i))
+		_, okSlow := enterNow(l, "we_slow", fmt.Sprintf("acct_%d", i))
 		if !okFast || okSlow != (i < 20/lanesPerJob) {
 			t.Fatalf("job %d: fast admitted %v, slow admitted %v; want true, %v", i+1, okFast, okSlow, i < 20/lanesPerJob)
 		}
@@ -165,7 +165,7 @@ func TestLimiterHandsPlacesToWaitingJobs(t *testing.T) {
 	ctx := context.Background()
 	var leaves []func()
 	for range 10 {
-		leave, ok := l.enter("we_a", "acct_a")
+		leave, ok := enterNow(l, "we_a", "acct_a")
 		if !ok {
 			t.Fatal("refused below the cap")
 		}
@@ -178,7 +178,7 @@ func TestLimiterHandsPlacesToWaitingJobs(t *testing.T) {
 	wait := func(ctx context.Context, merchant string, within time.Duration) chan entered {
 		got := make(chan entered, 1)
 		go func() {
-			leave, ok := l.enterWithin(ctx, "we_a", merchant, time.Now().Add(within))
+			leave, ok := l.enter(ctx, "we_a", merchant, time.Now().Add(within))
 			got <- entered{leave, ok}
 		}()
 		return got
@@ -215,7 +215,7 @@ func TestLimiterHandsPlacesToWaitingJobs(t *testing.T) {
 	refusedAtOnce(wait(ctx, "acct_d", time.Hour), "a job past the destination's waiting room")
 	// The waiting jobs hold two workers: acct_a, past its share, finds the
 	// pool contended.
-	if _, ok := l.enter("we_other", "acct_a"); ok {
+	if _, ok := enterNow(l, "we_other", "acct_a"); ok {
 		t.Fatal("a merchant past its share was admitted while waiting jobs held the other workers")
 	}
 	leaves[0]()
@@ -284,7 +284,7 @@ func TestLimiterChurnLeavesNothingCounted(t *testing.T) {
 				if r.IntN(5) != 0 {
 					until = time.Now().Add(time.Duration(r.IntN(2000)) * time.Microsecond)
 				}
-				leave, ok := l.enterWithin(ctx, destination, merchant, until)
+				leave, ok := l.enter(ctx, destination, merchant, until)
 				cancel()
 				switch r.IntN(10) {
 				case 0:
@@ -315,4 +315,9 @@ func TestLimiterChurnLeavesNothingCounted(t *testing.T) {
 	if l.total != 0 || len(l.merchants) != 0 || len(l.dests) != 0 {
 		t.Fatalf("after the churn: %d jobs counted, merchants %v, %d destinations kept; want none", l.total, l.merchants, len(l.dests))
 	}
+}
+
+// enterNow is l.enter without a wait.
+func enterNow(l *limiter, destination, merchant string) (leave func(), ok bool) {
+	return l.enter(context.Background(), destination, merchant, time.Time{})
 }

@@ -124,7 +124,7 @@ func newHTTPClient(guard *Guard) *http.Client {
 
 const (
 	// placeWait is how long a job of a healthy destination waits for one of
-	// its places before it parks its deliveries (limiter.enterWithin).
+	// its places before it parks its deliveries (limiter.enter).
 	placeWait = 250 * time.Millisecond
 	// sendBudget is how long a job keeps starting attempts: past it, the job
 	// parks the rest, so a slow destination's job ends within sendBudget plus
@@ -314,7 +314,8 @@ type result struct {
 // batch is what a job did with its targets, for record: the attempts it made,
 // the deliveries it parked (and whether because the destination was
 // saturated), those it hands back to the queue unsent (the process is
-// stopping), and those it abandons (their endpoint is off).
+// stopping, or a manual retry could not be sent), and those it abandons
+// (their endpoint is off).
 type batch struct {
 	mu        sync.Mutex
 	sent      []*result
@@ -334,12 +335,22 @@ func newBatch(manual bool) *batch {
 	return &batch{manual: manual, pauses: map[string]time.Time{}}
 }
 
+// park sets ts aside unsent, without spending an attempt: parked for the
+// release (busy: their destination was found saturated), or, in a manual
+// retry's batch, handed back as retries.
 func (b *batch) park(ts []*target, busy bool) {
 	if len(ts) == 0 {
 		return
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.manual {
+		// A retry is not parked (a settled delivery would not be, and the
+		// release would send a pending one as an automatic attempt): it
+		// comes back as a retry, a job of its own (enqueueNext).
+		b.requeue = append(b.requeue, ts...)
+		return
+	}
 	b.parked = append(b.parked, ts...)
 	if busy {
 		b.busy = append(b.busy, ts[0].destination)
@@ -436,13 +447,8 @@ func (w *Worker) withinRateLimit(ctx context.Context, ts []*target, args Deliver
 	}
 	b.mu.Lock()
 	b.limited = true
-	if args.Manual {
-		b.requeue = append(b.requeue, ts[granted:]...)
-	}
 	b.mu.Unlock()
-	if !args.Manual {
-		b.park(ts[granted:], false)
-	}
+	b.park(ts[granted:], false)
 	return ts[:granted]
 }
 
@@ -537,7 +543,7 @@ func (w *Worker) deliverTo(ctx context.Context, start time.Time, ts []*target, a
 	if !t.paused && !t.failing && !w.limiter.isPaused(t.destination) && !w.limiter.isFailing(t.destination) {
 		until = time.Now().Add(placeWait)
 	}
-	leave, ok := w.limiter.enterWithin(ctx, t.destination, t.scope.MerchantID, until)
+	leave, ok := w.limiter.enter(ctx, t.destination, t.scope.MerchantID, until)
 	if !ok {
 		if args.Manual {
 			// A manual retry takes its turn like any job: it comes back.
@@ -619,15 +625,15 @@ func (w *Worker) sendAdmitted(ctx context.Context, start time.Time, ts []*target
 		wg.Go(func() {
 			for t := take(); t != nil; t = take() {
 				release, ok := w.limiter.send(ctx, t.destination, start.Add(sendBudget))
+				if !ok && ctx.Err() != nil {
+					b.mu.Lock()
+					b.requeue = append(b.requeue, t) // stopping: hand it back unsent
+					b.mu.Unlock()
+					continue
+				}
 				if !ok {
 					mu.Lock()
-					if ctx.Err() != nil {
-						b.mu.Lock()
-						b.requeue = append(b.requeue, t) // stopping: hand it back unsent
-						b.mu.Unlock()
-					} else {
-						unsent = append(unsent, t)
-					}
+					unsent = append(unsent, t)
 					mu.Unlock()
 					continue
 				}
@@ -661,17 +667,7 @@ func (w *Worker) sendAdmitted(ctx context.Context, start time.Time, ts []*target
 		})
 	}
 	wg.Wait()
-	rest := append(unsent, ts[next:]...)
-	if args.Manual {
-		// A retry is not parked (a settled delivery would not be, and the
-		// release would send a pending one as an automatic attempt): it
-		// comes back as a retry, a job of its own (enqueueNext).
-		b.mu.Lock()
-		b.requeue = append(b.requeue, rest...)
-		b.mu.Unlock()
-		return
-	}
-	b.park(rest, !paused && ctx.Err() == nil) // a stop says nothing of the destination
+	b.park(append(unsent, ts[next:]...), !paused && ctx.Err() == nil) // a stop says nothing of the destination
 }
 
 // send makes the HTTP request of one attempt.
