@@ -26,24 +26,22 @@ const (
 // destination's in-flight cap.
 const lanesPerJob = 5
 
-// limiter caps what one process gives each destination and each merchant.
-// A destination gets at most perDestination jobs under way (and more
-// waiting for a place, up to all but one share of the workers, see
-// enter), and so workers
-// (a fifth as many while it is troubled: slow or failing, so that its jobs,
-// which hold their workers long, hold few), and at most perDestination
+// limiter caps what one process gives each destination and each merchant. A
+// destination gets at most perDestination jobs under way, and so workers
+// (and more waiting for a place, up to all but one share of the workers: see
+// enter), a fifth as many while it is troubled (slow or failing, so that its
+// jobs, which hold their workers long, hold few), and at most perDestination
 // attempts in flight across them (a job's lanes wait for a slot inside the
-// job). A merchant gets at most perMerchant
-// workers while the others need theirs: past its share only while more than
-// a share of the workers stays free, so that a merchant alone may use the
-// pool but a share is always kept for the others (and a troubled
-// destination, whose jobs hold workers long, gets few places to begin with).
-// A job that gets no place parks its deliveries, which the destination's
-// admitted jobs then work (see Worker.drain), after waiting a moment for
-// one if its destination is healthy (see enter), counted in its merchant's
-// share while it waits; a manual retry comes back instead. So no
-// destination and no merchant can take the whole worker pool, whatever its
-// backlog or its receivers' speed.
+// job). A merchant gets at most perMerchant workers while the others need
+// theirs: past its share only while more than a share of the workers stays
+// free, so that a merchant alone may use the pool but a share is always kept
+// for the others (and a troubled destination, whose jobs hold workers long,
+// gets few places to begin with). A job that gets no place parks its
+// deliveries, which the destination's admitted jobs then work (see
+// Worker.drain), after waiting a moment for one if its destination is
+// healthy (see enter), counted in its merchant's share while it waits; a
+// manual retry comes back instead. So no destination and no merchant can
+// take the whole worker pool, whatever its backlog or its receivers' speed.
 type limiter struct {
 	lanes          int
 	perDestination int
@@ -125,11 +123,13 @@ func (l *limiter) enter(ctx context.Context, destination, merchant string, until
 	}
 	switch {
 	case l.merchants[merchant] >= l.perMerchant && l.total >= l.workers-l.perMerchant:
+		// Past its share while the pool is contended: refused.
 	case d.jobs < l.places(destination) && len(d.waiting) == 0:
 		d.jobs++
 		l.hold(merchant)
 		return leave, true
 	case l.isTroubledLocked(destination) || !time.Now().Before(until) || d.jobs+len(d.waiting) >= l.workers-l.perMerchant:
+		// No wait for it: refused.
 	default:
 		me := &placeWaiter{handed: make(chan struct{})}
 		d.waiting = append(d.waiting, me)

@@ -439,7 +439,7 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 // second), a manual retry's come back after a second (River's scheduler
 // makes them available within its 5 s). If the bucket cannot be
 // read, none go: a limit is a promise to the receiver.
-func (w *Worker) withinRateLimit(ctx context.Context, ts []*target, args DeliverArgs, b *batch) []*target {
+func (w *Worker) withinRateLimit(ctx context.Context, ts []*target, b *batch) []*target {
 	t := ts[0]
 	granted, err := take(ctx, w.pool, t.destination, *t.rateLimit, len(ts))
 	if err != nil {
@@ -597,7 +597,7 @@ func (w *Worker) sendAdmitted(ctx context.Context, start time.Time, ts []*target
 		}
 	}
 	if t.rateLimit != nil {
-		if ts = w.withinRateLimit(ctx, ts, args, b); len(ts) == 0 {
+		if ts = w.withinRateLimit(ctx, ts, b); len(ts) == 0 {
 			return
 		}
 	}
