@@ -46,7 +46,17 @@ package delivery
 // through the API at 200,000 deliveries in make bench's history scenario. Every
 // statement of hookline's reads a page or a bounded set (the plan tests
 // check that), which a worker only delays.
+//
+// jit=off, because enable_seqscan=off prices a scan that has to happen at
+// Postgres's disable cost (10^10), far past jit_above_cost: a statement with
+// no index to use was compiled to machine code on every execution. River's
+// leader re-election (an update of river_leader, a table of one row, by
+// columns it has no index on) took 200 to 450 ms of CPU every few seconds
+// that way, all of it compilation: 1.4 s of the 18 s single drain of make
+// bench (pg_stat_statements' jit columns), about 4 % of the 2 cores. No
+// statement of hookline's runs long enough to gain from compiling it.
+// TestSeqScanIsNotCompiled checks it.
 func PlannerSettings() map[string]string {
 	return map[string]string{"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off", "enable_bitmapscan": "off",
-		"max_parallel_workers_per_gather": "0"}
+		"max_parallel_workers_per_gather": "0", "jit": "off"}
 }

@@ -164,6 +164,52 @@ func TestStatementsByIDIgnoreTheStatusIndex(t *testing.T) {
 	}
 }
 
+// enable_seqscan=off prices a sequential scan past jit_above_cost, so a
+// statement with no index to use (River's leader re-election) was compiled
+// on every execution: PlannerSettings turns JIT off. With JIT on again, the
+// same statement is compiled, to show the trap is real on this Postgres
+// (when it has JIT at all).
+func TestSeqScanIsNotCompiled(t *testing.T) {
+	pool := dbtest.NewPool(t)
+	ctx := context.Background()
+	conn := plannerConn(t, pool)
+	// EXPLAIN prints its JIT section only with the costs.
+	const noIndex = `explain (analyze) update river_leader set expires_at = now() where leader_id = 'nobody'`
+	explain := func() string {
+		t.Helper()
+		rows, err := conn.Query(ctx, noIndex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(lines, "\n")
+	}
+	plan := explain()
+	if !strings.Contains(plan, "Seq Scan on river_leader") {
+		t.Fatalf("the statement uses an index: it no longer shows the trap:\n%s", plan)
+	}
+	if strings.Contains(plan, "JIT:") {
+		t.Errorf("compiled with PlannerSettings:\n%s", plan)
+	}
+	if _, err := conn.Exec(ctx, "set jit = on"); err != nil {
+		t.Fatal(err)
+	}
+	var available bool // with jit on, whether this Postgres can compile
+	if err := conn.QueryRow(ctx, "select pg_jit_available()").Scan(&available); err != nil {
+		t.Fatal(err)
+	}
+	if !available {
+		t.Log("this Postgres has no JIT: the trap cannot be shown")
+		return
+	}
+	if plan := explain(); !strings.Contains(plan, "JIT:") {
+		t.Errorf("not compiled with JIT on: the test no longer shows the trap:\n%s", plan)
+	}
+}
+
 // plannerConn is a connection of pool with the PlannerSettings hookline's
 // pools give theirs, released when the test ends.
 func plannerConn(t *testing.T, pool *pgxpool.Pool) *pgxpool.Conn {
