@@ -1486,3 +1486,38 @@ func TestJobStopsAtAnotherJobsPause(t *testing.T) {
 		t.Fatalf("after the pause: %d requests, %d of the long job's deliveries attempted, %d parked unsent; want 6, 5, 15", n, attempted, parked)
 	}
 }
+
+// A bulk manual retry that meets a 429 with Retry-After stops there (one
+// attempt at a time: in-flight cap 1) and hands the rest back as one retry
+// job, due when the receiver asked to hear from hookline again, not a
+// second later.
+func TestManualRetryComesBackAfterRetryAfter(t *testing.T) {
+	t.Parallel()
+
+	e := newEnvWith(t, envOptions{schedule: fast, timeout: 10 * time.Second, workers: 4, inFlight: 1})
+	r := newReceiver(t, func(_ int, w http.ResponseWriter) {
+		w.Header().Set("Retry-After", "60")
+		w.WriteHeader(http.StatusTooManyRequests)
+	})
+	e.endpoint(r.srv.URL, []string{"checkout.created"})
+	ctx := context.Background()
+	ids := e.joblessCheckouts(5)
+	if _, err := e.pool.Exec(ctx, `update deliveries set status = 'failed' where id = any($1)`, ids); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.client.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	asked := time.Now()
+	e.waitJob(e.insertJob(delivery.DeliverArgs{DeliveryIDs: ids, Counts: make([]int, 5), Manual: true}))
+	var jobs, retries int
+	var earliest time.Time
+	if err := e.pool.QueryRow(ctx, `select count(*), coalesce(sum(jsonb_array_length(args->'delivery_ids')), 0), coalesce(min(scheduled_at), now())
+		from river_job where kind = 'deliver' and state <> 'completed' and (args->>'manual')::bool`).Scan(&jobs, &retries, &earliest); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(r.requests()); n != 1 || jobs != 1 || retries != 4 || earliest.Before(asked.Add(59*time.Second)) {
+		t.Fatalf("%d requests; %d retry jobs of %d deliveries, the first due %v after the retry; want 1 request, 1 job of 4, due 60s after",
+			n, jobs, retries, earliest.Sub(asked).Round(time.Second))
+	}
+}

@@ -347,7 +347,8 @@ func (b *batch) park(ts []*target, busy bool) {
 	if b.manual {
 		// A retry is not parked (a settled delivery would not be, and the
 		// release would send a pending one as an automatic attempt): it
-		// comes back as a retry, a job of its own (enqueueNext).
+		// comes back as a retry, in a job of its destination's
+		// (enqueueNext).
 		b.requeue = append(b.requeue, ts...)
 		return
 	}
@@ -1048,8 +1049,16 @@ func (w *Worker) enqueueNext(ctx context.Context, tx pgx.Tx, b *batch, recorded 
 		ids, counts := idsAndCounts(ts, 1)
 		jobs = append(jobs, deliverJobs(ids, counts, false, g.at)...)
 	}
+	// Those handed back come back a second later, or once the pause their
+	// destination asked for ends (a manual retry that met a 429 with
+	// Retry-After), a job per destination.
+	requeue := map[string][]*target{}
 	for _, t := range b.requeue {
-		jobs = append(jobs, deliverJobs([]string{t.deliveryID}, []int{t.expected}, b.manual, time.Now().Add(time.Second))...)
+		requeue[t.destination] = append(requeue[t.destination], t)
+	}
+	for destination, ts := range requeue {
+		ids, counts := idsAndCounts(ts, 0)
+		jobs = append(jobs, deliverJobs(ids, counts, b.manual, maxTime(time.Now().Add(time.Second), b.pauses[destination]))...)
 	}
 	if len(jobs) == 0 {
 		return nil
