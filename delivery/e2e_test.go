@@ -1487,17 +1487,21 @@ func TestJobStopsAtAnotherJobsPause(t *testing.T) {
 	}
 }
 
-// A bulk manual retry that meets a 429 with Retry-After stops there (one
-// attempt at a time: in-flight cap 1) and hands the rest back as one retry
-// job, due when the receiver asked to hear from hookline again, not a
-// second later.
+// A job of several manual retries that meets a 429 with Retry-After stops
+// there (one attempt at a time: in-flight cap 1) and hands the rest back as
+// one retry job, due when the receiver asked to hear from hookline again,
+// not a second later; that job then makes their attempts. (The API's
+// retries are one delivery a job; a job handed back several at once is
+// also one stopped by a shutdown.)
 func TestManualRetryComesBackAfterRetryAfter(t *testing.T) {
 	t.Parallel()
 
 	e := newEnvWith(t, envOptions{schedule: fast, timeout: 10 * time.Second, workers: 4, inFlight: 1})
-	r := newReceiver(t, func(_ int, w http.ResponseWriter) {
-		w.Header().Set("Retry-After", "60")
-		w.WriteHeader(http.StatusTooManyRequests)
+	r := newReceiver(t, func(n int, w http.ResponseWriter) {
+		if n == 1 {
+			w.Header().Set("Retry-After", "3")
+			w.WriteHeader(http.StatusTooManyRequests)
+		}
 	})
 	e.endpoint(r.srv.URL, []string{"checkout.created"})
 	ctx := context.Background()
@@ -1516,8 +1520,21 @@ func TestManualRetryComesBackAfterRetryAfter(t *testing.T) {
 		from river_job where kind = 'deliver' and state <> 'completed' and (args->>'manual')::bool`).Scan(&jobs, &retries, &earliest); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(r.requests()); n != 1 || jobs != 1 || retries != 4 || earliest.Before(asked.Add(59*time.Second)) {
-		t.Fatalf("%d requests; %d retry jobs of %d deliveries, the first due %v after the retry; want 1 request, 1 job of 4, due 60s after",
-			n, jobs, retries, earliest.Sub(asked).Round(time.Second))
+	// A second later (the old schedule) is before 2.5 s.
+	if n := len(r.requests()); n != 1 || jobs != 1 || retries != 4 || earliest.Before(asked.Add(2500*time.Millisecond)) {
+		t.Fatalf("%d requests; %d retry jobs of %d deliveries, the first due %v after the retry; want 1 request, 1 job of 4, due 3s after",
+			n, jobs, retries, earliest.Sub(asked).Round(100*time.Millisecond))
+	}
+	once := 0 // deliveries whose one attempt is recorded
+	for deadline := time.Now().Add(30 * time.Second); once < 5; time.Sleep(20 * time.Millisecond) {
+		if err := e.pool.QueryRow(ctx, `select count(*) from deliveries where id = any($1) and attempt_count = 1`, ids).Scan(&once); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d deliveries attempted 30s after the retry, want 5", once)
+		}
+	}
+	if reqs := r.requests(); len(reqs) != 5 || reqs[1].at.Before(asked.Add(3*time.Second)) {
+		t.Fatalf("%d requests, the second %v after the retry; want 5, after 3s", len(reqs), reqs[1].at.Sub(asked).Round(100*time.Millisecond))
 	}
 }

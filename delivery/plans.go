@@ -48,7 +48,8 @@ package delivery
 // check that), which a worker only delays.
 //
 // jit=off, because enable_seqscan=off prices a scan that has to happen at
-// Postgres's disable cost (10^10), far past jit_above_cost: a statement with
+// Postgres's disable cost (10^10, up to Postgres 17),
+// far past jit_above_cost: a statement with
 // no index to use was compiled to machine code on every execution. River's
 // leader re-election (an update of river_leader, a table of one row, by
 // columns it has no index on) took 200 to 450 ms of CPU every few seconds

@@ -164,11 +164,12 @@ func TestStatementsByIDIgnoreTheStatusIndex(t *testing.T) {
 	}
 }
 
-// enable_seqscan=off prices a sequential scan past jit_above_cost, so a
-// statement with no index to use (River's leader re-election) was compiled
-// on every execution: PlannerSettings turns JIT off. With JIT on again, the
-// same statement is compiled, to show the trap is real on this Postgres
-// (when it has JIT at all).
+// enable_seqscan=off prices a sequential scan past jit_above_cost (up to
+// Postgres 17), so a statement with no index to use (River's leader
+// re-election) was compiled on every execution: PlannerSettings turns JIT
+// off. With JIT on again, the same statement is compiled, to show the trap
+// is real on this Postgres (skipped where it is not: no JIT, or Postgres 18's
+// disabled nodes).
 func TestSeqScanIsNotCompiled(t *testing.T) {
 	pool := dbtest.NewPool(t)
 	ctx := context.Background()
@@ -194,6 +195,11 @@ func TestSeqScanIsNotCompiled(t *testing.T) {
 	if strings.Contains(plan, "JIT:") {
 		t.Errorf("compiled with PlannerSettings:\n%s", plan)
 	}
+	if !strings.Contains(plan, "cost=10000000000") {
+		// Postgres 18 counts disabled nodes apart instead of adding the
+		// disable cost: the scan is no dearer than it is.
+		t.Skip("this Postgres does not price a disabled scan at the disable cost: no trap to show")
+	}
 	if _, err := conn.Exec(ctx, "set jit = on"); err != nil {
 		t.Fatal(err)
 	}
@@ -202,8 +208,7 @@ func TestSeqScanIsNotCompiled(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !available {
-		t.Log("this Postgres has no JIT: the trap cannot be shown")
-		return
+		t.Skip("this Postgres has no JIT: no trap to show")
 	}
 	if plan := explain(); !strings.Contains(plan, "JIT:") {
 		t.Errorf("not compiled with JIT on: the test no longer shows the trap:\n%s", plan)
