@@ -89,7 +89,8 @@ func newLimiter(perDestination, perMerchant, workers int) *limiter {
 // enter admits a job of merchant to destination, or refuses it; leave ends
 // its turn. A job refused only because its destination has all its places
 // waits for one until until (the zero time: no wait), unless the
-// destination is troubled: a fast destination's jobs leave one after
+// destination is troubled, paused or failing in this process (holdsBack):
+// a fast destination's jobs leave one after
 // another, and a job that waits for a place costs the database nothing,
 // where a refused job parks its deliveries and an admitted job claims them
 // back (two more writes of each row). Waiting jobs get places in their order
@@ -128,7 +129,8 @@ func (l *limiter) enter(ctx context.Context, destination, merchant string, until
 		d.jobs++
 		l.hold(merchant)
 		return leave, true
-	case l.isTroubledLocked(destination) || !time.Now().Before(until) || d.jobs+len(d.waiting) >= l.workers-l.perMerchant:
+	case l.isTroubledLocked(destination) || l.holdsBackLocked(destination, false) || !time.Now().Before(until) ||
+		d.jobs+len(d.waiting) >= l.workers-l.perMerchant:
 		// No wait for it: refused.
 	default:
 		me := &placeWaiter{handed: make(chan struct{})}
@@ -282,6 +284,11 @@ func (l *limiter) isTroubledLocked(destination string) bool {
 func (l *limiter) isFailing(destination string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.isFailingLocked(destination)
+}
+
+// isFailingLocked is isFailing for a caller that holds l.mu.
+func (l *limiter) isFailingLocked(destination string) bool {
 	return l.failures[destination] >= failuresToTrouble
 }
 
@@ -298,6 +305,26 @@ func (l *limiter) pause(destination string, until time.Time) {
 func (l *limiter) isPaused(destination string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.isPausedLocked(destination)
+}
+
+// holdsBack says whether this process holds destination back: paused, or
+// failing, unless the job asking is its probe (probing), which goes all the
+// same. One look at the limiter for a job's lane before each attempt.
+func (l *limiter) holdsBack(destination string, probing bool) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.holdsBackLocked(destination, probing)
+}
+
+// holdsBackLocked is holdsBack for a caller that holds l.mu.
+func (l *limiter) holdsBackLocked(destination string, probing bool) bool {
+	return l.isPausedLocked(destination) || (!probing && l.isFailingLocked(destination))
+}
+
+// isPausedLocked is isPaused for a caller that holds l.mu; it forgets a
+// pause that has ended.
+func (l *limiter) isPausedLocked(destination string) bool {
 	until, ok := l.paused[destination]
 	if ok && !time.Now().Before(until) {
 		delete(l.paused, destination)

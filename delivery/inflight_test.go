@@ -158,7 +158,7 @@ func TestLimiterNotesTroubledDestinations(t *testing.T) {
 // waits for one: places are handed over first come first as jobs leave, a
 // fifth as many jobs as places may wait, a wait ends refused at its deadline
 // or when its job stops, a waiting job counts in its merchant's share, a
-// troubled destination's jobs never wait, and nothing stays counted once
+// troubled, paused or failing destination's jobs never wait, and nothing stays counted once
 // every job has left.
 func TestLimiterHandsPlacesToWaitingJobs(t *testing.T) {
 	l := newLimiter(10, 1, 13) // a merchant past 1 only while 2 of 13 workers stay free; a destination holds at most 12
@@ -250,6 +250,18 @@ func TestLimiterHandsPlacesToWaitingJobs(t *testing.T) {
 	if got := <-cancelled; got.ok {
 		t.Fatal("a stopping job was admitted past the cap")
 	}
+	// A destination paused in this process (another job's 429), or failing
+	// by its count of failures in a row, has its job refused at once.
+	l.pause("we_a", time.Now().Add(time.Hour))
+	refusedAtOnce(wait(ctx, "acct_g", time.Hour), "a paused destination's job")
+	l.mu.Lock()
+	delete(l.paused, "we_a")
+	l.failures["we_a"] = failuresToTrouble
+	l.mu.Unlock()
+	refusedAtOnce(wait(ctx, "acct_g", time.Hour), "a failing destination's job")
+	l.mu.Lock()
+	delete(l.failures, "we_a")
+	l.mu.Unlock()
 	// A troubled destination's job is refused at once.
 	for range slowToTrouble {
 		l.observe("we_a", 8*time.Second, true)

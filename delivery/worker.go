@@ -540,8 +540,8 @@ func (w *Worker) drain(ctx context.Context, start time.Time, destination string)
 // parks them, and makes their attempts (see sendAdmitted).
 func (w *Worker) deliverTo(ctx context.Context, start time.Time, ts []*target, args DeliverArgs, b *batch) {
 	t := ts[0]
-	var until time.Time // a paused or failing destination's jobs wait for no place
-	if !t.paused && !t.failing && !w.limiter.isPaused(t.destination) && !w.limiter.isFailing(t.destination) {
+	var until time.Time // a paused or failing destination's jobs wait for no place (nor in this process: enter)
+	if !t.paused && !t.failing {
 		until = time.Now().Add(placeWait)
 	}
 	leave, ok := w.limiter.enter(ctx, t.destination, t.scope.MerchantID, until)
@@ -614,7 +614,7 @@ func (w *Worker) sendAdmitted(ctx context.Context, start time.Time, ts []*target
 		if next == len(ts) || (next > 0 && (paused || ctx.Err() != nil || time.Since(start) > sendBudget)) {
 			return nil
 		}
-		if next > 0 && !args.Manual && (w.limiter.isPaused(t.destination) || (!t.failing && w.limiter.isFailing(t.destination))) {
+		if next > 0 && !args.Manual && w.limiter.holdsBack(t.destination, t.failing) {
 			paused = true
 			return nil
 		}
@@ -1036,29 +1036,30 @@ func (w *Worker) enqueueNext(ctx context.Context, tx pgx.Tx, b *batch, recorded 
 	type group struct {
 		destination string
 		at          time.Time
+		handedBack  bool // unsent: still the attempt the job was made for
 	}
 	groups := map[group][]*target{}
 	for _, a := range b.sent {
 		if at, ok := next[a.deliveryID]; ok && recorded[a.deliveryID] {
-			g := group{a.destination, at}
+			g := group{a.destination, at, false}
 			groups[g] = append(groups[g], a.target)
 		}
 	}
+	// Those handed back come back a second later, or once the pause their
+	// destination asked for (a 429 or 503 with Retry-After) ends.
+	later := time.Now().Add(time.Second)
+	for _, t := range b.requeue {
+		g := group{t.destination, maxTime(later, b.pauses[t.destination]), true}
+		groups[g] = append(groups[g], t)
+	}
 	var jobs []river.InsertManyParams
 	for g, ts := range groups {
-		ids, counts := idsAndCounts(ts, 1)
-		jobs = append(jobs, deliverJobs(ids, counts, false, g.at)...)
-	}
-	// Those handed back come back a second later, or once the pause their
-	// destination asked for ends (a manual retry that met a 429 with
-	// Retry-After), a job per destination.
-	requeue := map[string][]*target{}
-	for _, t := range b.requeue {
-		requeue[t.destination] = append(requeue[t.destination], t)
-	}
-	for destination, ts := range requeue {
-		ids, counts := idsAndCounts(ts, 0)
-		jobs = append(jobs, deliverJobs(ids, counts, b.manual, maxTime(time.Now().Add(time.Second), b.pauses[destination]))...)
+		add, manual := 1, false
+		if g.handedBack {
+			add, manual = 0, b.manual
+		}
+		ids, counts := idsAndCounts(ts, add)
+		jobs = append(jobs, deliverJobs(ids, counts, manual, g.at)...)
 	}
 	if len(jobs) == 0 {
 		return nil
