@@ -1538,3 +1538,30 @@ func TestManualRetryComesBackAfterRetryAfter(t *testing.T) {
 		t.Fatalf("%d requests, the second %v after the retry; want 5, after 3s", len(reqs), reqs[1].at.Sub(asked).Round(100*time.Millisecond))
 	}
 }
+
+// A manual retry of a pending delivery that fails schedules the next
+// attempt as an automatic one (which waits out pauses and stops at a
+// disabled endpoint), not as another manual retry.
+func TestFailedManualRetryNextAttemptIsAutomatic(t *testing.T) {
+	t.Parallel()
+
+	e := newEnvWith(t, envOptions{schedule: delivery.Schedule{time.Hour, time.Hour}, timeout: 10 * time.Second, workers: 4})
+	r := newReceiver(t, func(_ int, w http.ResponseWriter) { w.WriteHeader(http.StatusInternalServerError) })
+	e.endpoint(r.srv.URL, []string{"checkout.created"})
+	ctx := context.Background()
+	ids := e.joblessCheckouts(1)
+	if err := e.client.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.waitJob(e.insertJob(delivery.DeliverArgs{DeliveryIDs: ids, Counts: []int{0}, Manual: true}))
+	var automatic, manual int
+	if err := e.pool.QueryRow(ctx, `select count(*) filter (where not coalesce((args->>'manual')::bool, false)),
+			count(*) filter (where coalesce((args->>'manual')::bool, false))
+		from river_job where kind = 'deliver' and state <> 'completed' and args->'delivery_ids' @> jsonb_build_array($1::text)`,
+		ids[0]).Scan(&automatic, &manual); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(r.requests()); n != 1 || automatic != 1 || manual != 0 {
+		t.Fatalf("%d requests; next attempt jobs: %d automatic, %d manual; want 1 request, 1 automatic, 0 manual", n, automatic, manual)
+	}
+}

@@ -34,7 +34,7 @@ func TestLimiterCapsDestinationsAndMerchants(t *testing.T) {
 		t.Fatal("a merchant past its share took the workers kept for others")
 	}
 	// Another merchant is not held back by the first one's load.
-	leaveB, ok := enterNow(l, "we_b", "acct_b")
+	leaveB, ok := enterNow(l, "we_b", "acct_h")
 	if !ok {
 		t.Fatal("merchant b refused while merchant a was at its share")
 	}
@@ -63,7 +63,7 @@ func TestLimiterShareIsWorkConserving(t *testing.T) {
 	if _, ok := enterNow(l, "we_8", "acct_a"); ok {
 		t.Fatal("a merchant past its share took the workers kept for others")
 	}
-	if _, ok := enterNow(l, "we_b", "acct_b"); !ok {
+	if _, ok := enterNow(l, "we_b", "acct_h"); !ok {
 		t.Fatal("another merchant was refused its share")
 	}
 }
@@ -249,6 +249,26 @@ func TestLimiterHandsPlacesToWaitingJobs(t *testing.T) {
 	stop()
 	if got := <-cancelled; got.ok {
 		t.Fatal("a stopping job was admitted past the cap")
+	}
+	// A destination paused or failing in this process still has its job
+	// admitted while it has a place free (a manual retry is sent; a failing
+	// one's job sends its probe): only the wait is refused.
+	for what, holdBack := range map[string]func(){
+		"paused":  func() { l.paused["we_b"] = time.Now().Add(time.Hour) },
+		"failing": func() { l.failures["we_b"] = failuresToTrouble },
+	} {
+		l.mu.Lock()
+		holdBack()
+		l.mu.Unlock()
+		leave, ok := enterNow(l, "we_b", "acct_h")
+		if !ok {
+			t.Fatalf("a %s destination's job was refused with a place free", what)
+		}
+		leave()
+		l.mu.Lock()
+		delete(l.paused, "we_b")
+		delete(l.failures, "we_b")
+		l.mu.Unlock()
 	}
 	// A destination paused in this process (another job's 429), or failing
 	// by its count of failures in a row, has its job refused at once.
