@@ -177,7 +177,7 @@ func (d *Dispatcher) enqueueManual(ctx context.Context, tx pgx.Tx, id string) er
 	if deleted {
 		return &events.StateError{Code: "endpoint_deleted", Message: fmt.Sprintf("the endpoint of delivery %s was deleted: it is not sent again", id)}
 	}
-	if _, err := d.river.InsertManyTx(ctx, tx, deliverJobs([]string{id}, []int{count}, true, time.Time{})); err != nil {
+	if _, err := d.river.InsertManyTx(ctx, tx, deliverJobs("", []string{id}, []int{count}, true, time.Time{})); err != nil {
 		return fmt.Errorf("enqueue retry: %w", err)
 	}
 	// The attempt's span descends from the event's request, not from this

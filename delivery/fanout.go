@@ -40,6 +40,12 @@ type DeliverArgs struct {
 	// release paused it so that no other probe follows before this one's
 	// interval).
 	Probe bool `json:"probe,omitempty"`
+	// Destination is the deliveries' destination (destinationKey): a
+	// destination found troubled withdraws its other queued jobs by it
+	// (withdrawQueued), so that they do not hold up other tenants' jobs
+	// behind them in the queue. Manual retries leave it out: they are never
+	// withdrawn.
+	Destination string `json:"destination,omitempty"`
 }
 
 // jobSize is the most deliveries one job carries. It makes their attempts one
@@ -47,19 +53,22 @@ type DeliverArgs struct {
 // its send budget and parks what it did not send.
 const jobSize = 50
 
-// deliverJobs is the jobs of ids, one destination's deliveries whose attempt
+// deliverJobs is the jobs of ids, deliveries to destination whose attempt
 // counts are counts, due at at (the zero time: now).
-func deliverJobs(ids []string, counts []int, manual bool, at time.Time) []river.InsertManyParams {
-	return jobsOf(ids, counts, manual, at, jobSize)
+func deliverJobs(destination string, ids []string, counts []int, manual bool, at time.Time) []river.InsertManyParams {
+	return jobsOf(destination, ids, counts, manual, at, jobSize)
 }
 
 // jobsOf is deliverJobs with jobs of size deliveries.
-func jobsOf(ids []string, counts []int, manual bool, at time.Time, size int) []river.InsertManyParams {
+func jobsOf(destination string, ids []string, counts []int, manual bool, at time.Time, size int) []river.InsertManyParams {
+	if manual {
+		destination = ""
+	}
 	var jobs []river.InsertManyParams
 	for i := 0; i < len(ids); i += size {
 		j := min(i+size, len(ids))
 		jobs = append(jobs, river.InsertManyParams{
-			Args:       DeliverArgs{DeliveryIDs: ids[i:j], Counts: counts[i:j], Manual: manual},
+			Args:       DeliverArgs{DeliveryIDs: ids[i:j], Counts: counts[i:j], Manual: manual, Destination: destination},
 			InsertOpts: &river.InsertOpts{Queue: QueueDelivery, ScheduledAt: at},
 		})
 	}
@@ -269,7 +278,7 @@ func (d *Dispatcher) enqueue(ctx context.Context, tx pgx.Tx, evts []*events.Even
 	}
 	var jobs []river.InsertManyParams
 	for _, key := range order {
-		jobs = append(jobs, deliverJobs(byJob[key], make([]int, len(byJob[key])), key.manual, time.Time{})...)
+		jobs = append(jobs, deliverJobs(key.destination, byJob[key], make([]int, len(byJob[key])), key.manual, time.Time{})...)
 	}
 	_, err := tx.Exec(ctx, `insert into deliveries (id, merchant_id, livemode, event_id, event_type, endpoint_id, url, status,
 		next_attempt_at, created_at, updated_at, parked)

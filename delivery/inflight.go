@@ -56,6 +56,7 @@ type limiter struct {
 	slow           map[string]int       // destination -> slow attempts in a row
 	paused         map[string]time.Time // destination -> paused until
 	parked         map[string]bool      // destinations this process parked deliveries of for lack of room
+	withdrawn      map[string]time.Time // destination -> when this process last withdrew its queued jobs
 }
 
 // destinationPlaces is one destination's jobs under way and attempts in
@@ -83,6 +84,7 @@ func newLimiter(perDestination, perMerchant, workers int) *limiter {
 		slow:           map[string]int{},
 		paused:         map[string]time.Time{},
 		parked:         map[string]bool{},
+		withdrawn:      map[string]time.Time{},
 	}
 }
 
@@ -260,6 +262,11 @@ func (l *limiter) observe(destination string, took time.Duration, acknowledged b
 			delete(l.slow, key)
 		}
 	}
+	for key, at := range l.withdrawn {
+		if now.Sub(at) > withdrawEvery {
+			delete(l.withdrawn, key)
+		}
+	}
 	for key, until := range l.paused {
 		if until.Before(now) {
 			delete(l.paused, key)
@@ -331,6 +338,29 @@ func (l *limiter) isPausedLocked(destination string) bool {
 		return false
 	}
 	return ok
+}
+
+// withdrawDue says whether a job that found destination troubled (slow or
+// failing, here or in the database's view) or paused should withdraw its
+// queued jobs now: not if this process did in the last withdrawEvery. Each
+// answer of true counts as a withdrawal.
+func (l *limiter) withdrawDue(destination string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	if at, ok := l.withdrawn[destination]; ok && now.Sub(at) < withdrawEvery {
+		return false
+	}
+	l.withdrawn[destination] = now
+	return true
+}
+
+// troubledOrHeldBack says whether destination is slow, failing or paused in
+// this process: one look for a refused job.
+func (l *limiter) troubledOrHeldBack(destination string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.isTroubledLocked(destination) || l.holdsBackLocked(destination, false)
 }
 
 // parkedHere notes that this process parked deliveries of destination for

@@ -41,6 +41,7 @@ type Metrics struct {
 	attemptsPerDelivery prometheus.Histogram
 	disabled            *prometheus.CounterVec
 	requeued            prometheus.Counter
+	withdrawn           prometheus.Counter
 	foldErrors          prometheus.Counter
 	foldedTallies       prometheus.Counter
 }
@@ -73,6 +74,10 @@ func NewMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, logger *slog.Logg
 			Name: "hookline_deliveries_requeued_total",
 			Help: "Pending deliveries that no job would take (a job discarded or lost), given a new job by the reconciler.",
 		}),
+		withdrawn: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hookline_deliveries_withdrawn_total",
+			Help: "Deliveries of a slow, failing or paused destination parked for the release when their queued jobs were taken out of the queue.",
+		}),
 		foldErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hookline_endpoint_stats_fold_errors_total",
 			Help: "Runs of the endpoint statistics' fold (fold_endpoint_stats) that failed: the tallies they had not folded wait for the next run.",
@@ -82,7 +87,7 @@ func NewMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, logger *slog.Logg
 			Help: "Tallies (attempt_tallies rows, one per statement that recorded attempts) the fold added to the endpoint statistics.",
 		}),
 	}
-	reg.MustRegister(m.attempts, m.latency, m.attemptsPerDelivery, m.disabled, m.requeued, m.foldErrors, m.foldedTallies,
+	reg.MustRegister(m.attempts, m.latency, m.attemptsPerDelivery, m.disabled, m.requeued, m.withdrawn, m.foldErrors, m.foldedTallies,
 		&queueCollector{pool: pool, logger: logger})
 	return m
 }

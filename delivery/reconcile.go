@@ -222,7 +222,7 @@ func (w *ReconcileWorker) requeue(ctx context.Context, ids []string) (int, error
 		}
 		var jobs []river.InsertManyParams
 		for _, key := range order {
-			jobs = append(jobs, deliverJobs(idsOf[key], countsOf[key], false, time.Time{})...)
+			jobs = append(jobs, deliverJobs(key, idsOf[key], countsOf[key], false, time.Time{})...)
 		}
 		if len(jobs) == 0 {
 			return nil

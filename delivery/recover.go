@@ -153,7 +153,7 @@ func (d *Dispatcher) recoverBatch(ctx context.Context, tx pgx.Tx, a *RecoverArgs
 		return true, nil
 	}
 	a.Retried += len(ids)
-	if _, err := d.river.InsertManyTx(ctx, tx, deliverJobs(ids, counts, false, time.Time{})); err != nil {
+	if _, err := d.river.InsertManyTx(ctx, tx, deliverJobs(a.EndpointID, ids, counts, false, time.Time{})); err != nil {
 		return false, fmt.Errorf("enqueue recovered deliveries: %w", err)
 	}
 	next := *a

@@ -184,7 +184,7 @@ func (w *ReleaseWorker) release(ctx context.Context, key string) (int, error) {
 		if n == 0 {
 			return nil
 		}
-		jobs := jobsOf(ids, counts, false, time.Time{}, min(jobSize, (n+w.perDestination-1)/w.perDestination))
+		jobs := jobsOf(key, ids, counts, false, time.Time{}, min(jobSize, (n+w.perDestination-1)/w.perDestination))
 		if failing {
 			args := jobs[0].Args.(DeliverArgs)
 			args.Probe = true

@@ -287,6 +287,13 @@ func TestBackgroundStatementPlansAtScale(t *testing.T) {
 		{"metrics: queue depth", queueDepthSQL, []any{queueStates, queueDepthCap},
 			dbtest.Want{MaxRead: float64(len(queueStates) * queueDepthCap)}, true},
 		{"metrics: parked deliveries", parkedSQL, []any{queueDepthCap}, dbtest.Want{MaxRead: queueDepthCap}, false},
+		// A busy endpoint's queued jobs (the seed's hold 10 deliveries
+		// each, a third of them parked already): a batch of them from
+		// river_job_queued_destination_idx, not the destination's completed
+		// jobs nor other destinations' queued ones, and each of their
+		// deliveries by primary key.
+		{"withdraw queued jobs", withdrawQueued, []any{"we_seed0000_2", withdrawBatch},
+			dbtest.Want{Conds: []string{`\(\(args ->> 'destination'::text\) = \$1\)`, `\(id = owed(_\d+)?\.id\)`}}, false},
 	} {
 		t.Run(s.name, func(t *testing.T) {
 			plans := dbtest.CheckPlans(t, pool, PlannerSettings(), func(ctx context.Context, db events.DB) error {
@@ -297,6 +304,9 @@ func TestBackgroundStatementPlansAtScale(t *testing.T) {
 				n := 0
 				for rows.Next() {
 					n++
+				}
+				if s.sql == withdrawQueued && rows.Err() == nil && n != withdrawBatch*10 {
+					t.Errorf("withdrew jobs naming %d deliveries, want %d jobs of 10", n, withdrawBatch)
 				}
 				if rows.Err() == nil && n == 0 && !s.writes {
 					t.Errorf("%s returned nothing: the seed has nothing for it to find", s.name)

@@ -321,6 +321,7 @@ type batch struct {
 	sent      []*result
 	parked    []*target
 	busy      []string             // destinations found saturated
+	troubled  []string             // destinations found slow, failing or paused: their queued jobs are withdrawn
 	pauses    map[string]time.Time // destinations to pause, until when
 	leave     []func()             // the limiter places the job holds
 	admitted  []string             // destinations the limiter admitted the job to
@@ -356,6 +357,14 @@ func (b *batch) park(ts []*target, busy bool) {
 	if busy {
 		b.busy = append(b.busy, ts[0].destination)
 	}
+}
+
+// foundTroubled notes that the job found destination slow, failing or
+// paused: Work then withdraws its queued jobs (Worker.withdraw).
+func (b *batch) foundTroubled(destination string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.troubled = append(b.troubled, destination)
 }
 
 // observe counts recorded attempts, and endpoints disabled with them, in the
@@ -424,6 +433,11 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 	}()
 	if err := w.recordWithin(ctx, b); err != nil {
 		return err
+	}
+	for _, destination := range b.troubled {
+		if w.limiter.withdrawDue(destination) {
+			w.withdraw(ctx, destination)
+		}
 	}
 	if b.refused {
 		return river.JobSnooze(time.Second)
@@ -554,6 +568,9 @@ func (w *Worker) deliverTo(ctx context.Context, start time.Time, ts []*target, a
 			return
 		}
 		b.park(ts, !t.paused && ctx.Err() == nil) // a wait cut short by a stop says nothing of the destination
+		if t.paused || t.failing || w.limiter.troubledOrHeldBack(t.destination) {
+			b.foundTroubled(t.destination)
+		}
 		return
 	}
 	// The place is kept until the job has recorded, so that the next job of
@@ -575,6 +592,7 @@ func (w *Worker) sendAdmitted(ctx context.Context, start time.Time, ts []*target
 	if !args.Manual {
 		if !args.Probe && (t.paused || w.limiter.isPaused(t.destination)) {
 			b.park(ts, false)
+			b.foundTroubled(t.destination)
 			return
 		}
 		if t.endpointType == TypeDiscord {
@@ -595,6 +613,7 @@ func (w *Worker) sendAdmitted(ctx context.Context, start time.Time, ts []*target
 			// The circuit is open: one probe; the rest wait for its answer.
 			b.park(ts[1:], false)
 			ts = ts[:1]
+			b.foundTroubled(t.destination)
 		}
 	}
 	if t.rateLimit != nil {
@@ -1059,7 +1078,7 @@ func (w *Worker) enqueueNext(ctx context.Context, tx pgx.Tx, b *batch, recorded 
 			add, manual = 0, b.manual
 		}
 		ids, counts := idsAndCounts(ts, add)
-		jobs = append(jobs, deliverJobs(ids, counts, manual, g.at)...)
+		jobs = append(jobs, deliverJobs(g.destination, ids, counts, manual, g.at)...)
 	}
 	if len(jobs) == 0 {
 		return nil

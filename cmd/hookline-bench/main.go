@@ -728,7 +728,8 @@ func seedJobs(prefix string, fanOut int) string {
 	return fmt.Sprintf(`insert into river_job (args, kind, max_attempts, queue, state, scheduled_at)
 		select jsonb_build_object('delivery_ids', array(select '%[1]s' || lpad((g * %[2]d + e)::text, 20, '0')
 				from generate_series(b * %[3]d, least(b * %[3]d + %[3]d, @n::int) - 1) g),
-			'counts', array(select 0 from generate_series(b * %[3]d, least(b * %[3]d + %[3]d, @n::int) - 1) g)),
+			'counts', array(select 0 from generate_series(b * %[3]d, least(b * %[3]d + %[3]d, @n::int) - 1) g),
+			'destination', (@endpoints::text[])[e + 1]),
 			'deliver', 25, 'delivery', 'available', now()
 		from generate_series(0, (@n::int - 1) / %[3]d) b, generate_series(0, %[2]d - 1) e`, prefix, fanOut, seedBatch)
 }

@@ -138,7 +138,8 @@ func seedOwed(t *testing.T, e *chaosEnv, endpointID string, n int) {
 			`insert into river_job (args, kind, max_attempts, queue, state, scheduled_at)
 				select jsonb_build_object('delivery_ids', array(select 'dlv_' || @ep::text || lpad(g::text, 8, '0')
 						from generate_series(b * 10, least(b * 10 + 10, @n::int) - 1) g),
-					'counts', array(select 0 from generate_series(b * 10, least(b * 10 + 10, @n::int) - 1) g)),
+					'counts', array(select 0 from generate_series(b * 10, least(b * 10 + 10, @n::int) - 1) g),
+					'destination', @ep::text),
 					'deliver', 25, 'delivery', 'available', now()
 				from generate_series(0, (@n::int - 1) / 10) b`,
 		} {

@@ -14,7 +14,8 @@
 // those past their expiry. Events are a second apart, ending now. River's
 // table holds the jobs of a backlog: a completed job for each pending
 // delivery and the newest tenth of them, and a waiting job for each pending
-// delivery but 1 in 20 (which the reconciler should find). The endpoint
+// delivery but 1 in 20 (which the reconciler should find), each job of one
+// destination's deliveries, named in its args as the fan-out names it. The endpoint
 // statistics' rollup (endpoint_stats) holds the attempts of the last 7 days
 // by hour and of the last 24 hours by minute, as the fold would have
 // written it (one shard).
@@ -133,16 +134,19 @@ insert into checkouts (id, merchant_id, livemode, payin, status, payment_status,
 	from generate_series(1, @checkouts::int) g`, `
 insert into river_job (state, attempt, attempted_at, finalized_at, args, kind, queue)
 	select 'completed', 1, now(), now(),
-		jsonb_build_object('delivery_ids', jsonb_agg(id order by id), 'counts', jsonb_agg(0)), 'deliver', 'delivery'
-	from (select id, (row_number() over (order by id) - 1) / 5 as g from deliveries
+		jsonb_build_object('delivery_ids', jsonb_agg(id order by id), 'counts', jsonb_agg(0), 'destination', dest), 'deliver', 'delivery'
+	from (select id, coalesce(endpoint_id, 'url:' || md5(url)) as dest,
+			(row_number() over (partition by coalesce(endpoint_id, 'url:' || md5(url)) order by id) - 1) / 5 as g from deliveries
 		where (status = 'pending' or substr(id, 5 + length(@id_time::text))::bigint > @deliveries::bigint * 9 / 10)
 			and not @idle::bool) d
-	group by g`, `
+	group by dest, g`, `
 insert into river_job (state, args, kind, queue)
-	select 'available', jsonb_build_object('delivery_ids', jsonb_agg(id order by id), 'counts', jsonb_agg(1)), 'deliver', 'delivery'
-	from (select id, (row_number() over (order by id) - 1) / 10 as g from deliveries
+	select 'available', jsonb_build_object('delivery_ids', jsonb_agg(id order by id), 'counts', jsonb_agg(1), 'destination', dest),
+		'deliver', 'delivery'
+	from (select id, coalesce(endpoint_id, 'url:' || md5(url)) as dest,
+			(row_number() over (partition by coalesce(endpoint_id, 'url:' || md5(url)) order by id) - 1) / 10 as g from deliveries
 		where status = 'pending' and substr(id, 5 + length(@id_time::text))::bigint % 20 <> 0 and not @idle::bool) d
-	group by g`,
+	group by dest, g`,
 }
 
 // Write writes the history in tx. The tables must hold no events or
