@@ -340,10 +340,10 @@ func (l *limiter) isPausedLocked(destination string) bool {
 	return ok
 }
 
-// withdrawDue says whether a job that found destination troubled (slow or
-// failing, here or in the database's view) or paused should withdraw its
-// queued jobs now: not if this process did in the last withdrawEvery. Each
-// answer of true counts as a withdrawal.
+// withdrawDue says whether a job that found destination failing or slow
+// should withdraw its queued jobs now: not while this process withdraws
+// them, nor for withdrawEvery after it did (withdrew). An answer of true
+// starts a withdrawal.
 func (l *limiter) withdrawDue(destination string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -351,16 +351,15 @@ func (l *limiter) withdrawDue(destination string) bool {
 	if at, ok := l.withdrawn[destination]; ok && now.Sub(at) < withdrawEvery {
 		return false
 	}
-	l.withdrawn[destination] = now
+	l.withdrawn[destination] = now.Add(withdrawBudget + time.Minute) // under way: the job's timeout ends it
 	return true
 }
 
-// troubledOrHeldBack says whether destination is slow, failing or paused in
-// this process: one look for a refused job.
-func (l *limiter) troubledOrHeldBack(destination string) bool {
+// withdrew notes that a withdrawal of destination's queued jobs ended.
+func (l *limiter) withdrew(destination string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.isTroubledLocked(destination) || l.holdsBackLocked(destination, false)
+	l.withdrawn[destination] = time.Now()
 }
 
 // parkedHere notes that this process parked deliveries of destination for

@@ -3,6 +3,7 @@ package delivery_test
 import (
 	"context"
 	"net"
+	"net/http"
 	"testing"
 	"time"
 
@@ -31,18 +32,8 @@ func TestFailingDestinationsQueuedJobsAreWithdrawn(t *testing.T) {
 	l.Close()
 	ep := e.endpoint(dead, []string{"checkout.created"})
 
-	// The burst: 300 checkouts, each its own transaction and job, queued
-	// while the workers are stopped.
 	const burst = 300
-	if err := e.client.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for range burst {
-		e.tx(func(tx pgx.Tx) error {
-			_, err := e.service.CreateCheckout(ctx, tx, e.scope, events.CheckoutParams{Amount: "100", InvoiceCurrency: "usd"})
-			return err
-		})
-	}
+	e.queueCheckouts(burst)
 	var queued int
 	if err := e.pool.QueryRow(ctx, `select count(*) from river_job where kind = 'deliver' and state = 'available'
 		and args->>'destination' = $1`, ep.ID).Scan(&queued); err != nil {
@@ -94,5 +85,54 @@ func TestFailingDestinationsQueuedJobsAreWithdrawn(t *testing.T) {
 	}
 	if withdrawn < burst/2 {
 		t.Errorf("%v deliveries withdrawn, want most of the %d", withdrawn, burst)
+	}
+}
+
+// A healthy destination that is only busy keeps its queue: its jobs past
+// its places wait, then park for its admitted jobs to drain, and nothing is
+// withdrawn (the release would hand its backlog back more slowly than its
+// own jobs drain it).
+func TestBusyHealthyDestinationKeepsItsQueue(t *testing.T) {
+	t.Parallel()
+	e := newEnvWith(t, envOptions{schedule: fast, timeout: 5 * time.Second, workers: 4, inFlight: 1})
+	ctx := context.Background()
+	busy := newReceiver(t, func(int, http.ResponseWriter) { time.Sleep(300 * time.Millisecond) })
+	e.endpoint(busy.srv.URL, []string{"checkout.created"})
+	const queued = 20
+	e.queueCheckouts(queued)
+	if err := e.client.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range e.waitDeliveries() {
+		if d.Status != delivery.StatusSucceeded || d.AttemptCount != 1 {
+			t.Errorf("delivery %s: %s after %d attempts, want succeeded after 1", d.ID, d.Status, d.AttemptCount)
+		}
+	}
+	var ran int
+	if err := e.pool.QueryRow(ctx, `select count(*) from river_job where kind = 'deliver' and attempt > 0`).Scan(&ran); err != nil {
+		t.Fatal(err)
+	}
+	if n := metricValue(t, e.registry, "hookline_deliveries_withdrawn_total", nil); n != 0 {
+		t.Errorf("%v deliveries of a healthy, busy destination withdrawn, want none", n)
+	}
+	if ran < queued {
+		t.Errorf("%d of the %d queued jobs ran: the rest went another way", ran, queued)
+	}
+}
+
+// queueCheckouts stops the River client and creates n checkouts, each in its
+// own transaction, so with its own job: a burst queued while no worker
+// runs. The test starts the client again.
+func (e *env) queueCheckouts(n int) {
+	e.t.Helper()
+	ctx := context.Background()
+	if err := e.client.Stop(ctx); err != nil {
+		e.t.Fatal(err)
+	}
+	for range n {
+		e.tx(func(tx pgx.Tx) error {
+			_, err := e.service.CreateCheckout(ctx, tx, e.scope, events.CheckoutParams{Amount: "100", InvoiceCurrency: "usd"})
+			return err
+		})
 	}
 }

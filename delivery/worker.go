@@ -321,7 +321,7 @@ type batch struct {
 	sent      []*result
 	parked    []*target
 	busy      []string             // destinations found saturated
-	troubled  []string             // destinations found slow, failing or paused: their queued jobs are withdrawn
+	troubled  []string             // destinations found failing or slow: their queued jobs are withdrawn
 	pauses    map[string]time.Time // destinations to pause, until when
 	leave     []func()             // the limiter places the job holds
 	admitted  []string             // destinations the limiter admitted the job to
@@ -359,8 +359,10 @@ func (b *batch) park(ts []*target, busy bool) {
 	}
 }
 
-// foundTroubled notes that the job found destination slow, failing or
-// paused: Work then withdraws its queued jobs (Worker.withdraw).
+// foundTroubled notes that the job found destination failing (its circuit
+// open, or failing in this process) or slow: Work then withdraws its queued
+// jobs (Worker.withdraw). A paused destination is not: a receiver's pause is
+// often a second or two, and its queued jobs park as they come.
 func (b *batch) foundTroubled(destination string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -426,6 +428,9 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 		wg.Go(func() { w.deliverTo(ctx, start, byDestination[key], job.Args, b) })
 	}
 	wg.Wait()
+	// Last, once the places below are given back: a withdrawal takes a
+	// moment, and holds the job's worker, not its destination's places.
+	defer w.withdrawFound(ctx, b)
 	defer func() {
 		for _, leave := range b.leave {
 			leave()
@@ -433,11 +438,6 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
 	}()
 	if err := w.recordWithin(ctx, b); err != nil {
 		return err
-	}
-	for _, destination := range b.troubled {
-		if w.limiter.withdrawDue(destination) {
-			w.withdraw(ctx, destination)
-		}
 	}
 	if b.refused {
 		return river.JobSnooze(time.Second)
@@ -568,7 +568,7 @@ func (w *Worker) deliverTo(ctx context.Context, start time.Time, ts []*target, a
 			return
 		}
 		b.park(ts, !t.paused && ctx.Err() == nil) // a wait cut short by a stop says nothing of the destination
-		if t.paused || t.failing || w.limiter.troubledOrHeldBack(t.destination) {
+		if t.failing || w.limiter.isTroubled(t.destination) {
 			b.foundTroubled(t.destination)
 		}
 		return
@@ -592,7 +592,6 @@ func (w *Worker) sendAdmitted(ctx context.Context, start time.Time, ts []*target
 	if !args.Manual {
 		if !args.Probe && (t.paused || w.limiter.isPaused(t.destination)) {
 			b.park(ts, false)
-			b.foundTroubled(t.destination)
 			return
 		}
 		if t.endpointType == TypeDiscord {

@@ -855,7 +855,8 @@ func backlog(bin, url string, pending, history int) (*result, error) {
 
 // noisy: merchant A owes 50,000 deliveries to an endpoint that refuses
 // connections and 2,000 to one that takes 8 s (queued at once, as a burst,
-// 10 s before B starts); merchant B creates 200 checkouts a second for 60 s
+// 2 s before B starts: until session 12, 10 s, by which time A's queue had
+// been worked through); merchant B creates 200 checkouts a second for 60 s
 // with a fast endpoint. It measures B's 201 -> receiver latency and the job
 // runs A's destinations cost (river_job: each job's attempts plus snoozes).
 func noisy(bin, url string) (*result, error) {
@@ -911,7 +912,7 @@ func noisy(bin, url string) (*result, error) {
 			where j.kind = 'deliver' and d.endpoint_id = any($1)`, ids).Scan(&n)
 		return n, err
 	}
-	time.Sleep(10 * time.Second)
+	time.Sleep(2 * time.Second)
 	before, err := aRuns()
 	if err != nil {
 		return nil, err
