@@ -57,6 +57,7 @@ type limiter struct {
 	paused         map[string]time.Time // destination -> paused until
 	parked         map[string]bool      // destinations this process parked deliveries of for lack of room
 	withdrawn      map[string]time.Time // destination -> when this process last withdrew its queued jobs
+	withdrawing    bool                 // a withdrawal is under way in this process
 }
 
 // destinationPlaces is one destination's jobs under way and attempts in
@@ -342,16 +343,16 @@ func (l *limiter) isPausedLocked(destination string) bool {
 
 // withdrawDue says whether a job that found destination failing or slow
 // should withdraw its queued jobs now: not while this process withdraws
-// them, nor for withdrawEvery after it did (withdrew). An answer of true
-// starts a withdrawal.
+// any destination's (each withdrawal uses one of the workers' few
+// connections throughout), nor for withdrawEvery after it withdrew this
+// one's. An answer of true starts a withdrawal, which withdrew ends.
 func (l *limiter) withdrawDue(destination string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := time.Now()
-	if at, ok := l.withdrawn[destination]; ok && now.Sub(at) < withdrawEvery {
+	if at, ok := l.withdrawn[destination]; l.withdrawing || ok && time.Since(at) < withdrawEvery {
 		return false
 	}
-	l.withdrawn[destination] = now.Add(withdrawBudget + time.Minute) // under way: the job's timeout ends it
+	l.withdrawing = true
 	return true
 }
 
@@ -359,6 +360,7 @@ func (l *limiter) withdrawDue(destination string) bool {
 func (l *limiter) withdrew(destination string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.withdrawing = false
 	l.withdrawn[destination] = time.Now()
 }
 

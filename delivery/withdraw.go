@@ -10,20 +10,19 @@ import (
 )
 
 const (
-	// withdrawMax is the most queued jobs one withdrawal locks (up to
-	// jobSize deliveries each); a larger queue is withdrawn in turns.
-	withdrawMax = 5000
-	// withdrawChunk is how many of them one statement deletes and parks.
-	withdrawChunk = 200
-	// withdrawBudget bounds the statements of one withdrawal, and so how
-	// long it holds the jobs it locked: past it, what was withdrawn is
-	// committed and the jobs not reached yet go back to the queue. It ends
-	// sooner when the job's timeout is nearer than withdrawMargin, which
-	// would roll it all back. Parking is the cost: 4,900 jobs of 10
-	// deliveries took 7.5 s on the 2-core machine beside another tenant's
-	// load.
+	// setAsideBatch is how many queued jobs one setAsideQueued statement
+	// takes: a short statement, repeated until the queue is set aside.
+	setAsideBatch = 5000
+	// withdrawBatch is how many of them one withdrawQueued statement
+	// deletes and parks (up to jobSize deliveries each).
+	withdrawBatch = 200
+	// withdrawBudget bounds the statements of one withdrawal. What is left
+	// then stays set aside, and the next withdrawal goes on with it; River's
+	// scheduler hands it back to the queue after a minute, behind every
+	// other job (setAsideQueued). Parking is the cost: 4,900 jobs of 10
+	// deliveries took 4 to 7 s on the 2-core machine beside another
+	// tenant's load.
 	withdrawBudget = 20 * time.Second
-	withdrawMargin = 3 * time.Second
 	// withdrawEvery is how long one process waits after withdrawing a
 	// destination's queued jobs before it withdraws them again: once is
 	// enough for what was queued, and the jobs queued since (retries
@@ -31,32 +30,50 @@ const (
 	withdrawEvery = 5 * time.Second
 )
 
-// lockQueued locks destination $1's queued automatic jobs, up to $2, oldest
-// first, where River's fetch would lock them: a job River is fetching is
-// skipped and stays River's, and River's fetch skips the jobs locked here,
-// so that from this statement on they stand in front of no one while
-// withdrawJobs works through them. Manual retries and probes are not
-// withdrawn (a retry is never parked: see batch.park; a probe is sent
-// although its destination is paused). river_job_queued_destination_idx
-// (migration 019) holds only the queued delivery jobs: the statement reads
-// what it locks, not the destination's history.
-const lockQueued = `select id from river_job
-	where state = 'available' and kind = 'deliver' and args->>'destination' = $1
-		and args->'manual' is null and args->'probe' is null
-	order by args->>'destination', id
-	limit $2
-	for update skip locked`
+// setAsidePriority marks the jobs a withdrawal set aside: River fetches by
+// priority first, and hookline queues every other job at priority 1, so a
+// set-aside job that River hands back stands behind all of them.
+const setAsidePriority = 4
 
-// withdrawJobs deletes the jobs $1, which lockQueued locked in the same
-// transaction, and parks their deliveries, so that nothing is stranded
-// between the two: a parked delivery costs the queue nothing, and the
-// release hands it back at the rate its destination takes (one probe per
-// interval for a failing one). A delivery whose attempt count moved on (made
-// by another job) or that was parked already (perhaps under a drain's lease)
-// is left alone: its job would have sent nothing. It answers each delivery
-// the jobs named, and whether it was parked.
-const withdrawJobs = `with gone as (
-		delete from river_job where id = any($1::bigint[]) and state = 'available' returning args),
+// queuedOf is the condition of a destination's queued automatic jobs,
+// written as river_job_queued_destination_idx's predicate (migration 019)
+// so that the index holds them: those River would fetch, and those a
+// withdrawal set aside. Manual retries and probes are not withdrawn (a
+// retry is never parked: see batch.park; a probe is sent although its
+// destination is paused).
+const queuedOf = `kind = 'deliver' and (state = 'available' or (state = 'scheduled' and priority = 4))
+		and args->>'destination' = $1 and args->'manual' is null and args->'probe' is null`
+
+// setAsideQueued sets up to $2 of destination $1's queued jobs aside, in a
+// short statement: scheduled a minute ahead, at setAsidePriority. River's
+// fetch passes them by (it takes available jobs due now, by priority
+// first), so from that moment they stand in front of no other tenant's
+// jobs, and none is fetched, loaded and refused on its own. The rows are
+// locked as River's fetch locks them: a job River is fetching is skipped,
+// and stays River's. It answers the ids it set aside.
+const setAsideQueued = `update river_job set state = 'scheduled', priority = 4, scheduled_at = now() + interval '1 minute'
+	where id in (select id from river_job
+		where ` + queuedOf + ` and state = 'available'
+		order by args->>'destination', id
+		limit $2
+		for update skip locked)
+	returning id`
+
+// withdrawQueued deletes up to $2 of destination $1's queued jobs (set
+// aside or not) and parks their deliveries, in one statement: a parked
+// delivery costs the queue nothing, and the release hands it back at the
+// rate its destination takes (one probe per interval for a failing one). A
+// delivery whose attempt count moved on (made by another job) or that was
+// parked already (perhaps under a drain's lease) is left alone: its job
+// would have sent nothing. It answers each delivery the jobs named, and
+// whether it was parked.
+const withdrawQueued = `with gone as (
+		delete from river_job where id in (select id from river_job
+			where ` + queuedOf + `
+			order by args->>'destination', id
+			limit $2
+			for update skip locked)
+		returning args),
 	owed as (
 		select o.id, o.count::int as count
 		from gone, rows from (jsonb_array_elements_text(gone.args->'delivery_ids'), jsonb_array_elements_text(gone.args->'counts')) as o (id, count)),
@@ -68,7 +85,8 @@ const withdrawJobs = `with gone as (
 	select owed.id, parked.id is not null from owed left join parked on parked.id = owed.id`
 
 // withdrawFound withdraws the queued jobs of the destinations the job found
-// failing or slow, each at most once every withdrawEvery in this process.
+// failing or slow: one withdrawal at a time in this process, and a
+// destination's at most once every withdrawEvery.
 func (w *Worker) withdrawFound(ctx context.Context, b *batch) {
 	for _, destination := range b.troubled {
 		if w.limiter.withdrawDue(destination) {
@@ -79,64 +97,67 @@ func (w *Worker) withdrawFound(ctx context.Context, b *batch) {
 }
 
 // withdraw takes destination's queued automatic jobs out of River's queue
-// and parks their deliveries, in one transaction: the jobs are locked at
-// once (lockQueued), then deleted and parked withdrawChunk at a time
-// (withdrawJobs), for up to withdrawBudget. River fetches first in, first out: a merchant's burst of
-// thousands of jobs to a dead or slow endpoint would otherwise stand in
-// front of every other merchant's jobs until each had been fetched, loaded
-// and refused in turn. A failure is logged and leaves the jobs queued, as
-// they were (they are then refused one by one).
+// and parks their deliveries. River fetches first in, first out: a
+// merchant's burst of thousands of jobs to a dead or slow endpoint would
+// otherwise stand in front of every other merchant's jobs until each had
+// been fetched, loaded and refused in turn. So it first sets them all aside
+// (setAsideQueued: one cheap write of each job, no delivery touched), then
+// parks their deliveries (withdrawQueued) for up to withdrawBudget. Every
+// statement commits on its own: one cut short by a failure, the job's
+// timeout or a stop loses only itself, and holds no lock or snapshot long.
+// A failure is logged; what is left is taken by the next withdrawal.
 func (w *Worker) withdraw(ctx context.Context, destination string) {
 	start := time.Now()
-	until := start.Add(withdrawBudget)
-	if deadline, ok := ctx.Deadline(); ok && deadline.Add(-withdrawMargin).Before(until) {
-		until = deadline.Add(-withdrawMargin)
-	}
-	var jobs, named, parked int
-	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
-		named, parked = 0, 0
-		rows, err := tx.Query(ctx, lockQueued, destination, withdrawMax)
-		if err != nil {
-			return err
+	var setAside, named, parked int
+	err := func() error {
+		for time.Since(start) < withdrawBudget {
+			tag, err := w.pool.Exec(ctx, setAsideQueued, destination, setAsideBatch)
+			if err != nil {
+				return err
+			}
+			setAside += int(tag.RowsAffected())
+			if tag.RowsAffected() < setAsideBatch {
+				break
+			}
 		}
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-		if err != nil {
-			return err
-		}
-		jobs = len(ids)
-		for i := 0; i < len(ids) && time.Now().Before(until); i += withdrawChunk {
-			rows, err := tx.Query(ctx, withdrawJobs, ids[i:min(i+withdrawChunk, len(ids))])
+		for time.Since(start) < withdrawBudget {
+			rows, err := w.pool.Query(ctx, withdrawQueued, destination, withdrawBatch)
 			if err != nil {
 				return err
 			}
 			var id string
 			var wasParked bool
-			if _, err := pgx.ForEachRow(rows, []any{&id, &wasParked}, func() error {
-				named++
+			n, err := pgx.ForEachRow(rows, []any{&id, &wasParked}, func() error {
 				if wasParked {
 					parked++
 				}
 				return nil
-			}); err != nil {
+			})
+			if err != nil {
 				return err
 			}
+			if n.RowsAffected() == 0 {
+				return nil
+			}
+			named += int(n.RowsAffected())
 		}
 		return nil
-	})
+	}()
+	if parked > 0 {
+		w.metrics.withdrawn.Add(float64(parked))
+	}
 	// An endpoint is named; a checkout's webhook_url is not (its key is a
 	// digest of the URL, which may hold a token).
 	who := slog.String("endpoint_id", destination)
 	if strings.HasPrefix(destination, "url:") {
 		who = slog.String("endpoint_id", "")
 	}
-	if err != nil {
-		w.logger.WarnContext(ctx, "withdraw a failing or slow destination's queued jobs", who,
-			slog.String("error", err.Error()), slog.Duration("took", time.Since(start)))
-		return
-	}
-	if named > 0 {
-		w.metrics.withdrawn.Add(float64(parked))
-		w.logger.InfoContext(ctx, "withdrew a failing or slow destination's queued jobs: their deliveries are parked for the release", who,
-			slog.Int("jobs", jobs), slog.Int("deliveries", named), slog.Int("parked", parked), slog.Duration("took", time.Since(start)))
+	attrs := []any{who, slog.Int("set_aside", setAside), slog.Int("deliveries", named), slog.Int("parked", parked),
+		slog.Duration("took", time.Since(start))}
+	switch {
+	case err != nil:
+		w.logger.WarnContext(ctx, "withdraw a failing or slow destination's queued jobs", append(attrs, slog.String("error", err.Error()))...)
+	case setAside > 0 || named > 0:
+		w.logger.InfoContext(ctx, "withdrew a failing or slow destination's queued jobs: their deliveries are parked for the release", attrs...)
 	}
 }

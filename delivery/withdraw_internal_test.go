@@ -15,10 +15,11 @@ import (
 )
 
 // A withdrawal takes exactly the destination's queued automatic jobs that
-// no one else holds, and parks exactly their deliveries still owed at the
-// job's count: not a manual retry, a probe, a scheduled, running or locked
-// job, nor another destination's; not a delivery settled, moved on by
-// another job, or parked under a drain's lease (whose lease it keeps).
+// no one else holds, and those an earlier withdrawal set aside, and parks
+// exactly their deliveries still owed at the job's count: not a manual
+// retry, a probe, a scheduled retry, a running or locked job, nor another
+// destination's; not a delivery settled, moved on by another job, or parked
+// under a drain's lease (whose lease it keeps).
 func TestWithdrawTakesOnlyTheQueue(t *testing.T) {
 	ctx := context.Background()
 	pool := dbtest.NewPool(t)
@@ -40,6 +41,7 @@ func TestWithdrawTakesOnlyTheQueue(t *testing.T) {
 		{"dlv_8", "we_x", "pending", 0, false, false},   // a running job's
 		{"dlv_9", "we_x", "pending", 0, false, false},   // a job River is fetching
 		{"dlv_10", "we_y", "pending", 0, false, false},  // another destination's
+		{"dlv_11", "we_x", "pending", 0, false, false},  // set aside by an earlier withdrawal
 	}
 	for _, r := range rows {
 		if _, err := pool.Exec(ctx, `insert into deliveries (id, merchant_id, livemode, event_id, endpoint_id, url, status, attempt_count,
@@ -51,11 +53,15 @@ func TestWithdrawTakesOnlyTheQueue(t *testing.T) {
 	}
 	job := func(args, state string) int64 {
 		t.Helper()
+		priority := 1
+		if state == "set aside" {
+			state, priority = "scheduled", setAsidePriority
+		}
 		var id int64
-		if err := pool.QueryRow(ctx, `insert into river_job (args, kind, max_attempts, queue, state, scheduled_at, attempt, attempted_at)
-			values ($1, 'deliver', 25, 'delivery', $2::text::river_job_state,
+		if err := pool.QueryRow(ctx, `insert into river_job (args, kind, max_attempts, queue, state, priority, scheduled_at, attempt, attempted_at)
+			values ($1, 'deliver', 25, 'delivery', $2::text::river_job_state, $3,
 				now() + case when $2::text = 'scheduled' then interval '1 hour' else interval '0' end,
-				case when $2::text = 'running' then 1 else 0 end, case when $2::text = 'running' then now() end) returning id`, args, state).Scan(&id); err != nil {
+				case when $2::text = 'running' then 1 else 0 end, case when $2::text = 'running' then now() end) returning id`, args, state, priority).Scan(&id); err != nil {
 			t.Fatal(err)
 		}
 		return id
@@ -64,6 +70,7 @@ func TestWithdrawTakesOnlyTheQueue(t *testing.T) {
 		job(`{"delivery_ids": ["dlv_1", "dlv_2"], "counts": [0, 0], "destination": "we_x"}`, "available"),
 		job(`{"delivery_ids": ["dlv_3"], "counts": [0], "destination": "we_x"}`, "available"),
 		job(`{"delivery_ids": ["dlv_4"], "counts": [0], "destination": "we_x"}`, "available"),
+		job(`{"delivery_ids": ["dlv_11"], "counts": [0], "destination": "we_x"}`, "set aside"),
 	}
 	fetched := job(`{"delivery_ids": ["dlv_9"], "counts": [0], "destination": "we_x"}`, "available")
 	kept := []int64{
@@ -116,7 +123,7 @@ func TestWithdrawTakesOnlyTheQueue(t *testing.T) {
 	}{
 		{"dlv_1", true, "now"}, {"dlv_2", false, "now"}, {"dlv_3", true, "later"}, {"dlv_4", false, "now"},
 		{"dlv_5", false, "now"}, {"dlv_6", false, "now"}, {"dlv_7", false, "now"}, {"dlv_8", false, "now"},
-		{"dlv_9", false, "now"}, {"dlv_10", false, "now"},
+		{"dlv_9", false, "now"}, {"dlv_10", false, "now"}, {"dlv_11", true, "now"},
 	} {
 		var parked, later bool
 		if err := pool.QueryRow(ctx, `select parked, next_attempt_at > now() + interval '30 minutes' from deliveries where id = $1`, want.id).
@@ -137,7 +144,32 @@ func TestWithdrawTakesOnlyTheQueue(t *testing.T) {
 			withdrawn = f.GetMetric()[0].GetCounter().GetValue()
 		}
 	}
-	if withdrawn != 1 {
-		t.Errorf("%v deliveries counted withdrawn, want 1 (dlv_1)", withdrawn)
+	if withdrawn != 2 {
+		t.Errorf("%v deliveries counted withdrawn, want 2 (dlv_1, dlv_11)", withdrawn)
+	}
+}
+
+// One withdrawal at a time in a process (each holds one of the workers' few
+// connections throughout), and a destination's not again until
+// withdrawEvery after the last ended.
+func TestWithdrawalsOneAtATime(t *testing.T) {
+	l := newLimiter(50, 25, 100)
+	if !l.withdrawDue("we_a") {
+		t.Fatal("the first withdrawal was refused")
+	}
+	if l.withdrawDue("we_b") {
+		t.Error("a second withdrawal started while one was under way")
+	}
+	l.withdrew("we_a")
+	if l.withdrawDue("we_a") {
+		t.Error("we_a was withdrawn again at once")
+	}
+	if !l.withdrawDue("we_b") {
+		t.Error("we_b was refused once the other withdrawal ended")
+	}
+	l.withdrew("we_b")
+	l.withdrawn["we_a"] = time.Now().Add(-withdrawEvery)
+	if !l.withdrawDue("we_a") {
+		t.Error("we_a was refused withdrawEvery after its last withdrawal")
 	}
 }
