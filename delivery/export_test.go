@@ -24,3 +24,6 @@ const (
 	StartBucketSQL       = startBucket
 	ReconcileSettingsSQL = reconcileSettings
 )
+
+// SetAsidePriority marks the jobs a withdrawal set aside.
+const SetAsidePriority = setAsidePriority

@@ -57,7 +57,7 @@ type limiter struct {
 	paused         map[string]time.Time // destination -> paused until
 	parked         map[string]bool      // destinations this process parked deliveries of for lack of room
 	withdrawn      map[string]time.Time // destination -> when this process last withdrew its queued jobs
-	withdrawing    bool                 // a withdrawal is under way in this process
+	parking        bool                 // a withdrawal of this process is parking deliveries
 }
 
 // destinationPlaces is one destination's jobs under way and attempts in
@@ -343,16 +343,16 @@ func (l *limiter) isPausedLocked(destination string) bool {
 
 // withdrawDue says whether a job that found destination failing or slow
 // should withdraw its queued jobs now: not while this process withdraws
-// any destination's (each withdrawal uses one of the workers' few
-// connections throughout), nor for withdrawEvery after it withdrew this
-// one's. An answer of true starts a withdrawal, which withdrew ends.
+// them, nor for withdrawEvery after it did. An answer of true starts a
+// withdrawal, which withdrew ends.
 func (l *limiter) withdrawDue(destination string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if at, ok := l.withdrawn[destination]; l.withdrawing || ok && time.Since(at) < withdrawEvery {
+	now := time.Now()
+	if at, ok := l.withdrawn[destination]; ok && now.Sub(at) < withdrawEvery {
 		return false
 	}
-	l.withdrawing = true
+	l.withdrawn[destination] = now.Add(time.Hour) // under way until withdrew
 	return true
 }
 
@@ -360,8 +360,26 @@ func (l *limiter) withdrawDue(destination string) bool {
 func (l *limiter) withdrew(destination string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.withdrawing = false
 	l.withdrawn[destination] = time.Now()
+}
+
+// startParking says whether a withdrawal may park its deliveries now: one
+// at a time in a process, each holding one of the workers' few
+// connections throughout; stopParking ends its turn.
+func (l *limiter) startParking() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.parking {
+		return false
+	}
+	l.parking = true
+	return true
+}
+
+func (l *limiter) stopParking() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.parking = false
 }
 
 // parkedHere notes that this process parked deliveries of destination for

@@ -49,7 +49,8 @@ func TestFailingDestinationsQueuedJobsAreWithdrawn(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	var left int
 	for {
-		if err := e.pool.QueryRow(ctx, `select count(*) from river_job where kind = 'deliver' and state in ('available', 'running')`).
+		if err := e.pool.QueryRow(ctx, `select count(*) from river_job where kind = 'deliver'
+			and (state in ('available', 'running') or (state = 'scheduled' and priority = $1))`, delivery.SetAsidePriority).
 			Scan(&left); err != nil {
 			t.Fatal(err)
 		}
@@ -83,8 +84,8 @@ func TestFailingDestinationsQueuedJobsAreWithdrawn(t *testing.T) {
 	if ran > burst/3 {
 		t.Errorf("%d of the %d queued jobs ran, want the failing endpoint's queue withdrawn after the first few", ran, burst)
 	}
-	if withdrawn < burst/2 {
-		t.Errorf("%v deliveries withdrawn, want most of the %d", withdrawn, burst)
+	if int(withdrawn) != burst-ran {
+		t.Errorf("%v deliveries withdrawn, want the %d whose jobs did not run", withdrawn, burst-ran)
 	}
 }
 
