@@ -36,7 +36,7 @@
 // then work them (Worker.drain), claimed with a lease. So are the deliveries
 // of a destination that is paused (it answered 429 or 503 with Retry-After,
 // or its probes fail), which the fan-out parks at once, and of the jobs
-// still queued for a destination a job found failing or slow: it withdraws
+// still queued for a destination a job found failing: it withdraws
 // them from the queue (withdraw.go), so that a tenant's burst to a dead
 // endpoint does not stand in front of the others' jobs. The periodic
 // [ReleaseWorker] hands parked deliveries new jobs, destination by

@@ -341,7 +341,7 @@ func (l *limiter) isPausedLocked(destination string) bool {
 	return ok
 }
 
-// withdrawDue says whether a job that found destination failing or slow
+// withdrawDue says whether a job that found destination failing
 // should withdraw its queued jobs now: not while this process withdraws
 // them, nor for withdrawEvery after it did. An answer of true starts a
 // withdrawal, which withdrew ends.

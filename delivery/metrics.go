@@ -76,7 +76,7 @@ func NewMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, logger *slog.Logg
 		}),
 		withdrawn: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hookline_deliveries_withdrawn_total",
-			Help: "Deliveries of a failing or slow destination parked for the release when their queued jobs were taken out of the queue.",
+			Help: "Deliveries of a failing destination parked for the release when their queued jobs were taken out of the queue.",
 		}),
 		foldErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hookline_endpoint_stats_fold_errors_total",

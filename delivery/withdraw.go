@@ -87,9 +87,9 @@ const withdrawQueued = `with gone as (
 	select owed.id, parked.id is not null from owed left join parked on parked.id = owed.id`
 
 // withdrawFound withdraws the queued jobs of the destinations the job found
-// failing or slow, a destination's at most once every withdrawEvery.
+// failing, a destination's at most once every withdrawEvery.
 func (w *Worker) withdrawFound(ctx context.Context, b *batch) {
-	for _, destination := range b.troubled {
+	for _, destination := range b.failing {
 		if w.limiter.withdrawDue(destination) {
 			func() {
 				defer w.limiter.withdrew(destination)
@@ -101,7 +101,7 @@ func (w *Worker) withdrawFound(ctx context.Context, b *batch) {
 
 // withdraw takes destination's queued automatic jobs out of River's queue
 // and parks their deliveries. River fetches first in, first out: a
-// merchant's burst of thousands of jobs to a dead or slow endpoint would
+// merchant's burst of thousands of jobs to a dead endpoint would
 // otherwise stand in front of every other merchant's jobs until each had
 // been fetched, loaded and refused in turn. So it first sets them all aside
 // (setAsideQueued: one cheap write of each job, no delivery touched), then
@@ -169,8 +169,8 @@ func (w *Worker) withdraw(ctx context.Context, destination string) {
 		slog.Duration("took", time.Since(start))}
 	switch {
 	case err != nil:
-		w.logger.WarnContext(ctx, "withdraw a failing or slow destination's queued jobs", append(attrs, slog.String("error", err.Error()))...)
+		w.logger.WarnContext(ctx, "withdraw a failing destination's queued jobs", append(attrs, slog.String("error", err.Error()))...)
 	case setAside > 0 || named > 0:
-		w.logger.InfoContext(ctx, "withdrew a failing or slow destination's queued jobs: their deliveries are parked for the release", attrs...)
+		w.logger.InfoContext(ctx, "withdrew a failing destination's queued jobs: their deliveries are parked for the release", attrs...)
 	}
 }

@@ -321,7 +321,7 @@ type batch struct {
 	sent      []*result
 	parked    []*target
 	busy      []string             // destinations found saturated
-	troubled  []string             // destinations found failing or slow: their queued jobs are withdrawn
+	failing   []string             // destinations found failing: their queued jobs are withdrawn
 	pauses    map[string]time.Time // destinations to pause, until when
 	leave     []func()             // the limiter places the job holds
 	admitted  []string             // destinations the limiter admitted the job to
@@ -359,14 +359,18 @@ func (b *batch) park(ts []*target, busy bool) {
 	}
 }
 
-// foundTroubled notes that the job found destination failing (its circuit
-// open, or failing in this process) or slow: Work then withdraws its queued
-// jobs (Worker.withdraw). A paused destination is not: a receiver's pause is
-// often a second or two, and its queued jobs park as they come.
-func (b *batch) foundTroubled(destination string) {
+// foundFailing notes that the job found destination failing (its circuit
+// open, or failing in this process): Work then withdraws its queued jobs
+// (Worker.withdraw). A paused destination is not: a receiver's pause is
+// often a second or two, and its queued jobs park as they come. Nor is a
+// slow one: a burst on a busy machine makes a healthy receiver's attempts
+// slow for a moment (a withdrawal then sent a burst's deliveries the long
+// way, through the release), and a slow destination's jobs are refused
+// and parked as they come, at the pace of its few places.
+func (b *batch) foundFailing(destination string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.troubled = append(b.troubled, destination)
+	b.failing = append(b.failing, destination)
 }
 
 // observe counts recorded attempts, and endpoints disabled with them, in the
@@ -568,8 +572,8 @@ func (w *Worker) deliverTo(ctx context.Context, start time.Time, ts []*target, a
 			return
 		}
 		b.park(ts, !t.paused && ctx.Err() == nil) // a wait cut short by a stop says nothing of the destination
-		if t.failing || w.limiter.isTroubled(t.destination) {
-			b.foundTroubled(t.destination)
+		if t.failing || w.limiter.isFailing(t.destination) {
+			b.foundFailing(t.destination)
 		}
 		return
 	}
@@ -612,7 +616,7 @@ func (w *Worker) sendAdmitted(ctx context.Context, start time.Time, ts []*target
 			// The circuit is open: one probe; the rest wait for its answer.
 			b.park(ts[1:], false)
 			ts = ts[:1]
-			b.foundTroubled(t.destination)
+			b.foundFailing(t.destination)
 		}
 	}
 	if t.rateLimit != nil {

@@ -1,8 +1,8 @@
 -- The queued delivery jobs of each destination. River fetches a queue's jobs
 -- first in, first out, so a merchant's burst of thousands of jobs to a dead
--- or slow endpoint stands in front of every other merchant's: each is
+-- endpoint stands in front of every other merchant's: each is
 -- fetched, loaded and refused before River reaches the next tenant's. The
--- first job that finds its destination failing or slow withdraws the rest
+-- first job that finds its destination failing withdraws the rest
 -- (delivery/withdraw.go: it sets them aside, scheduled a minute ahead at
 -- priority 4, then deletes them and parks their deliveries), reading them
 -- here by the destination each job carries in its args
