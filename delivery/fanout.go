@@ -40,11 +40,11 @@ type DeliverArgs struct {
 	// release paused it so that no other probe follows before this one's
 	// interval).
 	Probe bool `json:"probe,omitempty"`
-	// Destination is the deliveries' destination (destinationKey): a
-	// destination found troubled withdraws its other queued jobs by it
-	// (withdrawQueued), so that they do not hold up other tenants' jobs
-	// behind them in the queue. Manual retries leave it out: they are never
-	// withdrawn.
+	// Destination is the deliveries' destination (destinationKey): the
+	// first job that finds a destination failing finds its other queued
+	// jobs by it and withdraws them (withdraw.go), so that they do not hold
+	// up other tenants' jobs behind them in the queue. Manual retries leave
+	// it out: they are never withdrawn.
 	Destination string `json:"destination,omitempty"`
 }
 
