@@ -132,7 +132,7 @@ func (l *limiter) enter(ctx context.Context, destination, merchant string, until
 		d.jobs++
 		l.hold(merchant)
 		return leave, true
-	case l.isTroubledLocked(destination) || l.holdsBackLocked(destination, false) || !time.Now().Before(until) ||
+	case l.isTroubledLocked(destination) || l.holdsBackLocked(destination) || !time.Now().Before(until) ||
 		d.jobs+len(d.waiting) >= l.workers-l.perMerchant:
 		// No wait for it: refused.
 	default:
@@ -317,17 +317,18 @@ func (l *limiter) isPaused(destination string) bool {
 }
 
 // holdsBack says whether this process holds destination back: paused, or
-// failing, unless the job asking is its probe (probing), which goes all the
-// same. One look at the limiter for a job's lane before each attempt.
-func (l *limiter) holdsBack(destination string, probing bool) bool {
+// failing. One look at the limiter for a job's lane before each attempt (a
+// failing destination's job, its probe, has a single attempt and never
+// asks).
+func (l *limiter) holdsBack(destination string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.holdsBackLocked(destination, probing)
+	return l.holdsBackLocked(destination)
 }
 
 // holdsBackLocked is holdsBack for a caller that holds l.mu.
-func (l *limiter) holdsBackLocked(destination string, probing bool) bool {
-	return l.isPausedLocked(destination) || (!probing && l.isFailingLocked(destination))
+func (l *limiter) holdsBackLocked(destination string) bool {
+	return l.isPausedLocked(destination) || l.isFailingLocked(destination)
 }
 
 // isPausedLocked is isPaused for a caller that holds l.mu; it forgets a

@@ -89,6 +89,9 @@ const withdrawQueued = `with gone as (
 // withdrawFound withdraws the queued jobs of the destinations the job found
 // failing, a destination's at most once every withdrawEvery.
 func (w *Worker) withdrawFound(ctx context.Context, b *batch) {
+	if ctx.Err() != nil {
+		return // stopping: its statements would only fail
+	}
 	for _, destination := range b.failing {
 		if w.limiter.withdrawDue(destination) {
 			func() {

@@ -636,7 +636,7 @@ func (w *Worker) sendAdmitted(ctx context.Context, start time.Time, ts []*target
 		if next == len(ts) || (next > 0 && (paused || ctx.Err() != nil || time.Since(start) > sendBudget)) {
 			return nil
 		}
-		if next > 0 && !args.Manual && w.limiter.holdsBack(t.destination, t.failing) {
+		if next > 0 && !args.Manual && w.limiter.holdsBack(t.destination) {
 			paused = true
 			return nil
 		}
