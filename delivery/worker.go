@@ -871,10 +871,24 @@ const parkDeliveries = `update deliveries d set parked = true, next_attempt_at =
 	where d.id = any($1::text[]) and d.attempt_count = ($2::int[])[array_position($1::text[], d.id)]
 		and (d.status = 'pending') is true`
 
-// markBusy notes the destinations a job found saturated, which halves their
-// next release.
-const markBusy = `insert into delivery_destinations (key, busy_at) select unnest($1::text[]), now()
-	on conflict (key) do update set busy_at = excluded.busy_at`
+// markBusy notes the destinations a job found saturated since their last
+// release, which halves their next release (see ReleaseWorker.release): only
+// whether busy_at is later than released_at counts, so a destination already
+// marked since its release is left alone, and its row is not locked. An
+// upsert locked it whatever it changed: in make bench's single drain every
+// refused job of the one destination waited, in its transaction and holding
+// one of the workers' dozen connections, for the one before it to commit
+// (8 ms a statement, about 5 s of connection time in 8 s). A release that
+// commits between this statement's snapshot and its update can go unmarked;
+// the next refusal marks it.
+const markBusy = `with marked as (
+		update delivery_destinations set busy_at = now()
+		where key = any($1::text[]) and (busy_at is null or busy_at <= released_at)
+	)
+	insert into delivery_destinations (key, busy_at)
+	select k, now() from unnest($1::text[]) k
+	where not exists (select from delivery_destinations s where s.key = k)
+	on conflict (key) do nothing`
 
 // pauseDestination holds back a destination's deliveries until $2: it asked
 // for that with a 429 or 503 and Retry-After.
@@ -974,9 +988,11 @@ func (w *Worker) record(ctx context.Context, b *batch) error {
 				return fmt.Errorf("park deliveries: %w", err)
 			}
 		}
-		var err error
-		if recorded, err = w.recordAttempts(ctx, tx, rb.args(acknowledged)); err != nil {
-			return err
+		if len(rb.ids) > 0 { // a job that only parked (refused a place) made no attempt
+			var err error
+			if recorded, err = w.recordAttempts(ctx, tx, rb.args(acknowledged)); err != nil {
+				return err
+			}
 		}
 		if err := w.enqueueNext(ctx, tx, b, recorded, next); err != nil {
 			return err
