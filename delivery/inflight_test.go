@@ -112,9 +112,51 @@ func TestLimiterCapsAttemptsInFlight(t *testing.T) {
 	if waited := time.Since(began); waited < 50*time.Millisecond {
 		t.Fatalf("the lane gave up after %v, before its deadline", waited)
 	}
+	// Waiting lanes get slots in their order of arrival, one for each
+	// attempt that ends.
+	order := make(chan int, 2)
+	for lane := range 2 {
+		go func() {
+			release, ok := l.send(ctx, "we_a", forever)
+			if ok {
+				order <- lane
+				release()
+			}
+		}()
+		waitForLanes(t, l, "we_a", lane+1)
+	}
+	releases[0]()
+	if first := <-order; first != 0 {
+		t.Errorf("lane %d got the first slot freed, before the lane that waited longer", first)
+	}
+	<-order
+	// The slots are all accounted for: as many as the cap go in flight at
+	// once again, after lanes gave up and slots were handed on.
+	releases = releases[1:]
 	for _, release := range releases {
 		release()
 	}
+	for range 3 {
+		release, ok := l.send(ctx, "we_a", time.Now())
+		if !ok {
+			t.Fatal("a slot below the cap was refused after every attempt ended")
+		}
+		defer release()
+	}
+}
+
+// waitForLanes waits until n lanes wait for a slot of destination.
+func waitForLanes(t *testing.T, l *limiter, destination string, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		l.mu.Lock()
+		waiting := len(l.dests[destination].lanes)
+		l.mu.Unlock()
+		if waiting == n {
+			return
+		}
+	}
+	t.Fatalf("%d lanes never waited for a slot of %s", n, destination)
 }
 
 func TestLimiterNotesTroubledDestinations(t *testing.T) {
